@@ -1,0 +1,40 @@
+"""The hush core: graphs, nodes, references and the engine."""
+
+from hush.core.engine import Hush
+from hush.core.errors import (
+    GraphBuildError,
+    GraphDefinitionError,
+    HushError,
+    MissingInputError,
+    NodeError,
+    RunError,
+)
+from hush.core.nodes.base import END, START, BaseNode
+from hush.core.nodes.code_node import CodeNode, code_node
+from hush.core.nodes.flow.branch_node import BranchNode
+from hush.core.nodes.graph.graph_node import GraphNode
+from hush.core.policies import RetryPolicy
+from hush.core.refs import PARENT, Each, Ref
+from hush.core.state import RunRecord
+
+__all__ = [
+    "END",
+    "PARENT",
+    "START",
+    "BaseNode",
+    "BranchNode",
+    "CodeNode",
+    "Each",
+    "GraphBuildError",
+    "GraphDefinitionError",
+    "GraphNode",
+    "Hush",
+    "HushError",
+    "MissingInputError",
+    "NodeError",
+    "Ref",
+    "RetryPolicy",
+    "RunError",
+    "RunRecord",
+    "code_node",
+]

@@ -1,0 +1,190 @@
+"""``Hush``: runs a built graph, as many times and as concurrently as you like."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from hush.core.errors import MissingInputError, RunError
+from hush.core.nodes.graph.graph_node import GraphNode
+from hush.core.runtime import GraphOutcome, RunContext, execute
+from hush.core.state import RunRecord
+
+if TYPE_CHECKING:
+    from hush.checkpoint.store import CheckpointStore
+    from hush.core.plan import GraphPlan
+    from hush.observability.tracer import Span, Tracer
+
+logger = logging.getLogger("hush.engine")
+
+
+class Hush:
+    """The engine for one graph: ``result = await Hush(graph).run(inputs)``.
+
+    Building happens once here; every ``run`` gets its own state, so concurrent
+    runs on one engine share nothing but the compiled plan.
+    """
+
+    def __init__(self, graph: GraphNode) -> None:
+        if not isinstance(graph, GraphNode):
+            raise TypeError(f"Hush() takes a GraphNode, got {type(graph).__name__}")
+        self.graph = graph.build()
+        assert graph.plan is not None
+        self.plan: GraphPlan = graph.plan
+
+    @property
+    def name(self) -> str:
+        """The graph's name (also the trace name)."""
+        return self.graph.name
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """Raise :class:`MissingInputError` when root nodes read keys the inputs lack."""
+        if self.plan.writes_all:
+            return
+        missing = sorted(self.plan.reads_parent - self.plan.writes_parent - set(inputs))
+        if not missing:
+            return
+        readers = []
+        for np in self.plan.nodes:
+            for b in np.bindings:
+                if b.key in missing and b.source.startswith("PARENT"):
+                    readers.append(f"{np.node.path} (input '{b.name}' reads {b.source})")
+        raise MissingInputError(
+            f"run inputs of graph '{self.name}' lack {', '.join(repr(k) for k in missing)}, "
+            f"read by: {'; '.join(readers)}"
+        )
+
+    async def run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        tracer: Tracer | None = None,
+        raise_on_error: bool = False,
+        max_concurrency: int | None = None,
+        run_id: str | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        on_checkpoint_mismatch: Literal["error", "restart"] = "error",
+        user_id: str | None = None,
+        session_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        flush_timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Run the graph once and return what its nodes wrote to ``PARENT``.
+
+        ``result["$state"]`` is the :class:`~hush.core.state.RunRecord`. With
+        ``max_concurrency`` at most that many leaf nodes run at once across all
+        nesting levels. With ``checkpoint`` (a SQLite path) finished nodes and
+        map items are saved as they finish and skipped when the same ``run_id``
+        runs again.
+        """
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"inputs must be a dict, got {type(inputs).__name__}")
+        self.check_inputs(inputs)
+        if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
+            raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
+        run_id = run_id or uuid.uuid4().hex
+        record = RunRecord(run_id=run_id, graph=self.name, started_at=time.time())
+        store = await self._open_store(checkpoint, run_id, inputs, on_checkpoint_mismatch)
+        limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
+        ctx = RunContext(run_id, record, tracer=tracer, leaf_limiter=limiter, store=store)
+        root = _start_trace(tracer, self.name, run_id, inputs, user_id, session_id, tags, metadata)
+        outcome: GraphOutcome | None = None
+        try:
+            outcome = await execute(self.plan, dict(inputs), ctx, self.name, root, record=True)
+        finally:
+            record.duration = ctx.now()
+            if outcome is None:
+                record.status = "cancelled"
+            else:
+                record.status = "error" if record.errors else "ok"
+            with anyio.CancelScope(shield=True):
+                if store is not None:
+                    await store.aclose()
+                await _finish_trace(tracer, root, outcome, record, flush_timeout)
+        result: dict[str, Any] = dict(outcome.written)
+        result["$state"] = record
+        if raise_on_error and record.errors:
+            raise RunError(record.errors, result)
+        return result
+
+    def run_sync(self, inputs: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        """Blocking ``run`` for scripts and notebooks without an event loop."""
+
+        async def main() -> dict[str, Any]:
+            return await self.run(inputs, **options)
+
+        return anyio.run(main)
+
+    async def _open_store(
+        self,
+        checkpoint: str | os.PathLike[str] | None,
+        run_id: str,
+        inputs: Mapping[str, Any],
+        on_mismatch: Literal["error", "restart"],
+    ) -> CheckpointStore | None:
+        if checkpoint is None:
+            return None
+        from hush.checkpoint import fingerprint, open_checkpoint
+        from hush.core.describe import describe
+
+        digest = fingerprint(describe(self.graph), dict(inputs))
+        return await open_checkpoint(checkpoint, run_id, digest, on_mismatch=on_mismatch)
+
+
+def _start_trace(
+    tracer: Tracer | None,
+    name: str,
+    run_id: str,
+    inputs: Mapping[str, Any],
+    user_id: str | None,
+    session_id: str | None,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+) -> Span | None:
+    if tracer is None:
+        return None
+    try:
+        return tracer.start_run(
+            name,
+            run_id=run_id,
+            input=dict(inputs),
+            user_id=user_id,
+            session_id=session_id,
+            tags=list(tags) if tags else None,
+            metadata=dict(metadata) if metadata else None,
+        )
+    except Exception:
+        logger.warning("tracer failed to start the run; continuing without tracing", exc_info=True)
+        return None
+
+
+async def _finish_trace(
+    tracer: Tracer | None,
+    root: Span | None,
+    outcome: GraphOutcome | None,
+    record: RunRecord,
+    flush_timeout: float,
+) -> None:
+    if tracer is None:
+        return
+    try:
+        if root is not None:
+            error = None
+            if record.errors:
+                error = RuntimeError(f"{len(record.errors)} error(s); first: {record.errors[0]}")
+            elif outcome is None:
+                error = RuntimeError("run cancelled")
+            root.end(output=outcome.written if outcome else None, error=error, status=record.status)
+        with anyio.move_on_after(flush_timeout + 1):
+            await tracer.flush(flush_timeout)
+    except Exception:
+        logger.warning("tracer failed to finish the run", exc_info=True)

@@ -1,0 +1,139 @@
+"""``CodeNode``: a node that calls a Python function, and the ``@code_node`` factory."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from hush.core.errors import GraphDefinitionError, NodeReturnError
+from hush.core.nodes.base import BaseNode
+from hush.core.policies import RetryPolicy
+
+if TYPE_CHECKING:
+    from hush.core.runtime import NodeCall
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    )
+
+
+class CodeNode(BaseNode):
+    """Calls ``code_fn(**inputs)``; it returns a dict of outputs or ``None``.
+
+    ``code_fn`` may be sync or async. A sync function runs in a worker thread so
+    blocking code never stalls other branches; pass ``thread=False`` for tiny
+    pure functions where the thread hop costs more than the work.
+    """
+
+    kind = "code"
+
+    def __init__(
+        self,
+        name: str,
+        code_fn: Callable[..., Any],
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        retry: int | RetryPolicy | dict[str, Any] | None = None,
+        timeout: float | None = None,
+        thread: bool = True,
+    ) -> None:
+        if not callable(code_fn):
+            raise GraphDefinitionError(f"CodeNode '{name}': code_fn must be callable, got {code_fn!r}")
+        self.code_fn = code_fn
+        self.is_async = _is_async(code_fn)
+        self.thread = thread
+        super().__init__(name, inputs=inputs, outputs=outputs, retry=retry, timeout=timeout)
+
+    def check(self) -> list[str]:
+        """Inputs the function cannot accept and required parameters with no input."""
+        try:
+            sig = inspect.signature(self.code_fn)
+        except (TypeError, ValueError):
+            return []
+        params = sig.parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            accepted = None
+        else:
+            accepted = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        problems = []
+        fn_name = getattr(self.code_fn, "__name__", "code_fn")
+        if accepted is not None:
+            for key in self.inputs:
+                if key not in accepted:
+                    problems.append(
+                        f"input '{key}' is not a parameter of {fn_name}{sig}"
+                    )
+        for p in params:
+            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                if p.name not in self.inputs:
+                    problems.append(f"parameter '{p.name}' of {fn_name}{sig} has no input")
+            elif p.kind is p.POSITIONAL_ONLY and p.default is p.empty:
+                problems.append(f"parameter '{p.name}' of {fn_name}{sig} is positional-only")
+        return problems
+
+    async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
+        """Call the function and check that it returned a dict or ``None``."""
+        fn = self.code_fn
+        if self.is_async:
+            result = await fn(**inputs)
+        elif self.thread:
+            result = await anyio.to_thread.run_sync(
+                functools.partial(fn, **inputs), abandon_on_cancel=True
+            )
+        else:
+            result = fn(**inputs)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is None or isinstance(result, Mapping):
+            return result
+        raise NodeReturnError(
+            f"CodeNode '{self.name}' returned {type(result).__name__}; "
+            "code_fn must return a dict of outputs (or None)"
+        )
+
+
+class CodeNodeFactory:
+    """What ``@code_node`` makes: call it to create a node; ``.fn`` is the function."""
+
+    def __init__(self, fn: Callable[..., Any], **defaults: Any) -> None:
+        self.fn = fn
+        self.defaults = defaults
+        functools.update_wrapper(self, fn)
+
+    def __call__(
+        self,
+        *,
+        name: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> CodeNode:
+        return CodeNode(
+            name or self.fn.__name__,
+            self.fn,
+            inputs=inputs,
+            outputs=outputs,
+            **{**self.defaults, **options},
+        )
+
+
+def code_node(
+    fn: Callable[..., Any] | None = None, **defaults: Any
+) -> Any:
+    """Turn a function into a node factory: ``clean(inputs={...}, outputs={...})``.
+
+    Used bare (``@code_node``) or with default node options
+    (``@code_node(retry=3, timeout=10)``).
+    """
+    if fn is None:
+        return lambda f: CodeNodeFactory(f, **defaults)
+    return CodeNodeFactory(fn, **defaults)

@@ -1,0 +1,5 @@
+"""Graph containers."""
+
+from hush.core.nodes.graph.graph_node import GraphNode
+
+__all__ = ["GraphNode"]

@@ -1,0 +1,152 @@
+"""``MapNode``: run the body once per item, concurrently, under a cap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from hush.core.errors import GraphDefinitionError, NodeError, NodeInputError
+from hush.core.nodes.iteration.base import IterationNode
+from hush.core.policies import RetryPolicy
+from hush.core.refs import Each
+
+if TYPE_CHECKING:
+    from hush.core.runtime import NodeCall
+
+DEFAULT_MAX_CONCURRENCY = 32
+
+
+class MapNode(IterationNode):
+    """Runs its inner graph once per item, at most ``max_concurrency`` at a time.
+
+    Inputs wrapped in ``Each(...)`` are iterated (several zip; unequal lengths
+    are an error), the others are given to every item. Items are pulled lazily,
+    so an iterator or generator input is never loaded whole. What the body
+    writes to ``PARENT`` becomes lists in input order, with ``error`` holding
+    each item's error or ``None``. A failed item never fails the map.
+    """
+
+    kind = "map"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        retry: int | RetryPolicy | dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise GraphDefinitionError(
+                f"{type(self).__name__} '{name}': max_concurrency must be a positive int, "
+                f"got {max_concurrency!r}"
+            )
+        self.max_concurrency = max_concurrency
+        super().__init__(name, inputs=inputs, outputs=outputs, retry=retry, timeout=timeout)
+        self.each_keys = tuple(k for k, v in self.inputs.items() if isinstance(v, Each))
+
+    def check(self) -> list[str]:
+        """A map needs at least one ``Each`` input."""
+        if not self.each_keys:
+            return ["has no Each(...) input to iterate over"]
+        return []
+
+    def describe_options(self) -> dict[str, Any]:
+        """The cap is part of what the node does."""
+        return {"max_concurrency": self.max_concurrency}
+
+    async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
+        """Run every item; return the body's outputs as lists, plus ``error``."""
+        assert self.plan is not None
+        plan = self.plan
+        items, total = self._items(inputs)
+        broadcast = {k: v for k, v in inputs.items() if k not in self.each_keys}
+        counters = call.counters(total)
+        results: list[dict[str, Any] | None] = [None] * total if total is not None else []
+        errors: list[NodeError | None] = [None] * total if total is not None else []
+        pulled = enumerate(items)
+
+        async def worker() -> None:
+            for i, values in pulled:
+                if total is None:
+                    results.append(None)
+                    errors.append(None)
+                state = broadcast.copy()
+                state.update(values)
+                counters.running += 1
+                try:
+                    outcome = await call.run_item(plan, state, i)
+                finally:
+                    counters.running -= 1
+                results[i] = outcome.written
+                if outcome.error is not None:
+                    errors[i] = outcome.error
+                    counters.failed += 1
+                if outcome.resumed:
+                    counters.resumed += 1
+                counters.done += 1
+
+        workers = self.max_concurrency if total is None else min(self.max_concurrency, total)
+        if workers <= 1:
+            await worker()
+        else:
+            async with anyio.create_task_group() as tg:
+                for _ in range(workers):
+                    tg.start_soon(worker)
+        return self._collect(results, errors)
+
+    def _items(self, inputs: Mapping[str, Any]) -> tuple[Iterator[dict[str, Any]], int | None]:
+        sources: dict[str, Any] = {}
+        lengths: dict[str, int] = {}
+        for key in self.each_keys:
+            value = inputs[key]
+            if isinstance(value, str | bytes | Mapping) or value is None:
+                raise NodeInputError(
+                    f"Each input '{key}' of {type(self).__name__} '{self.name}' must be a list or "
+                    f"another iterable of items, got {type(value).__name__}"
+                )
+            try:
+                iter(value)
+            except TypeError:
+                raise NodeInputError(
+                    f"Each input '{key}' of {type(self).__name__} '{self.name}' is not iterable "
+                    f"({type(value).__name__})"
+                ) from None
+            sources[key] = value
+            if hasattr(value, "__len__"):
+                lengths[key] = len(value)
+        if len(set(lengths.values())) > 1:
+            sizes = ", ".join(f"'{k}' has {n}" for k, n in lengths.items())
+            raise NodeInputError(
+                f"Each inputs of {type(self).__name__} '{self.name}' have unequal lengths: {sizes}"
+            )
+        total = next(iter(lengths.values())) if len(lengths) == len(sources) else None
+        keys = list(sources)
+        if len(keys) == 1:
+            key = keys[0]
+            return ({key: v} for v in sources[key]), total
+        return (
+            dict(zip(keys, values, strict=True)) for values in zip(*sources.values(), strict=True)
+        ), total
+
+    def _collect(
+        self, results: list[dict[str, Any] | None], errors: list[NodeError | None]
+    ) -> dict[str, Any]:
+        assert self.plan is not None
+        keys = set(self.plan.writes_parent)
+        if self.plan.writes_all:
+            for r in results:
+                if r:
+                    keys.update(r)
+        out: dict[str, Any] = {
+            key: [r.get(key) if r is not None else None for r in results] for key in keys if key != "error"
+        }
+        out["error"] = [
+            e if e is not None else (r.get("error") if r is not None else None)
+            for r, e in zip(results, errors, strict=True)
+        ]
+        return out
