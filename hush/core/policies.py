@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import random
 from typing import Any, TypeVar
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from hush.core.errors import NodeTimeoutError
 
@@ -42,6 +38,11 @@ class RetryPolicy(BaseModel):
         if isinstance(value, type):
             return (value,)
         return tuple(value)
+
+    def backoff(self, state: RetryCallState) -> float:
+        """Seconds to wait before the next attempt: exponential, capped, plus jitter."""
+        base = self.initial * self.multiplier ** (state.attempt_number - 1)
+        return min(self.max_delay, base) + random.uniform(0, self.jitter)
 
     @classmethod
     def coerce(cls, value: int | RetryPolicy | dict[str, Any] | None) -> RetryPolicy | None:
@@ -87,9 +88,7 @@ async def call_with_policy(
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retry.attempts),
-        wait=wait_exponential_jitter(
-            initial=retry.initial, max=retry.max_delay, exp_base=retry.multiplier, jitter=retry.jitter
-        ),
+        wait=retry.backoff,
         retry=retry_if_exception_type(retry.on),
         before_sleep=before_sleep,
         sleep=anyio.sleep,
