@@ -89,7 +89,9 @@ class Hush:
         if not isinstance(inputs, Mapping):
             raise TypeError(f"inputs must be a dict, got {type(inputs).__name__}")
         self.check_inputs(inputs)
-        if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or max_concurrency < 1
+        ):
             raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
         run_id = run_id or uuid.uuid4().hex
         record = RunRecord(run_id=run_id, graph=self.name, started_at=time.time())

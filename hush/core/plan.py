@@ -127,7 +127,7 @@ def _compile(
 
     bindings, handles = _compile_bindings(graph, nodes, index, problems, available)
 
-    for i, n in enumerate(nodes):
+    for n in nodes:
         for p in n.check():
             problems.append(f"{n.path}: {p}")
 
@@ -161,7 +161,9 @@ def _compile(
             if target not in graph.nodes:
                 problems.append(f"{n.path}: routes to '{target}', which is not a node of '{gpath}'")
             elif target not in hard_succ:
-                problems.append(f"{n.path}: routes to '{target}' but has no edge to it (add {n.name} >> {target})")
+                problems.append(
+                    f"{n.path}: routes to '{target}' but has no edge to it (add {n.name} >> {target})"
+                )
 
     reads: set[str] = set()
     writes: set[str] = set()
@@ -169,11 +171,11 @@ def _compile(
     for i, n in enumerate(nodes):
         for b in bindings[i]:
             reads.update(_parent_keys(b))
-        for src, dst in n.output_map:
-            if src == "*" and dst == "*":
+        for out_key, parent_key in n.output_map:
+            if out_key == "*" and parent_key == "*":
                 writes_all = True
             else:
-                writes.add(dst)
+                writes.add(parent_key)
     if available is not None and not writes_all:
         for i, n in enumerate(nodes):
             for b in bindings[i]:
@@ -211,7 +213,9 @@ def _compile(
         for i, n in enumerate(nodes)
     )
     initial = tuple(sorted(i for i in starts if not preds[i]))
-    linear = len(initial) == 1 and all(len(s) <= 1 for s in succ) and all(len(p) <= 1 for p in preds)
+    linear = (
+        len(initial) == 1 and all(len(s) <= 1 for s in succ) and all(len(p) <= 1 for p in preds)
+    )
     plans.append(
         (
             graph,
@@ -260,7 +264,11 @@ def _compile_bindings(
                 continue
             node_bindings.append(binding)
             for ref in find_refs(value):
-                if isinstance(ref.source, BaseNode) and ref.path[0] == "error" and id(ref.source) in index:
+                if (
+                    isinstance(ref.source, BaseNode)
+                    and ref.path[0] == "error"
+                    and id(ref.source) in index
+                ):
                     node_handles.add(index[id(ref.source)])
         all_bindings.append(node_bindings)
         handles.append(node_handles)
@@ -317,7 +325,9 @@ def _nest(value: Any, index: dict[int, int], name: str) -> Any:
         if value.source is PARENT:
             return Binding(name, FROM_PARENT, None, value.path[0], value.path[1:], repr(value))
         assert isinstance(value.source, BaseNode)
-        return Binding(name, FROM_NODE, index[id(value.source)], value.path[0], value.path[1:], repr(value))
+        return Binding(
+            name, FROM_NODE, index[id(value.source)], value.path[0], value.path[1:], repr(value)
+        )
     if isinstance(value, Mapping):
         return {k: _nest(v, index, name) for k, v in value.items()}
     if isinstance(value, list):
@@ -364,7 +374,9 @@ def _check_upstream(
     for src in _node_sources(b):
         j = src.value
         if j == i:
-            problems.append(f"{n.path}: input '{b.name or src.source}' reads its own output {src.source}")
+            problems.append(
+                f"{n.path}: input '{b.name or src.source}' reads its own output {src.source}"
+            )
         elif j not in ancestors[i]:
             other = nodes[j].name
             problems.append(

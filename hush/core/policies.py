@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -23,13 +23,13 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-    attempts: int = Field(3, ge=1, description="total attempts, the first one included")
-    initial: float = Field(0.5, ge=0, description="first backoff, seconds")
-    max_delay: float = Field(30.0, ge=0, description="cap on one backoff, seconds")
-    multiplier: float = Field(2.0, ge=1, description="backoff growth per attempt")
-    jitter: float = Field(0.5, ge=0, description="random seconds added to each backoff")
+    attempts: int = Field(default=3, ge=1, description="total attempts, the first one included")
+    initial: float = Field(default=0.5, ge=0, description="first backoff, seconds")
+    max_delay: float = Field(default=30.0, ge=0, description="cap on one backoff, seconds")
+    multiplier: float = Field(default=2.0, ge=1, description="backoff growth per attempt")
+    jitter: float = Field(default=0.5, ge=0, description="random seconds added to each backoff")
     on: tuple[type[BaseException], ...] = Field(
-        (Exception,), description="exception types that are retried"
+        default=(Exception,), description="exception types that are retried"
     )
 
     @field_validator("on", mode="before")
@@ -55,7 +55,9 @@ class RetryPolicy(BaseModel):
             return cls(attempts=value)
         if isinstance(value, dict):
             return cls(**value)
-        raise TypeError(f"retry must be an int, a dict or a RetryPolicy, not {type(value).__name__}")
+        raise TypeError(
+            f"retry must be an int, a dict or a RetryPolicy, not {type(value).__name__}"
+        )
 
 
 async def _attempt(call: Callable[[], Awaitable[T]], timeout: float | None) -> T:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 
 from hush.core.errors import NodeError, NodeFailedError, NodeInputError
 from hush.core.plan import CONST, FROM_NODE, FROM_PARENT, Binding, GraphPlan, NodePlan
 from hush.core.policies import call_with_policy
-from hush.core.state import IterationCounters, NodeRecord, RunRecord
+from hush.core.state import IterationCounters, NodeRecord, RunRecord, Status
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hush.runtime")
 
-OK = "ok"
-ERROR = "error"
-SKIPPED = "skipped"
+OK: Final = "ok"
+ERROR: Final = "error"
+SKIPPED: Final = "skipped"
 _MISSING = object()
 
 
@@ -105,7 +105,7 @@ class Frame:
         self.written: dict[str, Any] = {}
         self.outputs: list[Mapping[str, Any] | None] = [None] * n
         self.errors: list[NodeError | None] = [None] * n
-        self.status: list[str | None] = [None] * n
+        self.status: list[Status | None] = [None] * n
         self.hard = list(plan.hard_counts)
         self.soft = list(plan.soft_counts)
         self.soft_ok: set[int] = set()
@@ -302,7 +302,9 @@ class NodeCall:
         return outcome
 
 
-async def _invoke(node: BaseNode, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
+async def _invoke(
+    node: BaseNode, inputs: dict[str, Any], call: NodeCall
+) -> Mapping[str, Any] | None:
     call.attempts += 1
     limiter = call.run.leaf_limiter
     if limiter is not None and node.is_leaf:
@@ -348,7 +350,9 @@ async def _run_node(frame: Frame, i: int) -> None:
         error = None
     except Exception as exc:
         nested = isinstance(exc, NodeFailedError)
-        error = exc.error if isinstance(exc, NodeFailedError) else NodeError.from_exception(exc, path)
+        error = (
+            exc.error if isinstance(exc, NodeFailedError) else NodeError.from_exception(exc, path)
+        )
         frame.errors[i] = error
         frame.status[i] = ERROR
         for src, dst in np.outputs:
@@ -373,7 +377,7 @@ async def _run_node(frame: Frame, i: int) -> None:
             ended=run.now(),
             attempts=call.attempts if call is not None else 0,
             error=error,
-            outputs=dict(frame.outputs[i]) if frame.outputs[i] is not None else None,
+            outputs=dict(out_now) if (out_now := frame.outputs[i]) is not None else None,
             counters=run.record.iterations.get(path),
             resumed=call is None and error is None,
         )
@@ -412,7 +416,9 @@ def _write(frame: Frame, np: NodePlan, out: Mapping[str, Any]) -> None:
 
 def _log_retry(path: str) -> Any:
     def on_retry(attempt: int, exc: BaseException) -> None:
-        logger.info("node %s attempt %d failed (%s: %s); retrying", path, attempt, type(exc).__name__, exc)
+        logger.info(
+            "node %s attempt %d failed (%s: %s); retrying", path, attempt, type(exc).__name__, exc
+        )
 
     return on_retry
 

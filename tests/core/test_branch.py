@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from hush.core import END, PARENT, START, BranchNode, CodeNode, GraphBuildError, GraphDefinitionError, GraphNode, Hush
+from hush.core import (
+    END,
+    PARENT,
+    START,
+    BranchNode,
+    CodeNode,
+    GraphBuildError,
+    GraphDefinitionError,
+    GraphNode,
+    Hush,
+)
 from hush.core.conditions import Condition, ConditionError
 from hush.core.nodes.flow.branch_node import BranchNode as BranchFromModule
 
@@ -20,7 +30,9 @@ def grading_graph() -> GraphNode:
         excellent = CodeNode(name="excellent", code_fn=lambda: {"grade": "A"}, inputs={})
         passed = CodeNode(name="pass", code_fn=lambda: {"grade": "C"}, inputs={})
         fail = CodeNode(name="fail", code_fn=lambda: {"grade": "F"}, inputs={})
-        after_pass = CodeNode(name="after_pass", code_fn=lambda g: {"note": g + "!"}, inputs={"g": passed["grade"]})
+        after_pass = CodeNode(
+            name="after_pass", code_fn=lambda g: {"note": g + "!"}, inputs={"g": passed["grade"]}
+        )
         merge = CodeNode(
             name="merge",
             code_fn=lambda a, b, c: {"grade": a or b or c},
@@ -36,7 +48,12 @@ def grading_graph() -> GraphNode:
 
 @pytest.mark.parametrize(
     ("score", "late", "grade", "ran"),
-    [(95, False, "A", "excellent"), (60, False, "C!", "pass"), (60, True, "F", "fail"), (10, False, "F", "fail")],
+    [
+        (95, False, "A", "excellent"),
+        (60, False, "C!", "pass"),
+        (60, True, "F", "fail"),
+        (10, False, "F", "fail"),
+    ],
 )
 async def test_exactly_one_target_runs_and_skip_flows_to_soft_join(
     score: int, late: bool, grade: str, ran: str
@@ -72,7 +89,9 @@ async def test_soft_join_to_end_and_callable_cases() -> None:
 
 async def test_hard_join_after_branch_is_skipped() -> None:
     with GraphNode(name="g") as g:
-        branch = BranchNode(name="b", cases={"n > 0": "pos"}, default="neg", inputs={"n": PARENT["n"]})
+        branch = BranchNode(
+            name="b", cases={"n > 0": "pos"}, default="neg", inputs={"n": PARENT["n"]}
+        )
         pos = CodeNode(name="pos", code_fn=lambda: {}, inputs={})
         neg = CodeNode(name="neg", code_fn=lambda: {}, inputs={})
         join = CodeNode(name="join", code_fn=lambda: {}, inputs={})
@@ -118,7 +137,9 @@ def test_condition_features() -> None:
 
 def test_branch_build_errors() -> None:
     with GraphNode(name="g") as g:
-        branch = BranchNode(name="b", cases={"score > 1": "here", "other > 2": "ghost"}, inputs={"score": 1})
+        branch = BranchNode(
+            name="b", cases={"score > 1": "here", "other > 2": "ghost"}, inputs={"score": 1}
+        )
         here = CodeNode(name="here", code_fn=lambda: {}, inputs={})
         elsewhere = CodeNode(name="elsewhere", code_fn=lambda: {}, inputs={})
         START >> branch >> elsewhere >> END
@@ -129,5 +150,8 @@ def test_branch_build_errors() -> None:
     assert "g/b: condition other > 2 uses ['other'], which are not inputs" in problems
     assert "g/b: routes to 'ghost', which is not a node of 'g'" in problems
     assert "g/b: routes to 'here' but has no edge to it (add b >> here)" in problems
-    with GraphNode(name="h"), pytest.raises(GraphDefinitionError, match="BranchNode 'bad': condition"):
+    with (
+        GraphNode(name="h"),
+        pytest.raises(GraphDefinitionError, match="BranchNode 'bad': condition"),
+    ):
         BranchNode(name="bad", cases={"open('x')": "t"}, inputs={})

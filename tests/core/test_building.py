@@ -33,7 +33,12 @@ async def test_chained_indexing_and_nested_literals() -> None:
 async def test_output_forms_same_name_rename_star_and_statement() -> None:
     with GraphNode(name="g") as g:
         a = CodeNode(name="a", code_fn=lambda: {"k": 1, "j": 2}, inputs={}, outputs={"k": PARENT})
-        b = CodeNode(name="b", code_fn=lambda: {"content": "hi"}, inputs={}, outputs={"content": PARENT["answer"]})
+        b = CodeNode(
+            name="b",
+            code_fn=lambda: {"content": "hi"},
+            inputs={},
+            outputs={"content": PARENT["answer"]},
+        )
         c = CodeNode(name="c", code_fn=lambda: {"p": 1, "q": 2}, inputs={}, outputs={"*": PARENT})
         d = CodeNode(name="d", code_fn=lambda: {"z": 9}, inputs={})
         d["z"] >> PARENT["zed"]
@@ -70,13 +75,17 @@ async def test_edge_forms_list_to_list_via_group_and_chains() -> None:
 
 
 def test_node_outside_graph_is_a_clear_error() -> None:
-    with pytest.raises(GraphDefinitionError, match="CodeNode 'lonely' was created outside any graph"):
+    with pytest.raises(
+        GraphDefinitionError, match="CodeNode 'lonely' was created outside any graph"
+    ):
         CodeNode(name="lonely", code_fn=lambda: {}, inputs={})
 
 
 def test_bad_output_target_and_bad_options_name_the_node() -> None:
     with GraphNode(name="g"):
-        with pytest.raises(GraphDefinitionError, match="CodeNode 'n': output 'x' must go to PARENT"):
+        with pytest.raises(
+            GraphDefinitionError, match="CodeNode 'n': output 'x' must go to PARENT"
+        ):
             CodeNode(name="n", code_fn=lambda: {}, inputs={}, outputs={"x": "somewhere"})
         with pytest.raises(GraphDefinitionError, match="CodeNode 't': timeout must be > 0"):
             CodeNode(name="t", code_fn=lambda: {}, inputs={}, timeout=0)
@@ -123,7 +132,12 @@ async def test_nested_graph_node_inputs_and_outputs() -> None:
             dbl = CodeNode(name="dbl", code_fn=lambda v: {"w": v * 2}, inputs={"v": PARENT["v"]})
             dbl["w"] >> PARENT["w"]
             START >> dbl >> END
-        post = CodeNode(name="post", code_fn=lambda w: {"z": w + 100}, inputs={"w": sub["w"]}, outputs={"z": PARENT})
+        post = CodeNode(
+            name="post",
+            code_fn=lambda w: {"z": w + 100},
+            inputs={"w": sub["w"]},
+            outputs={"z": PARENT},
+        )
         START >> pre >> sub >> post >> END
     result = await Hush(g).run({"x": 1})
     assert result["z"] == 104

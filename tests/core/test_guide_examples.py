@@ -11,7 +11,9 @@ from hush.core.nodes.iteration.base import Each
 
 async def test_basic_list_syntax() -> None:
     with GraphNode(name="parallel-demo") as graph:
-        prepare = CodeNode(name="prepare", code_fn=lambda x: {"value": x}, inputs={"x": PARENT["x"]})
+        prepare = CodeNode(
+            name="prepare", code_fn=lambda x: {"value": x}, inputs={"x": PARENT["x"]}
+        )
         branch_a = CodeNode(
             name="branch_a", code_fn=lambda x: {"result": x * 2}, inputs={"x": prepare["value"]}
         )
@@ -75,20 +77,32 @@ def combine_results(r1: int, r2: int, r3: int) -> list[int]:
 
 async def test_classic_fan_out_fan_in() -> None:
     with GraphNode(name="fan-out-fan-in") as graph:
-        source = CodeNode(name="source", code_fn=lambda data: {"items": data}, inputs={"data": PARENT["data"]})
+        source = CodeNode(
+            name="source", code_fn=lambda data: {"items": data}, inputs={"data": PARENT["data"]}
+        )
         process_1 = CodeNode(
-            name="process_1", code_fn=lambda items: {"result": transform_1(items)}, inputs={"items": source["items"]}
+            name="process_1",
+            code_fn=lambda items: {"result": transform_1(items)},
+            inputs={"items": source["items"]},
         )
         process_2 = CodeNode(
-            name="process_2", code_fn=lambda items: {"result": transform_2(items)}, inputs={"items": source["items"]}
+            name="process_2",
+            code_fn=lambda items: {"result": transform_2(items)},
+            inputs={"items": source["items"]},
         )
         process_3 = CodeNode(
-            name="process_3", code_fn=lambda items: {"result": transform_3(items)}, inputs={"items": source["items"]}
+            name="process_3",
+            code_fn=lambda items: {"result": transform_3(items)},
+            inputs={"items": source["items"]},
         )
         aggregate = CodeNode(
             name="aggregate",
             code_fn=lambda r1, r2, r3: {"combined": combine_results(r1, r2, r3)},
-            inputs={"r1": process_1["result"], "r2": process_2["result"], "r3": process_3["result"]},
+            inputs={
+                "r1": process_1["result"],
+                "r2": process_2["result"],
+                "r3": process_3["result"],
+            },
             outputs={"*": PARENT},
         )
         START >> source >> [process_1, process_2, process_3] >> aggregate >> END
@@ -107,7 +121,9 @@ async def test_dynamic_fan_out_with_map_node() -> None:
             name="parallel_process", inputs={"item": Each(PARENT["items"])}, max_concurrency=10
         ) as map_node:
             process = CodeNode(
-                name="process", code_fn=lambda item: {"result": transform(item)}, inputs={"item": PARENT["item"]}
+                name="process",
+                code_fn=lambda item: {"result": transform(item)},
+                inputs={"item": PARENT["item"]},
             )
             process["result"] >> PARENT["result"]
             START >> process >> END
@@ -124,7 +140,9 @@ async def test_controlled_parallel_max_concurrency() -> None:
         with MapNode(
             name="controlled_parallel", inputs={"item": Each(PARENT["items"])}, max_concurrency=5
         ) as map_node:
-            node = CodeNode(name="n", code_fn=lambda item: {"r": item}, inputs={"item": PARENT["item"]})
+            node = CodeNode(
+                name="n", code_fn=lambda item: {"r": item}, inputs={"item": PARENT["item"]}
+            )
             node["r"] >> PARENT["r"]
             START >> node >> END
         map_node["r"] >> PARENT["rs"]
@@ -152,7 +170,9 @@ async def test_rate_limiting_with_semaphore_in_async_code_fn() -> None:
 
     with GraphNode(name="g") as graph:
         with MapNode(name="m", inputs={"data": Each(PARENT["items"])}, max_concurrency=50) as m:
-            node = CodeNode(name="rate_limited", code_fn=rate_limited_call, inputs={"data": PARENT["data"]})
+            node = CodeNode(
+                name="rate_limited", code_fn=rate_limited_call, inputs={"data": PARENT["data"]}
+            )
             node["value"] >> PARENT["value"]
             START >> node >> END
         m["value"] >> PARENT["values"]
@@ -175,7 +195,9 @@ async def test_partial_failure_handling() -> None:
             name="parallel_process", inputs={"item": Each(PARENT["items"])}, max_concurrency=10
         ) as map_node:
             process = CodeNode(
-                name="process", code_fn=lambda item: safe_process(item), inputs={"item": PARENT["item"]}
+                name="process",
+                code_fn=lambda item: safe_process(item),
+                inputs={"item": PARENT["item"]},
             )
             process["result"] >> PARENT["result"]
             process["error"] >> PARENT["error"]
@@ -217,9 +239,13 @@ def test_fail_fast_pattern_is_plain_python() -> None:
 async def test_batched_map_from_performance_section() -> None:
     batches = [[1, 2], [3, 4], [5]]
     with GraphNode(name="g") as graph:
-        with MapNode(name="batched", inputs={"batch": Each(batches)}, max_concurrency=10) as map_node:
+        with MapNode(
+            name="batched", inputs={"batch": Each(batches)}, max_concurrency=10
+        ) as map_node:
             process_batch = CodeNode(
-                name="process_batch", code_fn=lambda batch: {"sum": sum(batch)}, inputs={"batch": PARENT["batch"]}
+                name="process_batch",
+                code_fn=lambda batch: {"sum": sum(batch)},
+                inputs={"batch": PARENT["batch"]},
             )
             process_batch["sum"] >> PARENT["sum"]
             START >> process_batch >> END
@@ -256,13 +282,23 @@ async def test_etl_pipeline() -> None:
         return "ok"
 
     with GraphNode(name="etl-pipeline") as graph:
-        extract_db = CodeNode(name="extract_db", code_fn=lambda: {"data": fetch_from_db()}, inputs={})
-        extract_api = CodeNode(name="extract_api", code_fn=lambda: {"data": fetch_from_api()}, inputs={})
-        extract_file = CodeNode(name="extract_file", code_fn=lambda: {"data": read_from_file()}, inputs={})
+        extract_db = CodeNode(
+            name="extract_db", code_fn=lambda: {"data": fetch_from_db()}, inputs={}
+        )
+        extract_api = CodeNode(
+            name="extract_api", code_fn=lambda: {"data": fetch_from_api()}, inputs={}
+        )
+        extract_file = CodeNode(
+            name="extract_file", code_fn=lambda: {"data": read_from_file()}, inputs={}
+        )
         combine = CodeNode(
             name="combine",
             code_fn=lambda db, api, file: {"combined": merge_data(db, api, file)},
-            inputs={"db": extract_db["data"], "api": extract_api["data"], "file": extract_file["data"]},
+            inputs={
+                "db": extract_db["data"],
+                "api": extract_api["data"],
+                "file": extract_file["data"],
+            },
         )
         transform = CodeNode(
             name="transform",
@@ -275,7 +311,9 @@ async def test_etl_pipeline() -> None:
             inputs={"data": transform["transformed"]},
         )
         load_cache = CodeNode(
-            name="load_cache", code_fn=lambda data: {"status": update_cache(data)}, inputs={"data": transform["transformed"]}
+            name="load_cache",
+            code_fn=lambda data: {"status": update_cache(data)},
+            inputs={"data": transform["transformed"]},
         )
         START >> [extract_db, extract_api, extract_file]
         [extract_db, extract_api, extract_file] >> combine

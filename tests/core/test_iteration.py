@@ -77,7 +77,9 @@ async def test_zip_and_broadcast() -> None:
 async def test_unequal_lengths_are_a_clear_error() -> None:
     with GraphNode(name="g") as g:
         with MapNode(name="m", inputs={"a": Each(PARENT["xs"]), "b": Each(PARENT["ys"])}) as m:
-            n = CodeNode(name="n", code_fn=lambda a, b: {}, inputs={"a": PARENT["a"], "b": PARENT["b"]})
+            n = CodeNode(
+                name="n", code_fn=lambda a, b: {}, inputs={"a": PARENT["a"], "b": PARENT["b"]}
+            )
             START >> n >> END
         START >> m >> END
     state = (await Hush(g).run({"xs": [1, 2], "ys": [1, 2, 3]}))["$state"]
@@ -88,7 +90,9 @@ async def test_unequal_lengths_are_a_clear_error() -> None:
 async def test_each_over_a_string_is_rejected() -> None:
     g = map_graph(lambda item: {"result": item}, cap=2)
     state = (await Hush(g).run({"items": "abc"}))["$state"]
-    assert "must be a list or another iterable of items, got str" in state.nodes["g/m"].error.message
+    assert (
+        "must be a list or another iterable of items, got str" in state.nodes["g/m"].error.message
+    )
 
 
 async def test_failure_isolation_errors_aligned_with_items() -> None:
@@ -145,7 +149,10 @@ async def test_for_loop_never_overlaps_and_keeps_order() -> None:
 async def test_while_loop_feeds_outputs_back_and_stops() -> None:
     with GraphNode(name="g") as g:
         with WhileLoopNode(
-            name="loop", condition="count < 5", inputs={"count": PARENT["start"], "acc": []}, max_iterations=10
+            name="loop",
+            condition="count < 5",
+            inputs={"count": PARENT["start"], "acc": []},
+            max_iterations=10,
         ) as loop:
             step = CodeNode(
                 name="step",
@@ -164,8 +171,15 @@ async def test_while_loop_feeds_outputs_back_and_stops() -> None:
 
 async def test_while_loop_past_max_iterations_is_a_clear_error() -> None:
     with GraphNode(name="g") as g:
-        with WhileLoopNode(name="spin", condition=lambda n: n >= 0, inputs={"n": 0}, max_iterations=4) as loop:
-            step = CodeNode(name="step", code_fn=lambda n: {"n": n + 1}, inputs={"n": PARENT["n"]}, outputs={"n": PARENT})
+        with WhileLoopNode(
+            name="spin", condition=lambda n: n >= 0, inputs={"n": 0}, max_iterations=4
+        ) as loop:
+            step = CodeNode(
+                name="step",
+                code_fn=lambda n: {"n": n + 1},
+                inputs={"n": PARENT["n"]},
+                outputs={"n": PARENT},
+            )
             START >> step >> END
         START >> loop >> END
     state = (await Hush(g).run())["$state"]
@@ -187,8 +201,12 @@ def test_while_condition_with_call_or_attribute_is_rejected() -> None:
 
 def nested_graph(outer_cap: int, inner_cap: int, leaf: object) -> GraphNode:
     with GraphNode(name="g") as g:
-        with MapNode(name="outer", inputs={"row": Each(PARENT["rows"])}, max_concurrency=outer_cap) as outer:
-            with MapNode(name="inner", inputs={"x": Each(PARENT["row"])}, max_concurrency=inner_cap) as inner:
+        with MapNode(
+            name="outer", inputs={"row": Each(PARENT["rows"])}, max_concurrency=outer_cap
+        ) as outer:
+            with MapNode(
+                name="inner", inputs={"x": Each(PARENT["row"])}, max_concurrency=inner_cap
+            ) as inner:
                 n = CodeNode(name="leaf", code_fn=leaf, inputs={"x": PARENT["x"]})  # type: ignore[arg-type]
                 n["y"] >> PARENT["y"]
                 START >> n >> END

@@ -153,7 +153,12 @@ async def test_error_handler_runs_and_reads_the_error() -> None:
 async def test_error_output_is_none_on_success() -> None:
     with GraphNode(name="g") as g:
         ok = CodeNode(name="ok", code_fn=lambda: {"v": 1}, inputs={})
-        check = CodeNode(name="check", code_fn=lambda e: {"e": e}, inputs={"e": ok["error"]}, outputs={"e": PARENT})
+        check = CodeNode(
+            name="check",
+            code_fn=lambda e: {"e": e},
+            inputs={"e": ok["error"]},
+            outputs={"e": PARENT},
+        )
         START >> ok >> check >> END
     assert (await Hush(g).run())["e"] is None
 
@@ -173,7 +178,10 @@ async def test_missing_declared_output_is_the_nodes_error() -> None:
         n = CodeNode(name="n", code_fn=lambda: {"a": 1}, inputs={}, outputs={"b": PARENT})
         START >> n >> END
     err = (await Hush(g).run())["$state"].nodes["g/n"].error
-    assert "output 'b' is mapped to PARENT['b'] but the node returned no 'b' (it returned: a)" in err.message
+    assert (
+        "output 'b' is mapped to PARENT['b'] but the node returned no 'b' (it returned: a)"
+        in err.message
+    )
 
 
 async def test_raise_on_error_carries_every_error() -> None:
@@ -316,7 +324,9 @@ async def test_concurrent_runs_on_one_engine_share_nothing() -> None:
 
     with GraphNode(name="g") as g:
         a = CodeNode(name="a", code_fn=echo, inputs={"x": PARENT["x"]})
-        b = CodeNode(name="b", code_fn=lambda y: {"z": y + 1}, inputs={"y": a["y"]}, outputs={"z": PARENT})
+        b = CodeNode(
+            name="b", code_fn=lambda y: {"z": y + 1}, inputs={"y": a["y"]}, outputs={"z": PARENT}
+        )
         START >> a >> b >> END
     engine = Hush(g)
     results = await asyncio.gather(*(engine.run({"x": i}) for i in range(50)))
@@ -326,6 +336,11 @@ async def test_concurrent_runs_on_one_engine_share_nothing() -> None:
 
 def test_run_sync_for_scripts() -> None:
     with GraphNode(name="g") as g:
-        a = CodeNode(name="a", code_fn=lambda x: {"y": x + 1}, inputs={"x": PARENT["x"]}, outputs={"y": PARENT})
+        a = CodeNode(
+            name="a",
+            code_fn=lambda x: {"y": x + 1},
+            inputs={"x": PARENT["x"]},
+            outputs={"y": PARENT},
+        )
         START >> a >> END
     assert Hush(g).run_sync({"x": 1})["y"] == 2

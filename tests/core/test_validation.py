@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from hush.core import END, PARENT, START, CodeNode, GraphBuildError, GraphNode, Hush, MissingInputError
+from hush.core import (
+    END,
+    PARENT,
+    START,
+    CodeNode,
+    GraphBuildError,
+    GraphNode,
+    Hush,
+    MissingInputError,
+)
 from hush.core.nodes.iteration.base import Each
 
 
@@ -42,7 +51,9 @@ def test_unknown_reference_to_a_node_of_another_graph() -> None:
         a = CodeNode(name="a", code_fn=lambda v: {}, inputs={"v": foreign["v"]})
         START >> a >> END
     (problem,) = build_problems(g)
-    assert problem.startswith("g/a: input 'v' reads foreign['v'], but 'foreign' belongs to graph 'other'")
+    assert problem.startswith(
+        "g/a: input 'v' reads foreign['v'], but 'foreign' belongs to graph 'other'"
+    )
 
 
 def test_reading_a_sibling_that_is_not_upstream() -> None:
@@ -85,7 +96,9 @@ def test_inputs_function_cannot_accept_and_required_params_without_input() -> No
         START >> n >> END
     problems = build_problems(g)
     assert any(p.startswith("g/n: input 'zzz' is not a parameter of fn(") for p in problems)
-    assert any(p.startswith("g/n: parameter 'b' of fn(") and p.endswith("has no input") for p in problems)
+    assert any(
+        p.startswith("g/n: parameter 'b' of fn(") and p.endswith("has no input") for p in problems
+    )
 
 
 def test_all_problems_reported_at_once_including_nested_graphs() -> None:
@@ -99,7 +112,9 @@ def test_all_problems_reported_at_once_including_nested_graphs() -> None:
     assert any(p.startswith("g/a: parameter 'x'") for p in problems)
     assert "g/sub/inner: never reaches END (add inner >> ... >> END)" in problems
     assert any(
-        p.startswith("g/sub/inner: input 'q' reads PARENT['missing'] but graph 'g/sub' has no input")
+        p.startswith(
+            "g/sub/inner: input 'q' reads PARENT['missing'] but graph 'g/sub' has no input"
+        )
         for p in problems
     )
     assert len(problems) == 3
@@ -118,9 +133,14 @@ def test_hush_builds_and_raises_before_running() -> None:
 async def test_missing_run_input_is_a_clear_error_before_running() -> None:
     ran = []
     with GraphNode(name="g") as g:
-        a = CodeNode(name="a", code_fn=lambda text: ran.append(1) or {}, inputs={"text": PARENT["text"]})
+        a = CodeNode(
+            name="a", code_fn=lambda text: ran.append(1) or {}, inputs={"text": PARENT["text"]}
+        )
         START >> a >> END
-    with pytest.raises(MissingInputError, match=r"lack 'text', read by: g/a \(input 'text' reads PARENT\['text'\]\)"):
+    with pytest.raises(
+        MissingInputError,
+        match=r"lack 'text', read by: g/a \(input 'text' reads PARENT\['text'\]\)",
+    ):
         await Hush(g).run({"other": 1})
     assert ran == []
 

@@ -151,7 +151,9 @@ class BaseNode:
         except (TypeError, ValueError) as exc:
             raise GraphDefinitionError(f"{cls} '{name}': bad retry: {exc}") from exc
         if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-            raise GraphDefinitionError(f"{cls} '{name}': timeout must be > 0 seconds, got {timeout!r}")
+            raise GraphDefinitionError(
+                f"{cls} '{name}': timeout must be > 0 seconds, got {timeout!r}"
+            )
         self.timeout = timeout
         self.parent: GraphNode | None = current_graph()
         if self.parent is None:

@@ -47,7 +47,9 @@ class CodeNode(BaseNode):
         thread: bool = True,
     ) -> None:
         if not callable(code_fn):
-            raise GraphDefinitionError(f"CodeNode '{name}': code_fn must be callable, got {code_fn!r}")
+            raise GraphDefinitionError(
+                f"CodeNode '{name}': code_fn must be callable, got {code_fn!r}"
+            )
         self.code_fn = code_fn
         self.is_async = _is_async(code_fn)
         self.thread = thread
@@ -63,15 +65,15 @@ class CodeNode(BaseNode):
         if any(p.kind is p.VAR_KEYWORD for p in params):
             accepted = None
         else:
-            accepted = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            accepted = {
+                p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            }
         problems = []
         fn_name = getattr(self.code_fn, "__name__", "code_fn")
         if accepted is not None:
             for key in self.inputs:
                 if key not in accepted:
-                    problems.append(
-                        f"input '{key}' is not a parameter of {fn_name}{sig}"
-                    )
+                    problems.append(f"input '{key}' is not a parameter of {fn_name}{sig}")
         for p in params:
             if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                 if p.name not in self.inputs:
@@ -126,9 +128,7 @@ class CodeNodeFactory:
         )
 
 
-def code_node(
-    fn: Callable[..., Any] | None = None, **defaults: Any
-) -> Any:
+def code_node(fn: Callable[..., Any] | None = None, **defaults: Any) -> Any:
     """Turn a function into a node factory: ``clean(inputs={...}, outputs={...})``.
 
     Used bare (``@code_node``) or with default node options

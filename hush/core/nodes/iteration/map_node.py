@@ -40,7 +40,11 @@ class MapNode(IterationNode):
         retry: int | RetryPolicy | dict[str, Any] | None = None,
         timeout: float | None = None,
     ) -> None:
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
             raise GraphDefinitionError(
                 f"{type(self).__name__} '{name}': max_concurrency must be a positive int, "
                 f"got {max_concurrency!r}"
@@ -143,7 +147,9 @@ class MapNode(IterationNode):
                 if r:
                     keys.update(r)
         out: dict[str, Any] = {
-            key: [r.get(key) if r is not None else None for r in results] for key in keys if key != "error"
+            key: [r.get(key) if r is not None else None for r in results]
+            for key in keys
+            if key != "error"
         }
         out["error"] = [
             e if e is not None else (r.get("error") if r is not None else None)

@@ -45,7 +45,11 @@ class WhileLoopNode(IterationNode):
             self.condition = Condition(condition)
         except ConditionError as exc:
             raise GraphDefinitionError(f"WhileLoopNode '{name}': {exc}") from None
-        if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+        if (
+            isinstance(max_iterations, bool)
+            or not isinstance(max_iterations, int)
+            or max_iterations < 1
+        ):
             raise GraphDefinitionError(
                 f"WhileLoopNode '{name}': max_iterations must be a positive int, got {max_iterations!r}"
             )
