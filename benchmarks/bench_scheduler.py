@@ -1,0 +1,147 @@
+"""Scheduler overhead: a 500-node fan-out/fan-in and a 500-node chain of trivial nodes.
+
+Prints per-node cost in microseconds for bare asyncio, hush and (if installed)
+LangGraph, all run in this process, plus ratios against bare asyncio.
+
+    python benchmarks/bench_scheduler.py [--nodes 500] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import operator
+import sys
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import best_of, row  # noqa: E402
+
+from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush  # noqa: E402
+
+
+async def inc(v: int) -> dict[str, int]:
+    return {"v": v + 1}
+
+
+def hush_chain(n: int) -> Hush:
+    with GraphNode(name="chain") as g:
+        prev = CodeNode(name="n0", code_fn=inc, inputs={"v": PARENT["v"]})
+        START >> prev
+        for i in range(1, n):
+            node = CodeNode(name=f"n{i}", code_fn=inc, inputs={"v": prev["v"]})
+            prev >> node
+            prev = node
+        prev["v"] >> PARENT["v"]
+        prev >> END
+    return Hush(g)
+
+
+def hush_fan(n: int) -> Hush:
+    async def total(**kw: int) -> dict[str, int]:
+        return {"v": sum(kw.values())}
+
+    with GraphNode(name="fan") as g:
+        src = CodeNode(name="src", code_fn=inc, inputs={"v": PARENT["v"]})
+        mids = [CodeNode(name=f"m{i}", code_fn=inc, inputs={"v": src["v"]}) for i in range(n - 2)]
+        sink = CodeNode(name="sink", code_fn=total, inputs={f"m{i}": m["v"] for i, m in enumerate(mids)})
+        sink["v"] >> PARENT["v"]
+        START >> src >> mids >> sink >> END
+    return Hush(g)
+
+
+async def bare_chain(n: int) -> int:
+    v = 0
+    for _ in range(n):
+        v = (await inc(v))["v"]
+    return v
+
+
+async def bare_fan(n: int) -> int:
+    first = (await inc(0))["v"]
+    outs = await asyncio.gather(*(asyncio.ensure_future(inc(first)) for _ in range(n - 2)))
+    return sum(o["v"] for o in outs)
+
+
+def langgraph_builders() -> tuple[Any, Any] | None:
+    try:
+        from langgraph.graph import END as LG_END
+        from langgraph.graph import START as LG_START
+        from langgraph.graph import StateGraph
+    except ImportError:
+        return None
+
+    class ChainState(TypedDict):
+        v: int
+
+    class FanState(TypedDict):
+        v: int
+        parts: Annotated[list[int], operator.add]
+
+    async def lg_inc(state: ChainState) -> dict[str, int]:
+        return {"v": state["v"] + 1}
+
+    async def lg_part(state: FanState) -> dict[str, list[int]]:
+        return {"parts": [state["v"] + 1]}
+
+    async def lg_sum(state: FanState) -> dict[str, int]:
+        return {"v": sum(state["parts"])}
+
+    def chain(n: int) -> Any:
+        sg = StateGraph(ChainState)
+        for i in range(n):
+            sg.add_node(f"n{i}", lg_inc)
+        sg.add_edge(LG_START, "n0")
+        for i in range(1, n):
+            sg.add_edge(f"n{i - 1}", f"n{i}")
+        sg.add_edge(f"n{n - 1}", LG_END)
+        return sg.compile()
+
+    def fan(n: int) -> Any:
+        sg = StateGraph(FanState)
+        sg.add_node("src", lg_inc)
+        sg.add_node("sink", lg_sum)
+        mids = [f"m{i}" for i in range(n - 2)]
+        for m in mids:
+            sg.add_node(m, lg_part)
+            sg.add_edge("src", m)
+        sg.add_edge(LG_START, "src")
+        sg.add_edge(mids, "sink")
+        sg.add_edge("sink", LG_END)
+        return sg.compile()
+
+    return chain, fan
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    n = args.nodes
+
+    chain, fan = hush_chain(n), hush_fan(n)
+    assert (await chain.run({"v": 0}))["v"] == n
+    lg = langgraph_builders()
+
+    for shape, bare, engine in (("chain", bare_chain, chain), ("fan-out/fan-in", bare_fan, fan)):
+        print(f"\n{n}-node {shape}")
+        base = await best_of(lambda bare=bare: bare(n), args.repeat)
+        t_hush = await best_of(lambda engine=engine: engine.run({"v": 0}), args.repeat)
+        print(row("bare asyncio", base, base, n))
+        print(row("hush", t_hush, base, n))
+        print(f"{'hush overhead per node':<34} {(t_hush - base) / n * 1e6:9.2f} us")
+        if lg is not None:
+            graph = (lg[0] if shape == "chain" else lg[1])(n)
+            config = {"recursion_limit": n + 10}
+            t_lg = await best_of(lambda graph=graph: graph.ainvoke({"v": 0, "parts": []}, config), args.repeat)
+            print(row("langgraph", t_lg, base, n))
+            print(f"{'hush vs langgraph':<34} x{t_hush / t_lg:6.2f} (below 1 = hush faster)")
+        else:
+            print("langgraph not installed: pip install -e '.[bench]' to compare")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
