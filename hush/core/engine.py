@@ -13,6 +13,7 @@ import anyio
 
 from hush.core.errors import MissingInputError, RunError
 from hush.core.nodes.graph.graph_node import GraphNode
+from hush.core.progress import ProgressCallback, ProgressReporter, want_display
 from hush.core.runtime import GraphOutcome, RunContext, execute
 from hush.core.state import RunRecord
 
@@ -75,6 +76,8 @@ class Hush:
         tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         flush_timeout: float = 5.0,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         """Run the graph once and return what its nodes wrote to ``PARENT``.
 
@@ -82,7 +85,9 @@ class Hush:
         ``max_concurrency`` at most that many leaf nodes run at once across all
         nesting levels. With ``checkpoint`` (a SQLite path) finished nodes and
         map items are saved as they finish and skipped when the same ``run_id``
-        runs again.
+        runs again. ``progress`` shows live bars for maps (default: when stderr
+        is a terminal); ``on_progress`` receives the same counters a few times
+        a second.
         """
         if inputs is None:
             inputs = {}
@@ -100,8 +105,14 @@ class Hush:
         ctx = RunContext(run_id, record, tracer=tracer, leaf_limiter=limiter, store=store)
         root = _start_trace(tracer, self.name, run_id, inputs, user_id, session_id, tags, metadata)
         outcome: GraphOutcome | None = None
+        reporter = None
+        if want_display(progress) or on_progress is not None:
+            reporter = ProgressReporter(record, show=want_display(progress), callback=on_progress)
         try:
-            outcome = await execute(self.plan, dict(inputs), ctx, self.name, root, record=True)
+            if reporter is None:
+                outcome = await execute(self.plan, dict(inputs), ctx, self.name, root, record=True)
+            else:
+                outcome = await _with_reporter(reporter, self.plan, dict(inputs), ctx, self.name, root)
         finally:
             record.duration = ctx.now()
             if outcome is None:
@@ -140,6 +151,21 @@ class Hush:
 
         digest = fingerprint(describe(self.graph), dict(inputs))
         return await open_checkpoint(checkpoint, run_id, digest, on_mismatch=on_mismatch)
+
+
+async def _with_reporter(
+    reporter: ProgressReporter,
+    plan: GraphPlan,
+    state: dict[str, Any],
+    ctx: RunContext,
+    name: str,
+    root: Span | None,
+) -> GraphOutcome:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reporter.watch)
+        outcome = await execute(plan, state, ctx, name, root, record=True)
+        tg.cancel_scope.cancel()
+    return outcome
 
 
 def _start_trace(
