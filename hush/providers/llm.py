@@ -1,0 +1,144 @@
+"""``LLMNode``: one chat completion through a configured resource, with fallback."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hush.core.errors import GraphDefinitionError
+from hush.core.nodes.base import BaseNode
+from hush.core.policies import RetryPolicy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from hush.core.runtime import NodeCall
+    from hush.providers.client import LLMResult
+
+_OWN_INPUTS = ("messages",)
+
+
+class LLMNode(BaseNode):
+    """Sends ``inputs["messages"]`` to the resource ``resource_key``.
+
+    Outputs ``content``, ``usage`` (prompt/completion/total tokens), ``model``,
+    ``finish_reason``, ``tool_calls`` and ``parsed`` (an instance of
+    ``response_format`` when a pydantic model is given). Generation parameters
+    (``temperature``, ``max_tokens``, ...) are keyword arguments or extra
+    inputs. ``fallback`` lists other resources tried in order when this one
+    fails after its retries. Retries, rate limits and timeouts come from the
+    resource's configuration.
+    """
+
+    kind = "llm"
+    trace_kind = "llm"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        resource_key: str,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, Any] | None = None,
+        fallback: Sequence[str] | None = None,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        retry: int | RetryPolicy | dict[str, Any] | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> None:
+        if not isinstance(resource_key, str) or not resource_key:
+            raise GraphDefinitionError(f"LLMNode '{name}': resource_key must be a non-empty string")
+        self.resource_key = resource_key
+        self.fallback = list(fallback or [])
+        self.response_format = response_format
+        self.tools = list(tools) if tools else None
+        self.params = params
+        super().__init__(name, inputs=inputs, outputs=outputs, retry=retry, timeout=timeout)
+        if "messages" not in self.inputs:
+            raise GraphDefinitionError(f"LLMNode '{name}': inputs need 'messages'")
+
+    @property
+    def resource_keys(self) -> list[str]:
+        """The resource and its fallbacks, in the order they are tried."""
+        return [self.resource_key, *self.fallback]
+
+    def check(self) -> list[str]:
+        """Every resource key must be configured."""
+        from hush.providers.errors import ResourceError
+        from hush.providers.resources import get_registry
+
+        problems = []
+        registry = get_registry()
+        for key in self.resource_keys:
+            try:
+                registry.get_llm(key)
+            except ResourceError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def describe_options(self) -> dict[str, Any]:
+        """Resources and generation parameters."""
+        fmt = self.response_format
+        return {
+            "resources": self.resource_keys,
+            "params": {k: repr(v) for k, v in sorted(self.params.items())},
+            "response_format": getattr(fmt, "__name__", repr(fmt)) if fmt is not None else None,
+        }
+
+    async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
+        """Call the model (through the limiter, with retries and fallback)."""
+        from hush.providers.client import complete
+
+        messages = inputs.pop("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError(
+                f"LLMNode '{self.name}': messages must be a non-empty list of chat messages, "
+                f"got {type(messages).__name__}"
+            )
+        params = {**self.params, **inputs}
+        generation = None
+        if call.span is not None:
+            try:
+                generation = call.span.generation(
+                    self.name, model=self.resource_key, input=messages, model_parameters=params
+                )
+            except Exception:
+                generation = None
+        try:
+            result = await complete(
+                self.resource_keys,
+                messages,
+                params=params,
+                response_format=self.response_format,
+                tools=self.tools,
+            )
+        except Exception as exc:
+            if generation is not None:
+                _end_quietly(generation, error=exc)
+            raise
+        if generation is not None:
+            _end_quietly(generation, result=result)
+        return {
+            "content": result.content,
+            "usage": result.usage,
+            "model": result.model,
+            "finish_reason": result.finish_reason,
+            "tool_calls": result.tool_calls,
+            "parsed": result.parsed,
+        }
+
+
+def _end_quietly(generation: Any, *, result: LLMResult | None = None, error: BaseException | None = None) -> None:
+    try:
+        if result is not None:
+            generation.end(
+                output=result.content if result.parsed is None else result.parsed,
+                usage=result.usage,
+                model=result.model,
+                metadata={"resource": result.resource_key, "attempts": result.attempts},
+            )
+        else:
+            generation.end(error=error)
+    except Exception:
+        return

@@ -1,0 +1,149 @@
+"""``PromptNode``: render a prompt template into OpenAI chat messages."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hush.core.errors import GraphDefinitionError, HushError
+from hush.core.nodes.base import BaseNode
+from hush.core.policies import RetryPolicy
+from hush.core.refs import Ref
+
+if TYPE_CHECKING:
+    from hush.core.runtime import NodeCall
+
+Message = dict[str, Any]
+_ROLES = ("system", "user", "assistant")
+_formatter = string.Formatter()
+
+
+class PromptError(HushError, ValueError):
+    """A prompt could not be rendered (bad shape or a missing variable)."""
+
+
+def placeholders(template: str) -> list[str]:
+    """Names used as ``{name}`` in ``template`` (``{{`` and ``}}`` are literal braces)."""
+    names = []
+    try:
+        parsed = list(_formatter.parse(template))
+    except ValueError as exc:
+        raise PromptError(f"template {template!r} is malformed: {exc}") from None
+    for _, field, spec, conv in parsed:
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise PromptError(
+                f"placeholder {{{field}}} in {template!r} is not a plain name; "
+                "compute the value in a CodeNode and pass it as an input"
+            )
+        if spec or conv:
+            raise PromptError(f"placeholder {{{field}}} in {template!r} has a format spec; pass a ready string")
+        names.append(field)
+    return names
+
+
+def _templates(prompt: Any) -> list[str]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, Mapping):
+        unknown = set(prompt) - set(_ROLES)
+        if unknown:
+            raise PromptError(f"prompt dict keys must be {', '.join(_ROLES)}; got {sorted(unknown)}")
+        return [v for v in prompt.values() if isinstance(v, str)]
+    if isinstance(prompt, list):
+        out = []
+        for i, msg in enumerate(prompt):
+            if not isinstance(msg, Mapping) or "role" not in msg:
+                raise PromptError(f"prompt message {i} must be a dict with 'role' and 'content', got {msg!r}")
+            if isinstance(msg.get("content"), str):
+                out.append(msg["content"])
+        return out
+    raise PromptError(
+        f"prompt must be a string, a {{'system': ..., 'user': ...}} dict or a list of messages, "
+        f"got {type(prompt).__name__}"
+    )
+
+
+def _render(template: str, variables: Mapping[str, Any]) -> str:
+    missing = [n for n in placeholders(template) if n not in variables]
+    if missing:
+        have = ", ".join(sorted(variables)) or "none"
+        raise PromptError(f"prompt variable(s) {', '.join(missing)} have no input (inputs: {have})")
+    return template.format_map(variables)
+
+
+def render_messages(prompt: Any, variables: Mapping[str, Any], history: Any = None) -> list[Message]:
+    """Messages for ``prompt`` with ``{var}`` filled in and ``history`` after the system part."""
+    _templates(prompt)
+    if history is not None and not isinstance(history, list):
+        raise PromptError(f"history must be a list of messages, got {type(history).__name__}")
+    hist = [dict(m) for m in history or []]
+    if isinstance(prompt, str):
+        return [*hist, {"role": "user", "content": _render(prompt, variables)}]
+    if isinstance(prompt, Mapping):
+        msgs: list[Message] = []
+        if prompt.get("system") is not None:
+            msgs.append({"role": "system", "content": _render(prompt["system"], variables)})
+        msgs.extend(hist)
+        for role in ("user", "assistant"):
+            if prompt.get(role) is not None:
+                msgs.append({"role": role, "content": _render(prompt[role], variables)})
+        return msgs
+    rendered = []
+    for msg in prompt:
+        out = dict(msg)
+        if isinstance(out.get("content"), str):
+            out["content"] = _render(out["content"], variables)
+        rendered.append(out)
+    split = next((i for i, m in enumerate(rendered) if m.get("role") != "system"), len(rendered))
+    return [*rendered[:split], *hist, *rendered[split:]]
+
+
+class PromptNode(BaseNode):
+    """Renders ``inputs["prompt"]`` with the other inputs into ``messages``.
+
+    The prompt is a string (one user message), a ``{"system": ..., "user": ...}``
+    dict or a list of messages; ``{name}`` placeholders take the other inputs
+    (``{{`` and ``}}`` for literal braces). An optional ``history`` input (a
+    list of messages) goes between the system part and the rest.
+    """
+
+    kind = "prompt"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, Any] | None = None,
+        retry: int | RetryPolicy | dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(name, inputs=inputs, outputs=outputs, retry=retry, timeout=timeout)
+        if "prompt" not in self.inputs:
+            raise GraphDefinitionError(f"PromptNode '{name}': inputs need a 'prompt'")
+
+    def check(self) -> list[str]:
+        """A literal prompt must be well formed and its variables must be inputs."""
+        prompt = self.inputs["prompt"]
+        if isinstance(prompt, Ref):
+            return []
+        try:
+            names = {n for t in _templates(prompt) for n in placeholders(t)}
+        except PromptError as exc:
+            return [str(exc)]
+        missing = sorted(names - set(self.inputs) - {"prompt"})
+        if missing:
+            return [f"prompt variable(s) {', '.join(missing)} have no input"]
+        return []
+
+    async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
+        """Render the messages."""
+        prompt = inputs.pop("prompt")
+        history = inputs.pop("history", None)
+        try:
+            return {"messages": render_messages(prompt, inputs, history)}
+        except PromptError as exc:
+            raise PromptError(f"PromptNode '{self.name}': {exc}") from None
