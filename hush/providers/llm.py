@@ -22,7 +22,8 @@ class LLMNode(BaseNode):
     """Sends ``inputs["messages"]`` to the resource ``resource_key``.
 
     Outputs ``content``, ``usage`` (prompt/completion/total tokens), ``model``,
-    ``finish_reason``, ``tool_calls`` and ``parsed`` (an instance of
+    ``finish_reason``, ``tool_calls``, ``latency`` (seconds, retries and rate
+    limit waits included) and ``parsed`` (an instance of
     ``response_format`` when a pydantic model is given). Generation parameters
     (``temperature``, ``max_tokens``, ...) are keyword arguments or extra
     inputs. ``fallback`` lists other resources tried in order when this one
@@ -126,6 +127,7 @@ class LLMNode(BaseNode):
             "finish_reason": result.finish_reason,
             "tool_calls": result.tool_calls,
             "parsed": result.parsed,
+            "latency": result.latency_s,
         }
 
 
