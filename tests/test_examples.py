@@ -13,7 +13,9 @@ SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
-def test_example_runs(script: Path) -> None:
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+def test_example_runs(script: Path, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip()

@@ -19,5 +19,11 @@ class CheckpointStore(Protocol):
     def put(self, path: str, value: Any) -> None:
         """Persist ``value`` for ``path``; must not block the event loop."""
 
+    async def put_durable(self, path: str, value: Any) -> None:
+        """Persist ``value`` for ``path`` and return once it is committed."""
+
+    def mark_finished(self, status: str = "ok") -> None:
+        """Record the run's final status."""
+
     async def aclose(self) -> None:
         """Write everything still queued and close the file."""

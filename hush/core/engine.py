@@ -121,6 +121,7 @@ class Hush:
                 record.status = "error" if record.errors else "ok"
             with anyio.CancelScope(shield=True):
                 if store is not None:
+                    store.mark_finished(record.status)
                     await store.aclose()
                 await _finish_trace(tracer, root, outcome, record, flush_timeout)
         result: dict[str, Any] = dict(outcome.written)

@@ -61,11 +61,16 @@ class RunContext:
 
 
 class GraphOutcome(NamedTuple):
-    """What one execution of a graph produced."""
+    """What one execution of a graph produced.
+
+    ``incomplete`` is true when anything inside failed (even if handled), so
+    the work is not checkpointed as finished and runs again on resume.
+    """
 
     written: dict[str, Any]
     error: NodeError | None
     resumed: bool = False
+    incomplete: bool = False
 
 
 class Frame:
@@ -76,6 +81,7 @@ class Frame:
         "errors",
         "first_error",
         "hard",
+        "incomplete",
         "outputs",
         "plan",
         "prefix",
@@ -115,6 +121,7 @@ class Frame:
         self.span = span
         self.record = record
         self.first_error: NodeError | None = None
+        self.incomplete = False
         self.tg: anyio.abc.TaskGroup | None = None
 
 
@@ -137,7 +144,7 @@ async def execute(
             for i in plan.initial[1:]:
                 tg.start_soon(_chain, frame, i)
             await _chain(frame, plan.initial[0])
-    return GraphOutcome(frame.written, frame.first_error)
+    return GraphOutcome(frame.written, frame.first_error, False, frame.incomplete)
 
 
 async def _chain(frame: Frame, i: int) -> None:
@@ -263,7 +270,7 @@ def _resolve_nested(frame: Frame, value: Any) -> Any:
 class NodeCall:
     """Handed to ``node.run``: the node's path, span and the means to run sub-graphs."""
 
-    __slots__ = ("attempts", "frame", "node", "path", "run", "span")
+    __slots__ = ("attempts", "frame", "incomplete", "node", "path", "run", "span")
 
     def __init__(self, frame: Frame, node: BaseNode, path: str, span: Span | None) -> None:
         self.frame = frame
@@ -272,10 +279,14 @@ class NodeCall:
         self.path = path
         self.span = span
         self.attempts = 0
+        self.incomplete = False
 
     async def run_graph(self, plan: GraphPlan, state: dict[str, Any]) -> GraphOutcome:
         """Run a nested graph (a ``GraphNode`` body) under this node."""
-        return await execute(plan, state, self.run, self.path, self.span, record=self.frame.record)
+        outcome = await execute(plan, state, self.run, self.path, self.span, record=self.frame.record)
+        if outcome.incomplete:
+            self.incomplete = True
+        return outcome
 
     def counters(self, total: int | None) -> IterationCounters:
         """Live counters for an iteration node, registered on the run record."""
@@ -297,8 +308,10 @@ class NodeCall:
         outcome = await execute(plan, state, self.run, path, span, record=False)
         if span is not None:
             _safe_end(span, outcome.written, outcome.error)
-        if store is not None and outcome.error is None:
-            store.put(path, outcome.written)
+        if outcome.incomplete or outcome.error is not None:
+            self.incomplete = True
+        elif store is not None:
+            await _save(store, path, outcome.written)
         return outcome
 
 
@@ -343,8 +356,10 @@ async def _run_node(frame: Frame, i: int) -> None:
                 result = await call_with_policy(attempt, node.retry, node.timeout, _log_retry(path))
             out = {} if result is None else result
             _write(frame, np, out)
-            if store is not None:
-                store.put(path, dict(out))
+            if call.incomplete:
+                frame.incomplete = True
+            elif store is not None:
+                await _save(store, path, dict(out))
         frame.outputs[i] = out
         frame.status[i] = OK
         error = None
@@ -355,6 +370,7 @@ async def _run_node(frame: Frame, i: int) -> None:
         )
         frame.errors[i] = error
         frame.status[i] = ERROR
+        frame.incomplete = True
         for src, dst in np.outputs:
             if src == "error":
                 frame.state[dst] = frame.written[dst] = error
@@ -383,6 +399,16 @@ async def _run_node(frame: Frame, i: int) -> None:
         )
         run.record.nodes[path] = rec
         run.record.order.append(path)
+
+
+async def _save(store: CheckpointStore, path: str, value: Any) -> None:
+    """Persist finished work; a value that cannot be saved only costs a warning."""
+    from hush.checkpoint.errors import CheckpointValueError
+
+    try:
+        await store.put_durable(path, value)
+    except CheckpointValueError as exc:
+        logger.warning("checkpoint: %s is not saved (%s); it will run again on resume", path, exc)
 
 
 def _write(frame: Frame, np: NodePlan, out: Mapping[str, Any]) -> None:
