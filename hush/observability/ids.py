@@ -1,0 +1,16 @@
+"""Identifiers shared by all tracers, so a run has the same trace id everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+
+def trace_id_for(run_id: str) -> str:
+    """The 32-hex-digit trace id of a run: the same as Langfuse's ``create_trace_id(seed=run_id)``."""
+    return hashlib.sha256(run_id.encode("utf-8")).digest()[:16].hex()
+
+
+def new_span_id() -> str:
+    """A random 16-hex-digit span id."""
+    return secrets.token_hex(8)

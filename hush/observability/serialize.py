@@ -1,0 +1,165 @@
+"""Turn arbitrary span inputs, outputs and errors into bounded JSON-safe values.
+
+Tracing must never fail because of what a node returned, so conversion never
+raises: unknown objects become their ``repr``, huge values are cut to a size
+limit, cycles and very deep nesting are cut off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+DEFAULT_MAX_CHARS = 32_000
+"""Default size limit, in characters of JSON, of one input, output or metadata value."""
+
+MAX_ITEMS = 1_000
+"""Items kept from one list or mapping; the rest is summarized."""
+
+MAX_DEPTH = 32
+"""Nesting kept before a value is replaced by its ``repr``."""
+
+_TRUNCATED = "… [truncated {total} chars]"
+
+
+def to_jsonable(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
+    """Return ``value`` as JSON-safe data whose JSON text is at most about ``max_chars``.
+
+    Values that would encode to more than ``max_chars`` characters become a
+    truncated JSON string ending with a ``[truncated N chars]`` marker.
+    """
+    try:
+        data = _convert(value, max_chars, 0, set())
+        if isinstance(data, str):
+            return data
+        text = json.dumps(data, ensure_ascii=False)
+        if len(text) > max_chars:
+            return _truncate(text, max_chars)
+        return data
+    except Exception:
+        return _truncate(_safe_repr(value), max_chars)
+
+
+def to_json_text(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """``value`` as JSON text bounded like :func:`to_jsonable`; a string is returned as is."""
+    try:
+        data = _convert(value, max_chars, 0, set())
+        if isinstance(data, str):
+            return data
+        text = json.dumps(data, ensure_ascii=False)
+    except Exception:
+        text = _safe_repr(value)
+    return _truncate(text, max_chars)
+
+
+def error_message(error: BaseException, *, max_chars: int = 2_000) -> str:
+    """``"TypeName: message"`` for an exception, bounded to ``max_chars``.
+
+    A private wrapper class (name starting with ``_``) contributes only its
+    message, which is expected to name the wrapped error already.
+    """
+    try:
+        text = str(error)
+    except Exception:
+        text = ""
+    name = type(error).__name__
+    if name.startswith("_") and text:
+        return _truncate(text, max_chars)
+    return _truncate(f"{name}: {text}" if text else name, max_chars)
+
+
+def usage_details(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """Map OpenAI-style token usage to Langfuse's ``{"input", "output", "total"}``.
+
+    Other integer counters are kept under their own names; a missing total is
+    the sum of input and output.
+    """
+    if not usage:
+        return None
+    aliases = {
+        "prompt_tokens": "input",
+        "input_tokens": "input",
+        "completion_tokens": "output",
+        "output_tokens": "output",
+        "total_tokens": "total",
+    }
+    details: dict[str, int] = {}
+    for key, value in usage.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        details[aliases.get(key, key)] = value
+    if "total" not in details and ("input" in details or "output" in details):
+        details["total"] = details.get("input", 0) + details.get("output", 0)
+    return details or None
+
+
+def _convert(value: Any, max_chars: int, depth: int, seen: set[int]) -> Any:
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        return _truncate(value, max_chars)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, enum.Enum):
+        return _convert(value.value, max_chars, depth + 1, seen)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal | PurePath | dt.timedelta):
+        return str(value)
+    if isinstance(value, BaseException):
+        return error_message(value, max_chars=max_chars)
+    if depth >= MAX_DEPTH or id(value) in seen:
+        return _truncate(_safe_repr(value), max_chars)
+    seen.add(id(value))
+    try:
+        return _convert_container(value, max_chars, depth, seen)
+    finally:
+        seen.discard(id(value))
+
+
+def _convert_container(value: Any, max_chars: int, depth: int, seen: set[int]) -> Any:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if index >= MAX_ITEMS:
+                out["…"] = f"{len(value) - MAX_ITEMS} more keys"
+                break
+            name = key if isinstance(key, str) else _safe_repr(key)
+            out[name] = _convert(item, max_chars, depth + 1, seen)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        converted = [_convert(item, max_chars, depth + 1, seen) for item in items[:MAX_ITEMS]]
+        if len(items) > MAX_ITEMS:
+            converted.append(f"… {len(items) - MAX_ITEMS} more items")
+        return converted
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return _convert(dump(mode="json"), max_chars, depth + 1, seen)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return _convert(fields, max_chars, depth + 1, seen)
+    return _truncate(_safe_repr(value), max_chars)
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars] + _TRUNCATED.format(total=len(text))
