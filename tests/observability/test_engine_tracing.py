@@ -1,0 +1,124 @@
+"""The engine's runs, traced through the real langfuse SDK to a loopback receiver."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from otlp_receiver import HangingServer, OtlpReceiver, closed_port_url
+
+from hush.core import END, PARENT, START, GraphNode, Hush
+from hush.core.nodes.iteration import MapNode
+from hush.core.nodes.iteration.base import Each
+from hush.observability import LocalTracer, read_trace
+from hush.observability.langfuse import LangfuseTracer
+from hush.providers import LLMNode, PromptNode, get_registry
+from hush.testing import MockLLMServer
+
+
+@pytest.fixture
+async def llm_resource() -> Any:
+    async with MockLLMServer() as server:
+        get_registry().register(
+            "llm:traced", {"base_url": server.base_url, "api_key": "sk-llm-secret-xyz", "model": "gpt-4o-mini", "rpm": 10**6}
+        )
+        yield server
+        get_registry().unregister("llm:traced")
+
+
+def batch_graph() -> GraphNode:
+    with GraphNode(name="traced-batch") as g:
+        with MapNode(name="llm_batch", inputs={"query": Each(PARENT["queries"])}, max_concurrency=8) as m:
+            p = PromptNode(name="prompt", inputs={"prompt": {"system": "Be brief.", "user": "{query}"}, "query": PARENT["query"]})
+            llm = LLMNode(name="llm", resource_key="traced", inputs={"messages": p["messages"]}, temperature=0)
+            llm["content"] >> PARENT["answer"]
+            START >> p >> llm >> END
+        m["answer"] >> PARENT["answers"]
+        START >> m >> END
+    return g
+
+
+QUERIES = [f"question {i}" + (" [[fail:400]]" if i == 13 else "") for i in range(20)]
+
+
+async def test_run_is_one_trace_nested_as_the_graph(
+    llm_resource: MockLLMServer, receiver: OtlpReceiver, make_tracer: Callable[..., LangfuseTracer], secret_key: str
+) -> None:
+    tracer = make_tracer(receiver.url)
+    result = await Hush(batch_graph()).run(
+        {"queries": QUERIES}, tracer=tracer, user_id="u-7", session_id="s-9", tags=["nightly"], metadata={"batch": "b1"}
+    )
+    assert result["$state"].iterations["traced-batch/llm_batch"].failed == 1
+    # root + map + 20 items x (item, prompt, llm, generation) = 82
+    spans = receiver.wait_for_spans(82)
+    assert len(spans) == 82
+    by_id = {s.span_id: s for s in spans}
+    (root,) = [s for s in spans if s.parent_id not in by_id]
+    assert root.name == "traced-batch"
+    assert {s.trace_id for s in spans} == {root.trace_id}
+    for s in spans:
+        assert s.attributes.get("langfuse.trace.name") == "traced-batch"
+        assert s.attributes.get("user.id") == "u-7"
+        assert s.attributes.get("session.id") == "s-9"
+    assert list(root.attributes["langfuse.trace.tags"]) == ["nightly"]
+
+    map_span = next(s for s in spans if s.name == "llm_batch")
+    assert map_span.parent_id == root.span_id
+    items = {s.name: s for s in spans if s.parent_id == map_span.span_id}
+    assert sorted(items) == sorted(f"llm_batch[{i}]" for i in range(20))
+    for name, item in items.items():
+        children = {s.name: s for s in spans if s.parent_id == item.span_id}
+        assert set(children) == {"prompt", "llm"}
+        gens = [s for s in spans if s.parent_id == children["llm"].span_id]
+        assert len(gens) == 1 and gens[0].type == "generation"
+        index = int(name[len("llm_batch[") : -1])
+        assert f"question {index}" in str(children["prompt"].attributes.get("langfuse.observation.input"))
+    gen = next(s for s in spans if s.type == "generation" and by_id[s.parent_id].parent_id == items["llm_batch[0]"].span_id)
+    assert gen.attributes["langfuse.observation.model.name"] == "gpt-4o-mini"
+    assert '"total"' in gen.attributes["langfuse.observation.usage_details"]
+
+    bad_item = items["llm_batch[13]"]
+    assert bad_item.attributes.get("langfuse.observation.level") == "ERROR"
+    bad_llm = next(s for s in spans if s.parent_id == bad_item.span_id and s.name == "llm")
+    assert bad_llm.attributes.get("langfuse.observation.level") == "ERROR"
+    assert "400" in bad_llm.attributes.get("langfuse.observation.status_message", "")
+    assert items["llm_batch[12]"].attributes.get("langfuse.observation.level") != "ERROR"
+
+    raw = b"".join(r.raw_body + r.body + repr(r.headers).encode() for r in receiver.requests)
+    assert secret_key.encode() not in raw
+    assert b"sk-llm-secret-xyz" not in raw
+
+
+@pytest.mark.parametrize("where", ["closed", "hanging"])
+async def test_langfuse_down_costs_a_warning_not_a_failure(
+    where: str,
+    llm_resource: MockLLMServer,
+    hanging_server: HangingServer,
+    make_tracer: Callable[..., LangfuseTracer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = closed_port_url() if where == "closed" else hanging_server.url
+    tracer = make_tracer(url, flush_timeout=1.0, timeout=1)
+    caplog.set_level(logging.WARNING)
+    start = time.monotonic()
+    with anyio.fail_after(10):
+        result = await Hush(batch_graph()).run({"queries": QUERIES[:5]}, tracer=tracer, flush_timeout=1.0)
+    assert result["$state"].status == "ok"
+    assert len(result["answers"]) == 5
+    assert time.monotonic() - start < 8
+    if where == "hanging":
+        assert any("did not finish within" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+async def test_local_tracer_records_the_run_offline(llm_resource: MockLLMServer, tmp_path: Any) -> None:
+    path = tmp_path / "trace.jsonl"
+    tracer = LocalTracer(path)
+    await Hush(batch_graph()).run({"queries": QUERIES[:3]}, tracer=tracer)
+    records = read_trace(path)
+    names = {r["name"] for r in records}
+    assert {"traced-batch", "llm_batch", "llm_batch[0]", "prompt", "llm"} <= names
+    assert any(r.get("usage") for r in records)
