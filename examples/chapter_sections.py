@@ -26,7 +26,7 @@ MODEL = ensure_llm("gpt-4o-mini")
 OUTLINE = [
     {"chapter": "Introduction", "sections": ["Why pipelines fail", "What hush changes"]},
     {"chapter": "Building graphs", "sections": ["Nodes", "Edges", "Maps", "Branches"]},
-    {"chapter": "Operating runs", "sections": ["Checkpoints", "Progress", "Tracing [[fail:500]]"]},
+    {"chapter": "Operating runs", "sections": ["Checkpoints", "Progress", "Tracing [[fail:400]]"]},
 ]
 
 
