@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_map import map_engine, trivial  # noqa: E402
+from bench_map import map_engine, trivial
 
 
 async def main() -> None:
@@ -46,7 +46,9 @@ async def main() -> None:
     b_off, b_on, b_res = min(off), min(on), min(resume)
     print(f"W1 {args.items} items, cap 100, best of {args.repeat}")
     print(f"  checkpoint off      {b_off * 1e3:8.1f} ms")
-    print(f"  checkpoint on       {b_on * 1e3:8.1f} ms   x{b_on / b_off:.2f} vs off (target <= 1.5)")
+    print(
+        f"  checkpoint on       {b_on * 1e3:8.1f} ms   x{b_on / b_off:.2f} vs off (target <= 1.5)"
+    )
     print(f"  resume (all saved)  {b_res * 1e3:8.1f} ms   x{b_res / b_off:.2f} vs off")
 
 

@@ -21,11 +21,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_of, row  # noqa: E402
+from _common import best_of, row
 
-from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush  # noqa: E402
-from hush.core.nodes.iteration import MapNode  # noqa: E402
-from hush.core.nodes.iteration.base import Each  # noqa: E402
+from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
+from hush.core.nodes.iteration import MapNode
+from hush.core.nodes.iteration.base import Each
 
 
 async def trivial(item: int) -> dict[str, int]:
@@ -54,8 +54,12 @@ def map_engine(fn: Any, cap: int) -> Hush:
 
 def nested_engine(inner_cap: int) -> Hush:
     with GraphNode(name="nested") as g:
-        with MapNode(name="outer", inputs={"row": Each(PARENT["rows"])}, max_concurrency=50) as outer:
-            with MapNode(name="inner", inputs={"item": Each(PARENT["row"])}, max_concurrency=inner_cap) as inner:
+        with MapNode(
+            name="outer", inputs={"row": Each(PARENT["rows"])}, max_concurrency=50
+        ) as outer:
+            with MapNode(
+                name="inner", inputs={"item": Each(PARENT["row"])}, max_concurrency=inner_cap
+            ) as inner:
                 n = CodeNode(name="work", code_fn=trivial, inputs={"item": PARENT["item"]})
                 n["result"] >> PARENT["result"]
                 START >> n >> END
@@ -111,7 +115,10 @@ print(after - before)
 def rss_per_item(mode: str, n: int) -> float:
     here = str(Path(__file__).resolve().parent)
     out = subprocess.run(
-        [sys.executable, "-c", RSS_CHILD, mode, str(n), here], capture_output=True, text=True, check=True
+        [sys.executable, "-c", RSS_CHILD, mode, str(n), here],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(out.stdout.strip()) * 1024 / n
 

@@ -17,9 +17,9 @@ from typing import Annotated, Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_of, row  # noqa: E402
+from _common import best_of, row
 
-from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush  # noqa: E402
+from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
 
 
 async def inc(v: int) -> dict[str, int]:
@@ -46,7 +46,9 @@ def hush_fan(n: int) -> Hush:
     with GraphNode(name="fan") as g:
         src = CodeNode(name="src", code_fn=inc, inputs={"v": PARENT["v"]})
         mids = [CodeNode(name=f"m{i}", code_fn=inc, inputs={"v": src["v"]}) for i in range(n - 2)]
-        sink = CodeNode(name="sink", code_fn=total, inputs={f"m{i}": m["v"] for i, m in enumerate(mids)})
+        sink = CodeNode(
+            name="sink", code_fn=total, inputs={f"m{i}": m["v"] for i, m in enumerate(mids)}
+        )
         sink["v"] >> PARENT["v"]
         START >> src >> mids >> sink >> END
     return Hush(g)
@@ -136,7 +138,10 @@ async def main() -> None:
         if lg is not None:
             graph = (lg[0] if shape == "chain" else lg[1])(n)
             config = {"recursion_limit": n + 10}
-            t_lg = await best_of(lambda graph=graph: graph.ainvoke({"v": 0, "parts": []}, config), args.repeat)
+            t_lg = await best_of(
+                lambda graph=graph, config=config: graph.ainvoke({"v": 0, "parts": []}, config),
+                args.repeat,
+            )
             print(row("langgraph", t_lg, base, n))
             print(f"{'hush vs langgraph':<34} x{t_hush / t_lg:6.2f} (below 1 = hush faster)")
         else:

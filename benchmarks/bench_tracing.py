@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_map import map_engine, sleeper, trivial  # noqa: E402
+from bench_map import map_engine, sleeper, trivial
 
-from hush.observability import LocalTracer  # noqa: E402
+from hush.observability import LocalTracer
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -61,8 +61,16 @@ async def main() -> None:
         return LangfuseTracer(public_key=f"pk-{uuid.uuid4().hex}", secret_key="sk", host=host)
 
     workloads = [
-        (f"W1: {args.items} trivial items, cap 100", map_engine(trivial, 100), list(range(args.items))),
-        ("1,000 items of 20 ms (LLM-like latency), cap 100", map_engine(sleeper(0.02), 100), list(range(1000))),
+        (
+            f"W1: {args.items} trivial items, cap 100",
+            map_engine(trivial, 100),
+            list(range(args.items)),
+        ),
+        (
+            "1,000 items of 20 ms (LLM-like latency), cap 100",
+            map_engine(sleeper(0.02), 100),
+            list(range(1000)),
+        ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
 
@@ -77,7 +85,9 @@ async def main() -> None:
             print(f"{title} (about {len(items) * 2 + 2} spans per run), best of {args.repeat}")
             print(f"  tracing off        {off * 1e3:8.1f} ms")
             print(f"  LocalTracer JSONL  {on_local * 1e3:8.1f} ms   x{on_local / off:.2f} vs off")
-            print(f"  LangfuseTracer     {on_lf * 1e3:8.1f} ms   x{on_lf / off:.2f} vs off (final flush included)")
+            print(
+                f"  LangfuseTracer     {on_lf * 1e3:8.1f} ms   x{on_lf / off:.2f} vs off (final flush included)"
+            )
     sink.shutdown()
 
 

@@ -22,10 +22,14 @@ def ensure_llm(key: str = "gpt-4o-mini", **limits: int) -> str:
     if registry.has(f"llm:{key}"):
         return key
     if os.environ.get("OPENAI_API_KEY"):
-        registry.register(f"llm:{key}", {"model": key, "api_key": os.environ["OPENAI_API_KEY"], **limits})
+        registry.register(
+            f"llm:{key}", {"model": key, "api_key": os.environ["OPENAI_API_KEY"], **limits}
+        )
         return key
     if _local is None:
-        _local = MockLLMServer(MockLLMConfig(latency=(0.05, 0.2), rpm=3000, error_rate_500=0.03, seed=7))
+        _local = MockLLMServer(
+            MockLLMConfig(latency=(0.05, 0.2), rpm=3000, error_rate_500=0.03, seed=7)
+        )
         _local.start_in_thread()
     registry.register(
         f"llm:{key}",

@@ -30,12 +30,18 @@ OUTLINE = [
 ]
 
 
-def assemble(chapter: str, sections: list[str], texts: list[Any], errors: list[Any]) -> dict[str, Any]:
+def assemble(
+    chapter: str, sections: list[str], texts: list[Any], errors: list[Any]
+) -> dict[str, Any]:
     return {
         "chapter": {
             "title": chapter,
             "sections": [
-                {"title": s, "text": t if e is None else None, "error": None if e is None else f"{e.type}: {e.message}"}
+                {
+                    "title": s,
+                    "text": t if e is None else None,
+                    "error": None if e is None else f"{e.type}: {e.message}",
+                }
                 for s, t, e in zip(sections, texts, errors, strict=True)
             ],
         }
@@ -43,22 +49,38 @@ def assemble(chapter: str, sections: list[str], texts: list[Any], errors: list[A
 
 
 with GraphNode(name="document") as graph:
-    with MapNode(name="chapters", inputs={"entry": Each(PARENT["outline"]), "topic": PARENT["topic"]}, max_concurrency=3) as chapters:
+    with MapNode(
+        name="chapters",
+        inputs={"entry": Each(PARENT["outline"]), "topic": PARENT["topic"]},
+        max_concurrency=3,
+    ) as chapters:
         with MapNode(
             name="sections",
-            inputs={"section": Each(PARENT["entry"]["sections"]), "chapter": PARENT["entry"]["chapter"], "topic": PARENT["topic"]},
+            inputs={
+                "section": Each(PARENT["entry"]["sections"]),
+                "chapter": PARENT["entry"]["chapter"],
+                "topic": PARENT["topic"],
+            },
             max_concurrency=8,
         ) as sections:
             prompt = PromptNode(
                 name="prompt",
                 inputs={
-                    "prompt": {"system": "You write one section of a book about {topic}.", "user": "Chapter: {chapter}\nSection: {section}"},
+                    "prompt": {
+                        "system": "You write one section of a book about {topic}.",
+                        "user": "Chapter: {chapter}\nSection: {section}",
+                    },
                     "topic": PARENT["topic"],
                     "chapter": PARENT["chapter"],
                     "section": PARENT["section"],
                 },
             )
-            write = LLMNode(name="write", resource_key=MODEL, inputs={"messages": prompt["messages"]}, max_tokens=800)
+            write = LLMNode(
+                name="write",
+                resource_key=MODEL,
+                inputs={"messages": prompt["messages"]},
+                max_tokens=800,
+            )
             write["content"] >> PARENT["text"]
             START >> prompt >> write >> END
         join = CodeNode(

@@ -1,6 +1,6 @@
 """Parallel extract, sequential transform, parallel load; one source fails and a handler covers it.
 
-    python examples/etl_parallel.py
+python examples/etl_parallel.py
 """
 
 from __future__ import annotations

@@ -45,9 +45,17 @@ class Questions(BaseModel):
     questions: list[str] = Field(min_length=5, max_length=5)
 
 
-def llm_step(name: str, prompt: dict[str, str], variables: dict[str, Any], **options: Any) -> tuple[PromptNode, LLMNode]:
+def llm_step(
+    name: str, prompt: dict[str, str], variables: dict[str, Any], **options: Any
+) -> tuple[PromptNode, LLMNode]:
     p = PromptNode(name=f"{name}_prompt", inputs={"prompt": prompt, **variables})
-    llm = LLMNode(name=name, resource_key=MODEL, inputs={"messages": p["messages"]}, temperature=0.7, **options)
+    llm = LLMNode(
+        name=name,
+        resource_key=MODEL,
+        inputs={"messages": p["messages"]},
+        temperature=0.7,
+        **options,
+    )
     p >> llm
     return p, llm
 
@@ -55,29 +63,56 @@ def llm_step(name: str, prompt: dict[str, str], variables: dict[str, Any], **opt
 with GraphNode(name="learning-path") as graph:
     plan_prompt, plan = llm_step(
         "curriculum",
-        {"system": "Design a curriculum of 4 topics with 3 workplace situations each.", "user": "Job role: {job_role}"},
+        {
+            "system": "Design a curriculum of 4 topics with 3 workplace situations each.",
+            "user": "Job role: {job_role}",
+        },
         {"job_role": PARENT["job_role"]},
         response_format=Curriculum,
     )
     topics = CodeNode(
-        name="topics", code_fn=lambda plan: {"topics": [t.model_dump() for t in plan.topics]}, inputs={"plan": plan["parsed"]}
+        name="topics",
+        code_fn=lambda plan: {"topics": [t.model_dump() for t in plan.topics]},
+        inputs={"plan": plan["parsed"]},
     )
-    with MapNode(name="per_topic", inputs={"topic": Each(topics["topics"]), "job_role": PARENT["job_role"]}, max_concurrency=4) as per_topic:
+    with MapNode(
+        name="per_topic",
+        inputs={"topic": Each(topics["topics"]), "job_role": PARENT["job_role"]},
+        max_concurrency=4,
+    ) as per_topic:
         with MapNode(
             name="per_situation",
-            inputs={"situation": Each(PARENT["topic"]["situations"]), "job_role": PARENT["job_role"]},
+            inputs={
+                "situation": Each(PARENT["topic"]["situations"]),
+                "job_role": PARENT["job_role"],
+            },
             max_concurrency=10,
         ) as per_situation:
             q_prompt, q_llm = llm_step(
                 "questions",
-                {"system": "Write 5 interview questions for this situation.", "user": "{job_role}: {title}"},
+                {
+                    "system": "Write 5 interview questions for this situation.",
+                    "user": "{job_role}: {title}",
+                },
                 {"job_role": PARENT["job_role"], "title": PARENT["situation"]["title"]},
                 response_format=Questions,
             )
-            unpack = CodeNode(name="unpack", code_fn=lambda q: {"questions": q.questions}, inputs={"q": q_llm["parsed"]})
-            with MapNode(name="per_question", inputs={"question": Each(unpack["questions"])}, max_concurrency=5) as per_question:
+            unpack = CodeNode(
+                name="unpack",
+                code_fn=lambda q: {"questions": q.questions},
+                inputs={"q": q_llm["parsed"]},
+            )
+            with MapNode(
+                name="per_question",
+                inputs={"question": Each(unpack["questions"])},
+                max_concurrency=5,
+            ) as per_question:
                 l_prompt, lesson = llm_step(
-                    "lesson", {"system": "Write a short lesson answering the question.", "user": "{question}"},
+                    "lesson",
+                    {
+                        "system": "Write a short lesson answering the question.",
+                        "user": "{question}",
+                    },
                     {"question": PARENT["question"]},
                 )
                 lesson["content"] >> PARENT["lesson"]
@@ -106,14 +141,18 @@ with GraphNode(name="learning-path") as graph:
             q_llm >> unpack >> per_question >> merge_situation >> END
         merge_topic = CodeNode(
             name="merge_topic",
-            code_fn=lambda topic, situations: {"topic": {"name": topic["name"], "situations": situations}},
+            code_fn=lambda topic, situations: {
+                "topic": {"name": topic["name"], "situations": situations}
+            },
             inputs={"topic": PARENT["topic"], "situations": per_situation["situation"]},
             outputs={"topic": PARENT},
         )
         START >> per_situation >> merge_topic >> END
     merge = CodeNode(
         name="merge",
-        code_fn=lambda job_role, topics: {"learning_path": {"job_role": job_role, "topics": topics}},
+        code_fn=lambda job_role, topics: {
+            "learning_path": {"job_role": job_role, "topics": topics}
+        },
         inputs={"job_role": PARENT["job_role"], "topics": per_topic["topic"]},
         outputs={"learning_path": PARENT},
     )
@@ -127,7 +166,9 @@ async def main() -> None:
     path = result["learning_path"]
     state = result["$state"]
     lessons = sum(len(s["questions"]) for t in path["topics"] for s in t["situations"])
-    print(f"{role}: {len(path['topics'])} topics, {lessons} lessons in {state.duration:.2f}s, {len(state.errors)} error(s)")
+    print(
+        f"{role}: {len(path['topics'])} topics, {lessons} lessons in {state.duration:.2f}s, {len(state.errors)} error(s)"
+    )
     print(json.dumps(path["topics"][0]["situations"][0], indent=2)[:600])
 
 

@@ -1,6 +1,6 @@
 """Process many items in parallel under a cap; bad items fail alone and are reported.
 
-    python examples/map_partial_failure.py
+python examples/map_partial_failure.py
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ async def score(text: str) -> dict[str, float]:
 
 
 with GraphNode(name="scoring") as graph:
-    with MapNode(name="score_rows", inputs={"text": Each(PARENT["texts"])}, max_concurrency=20) as rows:
+    with MapNode(
+        name="score_rows", inputs={"text": Each(PARENT["texts"])}, max_concurrency=20
+    ) as rows:
         s = CodeNode(name="score", code_fn=score, inputs={"text": PARENT["text"]}, retry=2)
         s["score"] >> PARENT["score"]
         START >> s >> END
@@ -29,7 +31,8 @@ with GraphNode(name="scoring") as graph:
         code_fn=lambda scores, errors: {
             "ok": sum(e is None for e in errors),
             "failed": {i: str(e) for i, e in enumerate(errors) if e is not None},
-            "mean": sum(s for s in scores if s is not None) / max(1, sum(e is None for e in errors)),
+            "mean": sum(s for s in scores if s is not None)
+            / max(1, sum(e is None for e in errors)),
         },
         inputs={"scores": rows["score"], "errors": rows["error"]},
         outputs={"*": PARENT},

@@ -50,17 +50,28 @@ def parse_history(history: Any) -> dict[str, Any]:
     if history in (None, ""):
         return {"history": None}
     messages = json.loads(history)
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
-        raise ValueError(f"conversation_history must be a JSON list of messages, got {history[:80]!r}")
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and "role" in m for m in messages
+    ):
+        raise ValueError(
+            f"conversation_history must be a JSON list of messages, got {history[:80]!r}"
+        )
     return {"history": messages}
 
 
 def write_rows(
-    path: str, rows: list[dict[str, Any]], answers: list[Any], latencies: list[Any], models: list[Any], errors: list[Any]
+    path: str,
+    rows: list[dict[str, Any]],
+    answers: list[Any],
+    latencies: list[Any],
+    models: list[Any],
+    errors: list[Any],
 ) -> dict[str, Any]:
     """Write the rows with answer, response_time, model and error columns."""
     out = []
-    for row, answer, latency, model, error in zip(rows, answers, latencies, models, errors, strict=True):
+    for row, answer, latency, model, error in zip(
+        rows, answers, latencies, models, errors, strict=True
+    ):
         out.append(
             {
                 **row,
@@ -86,14 +97,20 @@ def write_rows(
             writer = csv.DictWriter(f, fieldnames=headers)
             writer.writeheader()
             writer.writerows(out)
-    return {"written": len(out), "failed": sum(e is not None for e in errors), "output_file": str(p)}
+    return {
+        "written": len(out),
+        "failed": sum(e is not None for e in errors),
+        "output_file": str(p),
+    }
 
 
 with GraphNode(name="spreadsheet-batch") as graph:
     read = CodeNode(name="read", code_fn=read_rows, inputs={"path": PARENT["input"]})
     with MapNode(name="rows", inputs={"row": Each(read["rows"])}, max_concurrency=32) as rows:
         history = CodeNode(
-            name="history", code_fn=parse_history, inputs={"history": PARENT["row"]["conversation_history"]}
+            name="history",
+            code_fn=parse_history,
+            inputs={"history": PARENT["row"]["conversation_history"]},
         )
         prompt = PromptNode(
             name="prompt",
@@ -105,7 +122,11 @@ with GraphNode(name="spreadsheet-batch") as graph:
             },
         )
         llm = LLMNode(
-            name="llm", resource_key=MODEL, inputs={"messages": prompt["messages"]}, temperature=0, max_tokens=2048
+            name="llm",
+            resource_key=MODEL,
+            inputs={"messages": prompt["messages"]},
+            temperature=0,
+            max_tokens=2048,
         )
         llm["content"] >> PARENT["answer"]
         llm["latency"] >> PARENT["latency"]
@@ -128,10 +149,14 @@ with GraphNode(name="spreadsheet-batch") as graph:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("input", nargs="?", default=str(HERE / "data" / "feedback.csv"))
     parser.add_argument("output", nargs="?", default="feedback_answers.csv")
-    parser.add_argument("--checkpoint", default=None, help="SQLite file; rerun with the same --run-id to resume")
+    parser.add_argument(
+        "--checkpoint", default=None, help="SQLite file; rerun with the same --run-id to resume"
+    )
     parser.add_argument("--run-id", default="spreadsheet-batch")
     args = parser.parse_args()
     result = await Hush(graph).run(
@@ -140,7 +165,9 @@ async def main() -> None:
         run_id=args.run_id if args.checkpoint else None,
     )
     state = result["$state"]
-    print(f"{result['written']} rows written to {result['output_file']} ({result['failed']} failed) in {state.duration:.2f}s")
+    print(
+        f"{result['written']} rows written to {result['output_file']} ({result['failed']} failed) in {state.duration:.2f}s"
+    )
     counters = state.iterations["spreadsheet-batch/rows"]
     if counters.resumed:
         print(f"{counters.resumed} rows came from the checkpoint")

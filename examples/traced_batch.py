@@ -1,7 +1,7 @@
 """The batch LLM graph, traced: to Langfuse when LANGFUSE_* keys are set, else to a local JSONL file.
 
-    python examples/traced_batch.py
-    hush trace batch_trace.jsonl
+python examples/traced_batch.py
+hush trace batch_trace.jsonl
 """
 
 from __future__ import annotations
@@ -20,8 +20,16 @@ from hush.providers import LLMNode, PromptNode
 MODEL = ensure_llm("gpt-4o-mini")
 
 with GraphNode(name="traced-batch") as graph:
-    with MapNode(name="llm_batch", inputs={"query": Each(PARENT["queries"])}, max_concurrency=10) as batch:
-        prompt = PromptNode(name="prompt", inputs={"prompt": {"system": "Answer briefly.", "user": "{query}"}, "query": PARENT["query"]})
+    with MapNode(
+        name="llm_batch", inputs={"query": Each(PARENT["queries"])}, max_concurrency=10
+    ) as batch:
+        prompt = PromptNode(
+            name="prompt",
+            inputs={
+                "prompt": {"system": "Answer briefly.", "user": "{query}"},
+                "query": PARENT["query"],
+            },
+        )
         llm = LLMNode(name="llm", resource_key=MODEL, inputs={"messages": prompt["messages"]})
         llm["content"] >> PARENT["answer"]
         START >> prompt >> llm >> END
@@ -39,8 +47,12 @@ async def main() -> None:
         tracer = LocalTracer("batch_trace.jsonl")
         where = "batch_trace.jsonl"
     queries = [f"What is {i} squared?" for i in range(5)] + ["this one fails [[fail:400]]"]
-    result = await Hush(graph).run({"queries": queries}, tracer=tracer, user_id="demo-user", tags=["example"])
-    print(f"{len(result['answers'])} answers, {len(result['$state'].errors)} error(s); trace sent to {where}")
+    result = await Hush(graph).run(
+        {"queries": queries}, tracer=tracer, user_id="demo-user", tags=["example"]
+    )
+    print(
+        f"{len(result['answers'])} answers, {len(result['$state'].errors)} error(s); trace sent to {where}"
+    )
     if isinstance(tracer, LocalTracer):
         print(format_tree(read_trace("batch_trace.jsonl")))
 

@@ -15,7 +15,9 @@ import typer
 from hush.core.engine import Hush
 from hush.core.nodes.graph.graph_node import GraphNode
 
-app = typer.Typer(help="hush: an asyncio DAG workflow engine for LLM pipelines.", no_args_is_help=True)
+app = typer.Typer(
+    help="hush: an asyncio DAG workflow engine for LLM pipelines.", no_args_is_help=True
+)
 
 
 def load_graph(target: str) -> GraphNode:
@@ -33,7 +35,9 @@ def load_graph(target: str) -> GraphNode:
     if not attr:
         found = [v for v in vars(module).values() if isinstance(v, GraphNode) and v.parent is None]
         if len(found) != 1:
-            raise typer.BadParameter(f"{file} has {len(found)} root graphs; name one as {file}:NAME")
+            raise typer.BadParameter(
+                f"{file} has {len(found)} root graphs; name one as {file}:NAME"
+            )
         obj: Any = found[0]
     else:
         if not hasattr(module, attr):
@@ -68,12 +72,22 @@ def to_jsonable(value: Any) -> Any:
 @app.command()
 def run(
     target: Annotated[str, typer.Argument(help="FILE.py:graph")],
-    inputs: Annotated[Path | None, typer.Option("--inputs", "-i", help="JSON file of run inputs")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the result as JSON")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="SQLite file to save finished work in")] = None,
+    inputs: Annotated[
+        Path | None, typer.Option("--inputs", "-i", help="JSON file of run inputs")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the result as JSON")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="SQLite file to save finished work in")
+    ] = None,
     run_id: Annotated[str | None, typer.Option(help="run id (reuse it to resume)")] = None,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="progress bars")] = None,
-    max_concurrency: Annotated[int | None, typer.Option(help="run-wide cap on running leaf nodes")] = None,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="progress bars")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="run-wide cap on running leaf nodes")
+    ] = None,
     trace: Annotated[Path | None, typer.Option(help="write a local JSONL trace here")] = None,
 ) -> None:
     """Run a graph and print a summary; exit 1 when the run had errors."""

@@ -42,7 +42,12 @@ def build_graph(resource_key: str = "demo") -> GraphNode:
                     "categories": PARENT["categories"],
                 },
             )
-            llm = LLMNode(name="llm", resource_key=resource_key, inputs={"messages": prompt["messages"]}, temperature=0)
+            llm = LLMNode(
+                name="llm",
+                resource_key=resource_key,
+                inputs={"messages": prompt["messages"]},
+                temperature=0,
+            )
             llm["content"] >> PARENT["label"]
             START >> prompt >> llm >> END
         summary = CodeNode(
@@ -68,16 +73,27 @@ async def run_demo(n_rows: int = 200, *, progress: bool | None = None) -> int:
     async with MockLLMServer(config) as server:
         get_registry().register(
             "llm:demo",
-            {"base_url": server.base_url, "api_key": "local-demo", "model": "gpt-4o-mini", "rpm": 6000},
+            {
+                "base_url": server.base_url,
+                "api_key": "local-demo",
+                "model": "gpt-4o-mini",
+                "rpm": 6000,
+            },
         )
         rows = [SAMPLE_FEEDBACK[i % len(SAMPLE_FEEDBACK)] + f" (#{i})" for i in range(n_rows)]
         engine = Hush(build_graph())
         start = time.perf_counter()
-        result = await engine.run({"rows": rows, "categories": ", ".join(CATEGORIES)}, progress=progress)
+        result = await engine.run(
+            {"rows": rows, "categories": ", ".join(CATEGORIES)}, progress=progress
+        )
         elapsed = time.perf_counter() - start
         state = result["$state"]
-        print(f"classified {result['answered']}/{n_rows} rows in {elapsed:.2f}s ({n_rows / elapsed:.0f} rows/s)")
-        print(f"server saw {server.total_requests} requests; {server.status_counts.get(500, 0)} injected 500s were retried")
+        print(
+            f"classified {result['answered']}/{n_rows} rows in {elapsed:.2f}s ({n_rows / elapsed:.0f} rows/s)"
+        )
+        print(
+            f"server saw {server.total_requests} requests; {server.status_counts.get(500, 0)} injected 500s were retried"
+        )
         for text, label in list(zip(rows, result["labels"], strict=True))[:5]:
             print(f"  {text!r:50} -> {label!r}")
         print(f"run {state.run_id}: {state.status}, {len(state.errors)} error(s)")

@@ -112,7 +112,9 @@ class Hush:
             if reporter is None:
                 outcome = await execute(self.plan, dict(inputs), ctx, self.name, root, record=True)
             else:
-                outcome = await _with_reporter(reporter, self.plan, dict(inputs), ctx, self.name, root)
+                outcome = await _with_reporter(
+                    reporter, self.plan, dict(inputs), ctx, self.name, root
+                )
         finally:
             record.duration = ctx.now()
             if outcome is None:

@@ -156,7 +156,9 @@ class ProgressReporter:
             if task is None:
                 task = self._progress.add_task(label, total=p.total, rate=0.0, failed=0)
                 self._tasks[p.path] = task
-            self._progress.update(task, completed=p.done, total=p.total, rate=p.rate, failed=p.failed)
+            self._progress.update(
+                task, completed=p.done, total=p.total, rate=p.rate, failed=p.failed
+            )
 
 
 def want_display(progress: bool | None) -> bool:

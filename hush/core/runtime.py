@@ -283,7 +283,9 @@ class NodeCall:
 
     async def run_graph(self, plan: GraphPlan, state: dict[str, Any]) -> GraphOutcome:
         """Run a nested graph (a ``GraphNode`` body) under this node."""
-        outcome = await execute(plan, state, self.run, self.path, self.span, record=self.frame.record)
+        outcome = await execute(
+            plan, state, self.run, self.path, self.span, record=self.frame.record
+        )
         if outcome.incomplete:
             self.incomplete = True
         return outcome

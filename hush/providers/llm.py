@@ -131,7 +131,9 @@ class LLMNode(BaseNode):
         }
 
 
-def _end_quietly(generation: Any, *, result: LLMResult | None = None, error: BaseException | None = None) -> None:
+def _end_quietly(
+    generation: Any, *, result: LLMResult | None = None, error: BaseException | None = None
+) -> None:
     try:
         if result is not None:
             generation.end(

@@ -39,7 +39,9 @@ def placeholders(template: str) -> list[str]:
                 "compute the value in a CodeNode and pass it as an input"
             )
         if spec or conv:
-            raise PromptError(f"placeholder {{{field}}} in {template!r} has a format spec; pass a ready string")
+            raise PromptError(
+                f"placeholder {{{field}}} in {template!r} has a format spec; pass a ready string"
+            )
         names.append(field)
     return names
 
@@ -50,13 +52,17 @@ def _templates(prompt: Any) -> list[str]:
     if isinstance(prompt, Mapping):
         unknown = set(prompt) - set(_ROLES)
         if unknown:
-            raise PromptError(f"prompt dict keys must be {', '.join(_ROLES)}; got {sorted(unknown)}")
+            raise PromptError(
+                f"prompt dict keys must be {', '.join(_ROLES)}; got {sorted(unknown)}"
+            )
         return [v for v in prompt.values() if isinstance(v, str)]
     if isinstance(prompt, list):
         out = []
         for i, msg in enumerate(prompt):
             if not isinstance(msg, Mapping) or "role" not in msg:
-                raise PromptError(f"prompt message {i} must be a dict with 'role' and 'content', got {msg!r}")
+                raise PromptError(
+                    f"prompt message {i} must be a dict with 'role' and 'content', got {msg!r}"
+                )
             if isinstance(msg.get("content"), str):
                 out.append(msg["content"])
         return out
@@ -74,7 +80,9 @@ def _render(template: str, variables: Mapping[str, Any]) -> str:
     return template.format_map(variables)
 
 
-def render_messages(prompt: Any, variables: Mapping[str, Any], history: Any = None) -> list[Message]:
+def render_messages(
+    prompt: Any, variables: Mapping[str, Any], history: Any = None
+) -> list[Message]:
     """Messages for ``prompt`` with ``{var}`` filled in and ``history`` after the system part."""
     _templates(prompt)
     if history is not None and not isinstance(history, list):

@@ -1,6 +1,6 @@
 """Child process for the SIGKILL test: a 2,000-item checkpointed map of LLM calls.
 
-    python checkpoint_child.py BASE_URL DB RUN_ID OUT_JSON
+python checkpoint_child.py BASE_URL DB RUN_ID OUT_JSON
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ async def main() -> None:
         "llm:ckpt", {"base_url": base_url, "api_key": "x", "model": "gpt-4o-mini", "rpm": 1_000_000}
     )
     result = await Hush(build()).run(
-        {"queries": [f"item {i}" for i in range(N_ITEMS)]}, checkpoint=db, run_id=run_id, progress=False
+        {"queries": [f"item {i}" for i in range(N_ITEMS)]},
+        checkpoint=db,
+        run_id=run_id,
+        progress=False,
     )
     state = result["$state"]
     with open(out, "w") as f:

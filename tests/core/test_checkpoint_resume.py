@@ -75,9 +75,13 @@ async def test_changed_graph_or_inputs_are_refused(tmp_path: Path) -> None:
     calls: Counter[str] = Counter()
     await Hush(counting_graph(calls, set())).run({"items": [1, 2]}, checkpoint=db, run_id="r")
     with pytest.raises(CheckpointMismatchError, match="'r'"):
-        await Hush(counting_graph(calls, set())).run({"items": [1, 2, 3]}, checkpoint=db, run_id="r")
+        await Hush(counting_graph(calls, set())).run(
+            {"items": [1, 2, 3]}, checkpoint=db, run_id="r"
+        )
     with pytest.raises(CheckpointMismatchError):
-        await Hush(counting_graph(calls, set(), name="other")).run({"items": [1, 2]}, checkpoint=db, run_id="r")
+        await Hush(counting_graph(calls, set(), name="other")).run(
+            {"items": [1, 2]}, checkpoint=db, run_id="r"
+        )
     before = sum(calls.values())
     result = await Hush(counting_graph(calls, set())).run(
         {"items": [1, 2, 3]}, checkpoint=db, run_id="r", on_checkpoint_mismatch="restart"
@@ -93,7 +97,11 @@ def test_sigkill_mid_run_then_resume_gives_full_ordered_result(tmp_path: Path) -
         kill_after = random.Random().randint(200, 1500)
         child = subprocess.Popen(cmd)
         deadline = time.monotonic() + 60
-        while server.total_requests < kill_after and child.poll() is None and time.monotonic() < deadline:
+        while (
+            server.total_requests < kill_after
+            and child.poll() is None
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.005)
         assert child.poll() is None, "the child finished before it could be killed"
         child.send_signal(signal.SIGKILL)

@@ -37,15 +37,25 @@ async def test_on_progress_sees_counters_during_and_after_the_run() -> None:
     mid = next(s[0] for s in snapshots if s and s[0].done >= 5)
     assert mid.total == 20 and mid.done < 20
     final = snapshots[-1][0]
-    assert (final.path, final.total, final.done, final.failed, final.running) == ("g/m", 20, 20, 1, 0)
+    assert (final.path, final.total, final.done, final.failed, final.running) == (
+        "g/m",
+        20,
+        20,
+        1,
+        0,
+    )
 
 
 async def test_nested_instances_are_summed_under_one_path() -> None:
     seen: list[list[MapProgress]] = []
     with GraphNode(name="g") as g:
-        with MapNode(name="outer", inputs={"row": Each(PARENT["rows"])}, max_concurrency=2) as outer:
+        with MapNode(
+            name="outer", inputs={"row": Each(PARENT["rows"])}, max_concurrency=2
+        ) as outer:
             with MapNode(name="inner", inputs={"x": Each(PARENT["row"])}) as inner:
-                n = CodeNode(name="n", code_fn=lambda x: {"y": x}, inputs={"x": PARENT["x"]}, thread=False)
+                n = CodeNode(
+                    name="n", code_fn=lambda x: {"y": x}, inputs={"x": PARENT["x"]}, thread=False
+                )
                 START >> n >> END
             START >> inner >> END
         START >> outer >> END

@@ -26,10 +26,16 @@ def batch_graph(resource: str, max_concurrency: int = 5, **llm_options: object) 
         ) as map_node:
             prompt = PromptNode(
                 name="prompt",
-                inputs={"prompt": {"system": "Answer briefly.", "user": "{query}"}, "query": PARENT["query"]},
+                inputs={
+                    "prompt": {"system": "Answer briefly.", "user": "{query}"},
+                    "query": PARENT["query"],
+                },
             )
             llm = LLMNode(
-                name="llm", resource_key=resource, inputs={"messages": prompt["messages"]}, **llm_options
+                name="llm",
+                resource_key=resource,
+                inputs={"messages": prompt["messages"]},
+                **llm_options,
             )
             llm["content"] >> PARENT["answer"]
             START >> prompt >> llm >> END
@@ -40,28 +46,47 @@ def batch_graph(resource: str, max_concurrency: int = 5, **llm_options: object) 
     return graph
 
 
-async def test_guide_parallel_llm_calls(server: MockLLMServer, register: Callable[..., str]) -> None:
+async def test_guide_parallel_llm_calls(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
     register("gpt-4", server.base_url, model="gpt-4")
     register("gpt-4-mini", server.base_url)
     with GraphNode(name="parallel-llm") as graph:
         prompt_summary = PromptNode(
             name="prompt_summary",
-            inputs={"prompt": {"system": "Tóm tắt văn bản sau.", "user": "{text}"}, "text": PARENT["text"]},
+            inputs={
+                "prompt": {"system": "Tóm tắt văn bản sau.", "user": "{text}"},
+                "text": PARENT["text"],
+            },
         )
         prompt_keywords = PromptNode(
             name="prompt_keywords",
-            inputs={"prompt": {"system": "Liệt kê keywords.", "user": "{text}"}, "text": PARENT["text"]},
+            inputs={
+                "prompt": {"system": "Liệt kê keywords.", "user": "{text}"},
+                "text": PARENT["text"],
+            },
         )
         prompt_sentiment = PromptNode(
             name="prompt_sentiment",
-            inputs={"prompt": {"system": "Phân tích sentiment.", "user": "{text}"}, "text": PARENT["text"]},
+            inputs={
+                "prompt": {"system": "Phân tích sentiment.", "user": "{text}"},
+                "text": PARENT["text"],
+            },
         )
-        llm_summary = LLMNode(name="llm_summary", resource_key="gpt-4", inputs={"messages": prompt_summary["messages"]})
+        llm_summary = LLMNode(
+            name="llm_summary",
+            resource_key="gpt-4",
+            inputs={"messages": prompt_summary["messages"]},
+        )
         llm_keywords = LLMNode(
-            name="llm_keywords", resource_key="gpt-4-mini", inputs={"messages": prompt_keywords["messages"]}
+            name="llm_keywords",
+            resource_key="gpt-4-mini",
+            inputs={"messages": prompt_keywords["messages"]},
         )
         llm_sentiment = LLMNode(
-            name="llm_sentiment", resource_key="gpt-4-mini", inputs={"messages": prompt_sentiment["messages"]}
+            name="llm_sentiment",
+            resource_key="gpt-4-mini",
+            inputs={"messages": prompt_sentiment["messages"]},
         )
         merge = CodeNode(
             name="merge",
@@ -94,17 +119,24 @@ async def test_guide_parallel_llm_calls(server: MockLLMServer, register: Callabl
     assert state.nodes["parallel-llm/llm_summary"].outputs["usage"]["total_tokens"] > 0
 
 
-async def test_guide_batch_llm_with_map_node(server: MockLLMServer, register: Callable[..., str]) -> None:
+async def test_guide_batch_llm_with_map_node(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
     register("gpt-4-mini", server.base_url)
     server.configure(latency=0.02)
     queries = [f"question {i}" for i in range(30)]
     result = await Hush(batch_graph("gpt-4-mini")).run({"queries": queries})
     assert result["answers"] == [f"[gpt-4o-mini] reply to: {q}" for q in queries]
     assert server.peak_in_flight == 5
-    assert all(r.body["messages"][0] == {"role": "system", "content": "Answer briefly."} for r in server.requests)
+    assert all(
+        r.body["messages"][0] == {"role": "system", "content": "Answer briefly."}
+        for r in server.requests
+    )
 
 
-async def test_every_item_answered_despite_20_percent_500s(server: MockLLMServer, register: Callable[..., str]) -> None:
+async def test_every_item_answered_despite_20_percent_500s(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
     register("flaky", server.base_url, max_retries=8)
     server.configure(error_rate_500=0.2, seed=3)
     queries = [f"q{i}" for i in range(200)]
@@ -128,7 +160,9 @@ async def test_400_fails_only_that_item_fast_with_server_message(
     assert len(bad) == 1
 
 
-async def test_hung_request_times_out_and_is_retried(server: MockLLMServer, register: Callable[..., str]) -> None:
+async def test_hung_request_times_out_and_is_retried(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
     register("slow", server.base_url, timeout=0.3)
     result = await Hush(batch_graph("slow")).run({"queries": ["hang once [[fail-once:hang]]"]})
     assert result["errors"] == [None]
@@ -156,13 +190,18 @@ class Verdict(BaseModel):
     reasons: list[str]
 
 
-async def test_structured_output_and_malformed_reply(server: MockLLMServer, register: Callable[..., str]) -> None:
+async def test_structured_output_and_malformed_reply(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
     register("structured", server.base_url, max_retries=1)
     with GraphNode(name="g") as g:
         with MapNode(name="m", inputs={"text": Each(PARENT["texts"])}) as m:
             p = PromptNode(name="p", inputs={"prompt": "Classify: {text}", "text": PARENT["text"]})
             llm = LLMNode(
-                name="llm", resource_key="structured", inputs={"messages": p["messages"]}, response_format=Verdict
+                name="llm",
+                resource_key="structured",
+                inputs={"messages": p["messages"]},
+                response_format=Verdict,
             )
             llm["parsed"] >> PARENT["verdict"]
             START >> p >> llm >> END
@@ -178,7 +217,9 @@ async def test_structured_output_and_malformed_reply(server: MockLLMServer, regi
     assert "malformed" in err.message.lower() or "json" in err.message.lower()
 
 
-async def test_generation_parameters_pass_through(server: MockLLMServer, register: Callable[..., str]) -> None:
+async def test_generation_parameters_pass_through(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
     register("p", server.base_url)
     with GraphNode(name="g") as g:
         llm = LLMNode(
@@ -202,7 +243,9 @@ async def test_no_secret_in_result_state_or_logs(
 ) -> None:
     register("s", server.base_url)
     caplog.set_level(logging.DEBUG)
-    result = await Hush(batch_graph("s")).run({"queries": ["ok", "bad [[fail:400]]", "x [[fail-once:500]]"]})
+    result = await Hush(batch_graph("s")).run(
+        {"queries": ["ok", "bad [[fail:400]]", "x [[fail-once:500]]"]}
+    )
     text = repr(result) + repr(result["$state"].to_dict()) + caplog.text
     text += "".join(e.traceback for e in result["$state"].errors)
     assert SECRET not in text
@@ -223,7 +266,9 @@ async def test_unknown_resource_key_is_a_build_error_naming_it() -> None:
 async def test_prompt_node_forms_history_and_escapes() -> None:
     history = [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "reply"}]
     with GraphNode(name="g") as g:
-        as_str = PromptNode(name="s", inputs={"prompt": "Hi {name} {{literal}}", "name": PARENT["name"]})
+        as_str = PromptNode(
+            name="s", inputs={"prompt": "Hi {name} {{literal}}", "name": PARENT["name"]}
+        )
         as_dict = PromptNode(
             name="d",
             inputs={
@@ -236,7 +281,10 @@ async def test_prompt_node_forms_history_and_escapes() -> None:
         as_list = PromptNode(
             name="l",
             inputs={
-                "prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "U {name}"}],
+                "prompt": [
+                    {"role": "system", "content": "S"},
+                    {"role": "user", "content": "U {name}"},
+                ],
                 "name": PARENT["name"],
                 "history": history,
             },
@@ -250,8 +298,16 @@ async def test_prompt_node_forms_history_and_escapes() -> None:
         START >> [as_str, as_dict, as_list] >> out >> END
     result = await Hush(g).run({"name": "Ana"})
     assert result["s"] == [{"role": "user", "content": "Hi Ana {literal}"}]
-    assert result["d"] == [{"role": "system", "content": "Be brief."}, *history, {"role": "user", "content": "Ana"}]
-    assert result["l"] == [{"role": "system", "content": "S"}, *history, {"role": "user", "content": "U Ana"}]
+    assert result["d"] == [
+        {"role": "system", "content": "Be brief."},
+        *history,
+        {"role": "user", "content": "Ana"},
+    ]
+    assert result["l"] == [
+        {"role": "system", "content": "S"},
+        *history,
+        {"role": "user", "content": "U Ana"},
+    ]
 
 
 async def test_prompt_missing_variable_errors() -> None:

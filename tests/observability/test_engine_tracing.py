@@ -24,7 +24,13 @@ from hush.testing import MockLLMServer
 async def llm_resource() -> Any:
     async with MockLLMServer() as server:
         get_registry().register(
-            "llm:traced", {"base_url": server.base_url, "api_key": "sk-llm-secret-xyz", "model": "gpt-4o-mini", "rpm": 10**6}
+            "llm:traced",
+            {
+                "base_url": server.base_url,
+                "api_key": "sk-llm-secret-xyz",
+                "model": "gpt-4o-mini",
+                "rpm": 10**6,
+            },
         )
         yield server
         get_registry().unregister("llm:traced")
@@ -32,9 +38,19 @@ async def llm_resource() -> Any:
 
 def batch_graph() -> GraphNode:
     with GraphNode(name="traced-batch") as g:
-        with MapNode(name="llm_batch", inputs={"query": Each(PARENT["queries"])}, max_concurrency=8) as m:
-            p = PromptNode(name="prompt", inputs={"prompt": {"system": "Be brief.", "user": "{query}"}, "query": PARENT["query"]})
-            llm = LLMNode(name="llm", resource_key="traced", inputs={"messages": p["messages"]}, temperature=0)
+        with MapNode(
+            name="llm_batch", inputs={"query": Each(PARENT["queries"])}, max_concurrency=8
+        ) as m:
+            p = PromptNode(
+                name="prompt",
+                inputs={
+                    "prompt": {"system": "Be brief.", "user": "{query}"},
+                    "query": PARENT["query"],
+                },
+            )
+            llm = LLMNode(
+                name="llm", resource_key="traced", inputs={"messages": p["messages"]}, temperature=0
+            )
             llm["content"] >> PARENT["answer"]
             START >> p >> llm >> END
         m["answer"] >> PARENT["answers"]
@@ -46,11 +62,19 @@ QUERIES = [f"question {i}" + (" [[fail:400]]" if i == 13 else "") for i in range
 
 
 async def test_run_is_one_trace_nested_as_the_graph(
-    llm_resource: MockLLMServer, receiver: OtlpReceiver, make_tracer: Callable[..., LangfuseTracer], secret_key: str
+    llm_resource: MockLLMServer,
+    receiver: OtlpReceiver,
+    make_tracer: Callable[..., LangfuseTracer],
+    secret_key: str,
 ) -> None:
     tracer = make_tracer(receiver.url)
     result = await Hush(batch_graph()).run(
-        {"queries": QUERIES}, tracer=tracer, user_id="u-7", session_id="s-9", tags=["nightly"], metadata={"batch": "b1"}
+        {"queries": QUERIES},
+        tracer=tracer,
+        user_id="u-7",
+        session_id="s-9",
+        tags=["nightly"],
+        metadata={"batch": "b1"},
     )
     assert result["$state"].iterations["traced-batch/llm_batch"].failed == 1
     # root + map + 20 items x (item, prompt, llm, generation) = 82
@@ -76,8 +100,14 @@ async def test_run_is_one_trace_nested_as_the_graph(
         gens = [s for s in spans if s.parent_id == children["llm"].span_id]
         assert len(gens) == 1 and gens[0].type == "generation"
         index = int(name[len("llm_batch[") : -1])
-        assert f"question {index}" in str(children["prompt"].attributes.get("langfuse.observation.input"))
-    gen = next(s for s in spans if s.type == "generation" and by_id[s.parent_id].parent_id == items["llm_batch[0]"].span_id)
+        assert f"question {index}" in str(
+            children["prompt"].attributes.get("langfuse.observation.input")
+        )
+    gen = next(
+        s
+        for s in spans
+        if s.type == "generation" and by_id[s.parent_id].parent_id == items["llm_batch[0]"].span_id
+    )
     assert gen.attributes["langfuse.observation.model.name"] == "gpt-4o-mini"
     assert '"total"' in gen.attributes["langfuse.observation.usage_details"]
 
@@ -106,15 +136,23 @@ async def test_langfuse_down_costs_a_warning_not_a_failure(
     caplog.set_level(logging.WARNING)
     start = time.monotonic()
     with anyio.fail_after(10):
-        result = await Hush(batch_graph()).run({"queries": QUERIES[:5]}, tracer=tracer, flush_timeout=1.0)
+        result = await Hush(batch_graph()).run(
+            {"queries": QUERIES[:5]}, tracer=tracer, flush_timeout=1.0
+        )
     assert result["$state"].status == "ok"
     assert len(result["answers"]) == 5
     assert time.monotonic() - start < 8
     if where == "hanging":
-        assert any("did not finish within" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+        assert any(
+            "did not finish within" in r.getMessage()
+            for r in caplog.records
+            if r.levelno >= logging.WARNING
+        )
 
 
-async def test_local_tracer_records_the_run_offline(llm_resource: MockLLMServer, tmp_path: Any) -> None:
+async def test_local_tracer_records_the_run_offline(
+    llm_resource: MockLLMServer, tmp_path: Any
+) -> None:
     path = tmp_path / "trace.jsonl"
     tracer = LocalTracer(path)
     await Hush(batch_graph()).run({"queries": QUERIES[:3]}, tracer=tracer)
