@@ -1,0 +1,514 @@
+"""LLM calls: one pooled OpenAI client per resource, engine-owned retries, limits and fallback.
+
+Each resource gets one :class:`openai.AsyncOpenAI` (SDK retries off) over one pooled
+``httpx2.AsyncClient`` — the HTTP client this ``openai`` release is built on — sized to
+the resource's in-flight cap. HTTP clients belong to the event loop that created them,
+so clients are cached per (resource key, running loop); entries of closed loops are
+dropped. Every attempt goes through the resource's :class:`ResourceLimiter`.
+
+Retries (``max_retries`` after the first attempt) cover 408/409/429, 5xx, timeouts,
+connection errors and malformed bodies, unless the server says ``x-should-retry:
+false`` or the 429 is an exhausted quota (``insufficient_quota``). They wait
+``Retry-After`` when the server gives one, else ``backoff_base * 2**n`` (capped at
+``backoff_max``) with jitter. Other 4xx fail at once with the server's message; a
+reply that does not match a pydantic ``response_format`` fails at once too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+import pydantic
+from openai.resources.chat.completions import AsyncCompletions
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base
+
+from hush.providers.errors import LLMCallError
+from hush.providers.headers import parse_retry_after
+from hush.providers.limiter import (
+    DEFAULT_MAX_CONCURRENCY,
+    Permit,
+    ResourceLimiter,
+    get_limiter,
+)
+from hush.providers.resources import LLMResource, ResourceRegistry, get_registry, normalize_key
+from hush.providers.tokens import estimate_request_tokens
+
+__all__ = ["LLMClient", "LLMResult", "aclose_all", "complete", "get_client"]
+
+logger = logging.getLogger(__name__)
+
+NO_API_KEY = "no-key"
+"""Sent when a resource has no ``api_key`` (local servers ignore it)."""
+KEEPALIVE_SECONDS = 120.0
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+FALLBACK_STATUS = frozenset({401, 403, 404, 429})
+"""Besides retryable failures, statuses that mean this resource (not the request) is unusable
+(a 429 that must not be retried is an exhausted quota)."""
+_RESERVED_PARAMS = frozenset({"messages", "stream"})
+_SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
+
+
+@dataclass(slots=True)
+class LLMResult:
+    """One chat completion."""
+
+    content: str | None
+    usage: dict[str, int]
+    """``prompt_tokens``, ``completion_tokens``, ``total_tokens``."""
+    model: str
+    finish_reason: str | None
+    tool_calls: list[dict[str, Any]] | None
+    parsed: pydantic.BaseModel | None
+    """The reply as the pydantic ``response_format`` model, when one was given."""
+    latency_s: float
+    """From the call to the result, including limiter waits and retries."""
+    attempts: int
+    resource_key: str
+
+
+class _AttemptFailed(Exception):
+    """One failed attempt, classified for the retry policy."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class _RetryWait(wait_base):
+    """``Retry-After`` when the server sent one, else exponential backoff with jitter."""
+
+    def __init__(self, base: float, maximum: float) -> None:
+        self.base = base
+        self.maximum = maximum
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, _AttemptFailed) and error.retry_after is not None:
+            return error.retry_after
+        ceiling = min(self.maximum, self.base * 2.0 ** (retry_state.attempt_number - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class LLMClient:
+    """Chat completions against one resource, through its shared limiter."""
+
+    def __init__(
+        self, key: str, resource: LLMResource, limiter: ResourceLimiter | None = None
+    ) -> None:
+        self.key = key
+        self.resource = resource
+        self.limiter = limiter if limiter is not None else get_limiter(key, resource)
+        self._secrets = [
+            s.get_secret_value()
+            for s in (resource.api_key, *resource.headers.values())
+            if s is not None and s.get_secret_value()
+        ]
+        self._openai = _make_openai(resource)
+
+    @property
+    def openai(self) -> openai.AsyncOpenAI:
+        """The underlying SDK client (its own retries are off; calls bypass the limiter)."""
+        return self._openai
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._openai.close()
+
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        params: Mapping[str, Any] | None = None,
+        response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> LLMResult:
+        """Send one chat completion, retrying transient failures; raise :class:`LLMCallError`."""
+        body, model_type = self._body(messages, params, response_format, tools)
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        estimate = estimate_request_tokens(
+            messages,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            tools=body.get("tools"),
+        )
+        started = time.monotonic()
+        attempts = 0
+
+        async def attempt() -> LLMResult:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(body, model_type, estimate, started, attempts)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.resource.max_retries + 1),
+            wait=_RetryWait(self.resource.backoff_base, self.resource.backoff_max),
+            retry=retry_if_exception(lambda e: isinstance(e, _AttemptFailed) and e.retryable),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        try:
+            return await retrying(attempt)
+        except _AttemptFailed as failure:
+            suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+            raise LLMCallError(
+                f"{self.key}: {failure.message}{suffix}",
+                status_code=failure.status_code,
+                resource_key=self.key,
+                retryable=failure.retryable,
+                attempts=attempts,
+            ) from failure.__cause__
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self.limiter.note_retry()
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.debug(
+            "%s: attempt %d failed (%s); retrying in %.2fs",
+            self.key,
+            state.attempt_number,
+            error,
+            wait,
+        )
+
+    def _body(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any] | None,
+        response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None,
+        tools: Sequence[Mapping[str, Any]] | None,
+    ) -> tuple[dict[str, Any], type[pydantic.BaseModel] | None]:
+        params = dict(params or {})
+        reserved = _RESERVED_PARAMS & params.keys()
+        if reserved:
+            raise TypeError(f"complete() does not take {', '.join(sorted(reserved))} in params")
+        if response_format is None:
+            response_format = params.pop("response_format", None)
+        else:
+            params.pop("response_format", None)
+        if tools is not None:
+            params["tools"] = list(tools)
+        body: dict[str, Any] = {"model": self.resource.model}
+        extra_body: dict[str, Any] = dict(params.pop("extra_body", None) or {})
+        for name, value in params.items():
+            if name in _SDK_PARAMS:
+                body[name] = value
+            else:
+                extra_body[name] = value
+        if extra_body:
+            body["extra_body"] = extra_body
+        body["messages"] = [dict(m) for m in messages]
+        model_type: type[pydantic.BaseModel] | None = None
+        if isinstance(response_format, type) and issubclass(response_format, pydantic.BaseModel):
+            model_type = response_format
+            body["response_format"] = response_format
+        elif response_format is not None:
+            body["response_format"] = dict(response_format)
+        return body, model_type
+
+    async def _attempt(
+        self,
+        body: dict[str, Any],
+        model_type: type[pydantic.BaseModel] | None,
+        estimate: int,
+        started: float,
+        attempts: int,
+    ) -> LLMResult:
+        permit = await self.limiter.acquire(estimate)
+        with permit:
+            completion, headers = await self._send(permit, body, model_type)
+            try:
+                result = self._result(completion, model_type, started, attempts)
+            except _AttemptFailed:
+                permit.failed(headers)
+                raise
+            permit.commit(_charged_tokens(result.usage, body) or estimate, headers)
+            return result
+
+    async def _send(
+        self, permit: Permit, body: dict[str, Any], model_type: type[pydantic.BaseModel] | None
+    ) -> tuple[Any, httpx2.Headers]:
+        completions = self._openai.chat.completions.with_raw_response
+        try:
+            async with asyncio.timeout(self.resource.timeout):
+                if model_type is not None:
+                    raw: Any = await completions.parse(**body)
+                else:
+                    raw = await completions.create(**body)
+                return raw.parse(), raw.headers
+        except openai.APIStatusError as exc:
+            headers = exc.response.headers
+            status = exc.status_code
+            retry_after = parse_retry_after(headers)
+            retryable = (
+                (status in RETRYABLE_STATUS or status >= 500)
+                and headers.get("x-should-retry") != "false"
+                and exc.code != "insufficient_quota"
+            )
+            if status == 429 and retryable:
+                permit.rate_limited(headers, retry_after)
+            else:
+                permit.failed(headers)
+            raise _AttemptFailed(
+                f"HTTP {status}: {self._redact(_server_message(exc))}",
+                status_code=status,
+                retryable=retryable,
+                retry_after=retry_after if retryable else None,
+            ) from exc
+        except (openai.APITimeoutError, TimeoutError) as exc:
+            permit.failed()
+            raise _AttemptFailed(
+                f"no reply within {self.resource.timeout:g}s (timeout)", retryable=True
+            ) from exc
+        except openai.APIConnectionError as exc:
+            permit.failed()
+            cause = exc.__cause__ or exc
+            raise _AttemptFailed(
+                f"connection error: {self._redact(str(cause) or type(cause).__name__)}",
+                retryable=True,
+            ) from exc
+        except pydantic.ValidationError as exc:
+            permit.failed()
+            assert model_type is not None
+            raise _AttemptFailed(_mismatch(model_type, exc), retryable=False) from exc
+        except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
+            permit.failed()
+            name = model_type.__name__ if model_type is not None else "the response format"
+            why = (
+                "it was cut off by the token limit"
+                if isinstance(exc, openai.LengthFinishReasonError)
+                else "the content filter stopped it"
+            )
+            raise _AttemptFailed(f"reply did not match {name}: {why}", retryable=False) from exc
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            permit.failed()
+            raise _AttemptFailed(
+                f"malformed reply body: {self._redact(str(exc))[:200]}", retryable=True
+            ) from exc
+
+    def _result(
+        self,
+        completion: Any,
+        model_type: type[pydantic.BaseModel] | None,
+        started: float,
+        attempts: int,
+    ) -> LLMResult:
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise _AttemptFailed("malformed reply body: no choices", retryable=True)
+        choice = choices[0]
+        message = choice.message
+        parsed: pydantic.BaseModel | None = None
+        if model_type is not None:
+            parsed = getattr(message, "parsed", None)
+            if not isinstance(parsed, model_type):
+                refusal = getattr(message, "refusal", None)
+                why = f"the model refused: {refusal}" if refusal else "the reply was empty"
+                raise _AttemptFailed(
+                    f"reply did not match {model_type.__name__}: {why}", retryable=False
+                )
+        usage = completion.usage
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion_tokens
+        return LLMResult(
+            content=message.content,
+            usage={
+                "prompt_tokens": prompt,
+                "completion_tokens": completion_tokens,
+                "total_tokens": total,
+            },
+            model=str(completion.model),
+            finish_reason=choice.finish_reason,
+            tool_calls=[_tool_call(c) for c in message.tool_calls] if message.tool_calls else None,
+            parsed=parsed,
+            latency_s=time.monotonic() - started,
+            attempts=attempts,
+            resource_key=self.key,
+        )
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def __repr__(self) -> str:
+        return f"LLMClient({self.key!r}, model={self.resource.model!r}, base_url={self.resource.base_url!r})"
+
+
+def _make_openai(resource: LLMResource) -> openai.AsyncOpenAI:
+    size = resource.max_concurrency or DEFAULT_MAX_CONCURRENCY
+    http_client = httpx2.AsyncClient(
+        limits=httpx2.Limits(
+            max_connections=size,
+            max_keepalive_connections=size,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        ),
+        timeout=httpx2.Timeout(resource.timeout),
+        follow_redirects=True,
+    )
+    api_key = resource.api_key.get_secret_value() if resource.api_key is not None else NO_API_KEY
+    headers = {name: value.get_secret_value() for name, value in resource.headers.items()}
+    if resource.api_type == "azure":
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=resource.base_url,
+            api_version=resource.api_version,
+            api_key=api_key,
+            max_retries=0,
+            timeout=resource.timeout,
+            default_headers=headers,
+            http_client=http_client,
+        )
+    return openai.AsyncOpenAI(
+        base_url=resource.base_url,
+        api_key=api_key,
+        max_retries=0,
+        timeout=resource.timeout,
+        default_headers=headers,
+        http_client=http_client,
+    )
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500]
+    try:
+        text = exc.response.text.strip()
+    except Exception:
+        text = ""
+    return text[:500] or exc.message
+
+
+def _charged_tokens(usage: Mapping[str, int], body: Mapping[str, Any]) -> int:
+    """Tokens a provider counts against TPM: the prompt plus the larger of the reply and
+    its ``max_tokens`` allowance (OpenAI reserves ``max_tokens`` and does not refund it)."""
+    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    n = body.get("n")
+    allowance = cap * (n if isinstance(n, int) and n > 0 else 1) if isinstance(cap, int) else 0
+    return usage["prompt_tokens"] + max(usage["completion_tokens"], allowance)
+
+
+def _mismatch(model_type: type[pydantic.BaseModel], exc: pydantic.ValidationError) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(reply)'}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)
+    )
+    return f"reply did not match {model_type.__name__}: {problems}"
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    data: dict[str, Any] = call.model_dump(mode="json", exclude_none=True)
+    function = data.get("function")
+    if isinstance(function, dict):
+        function.pop("parsed_arguments", None)
+    return data
+
+
+# ---- per-loop client cache ------------------------------------------------------------
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, LLMClient]] = (
+    weakref.WeakKeyDictionary()
+)
+_closing: set[asyncio.Task[None]] = set()
+
+
+def get_client(resource_key: str, *, registry: ResourceRegistry | None = None) -> LLMClient:
+    """The running loop's client for ``resource_key`` (created on first use)."""
+    key = normalize_key(resource_key)
+    resource = (registry or get_registry()).get_llm(key)
+    loop = asyncio.get_running_loop()
+    for other in [other for other in list(_clients) if other.is_closed()]:
+        _clients.pop(other, None)
+    per_loop = _clients.setdefault(loop, {})
+    client = per_loop.get(key)
+    if client is None or client.resource != resource:
+        if client is not None:
+            task = loop.create_task(client.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+        client = per_loop[key] = LLMClient(key, resource)
+    return client
+
+
+async def aclose_all() -> None:
+    """Close every client of the running loop and forget clients of closed loops."""
+    loop = asyncio.get_running_loop()
+    for other in [other for other in list(_clients) if other.is_closed()]:
+        _clients.pop(other, None)
+    clients = _clients.pop(loop, {})
+    await asyncio.gather(*(client.aclose() for client in clients.values()), return_exceptions=True)
+
+
+async def complete(
+    resource_keys: str | Sequence[str],
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    params: Mapping[str, Any] | None = None,
+    response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    registry: ResourceRegistry | None = None,
+) -> LLMResult:
+    """Call the first resource; when it fails for availability, try the next ones in order.
+
+    Availability means a retryable failure left after that resource's retries (429, 5xx,
+    timeout, connection, malformed body) or 401/403/404. Other failures (a 400, a reply
+    not matching ``response_format``) are raised at once. When every resource fails, the
+    :class:`LLMCallError` lists each one's failure in ``failures``.
+    """
+    keys = [resource_keys] if isinstance(resource_keys, str) else list(resource_keys)
+    if not keys:
+        raise ValueError("complete() needs at least one resource key")
+    registry = registry or get_registry()
+    clients = [get_client(key, registry=registry) for key in keys]
+    failures: list[LLMCallError] = []
+    for position, client in enumerate(clients):
+        try:
+            return await client.complete(
+                messages, params=params, response_format=response_format, tools=tools
+            )
+        except LLMCallError as error:
+            failures.append(error)
+            if not (error.retryable or error.status_code in FALLBACK_STATUS):
+                break
+            if position + 1 < len(clients):
+                logger.info(
+                    "%s failed (%s); falling back to %s",
+                    client.key,
+                    error,
+                    clients[position + 1].key,
+                )
+    if len(failures) == 1:
+        raise failures[0]
+    summary = "; ".join(str(error) for error in failures)
+    last = failures[-1]
+    raise LLMCallError(
+        f"{len(failures)} resources failed: {summary}",
+        status_code=last.status_code,
+        resource_key=None,
+        retryable=all(error.retryable for error in failures),
+        attempts=sum(error.attempts for error in failures),
+        failures=failures,
+    )

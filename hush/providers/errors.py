@@ -1,0 +1,41 @@
+"""Errors raised by resources and LLM calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ResourceError(ValueError):
+    """A resource is unknown, or its configuration is missing, unreadable or invalid."""
+
+
+class LLMCallError(RuntimeError):
+    """An LLM call failed for good (after the engine's retries, when they apply).
+
+    Attributes:
+        status_code: HTTP status of the last failed attempt, or ``None`` (timeout,
+            connection error, malformed or non-matching reply).
+        resource_key: The resource that failed (``None`` when several did).
+        retryable: The failure is transient (429, 5xx, timeout, connection, malformed
+            body): the same request may succeed later or elsewhere.
+        attempts: Requests sent for this call.
+        failures: For a fallback chain, each resource's own error, in order.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        resource_key: str | None = None,
+        retryable: bool = False,
+        attempts: int = 0,
+        failures: Sequence[LLMCallError] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.resource_key = resource_key
+        self.retryable = retryable
+        self.attempts = attempts
+        self.failures = tuple(failures)
