@@ -36,9 +36,12 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hush.providers.client import aclose_all, complete
+from hush.core import END, PARENT, START, GraphNode, Hush
+from hush.core.nodes.iteration import MapNode
+from hush.core.nodes.iteration.base import Each
+from hush.providers import LLMNode, get_registry
+from hush.providers.client import aclose_all
 from hush.providers.limiter import all_limiters
-from hush.providers.resources import ResourceRegistry
 from hush.testing import MockLLMServer
 
 SERVER_RPM = 6000
@@ -140,6 +143,24 @@ def _cost(body: Any) -> int:
     return prompt_tokens(body["messages"]) + cap
 
 
+def hush_graph(key: str, with_caps: bool) -> Hush:
+    """The user's workload as a hush graph: a MapNode of LLM calls, capped only by the limiter."""
+    inputs: dict[str, Any] = {"messages": Each(PARENT["prompts"])}
+    llm_inputs: dict[str, Any] = {"messages": PARENT["messages"]}
+    if with_caps:
+        inputs["max_tokens"] = Each(PARENT["caps"])
+        llm_inputs["max_tokens"] = PARENT["max_tokens"]
+    with GraphNode(name="rate-limited-batch") as graph:
+        with MapNode(name="requests", inputs=inputs, max_concurrency=1000) as requests:
+            llm = LLMNode(name="llm", resource_key=key, inputs=llm_inputs)
+            llm["content"] >> PARENT["content"]
+            START >> llm >> END
+        requests["content"] >> PARENT["answers"]
+        requests["error"] >> PARENT["errors"]
+        START >> requests >> END
+    return Hush(graph)
+
+
 async def run_hush(
     server: MockLLMServer,
     key: str,
@@ -147,30 +168,23 @@ async def run_hush(
     prompts: Sequence[Messages],
     caps: Sequence[int] | None = None,
 ) -> tuple[float, str]:
-    """Send every prompt through hush's complete() at once; return seconds and limiter stats."""
-    registry = ResourceRegistry(discover=False)
+    """Run every prompt through a hush MapNode graph; return seconds and limiter stats."""
+    registry = get_registry()
     registry.register(
         key,
         {"base_url": server.base_url, "model": "gpt-4o-mini", "api_key": "bench", **settings},
     )
     started = time.perf_counter()
     try:
-        results = await asyncio.gather(
-            *(
-                complete(
-                    key,
-                    messages,
-                    params={"max_tokens": caps[i]} if caps is not None else None,
-                    registry=registry,
-                )
-                for i, messages in enumerate(prompts)
-            ),
-            return_exceptions=True,
-        )
+        inputs: dict[str, Any] = {"prompts": list(prompts)}
+        if caps is not None:
+            inputs["caps"] = list(caps)
+        result = await hush_graph(key, caps is not None).run(inputs, progress=False)
     finally:
         await aclose_all()
+        registry.unregister(key)
     seconds = time.perf_counter() - started
-    failed = sum(1 for r in results if isinstance(r, BaseException))
+    failed = sum(1 for e in result["errors"] if e is not None)
     stats = all_limiters()[key].stats()
     limit = stats.rpm_limit if stats.tpm_limit is None else stats.tpm_limit
     note = (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -105,6 +107,7 @@ class Hush:
         ctx = RunContext(run_id, record, tracer=tracer, leaf_limiter=limiter, store=store)
         root = _start_trace(tracer, self.name, run_id, inputs, user_id, session_id, tags, metadata)
         outcome: GraphOutcome | None = None
+        llm_before = _llm_stats()
         reporter = None
         if want_display(progress) or on_progress is not None:
             reporter = ProgressReporter(record, show=want_display(progress), callback=on_progress)
@@ -117,6 +120,7 @@ class Hush:
                 )
         finally:
             record.duration = ctx.now()
+            record.llm = _llm_delta(llm_before, _llm_stats())
             if outcome is None:
                 record.status = "cancelled"
             else:
@@ -154,6 +158,30 @@ class Hush:
 
         digest = fingerprint(describe(self.graph), dict(inputs))
         return await open_checkpoint(checkpoint, run_id, digest, on_mismatch=on_mismatch)
+
+
+_COUNTERS = ("sent", "ok", "rate_limited", "retries", "errors", "tokens_used", "wait_time_s", "paused_for_s")
+
+
+def _llm_stats() -> dict[str, dict[str, Any]]:
+    """Snapshot of every LLM resource limiter in the process (none if LLMs are unused)."""
+    limiter = sys.modules.get("hush.providers.limiter")
+    if limiter is None:
+        return {}
+    return {key: dataclasses.asdict(lim.stats()) for key, lim in limiter.all_limiters().items()}
+
+
+def _llm_delta(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per resource: current rates and limits, and what the counters did during the run."""
+    out = {}
+    for key, now in after.items():
+        old = before.get(key, {})
+        delta = {c: now[c] - old.get(c, 0) for c in _COUNTERS}
+        if delta["sent"] or delta["errors"] or delta["rate_limited"]:
+            out[key] = {**now, **delta}
+    return out
 
 
 async def _with_reporter(

@@ -50,7 +50,11 @@ class RunRecord:
 
     Times are seconds since the run started. ``nodes`` has every node outside
     iteration bodies; nodes inside map items appear in ``errors`` when they fail
-    and in their iteration node's ``counters``.
+    and in their iteration node's ``counters``. ``llm`` has, per LLM resource
+    used, the limiter's current rates and limits and what its counters (sent,
+    ok, rate_limited, retries, errors, tokens_used, wait time) did during the
+    run; limiters are shared by the process, so concurrent runs on the same
+    resource count in each other's window.
     """
 
     run_id: str
