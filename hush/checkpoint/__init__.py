@@ -1,0 +1,30 @@
+"""Checkpoint and resume: finished nodes and map items saved as they finish."""
+
+from hush.checkpoint.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointValueError,
+    CheckpointWriteError,
+    UnknownRunError,
+)
+from hush.checkpoint.hashing import fingerprint
+from hush.checkpoint.reader import RunInfo, list_runs, load_entries
+from hush.checkpoint.sqlite_store import SQLiteCheckpointStore, open_checkpoint
+from hush.checkpoint.store import CheckpointStore
+from hush.checkpoint.writer import WriterStats
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "CheckpointStore",
+    "CheckpointValueError",
+    "CheckpointWriteError",
+    "RunInfo",
+    "SQLiteCheckpointStore",
+    "UnknownRunError",
+    "WriterStats",
+    "fingerprint",
+    "list_runs",
+    "load_entries",
+    "open_checkpoint",
+]

@@ -1,0 +1,89 @@
+"""The SQLite layout of a checkpoint file and the connection settings."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+logger = logging.getLogger("hush.checkpoint")
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    status      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entries (
+    run_id      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    value       BLOB NOT NULL,
+    finished_at REAL NOT NULL,
+    PRIMARY KEY (run_id, path)
+);
+"""
+
+TOUCH_RUN = "UPDATE runs SET updated_at = ? WHERE run_id = ?"
+SET_STATUS = "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?"
+
+
+# Row counts an upsert statement is prepared for; a batch is padded up to the
+# next one by repeating its last row (an idempotent upsert), so a whole batch is
+# one statement and a handful of statements are ever prepared.
+STATEMENT_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+@functools.cache
+def upsert_entries(rows: int) -> str:
+    """An upsert of ``rows`` entries of one run (parameter 1) in one statement.
+
+    Parameters after the first are ``path, value, finished_at`` per row; a
+    later row wins over an earlier one with the same path.
+    """
+    values = ", ".join(f"(?1, ?{3 * i + 2}, ?{3 * i + 3}, ?{3 * i + 4})" for i in range(rows))
+    return (
+        f"INSERT INTO entries (run_id, path, value, finished_at) VALUES {values} "
+        "ON CONFLICT (run_id, path) DO UPDATE SET value = excluded.value, "
+        "finished_at = excluded.finished_at"
+    )
+
+
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open ``path`` for writing: WAL journal, ``synchronous=NORMAL``, schema created.
+
+    The connection is in autocommit mode (transactions are explicit) and may be
+    handed to another thread, one thread at a time.
+    """
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            logger.warning("checkpoint %s: journal mode is %s, not WAL", os.fspath(path), mode)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this hush supports ({SCHEMA_VERSION})"
+            )
+        conn.executescript(_SCHEMA)
+        if version < SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open an existing checkpoint file without writing to it."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)

@@ -1,0 +1,308 @@
+"""A checkpoint store in a SQLite file: finished results survive a killed process.
+
+Durability: the file uses WAL with ``synchronous=NORMAL``. A committed
+transaction survives the process being killed (even by SIGKILL); a power loss
+or OS crash may lose the last few commits, never corrupt the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import pickle
+import sqlite3
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio.to_thread
+
+from hush.checkpoint.errors import CheckpointError, CheckpointMismatchError, CheckpointValueError
+from hush.checkpoint.schema import connect
+from hush.checkpoint.writer import MAX_BATCH, Barrier, Close, Entry, Many, Status, Writer, WriterStats
+
+logger = logging.getLogger("hush.checkpoint")
+
+OnMismatch = Literal["error", "restart"]
+
+_SHUTDOWN_TIMEOUT_S = 30.0
+
+
+class SQLiteCheckpointStore:
+    """Finished results of one run, read from memory and written by a background thread.
+
+    Create it with :func:`open_checkpoint`. ``get`` is a dictionary lookup;
+    ``put`` pickles the value and buffers it; the buffer is handed to the
+    writer thread once per event-loop iteration (or every :data:`MAX_BATCH`
+    entries), so the thread wakes once per batch rather than once per entry,
+    and commits whatever it has in one transaction. A result is durable within
+    one loop iteration and one commit (typically a few milliseconds).
+    """
+
+    def __init__(
+        self, *, file: Path, run_id: str, fingerprint: str, blobs: dict[str, bytes], writer: Writer
+    ) -> None:
+        self.file = file
+        self.run_id = run_id
+        self.fingerprint = fingerprint
+        self.restored = len(blobs)
+        self._blobs = blobs
+        self._writer = writer
+        self._closed = False
+        self._pending: list[Entry] = []
+        self._pending_waiter: asyncio.Future[None] | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finalizer = weakref.finalize(self, writer.shutdown, _SHUTDOWN_TIMEOUT_S)
+
+    def __repr__(self) -> str:
+        return f"<SQLiteCheckpointStore run_id={self.run_id!r} file={str(self.file)!r}>"
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._blobs
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    @property
+    def stats(self) -> WriterStats:
+        """Transactions committed and entries written by this store so far."""
+        return self._writer.stats
+
+    def get(self, path: str) -> Any | None:
+        """Return a fresh copy of the result saved under ``path``, or ``None``.
+
+        A saved result that no longer unpickles (its class changed or moved) is
+        logged and treated as missing, so that work runs again.
+        """
+        blob = self._blobs.get(path)
+        if blob is None:
+            return None
+        try:
+            return pickle.loads(blob)
+        except Exception:
+            logger.warning(
+                "checkpoint %s: cannot load the saved result of %r in run %r; running it again",
+                self.file,
+                path,
+                self.run_id,
+                exc_info=True,
+            )
+            return None
+
+    def put(self, path: str, value: Any) -> None:
+        """Save ``value`` under ``path``; returns at once, the commit follows shortly.
+
+        Raises :class:`CheckpointValueError` if ``value`` cannot be pickled and
+        :class:`CheckpointWriteError` if an earlier write failed.
+        """
+        self._buffer((path, self._prepare(path, value), time.time(), None), durable=False)
+
+    async def put_durable(self, path: str, value: Any) -> None:
+        """Save ``value`` under ``path`` and return once its transaction is committed."""
+        waiter = self._buffer((path, self._prepare(path, value), time.time(), None), durable=True)
+        assert waiter is not None
+        await asyncio.shield(waiter)
+
+    def _buffer(self, entry: Entry, *, durable: bool) -> asyncio.Future[None] | None:
+        """Add ``entry`` to this loop iteration's batch; return the batch's commit future."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        self._pending.append(entry)
+        waiter = self._pending_waiter
+        if durable and waiter is None:
+            waiter = self._pending_waiter = loop.create_future()
+        if len(self._pending) >= MAX_BATCH:
+            self._submit_pending()
+        elif self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self._submit_pending)
+        return waiter if durable else None
+
+    def _submit_pending(self) -> None:
+        """Hand the buffered batch (and its waiter) to the writer thread."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        entries, waiter = self._pending, self._pending_waiter
+        self._pending, self._pending_waiter = [], None
+        if not entries and waiter is None:
+            return
+        assert self._loop is not None
+        self._writer.submit(Many(entries, (waiter, self._loop) if waiter is not None else None))
+
+    async def flush(self) -> None:
+        """Return once everything put so far is committed."""
+        self._check_open()
+        self._submit_pending()
+        future = self._new_waiter()
+        self._writer.submit(Barrier((future, asyncio.get_running_loop())))
+        await future
+
+    def mark_finished(self, status: str = "ok") -> None:
+        """Record the run's final status (for example ``ok``, ``error``, ``cancelled``)."""
+        if not isinstance(status, str) or not status:
+            raise ValueError(f"status must be a non-empty string, not {status!r}")
+        self._check_open()
+        self._submit_pending()
+        self._writer.submit(Status(status, time.time()))
+
+    async def aclose(self) -> None:
+        """Commit everything still queued and close the file.
+
+        Raises :class:`CheckpointWriteError` if any write failed. Closing twice
+        does nothing.
+        """
+        if self._closed:
+            return
+        self._submit_pending()
+        self._closed = True
+        future = self._new_waiter()
+        self._writer.submit(Close((future, asyncio.get_running_loop())))
+        await future
+        self._finalizer.detach()
+        if self._writer.failed:
+            raise self._writer.error()
+
+    async def __aenter__(self) -> SQLiteCheckpointStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"checkpoint store of run {self.run_id!r} is closed")
+        if self._writer.failed:
+            raise self._writer.error()
+
+    def _prepare(self, path: str, value: Any) -> bytes:
+        self._check_open()
+        try:
+            blob = pickle.dumps(value, protocol=5)
+        except Exception as exc:
+            raise CheckpointValueError(
+                f"cannot checkpoint the result of {path!r}: it does not pickle ({exc})"
+            ) from exc
+        self._blobs[path] = blob
+        return blob
+
+    @staticmethod
+    def _new_waiter() -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    conn: sqlite3.Connection
+    blobs: dict[str, bytes]
+
+
+async def open_checkpoint(
+    path: str | os.PathLike[str],
+    run_id: str,
+    fingerprint: str,
+    *,
+    on_mismatch: OnMismatch = "error",
+) -> SQLiteCheckpointStore:
+    """Open (or create) the checkpoint file ``path`` and the run ``run_id`` in it.
+
+    One file holds any number of runs. If ``run_id`` was saved with another
+    ``fingerprint`` (see :func:`hush.checkpoint.fingerprint`), raise
+    :class:`CheckpointMismatchError`, or with ``on_mismatch="restart"`` delete
+    its saved results and start it over. The run's saved results are loaded
+    into memory; all file work happens off the event loop.
+    """
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError(f"run_id must be a non-empty string, not {run_id!r}")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise ValueError(f"fingerprint must be a non-empty string, not {fingerprint!r}")
+    if on_mismatch not in ("error", "restart"):
+        raise ValueError(f"on_mismatch must be 'error' or 'restart', not {on_mismatch!r}")
+    file = Path(path).expanduser()
+    opened = await anyio.to_thread.run_sync(
+        functools.partial(_open_run, file, run_id, fingerprint, on_mismatch)
+    )
+    writer = Writer(opened.conn, run_id, file)
+    writer.start()
+    return SQLiteCheckpointStore(
+        file=file, run_id=run_id, fingerprint=fingerprint, blobs=opened.blobs, writer=writer
+    )
+
+
+def _open_run(file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch) -> _Opened:
+    try:
+        conn = connect(file)
+    except sqlite3.Error as exc:
+        raise CheckpointError(f"cannot open checkpoint file {file}: {exc}") from exc
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        blobs = _claim_run(conn, file, run_id, fingerprint, on_mismatch)
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise CheckpointError(f"cannot open checkpoint file {file}: {exc}") from exc
+        raise
+    return _Opened(conn, blobs)
+
+
+def _claim_run(
+    conn: sqlite3.Connection, file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch
+) -> dict[str, bytes]:
+    """Create, resume or restart the run record; return its saved entries."""
+    now = time.time()
+    row = conn.execute("SELECT fingerprint FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO runs (run_id, fingerprint, created_at, updated_at, status) "
+            "VALUES (?, ?, ?, ?, 'running')",
+            (run_id, fingerprint, now, now),
+        )
+        logger.info("checkpoint %s: new run %r", file, run_id)
+        return {}
+    if row[0] != fingerprint:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM entries WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if on_mismatch == "error":
+            raise CheckpointMismatchError(
+                run_id=run_id,
+                file=file,
+                stored_fingerprint=row[0],
+                fingerprint=fingerprint,
+                entries=count,
+            )
+        conn.execute("DELETE FROM entries WHERE run_id = ?", (run_id,))
+        conn.execute(
+            "UPDATE runs SET fingerprint = ?, created_at = ?, updated_at = ?, status = 'running' "
+            "WHERE run_id = ?",
+            (fingerprint, now, now, run_id),
+        )
+        logger.warning(
+            "checkpoint %s: run %r changed; deleted %d saved result(s) and restarting",
+            file,
+            run_id,
+            count,
+        )
+        return {}
+    conn.execute(
+        "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ?", (now, run_id)
+    )
+    blobs: dict[str, bytes] = dict(
+        conn.execute("SELECT path, value FROM entries WHERE run_id = ?", (run_id,)).fetchall()
+    )
+    logger.info("checkpoint %s: resuming run %r with %d saved result(s)", file, run_id, len(blobs))
+    return blobs

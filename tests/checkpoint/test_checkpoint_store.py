@@ -1,0 +1,339 @@
+"""The SQLite checkpoint store: roundtrips, run identity, throughput and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import pickle
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from hush.checkpoint import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointStore,
+    CheckpointValueError,
+    CheckpointWriteError,
+    SQLiteCheckpointStore,
+    open_checkpoint,
+)
+
+
+class Answer(BaseModel):
+    text: str
+    score: float
+
+
+@dataclass
+class Usage:
+    prompt: int
+    completion: int
+
+
+async def test_roundtrip_across_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    values = {
+        "root/prepare": {"rows": [1, 2, 3], "name": "x"},
+        "root/batch[17]": {"answer": Answer(text="hi", score=0.5), "usage": Usage(3, 4)},
+        "root/outer[2]/inner[5]": {"content": "é" * 1000, "none": None},
+    }
+    async with await open_checkpoint(db, "r1", "fp") as store:
+        assert store.restored == 0
+        assert store.get("root/prepare") is None
+        for path, value in values.items():
+            store.put(path, value)
+        assert store.get("root/prepare") == values["root/prepare"]
+
+    async with await open_checkpoint(str(db), "r1", "fp") as store:
+        assert store.restored == len(values) == len(store)
+        for path, value in values.items():
+            assert store.get(path) == value
+        assert store.get("root/other") is None
+
+
+async def test_store_satisfies_protocol(tmp_path: Path) -> None:
+    store: CheckpointStore = await open_checkpoint(tmp_path / "run.db", "r", "fp")
+    store.put("root/a", 1)
+    assert store.get("root/a") == 1
+    await store.aclose()
+
+
+async def test_get_returns_a_fresh_copy(tmp_path: Path) -> None:
+    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+        value = {"items": [1]}
+        store.put("root/a", value)
+        value["items"].append(2)
+        got = store.get("root/a")
+        assert got == {"items": [1]}
+        got["items"].append(3)
+        assert store.get("root/a") == {"items": [1]}
+
+
+async def test_latest_put_wins(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+        for i in range(50):
+            store.put("root/a", i)
+    async with await open_checkpoint(db, "r", "fp") as store:
+        assert store.get("root/a") == 49
+
+
+async def test_runs_in_one_file_are_separate(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with (
+        await open_checkpoint(db, "a", "fp-a") as a,
+        await open_checkpoint(db, "b", "fp-b") as b,
+    ):
+        a.put("root/x", "from a")
+        b.put("root/x", "from b")
+    async with (
+        await open_checkpoint(db, "a", "fp-a") as a,
+        await open_checkpoint(db, "b", "fp-b") as b,
+    ):
+        assert (a.get("root/x"), b.get("root/x")) == ("from a", "from b")
+
+
+async def test_mismatch_names_the_run_and_the_fix(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "nightly", "fp-1") as store:
+        store.put("root/a", 1)
+    with pytest.raises(CheckpointMismatchError) as info:
+        await open_checkpoint(db, "nightly", "fp-2")
+    message = str(info.value)
+    assert "'nightly'" in message
+    assert str(db) in message
+    assert "on_mismatch='restart'" in message
+    assert "new run_id" in message
+    assert isinstance(info.value, ValueError)
+    assert info.value.entries == 1
+    async with await open_checkpoint(db, "nightly", "fp-1") as store:
+        assert store.get("root/a") == 1
+
+
+async def test_restart_clears_the_old_entries(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp-1") as store:
+        store.put("root/a", 1)
+    async with await open_checkpoint(db, "r", "fp-2", on_mismatch="restart") as store:
+        assert len(store) == 0
+        assert store.get("root/a") is None
+        store.put("root/b", 2)
+    async with await open_checkpoint(db, "r", "fp-2") as store:
+        assert (store.get("root/a"), store.get("root/b")) == (None, 2)
+    with pytest.raises(CheckpointMismatchError):
+        await open_checkpoint(db, "r", "fp-1")
+
+
+async def test_bad_arguments(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    with pytest.raises(ValueError, match="run_id"):
+        await open_checkpoint(db, "", "fp")
+    with pytest.raises(ValueError, match="fingerprint"):
+        await open_checkpoint(db, "r", "")
+    with pytest.raises(ValueError, match="on_mismatch"):
+        await open_checkpoint(db, "r", "fp", on_mismatch="ignore")  # type: ignore[arg-type]
+
+
+async def test_unopenable_files_name_the_file(tmp_path: Path) -> None:
+    missing_dir = tmp_path / "nope" / "run.db"
+    with pytest.raises(CheckpointError, match="nope"):
+        await open_checkpoint(missing_dir, "r", "fp")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CheckpointError, match=r"garbage\.db"):
+        await open_checkpoint(garbage, "r", "fp")
+
+
+async def test_ten_thousand_puts_are_fast_and_grouped(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    started = time.perf_counter()
+    store = await open_checkpoint(db, "big", "fp")
+    for i in range(10_000):
+        store.put(f"root/batch[{i}]", {"i": i, "content": "x" * 200})
+    await store.flush()
+    elapsed = time.perf_counter() - started
+    stats = store.stats
+    await store.aclose()
+    assert stats.entries == 10_000
+    assert stats.commits <= 1_000, stats
+    assert elapsed < 10, elapsed
+    async with await open_checkpoint(db, "big", "fp") as store:
+        assert len(store) == 10_000
+        assert all(
+            store.get(f"root/batch[{i}]") == {"i": i, "content": "x" * 200} for i in range(10_000)
+        )
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 13, 127, 128, 129, 500, 511, 512, 513, 1_500])
+async def test_every_batch_size_is_written_exactly(tmp_path: Path, size: int) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+        for i in range(size):
+            store.put(f"root/item[{i}]", i)
+        store.put("root/item[0]", "last")
+    with sqlite3.connect(db) as other:
+        rows = dict(other.execute("SELECT path, value FROM entries"))
+    expected = {f"root/item[{i}]": i for i in range(size)} | {"root/item[0]": "last"}
+    assert {path: pickle.loads(blob) for path, blob in rows.items()} == expected
+
+
+async def test_busy_event_loop_does_not_starve_the_writer(tmp_path: Path) -> None:
+    """Commits keep happening while the loop never idles (not only once it does)."""
+    store = await open_checkpoint(tmp_path / "run.db", "r", "fp")
+
+    async def busy_writer(w: int) -> None:
+        for i in range(50):
+            end = time.perf_counter() + 40e-6
+            while time.perf_counter() < end:
+                pass
+            store.put(f"root/w[{w}]/item[{i}]", i)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(busy_writer(w) for w in range(100)))
+    during = store.stats
+    await store.aclose()
+    assert during.commits >= 2, during
+    assert during.entries > 0, during
+    assert store.stats.entries == 5_000
+
+
+async def test_concurrent_put_durable_share_commits(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+
+        async def writer(w: int) -> None:
+            for i in range(20):
+                await store.put_durable(f"root/w[{w}]/item[{i}]", (w, i))
+
+        await asyncio.gather(*(writer(w) for w in range(100)))
+        assert store.stats.entries == 2_000
+        assert store.stats.commits < 2_000
+    async with await open_checkpoint(db, "r", "fp") as store:
+        assert len(store) == 2_000
+        assert store.get("root/w[99]/item[19]") == (99, 19)
+
+
+async def test_put_durable_is_committed_when_it_returns(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+        store.put("root/a", "a")
+        await store.put_durable("root/b", "b")
+        with sqlite3.connect(db) as other:
+            rows = dict(other.execute("SELECT path, value FROM entries WHERE run_id = 'r'"))
+        assert {path: pickle.loads(blob) for path, blob in rows.items()} == {
+            "root/a": "a",
+            "root/b": "b",
+        }
+
+
+async def test_mark_finished_records_the_status(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+        store.put("root/a", 1)
+        store.mark_finished("error")
+        with pytest.raises(ValueError, match="status"):
+            store.mark_finished("")
+    with sqlite3.connect(db) as other:
+        assert other.execute("SELECT status FROM runs WHERE run_id = 'r'").fetchone() == ("error",)
+    async with await open_checkpoint(db, "r", "fp"):
+        pass
+    with sqlite3.connect(db) as other:
+        assert other.execute("SELECT status FROM runs WHERE run_id = 'r'").fetchone() == (
+            "running",
+        )
+
+
+async def test_unpicklable_value_fails_at_put(tmp_path: Path) -> None:
+    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+        with pytest.raises(CheckpointValueError, match="root/lock"):
+            store.put("root/lock", {"lock": threading.Lock()})
+        assert store.get("root/lock") is None
+        store.put("root/ok", 1)
+        assert store.get("root/ok") == 1
+
+
+async def test_unloadable_entry_is_treated_as_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+        store.put("root/a", 1)
+    with sqlite3.connect(db) as other:
+        other.execute("UPDATE entries SET value = ? WHERE path = 'root/a'", (b"garbage",))
+    async with await open_checkpoint(db, "r", "fp") as store:
+        with caplog.at_level(logging.WARNING, logger="hush.checkpoint"):
+            assert store.get("root/a") is None
+        assert "root/a" in caplog.text
+
+
+async def test_writer_errors_surface(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "run.db"
+    store = await open_checkpoint(db, "r", "fp")
+    await store.put_durable("root/a", 1)
+    with sqlite3.connect(db) as other:
+        other.execute("DROP TABLE entries")
+    with (
+        caplog.at_level(logging.ERROR, logger="hush.checkpoint"),
+        pytest.raises(CheckpointWriteError, match="'r'") as info,
+    ):
+        async with asyncio.timeout(30):
+            await store.put_durable("root/b", 2)
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert any(r.name == "hush.checkpoint" and r.levelno == logging.ERROR for r in caplog.records)
+    with pytest.raises(CheckpointWriteError):
+        store.put("root/c", 3)
+    with pytest.raises(CheckpointWriteError):
+        await store.flush()
+    with pytest.raises(CheckpointWriteError):
+        await store.aclose()
+    await store.aclose()
+
+
+async def test_writer_error_raised_by_aclose_after_plain_puts(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    store = await open_checkpoint(db, "r", "fp")
+    await store.flush()
+    with sqlite3.connect(db) as other:
+        other.execute("DROP TABLE entries")
+    store.put("root/a", 1)
+    with pytest.raises(CheckpointWriteError, match="may not be saved"):
+        async with asyncio.timeout(30):
+            await store.aclose()
+
+
+async def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = await open_checkpoint(tmp_path / "run.db", "r", "fp")
+    await store.aclose()
+    await store.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        store.put("root/a", 1)
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.put_durable("root/a", 1)
+    assert store.get("root/a") is None
+
+
+async def test_forgotten_store_still_commits_when_collected(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    store: SQLiteCheckpointStore | None = await open_checkpoint(db, "r", "fp")
+    assert store is not None
+    for i in range(100):
+        store.put(f"root/item[{i}]", i)
+    store = None
+    gc.collect()
+    async with await open_checkpoint(db, "r", "fp") as reopened:
+        assert len(reopened) == 100
+
+
+async def test_file_uses_wal(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp"):
+        pass
+    with sqlite3.connect(db) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
