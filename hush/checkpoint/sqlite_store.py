@@ -25,7 +25,16 @@ import anyio.to_thread
 
 from hush.checkpoint.errors import CheckpointError, CheckpointMismatchError, CheckpointValueError
 from hush.checkpoint.schema import connect
-from hush.checkpoint.writer import MAX_BATCH, Barrier, Close, Entry, Many, Status, Writer, WriterStats
+from hush.checkpoint.writer import (
+    MAX_BATCH,
+    Barrier,
+    Close,
+    Entry,
+    Many,
+    Status,
+    Writer,
+    WriterStats,
+)
 
 logger = logging.getLogger("hush.checkpoint")
 

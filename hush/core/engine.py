@@ -160,7 +160,16 @@ class Hush:
         return await open_checkpoint(checkpoint, run_id, digest, on_mismatch=on_mismatch)
 
 
-_COUNTERS = ("sent", "ok", "rate_limited", "retries", "errors", "tokens_used", "wait_time_s", "paused_for_s")
+_COUNTERS = (
+    "sent",
+    "ok",
+    "rate_limited",
+    "retries",
+    "errors",
+    "tokens_used",
+    "wait_time_s",
+    "paused_for_s",
+)
 
 
 def _llm_stats() -> dict[str, dict[str, Any]]:

@@ -36,7 +36,10 @@ async def test_in_flight_limit_is_shared_by_two_maps_and_two_concurrent_runs(
     server.configure(latency=0.02)
     engine = Hush(two_maps("shared"))
     queries = [f"q{i}" for i in range(20)]
-    r1, r2 = await asyncio.gather(engine.run({"queries": queries}), engine.run({"queries": queries}))
+    r1, r2 = await asyncio.gather(
+        engine.run({"queries": queries}), engine.run({"queries": queries})
+    )
+    assert r2["right_answers"] == [f"[gpt-4o-mini] reply to: right q{i}" for i in range(20)]
     assert server.peak_in_flight == 4
     assert len(server.requests) == 80
     assert r1["left_answers"] == [f"[gpt-4o-mini] reply to: left q{i}" for i in range(20)]
@@ -57,12 +60,26 @@ async def test_limited_resource_never_stalls_code_nodes_or_other_resources(
         return {}
 
     with GraphNode(name="g") as g:
-        with MapNode(name="throttled", inputs={"q": Each(PARENT["queries"])}, max_concurrency=10) as m:
-            llm = LLMNode(name="llm", resource_key="slow", inputs={"messages": [{"role": "user", "content": "x"}]})
+        with MapNode(
+            name="throttled", inputs={"q": Each(PARENT["queries"])}, max_concurrency=10
+        ) as m:
+            llm = LLMNode(
+                name="llm",
+                resource_key="slow",
+                inputs={"messages": [{"role": "user", "content": "x"}]},
+            )
             START >> llm >> END
         c = CodeNode(name="code", code_fn=code, inputs={})
-        f = LLMNode(name="fast_llm", resource_key="fast", inputs={"messages": [{"role": "user", "content": "fast"}]})
-        marker = CodeNode(name="marker", code_fn=lambda content: fast_done.set() or {}, inputs={"content": f["content"]})
+        f = LLMNode(
+            name="fast_llm",
+            resource_key="fast",
+            inputs={"messages": [{"role": "user", "content": "fast"}]},
+        )
+        marker = CodeNode(
+            name="marker",
+            code_fn=lambda content: fast_done.set() or {},
+            inputs={"content": f["content"]},
+        )
         START >> [m, c, f]
         f >> marker
         [m, c, marker] >> END
@@ -71,8 +88,12 @@ async def test_limited_resource_never_stalls_code_nodes_or_other_resources(
         with anyio.fail_after(5):
             await code_done.wait()
             await fast_done.wait()
-        slow_sent = sum(1 for r in server.requests if r.body and r.body["messages"][-1]["content"] == "x")
-        assert slow_sent <= 2, "the fast resource and the code node finished while the slow one was still queued"
+        slow_sent = sum(
+            1 for r in server.requests if r.body and r.body["messages"][-1]["content"] == "x"
+        )
+        assert slow_sent <= 2, (
+            "the fast resource and the code node finished while the slow one was still queued"
+        )
         tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
