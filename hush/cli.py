@@ -30,6 +30,7 @@ def load_graph(target: str) -> GraphNode:
     if spec is None or spec.loader is None:
         raise typer.BadParameter(f"cannot import {file}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     sys.path.insert(0, str(path.resolve().parent))
     spec.loader.exec_module(module)
     if not attr:
@@ -116,11 +117,14 @@ def run(
         output.write_text(json.dumps(to_jsonable(result), indent=2, ensure_ascii=False))
     else:
         typer.echo(json.dumps(to_jsonable(result), indent=2, ensure_ascii=False)[:4000])
-    resumed = sum(c.resumed for c in state.iterations.values())
+    items = sum(c.resumed for c in state.iterations.values())
+    nodes = sum(1 for n in state.nodes.values() if n.resumed)
+    resumed = (
+        f", resumed from checkpoint: {nodes} node(s), {items} item(s)" if items or nodes else ""
+    )
     typer.echo(
         f"run {state.run_id}: {state.status} in {state.duration:.2f}s, "
-        f"{len(state.nodes)} nodes, {len(state.errors)} error(s)"
-        + (f", {resumed} items resumed from checkpoint" if resumed else ""),
+        f"{len(state.nodes)} nodes, {len(state.errors)} error(s){resumed}",
         err=True,
     )
     for err in state.errors[:10]:
