@@ -18,13 +18,10 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[^/\[\]\s][^/\[\]]*$")
 
 
-class Terminal:
-    """``START`` or ``END`` of whichever graph the edge is drawn in."""
+class Connectable:
+    """The edge operators: ``a >> b``, ``[a, b] >> c`` and ``~a`` (a soft target)."""
 
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
+    __slots__ = ()
 
     def __rshift__(self, other: Any) -> Any:
         return connect(self, other)
@@ -33,7 +30,17 @@ class Terminal:
         return connect(other, self)
 
     def __invert__(self) -> Soft:
+        assert isinstance(self, BaseNode | Terminal)
         return Soft(self)
+
+
+class Terminal(Connectable):
+    """``START`` or ``END`` of whichever graph the edge is drawn in."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def __repr__(self) -> str:
         return self.name
@@ -113,7 +120,7 @@ def _owner(src: BaseNode | Terminal, dst: BaseNode | Terminal) -> GraphNode:
     return graph
 
 
-class BaseNode:
+class BaseNode(Connectable):
     """A unit of work in a graph, with inputs, outputs and run options.
 
     Subclasses implement :meth:`run`. Every node has an ``error`` output that is
@@ -196,15 +203,6 @@ class BaseNode:
 
     def __getitem__(self, key: str) -> Ref:
         return Ref(self, (key,))
-
-    def __rshift__(self, other: Any) -> Any:
-        return connect(self, other)
-
-    def __rrshift__(self, other: Any) -> Any:
-        return connect(other, self)
-
-    def __invert__(self) -> Soft:
-        return Soft(self)
 
     def __repr__(self) -> str:
         return self.name
