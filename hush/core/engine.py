@@ -48,9 +48,7 @@ class Hush:
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Raise :class:`MissingInputError` when root nodes read keys the inputs lack."""
-        if self.plan.writes_all:
-            return
-        missing = sorted(self.plan.reads_parent - self.plan.writes_parent - set(inputs))
+        missing = sorted(self.plan.required_inputs - set(inputs))
         if not missing:
             return
         readers = []

@@ -43,7 +43,7 @@ class NodePlan:
     soft_preds: int
     handles: frozenset[int]
     outputs: tuple[tuple[str, str], ...]
-    routes: bool
+    route_targets: frozenset[int] | None
     is_leaf: bool
     error_handled: bool
 
@@ -61,6 +61,7 @@ class GraphPlan:
     reads_parent: frozenset[str]
     writes_parent: frozenset[str]
     writes_all: bool
+    required_inputs: frozenset[str]
 
     @property
     def path(self) -> str:
@@ -146,6 +147,16 @@ def _compile(
         if i not in to_end:
             problems.append(f"{n.path}: never reaches END (add {n.name} >> ... >> END)")
 
+    for j, n in enumerate(nodes):
+        direct = {s for s, soft in preds[j] if not soft}
+        for i in sorted(handles[j] - direct):
+            problems.append(
+                f"{n.path}: reads {nodes[i].name}['error'] but an error handler must be a direct "
+                f"successor of the node it handles (add {nodes[i].name} >> {n.name})"
+            )
+        handles[j] &= direct
+
+    ancestors: list[set[int]] = [set() for _ in nodes]
     if not cyclic:
         ancestors = _ancestors(len(nodes), preds)
         for i, n in enumerate(nodes):
@@ -167,25 +178,30 @@ def _compile(
 
     reads: set[str] = set()
     writes: set[str] = set()
-    writes_all = False
+    star_writers: set[int] = set()
     for i, n in enumerate(nodes):
         for b in bindings[i]:
             reads.update(_parent_keys(b))
         for out_key, parent_key in n.output_map:
             if out_key == "*" and parent_key == "*":
-                writes_all = True
+                star_writers.add(i)
             else:
                 writes.add(parent_key)
-    if available is not None and not writes_all:
-        for i, n in enumerate(nodes):
-            for b in bindings[i]:
-                for key in _parent_keys(b):
-                    if key not in available and key not in writes:
-                        known = ", ".join(sorted(available)) or "none"
-                        problems.append(
-                            f"{n.path}: input '{b.name}' reads PARENT['{key}'] but graph "
-                            f"'{gpath}' has no input '{key}' (its inputs: {known})"
-                        )
+    required: set[str] = set()
+    for i, n in enumerate(nodes):
+        if star_writers & ancestors[i]:
+            continue
+        for b in bindings[i]:
+            for key in _parent_keys(b):
+                if key in writes:
+                    continue
+                required.add(key)
+                if available is not None and key not in available:
+                    known = ", ".join(sorted(available)) or "none"
+                    problems.append(
+                        f"{n.path}: input '{b.name}' reads PARENT['{key}'] but graph "
+                        f"'{gpath}' has no input '{key}' (its inputs: {known})"
+                    )
 
     for n in nodes:
         if isinstance(n, GraphNode):
@@ -206,7 +222,7 @@ def _compile(
             soft_preds=sum(1 for _, s in preds[i] if s),
             handles=frozenset(handles[i]),
             outputs=tuple(n.output_map),
-            routes=n.routes() is not None,
+            route_targets=_route_indices(n, graph),
             is_leaf=n.is_leaf,
             error_handled=handled[i],
         )
@@ -228,10 +244,20 @@ def _compile(
                 linear=linear,
                 reads_parent=frozenset(reads),
                 writes_parent=frozenset(writes),
-                writes_all=writes_all,
+                writes_all=bool(star_writers),
+                required_inputs=frozenset(required),
             ),
         )
     )
+
+
+def _route_indices(node: BaseNode, graph: GraphNode) -> frozenset[int] | None:
+    """Indices of the successors a branch chooses among (other successors always run)."""
+    routes = node.routes()
+    if routes is None:
+        return None
+    names = list(graph.nodes)
+    return frozenset(names.index(r) for r in routes if r in graph.nodes)
 
 
 def _compile_bindings(

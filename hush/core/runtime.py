@@ -170,12 +170,18 @@ def _propagate(frame: Frame, first: int) -> list[int]:
         np = nodes[k]
         st = status[k]
         chosen = None
-        if np.routes and st == OK:
+        targets = np.route_targets
+        if targets is not None and st == OK:
             out = frame.outputs[k]
             chosen = np.node.select(out or {})
         for j, is_soft in np.successors:
             eff = st
-            if chosen is not None and nodes[j].name != chosen:
+            if (
+                chosen is not None
+                and targets is not None
+                and j in targets
+                and nodes[j].name != chosen
+            ):
                 eff = SKIPPED
             if is_soft:
                 soft[j] -= 1
@@ -353,14 +359,16 @@ async def _run_node(frame: Frame, i: int) -> None:
                 bound = call
 
                 async def attempt() -> Mapping[str, Any] | None:
-                    return await _invoke(node, inputs, bound)
+                    if bound.attempts:
+                        _forget_attempt(bound)
+                    return await _invoke(node, dict(inputs), bound)
 
                 result = await call_with_policy(attempt, node.retry, node.timeout, _log_retry(path))
             out = {} if result is None else result
             _write(frame, np, out)
             if call.incomplete:
                 frame.incomplete = True
-            elif store is not None:
+            if store is not None and not frame.incomplete:
                 await _save(store, path, dict(out))
         frame.outputs[i] = out
         frame.status[i] = OK
@@ -401,6 +409,14 @@ async def _run_node(frame: Frame, i: int) -> None:
         )
         run.record.nodes[path] = rec
         run.record.order.append(path)
+
+
+def _forget_attempt(call: NodeCall) -> None:
+    """Before a retry: drop what the failed attempt recorded inside this node."""
+    call.incomplete = False
+    inside = (call.path + "/", call.path + "[")
+    errors = call.run.record.errors
+    errors[:] = [e for e in errors if not e.node.startswith(inside)]
 
 
 async def _save(store: CheckpointStore, path: str, value: Any) -> None:

@@ -91,13 +91,13 @@ class LLMNode(BaseNode):
         """Call the model (through the limiter, with retries and fallback)."""
         from hush.providers.client import complete
 
-        messages = inputs.pop("messages")
+        messages = inputs["messages"]
         if not isinstance(messages, list) or not messages:
             raise ValueError(
                 f"LLMNode '{self.name}': messages must be a non-empty list of chat messages, "
                 f"got {type(messages).__name__}"
             )
-        params = {**self.params, **inputs}
+        params = {**self.params, **{k: v for k, v in inputs.items() if k not in _OWN_INPUTS}}
         generation = None
         if call.span is not None:
             try:

@@ -55,6 +55,9 @@ def _templates(prompt: Any) -> list[str]:
             raise PromptError(
                 f"prompt dict keys must be {', '.join(_ROLES)}; got {sorted(unknown)}"
             )
+        for role, value in prompt.items():
+            if value is not None and not isinstance(value, str):
+                raise PromptError(f"prompt['{role}'] must be a string, got {type(value).__name__}")
         return [v for v in prompt.values() if isinstance(v, str)]
     if isinstance(prompt, list):
         out = []
@@ -87,6 +90,11 @@ def render_messages(
     _templates(prompt)
     if history is not None and not isinstance(history, list):
         raise PromptError(f"history must be a list of messages, got {type(history).__name__}")
+    for i, msg in enumerate(history or []):
+        if not isinstance(msg, Mapping) or "role" not in msg:
+            raise PromptError(
+                f"history message {i} must be a dict with 'role' and 'content', got {msg!r}"
+            )
     hist = [dict(m) for m in history or []]
     if isinstance(prompt, str):
         return [*hist, {"role": "user", "content": _render(prompt, variables)}]
@@ -149,9 +157,8 @@ class PromptNode(BaseNode):
 
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
         """Render the messages."""
-        prompt = inputs.pop("prompt")
-        history = inputs.pop("history", None)
+        variables = {k: v for k, v in inputs.items() if k not in ("prompt", "history")}
         try:
-            return {"messages": render_messages(prompt, inputs, history)}
+            return {"messages": render_messages(inputs["prompt"], variables, inputs.get("history"))}
         except PromptError as exc:
             raise PromptError(f"PromptNode '{self.name}': {exc}") from None

@@ -322,3 +322,47 @@ async def test_prompt_missing_variable_errors() -> None:
     state = (await Hush(h).run({"template": "Hi {who} and {other}"}))["$state"]
     err = state.nodes["h/dyn"].error
     assert err.message == "PromptNode 'dyn': prompt variable(s) other have no input (inputs: who)"
+
+
+async def test_node_level_retry_on_llm_and_prompt_nodes(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    register("once", server.base_url, max_retries=0)
+    with GraphNode(name="g") as g:
+        p = PromptNode(name="p", inputs={"prompt": "{q}", "q": "again [[fail-once:500]]"}, retry=2)
+        llm = LLMNode(
+            name="llm",
+            resource_key="once",
+            inputs={"messages": p["messages"]},
+            retry={"attempts": 3, "initial": 0, "jitter": 0},
+            outputs={"content": PARENT},
+        )
+        START >> p >> llm >> END
+    result = await Hush(g).run()
+    assert result["content"].startswith("[gpt-4o-mini] reply to: again")
+    assert result["$state"].nodes["g/llm"].attempts == 2
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("prompt", "history", "message"),
+    [
+        ({"system": "s", "user": 5}, None, "prompt['user'] must be a string, got int"),
+        ("hi", ["not a message"], "history message 0 must be a dict with 'role' and 'content'"),
+        (
+            [{"content": "no role"}],
+            None,
+            "prompt message 0 must be a dict with 'role' and 'content'",
+        ),
+    ],
+)
+async def test_bad_prompt_shapes_are_clear_errors(
+    prompt: object, history: object, message: str
+) -> None:
+    with GraphNode(name="g") as g:
+        p = PromptNode(name="p", inputs={"prompt": PARENT["prompt"], "history": PARENT["history"]})
+        START >> p >> END
+    err = (await Hush(g).run({"prompt": prompt, "history": history}))["$state"].nodes["g/p"].error
+    assert err.type == "PromptError"
+    assert err.message.startswith("PromptNode 'p': ")
+    assert message in err.message

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hush.core.runtime import NodeCall
 
 DEFAULT_MAX_CONCURRENCY = 32
+_END = object()
 
 
 class MapNode(IterationNode):
@@ -67,14 +68,23 @@ class MapNode(IterationNode):
         """Run every item; return the body's outputs as lists, plus ``error``."""
         assert self.plan is not None
         plan = self.plan
-        items, total = self._items(inputs)
+        items, total = self._items(inputs, call.attempts)
         broadcast = {k: v for k, v in inputs.items() if k not in self.each_keys}
         counters = call.counters(total)
         results: list[dict[str, Any] | None] = [None] * total if total is not None else []
         errors: list[NodeError | None] = [None] * total if total is not None else []
         pulled = enumerate(items)
 
+        failure: list[BaseException] = []
+
         async def worker() -> None:
+            try:
+                await work()
+            except Exception as exc:
+                failure.append(exc)
+                tg.cancel_scope.cancel()
+
+        async def work() -> None:
             for i, values in pulled:
                 if total is None:
                     results.append(None)
@@ -95,19 +105,25 @@ class MapNode(IterationNode):
                 counters.done += 1
 
         workers = self.max_concurrency if total is None else min(self.max_concurrency, total)
-        if workers <= 1:
-            await worker()
-        else:
-            async with anyio.create_task_group() as tg:
-                for _ in range(workers):
-                    tg.start_soon(worker)
+        async with anyio.create_task_group() as tg:
+            for _ in range(max(workers, 1)):
+                tg.start_soon(worker)
+        if failure:
+            raise failure[0]
         return self._collect(results, errors)
 
-    def _items(self, inputs: Mapping[str, Any]) -> tuple[Iterator[dict[str, Any]], int | None]:
+    def _items(
+        self, inputs: Mapping[str, Any], attempt: int = 1
+    ) -> tuple[Iterator[dict[str, Any]], int | None]:
         sources: dict[str, Any] = {}
         lengths: dict[str, int] = {}
         for key in self.each_keys:
             value = inputs[key]
+            if attempt > 1 and iter(value) is value:
+                raise NodeInputError(
+                    f"{type(self).__name__} '{self.name}' cannot retry over Each input '{key}': it is "
+                    "a one-shot iterator already consumed by the failed attempt; pass a list"
+                )
             if isinstance(value, str | bytes | Mapping) or value is None:
                 raise NodeInputError(
                     f"Each input '{key}' of {type(self).__name__} '{self.name}' must be a list or "
@@ -133,9 +149,25 @@ class MapNode(IterationNode):
         if len(keys) == 1:
             key = keys[0]
             return ({key: v} for v in sources[key]), total
-        return (
-            dict(zip(keys, values, strict=True)) for values in zip(*sources.values(), strict=True)
-        ), total
+        return self._zip(keys, [iter(v) for v in sources.values()]), total
+
+    def _zip(self, keys: list[str], iterators: list[Iterator[Any]]) -> Iterator[dict[str, Any]]:
+        """Zip the Each inputs, with a clear error when one runs out before the others."""
+        count = 0
+        while True:
+            values = [next(it, _END) for it in iterators]
+            ended = [k for k, v in zip(keys, values, strict=True) if v is _END]
+            if len(ended) == len(keys):
+                return
+            if ended:
+                going = [k for k in keys if k not in ended]
+                raise NodeInputError(
+                    f"Each inputs of {type(self).__name__} '{self.name}' have unequal lengths: "
+                    f"{', '.join(repr(k) for k in ended)} ran out after {count} items, "
+                    f"{', '.join(repr(k) for k in going)} had more"
+                )
+            count += 1
+            yield dict(zip(keys, values, strict=True))
 
     def _collect(
         self, results: list[dict[str, Any] | None], errors: list[NodeError | None]
