@@ -115,9 +115,17 @@ class SQLiteCheckpointStore:
 
     async def put_durable(self, path: str, value: Any) -> None:
         """Save ``value`` under ``path`` and return once its transaction is committed."""
+        await asyncio.shield(self.put_pending(path, value))
+
+    def put_pending(self, path: str, value: Any) -> asyncio.Future[None]:
+        """Save ``value`` under ``path``; return the future of the commit that will hold it.
+
+        The future is shared by every entry of the same batch: await it through
+        ``asyncio.shield`` so cancelling one waiter cannot cancel the others.
+        """
         waiter = self._buffer((path, self._prepare(path, value), time.time(), None), durable=True)
         assert waiter is not None
-        await asyncio.shield(waiter)
+        return waiter
 
     def _buffer(self, entry: Entry, *, durable: bool) -> asyncio.Future[None] | None:
         """Add ``entry`` to this loop iteration's batch; return the batch's commit future."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 
@@ -21,6 +22,9 @@ class CheckpointStore(Protocol):
 
     async def put_durable(self, path: str, value: Any) -> None:
         """Persist ``value`` for ``path`` and return once it is committed."""
+
+    def put_pending(self, path: str, value: Any) -> asyncio.Future[None]:
+        """Persist ``value`` for ``path``; the returned future is done once it is committed."""
 
     def mark_finished(self, status: str = "ok") -> None:
         """Record the run's final status."""
