@@ -111,3 +111,9 @@ def test_hush_trace_renders_a_local_trace(workdir: Path) -> None:
     tree = hush("trace", "t.jsonl", cwd=workdir)
     assert tree.returncode == 0
     assert "text-analysis" in tree.stdout and "generation" in tree.stdout
+
+
+def test_checkpoint_without_run_id_is_refused(workdir: Path) -> None:
+    out = hush("run", "examples/spreadsheet_batch.py:graph", "--checkpoint", "run.db", cwd=workdir)
+    assert out.returncode != 0
+    assert "--checkpoint needs --run-id" in out.stderr

@@ -174,3 +174,28 @@ async def test_star_writer_exempts_only_readers_downstream_of_it() -> None:
         START >> [a, b] >> END
     with pytest.raises(MissingInputError, match="'query'"):
         await Hush(g).run({})
+
+
+async def test_bad_run_and_engine_arguments_are_clear_errors() -> None:
+    with GraphNode(name="g") as g:
+        n = CodeNode(name="n", code_fn=lambda: {}, inputs={})
+        START >> n >> END
+    engine = Hush(g)
+    with pytest.raises(ValueError, match="max_concurrency must be a positive int, got 0"):
+        await engine.run(max_concurrency=0)
+    with pytest.raises(TypeError, match="inputs must be a dict, got list"):
+        await engine.run([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Hush\\(\\) takes a GraphNode, got CodeNode"):
+        Hush(n)  # type: ignore[arg-type]
+
+
+def test_bad_map_cap_names_the_node() -> None:
+    from hush.core import GraphDefinitionError
+
+    with (
+        GraphNode(name="g"),
+        pytest.raises(
+            GraphDefinitionError, match="MapNode 'm': max_concurrency must be a positive int"
+        ),
+    ):
+        MapNode(name="m", inputs={"x": Each([1])}, max_concurrency=0)
