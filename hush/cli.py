@@ -14,6 +14,7 @@ import typer
 
 from hush.core.engine import Hush
 from hush.core.nodes.graph.graph_node import GraphNode
+from hush.core.state import RunRecord
 
 app = typer.Typer(
     help="hush: an asyncio DAG workflow engine for LLM pipelines.", no_args_is_help=True
@@ -61,6 +62,8 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [to_jsonable(v) for v in value]
+    if isinstance(value, RunRecord):
+        return to_jsonable(value.to_dict())
     if is_dataclass(value) and not isinstance(value, type):
         return to_jsonable(asdict(value))
     if hasattr(value, "model_dump"):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 
+from hush.core.errors import HushError
 
-class CheckpointError(Exception):
+
+class CheckpointError(HushError):
     """Base class of every checkpoint error."""
 
 
 class CheckpointMismatchError(CheckpointError, ValueError):
-    """The run id exists in the file with another fingerprint (graph or inputs changed)."""
+    """The run id exists in the file with another fingerprint: its graph, constants or code changed."""
 
     def __init__(
         self,
@@ -27,10 +29,11 @@ class CheckpointMismatchError(CheckpointError, ValueError):
         self.fingerprint = fingerprint
         self.entries = entries
         super().__init__(
-            f"checkpoint run {run_id!r} in {self.file} was saved for a different graph or "
-            f"different inputs (fingerprint {stored_fingerprint[:12]}, now {fingerprint[:12]}); "
-            f"use a new run_id to keep both, or pass on_mismatch='restart' to delete its "
-            f"{entries} saved result(s) and start over"
+            f"checkpoint run {run_id!r} in {self.file} was saved by a different graph (its "
+            f"shape, constants or code changed: fingerprint {stored_fingerprint[:12]}, now "
+            f"{fingerprint[:12]}); "
+            f"use a new run_id to keep both, or run with on_checkpoint_mismatch='restart' "
+            f"to delete its {entries} saved result(s) and start over"
         )
 
 
@@ -44,3 +47,11 @@ class UnknownRunError(CheckpointError, LookupError):
 
 class CheckpointValueError(CheckpointError, TypeError):
     """A value given to the store cannot be pickled."""
+
+
+class UnstableValueError(CheckpointError, TypeError):
+    """A value has no encoding that is the same in every process, so it cannot be keyed."""
+
+
+class FingerprintError(CheckpointError, TypeError):
+    """A constant of the graph cannot be fingerprinted (it neither pickles nor encodes stably)."""

@@ -1,20 +1,103 @@
-"""A stable fingerprint of a run's graph description and inputs."""
+"""Stable digests: of a run's graph description (the fingerprint), of a node's inputs
+(the content key of a saved result), and of a function's code.
+
+All three are equal across processes and hash seeds for equal values.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import math
 import pickle
 import types
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
+from typing import Any
+
+from hush.checkpoint.errors import UnstableValueError
 
 logger = logging.getLogger("hush.checkpoint")
 
 _Json = None | bool | int | float | str | list["_Json"] | dict[str, "_Json"]
+
+
+def digest(value: object) -> str:
+    """A short content digest of ``value`` (32 hex digits), for keying saved results.
+
+    The fast path hashes the pickle; values holding sets (whose pickle follows
+    the per-process hash order) and values that do not pickle are encoded
+    canonically instead. Raises :class:`UnstableValueError` when ``value`` has
+    no encoding that is stable across processes.
+    """
+    try:
+        data = pickle.dumps(value, protocol=5)
+    except Exception:
+        data = b""
+    if not data or _SET_OPCODES[0] in data or _SET_OPCODES[1] in data:
+        text = json.dumps(
+            _canonical(value, strict=True),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        data = text.encode("utf-8")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+_SET_OPCODES = (pickle.EMPTY_SET, pickle.FROZENSET)
+
+
+def code_identity(fn: Callable[..., Any]) -> list[Any]:
+    """What identifies a function for a fingerprint: its qualified name and a digest of its code.
+
+    The code digest covers the bytecode, constants (nested functions included),
+    names and default values, not line numbers or comments. Values a closure
+    captures are not covered (they are often live state: counters, clients,
+    caches), nor is the code of functions it calls. ``functools.partial``
+    adds its arguments; a bound method adds its object's type; a callable
+    object is identified by its class's ``__call__``.
+    """
+    if isinstance(fn, functools.partial):
+        return ["partial", code_identity(fn.func), _canonical([fn.args, fn.keywords])]
+    if isinstance(fn, types.MethodType):
+        return ["method", _type_name(fn.__self__), code_identity(fn.__func__)]
+    code = getattr(fn, "__code__", None)
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+    if isinstance(code, types.CodeType):
+        defaults = [_default(v) for v in getattr(fn, "__defaults__", None) or ()]
+        kwdefaults = {
+            k: _default(v) for k, v in (getattr(fn, "__kwdefaults__", None) or {}).items()
+        }
+        return ["function", name, _code_digest(code), defaults, kwdefaults]
+    call = vars(type(fn)).get("__call__") if not isinstance(fn, type) else None
+    if inspect.isfunction(call):
+        return ["callable", _type_name(fn), code_identity(call)]
+    return ["named", name]
+
+
+def _default(value: object) -> _Json:
+    try:
+        return _canonical(value, strict=True)
+    except UnstableValueError:
+        return ["\x00type", _type_name(value)]
+
+
+def _code_digest(code: types.CodeType) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(code.co_code)
+    h.update(repr((code.co_names, code.co_varnames, code.co_freevars, code.co_argcount)).encode())
+    h.update(repr(code.co_kwonlyargcount).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            h.update(_code_digest(const).encode())
+        else:
+            h.update(_dumps(_canonical(const)).encode())
+    return h.hexdigest()
 
 
 def fingerprint(*parts: object) -> str:
@@ -45,8 +128,12 @@ def _type_name(obj: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _canonical(obj: object, active: set[int] | None = None) -> _Json:
-    """Encode ``obj`` as JSON data; non-JSON values become tagged lists."""
+def _canonical(obj: object, active: set[int] | None = None, *, strict: bool = False) -> _Json:
+    """Encode ``obj`` as JSON data; non-JSON values become tagged lists.
+
+    With ``strict``, a value whose only encoding is a repr holding a memory
+    address raises :class:`UnstableValueError` instead of being logged.
+    """
     if obj is None or isinstance(obj, bool | int | str):
         return obj
     if isinstance(obj, float):
@@ -56,47 +143,55 @@ def _canonical(obj: object, active: set[int] | None = None) -> _Json:
         return ["\x00cycle", _type_name(obj)]
     active.add(id(obj))
     try:
-        return _container(obj, active)
+        return _container(obj, active, strict)
     finally:
         active.discard(id(obj))
 
 
-def _container(obj: object, active: set[int]) -> _Json:
+def _container(obj: object, active: set[int], strict: bool) -> _Json:
+    def enc(value: object) -> _Json:
+        return _canonical(value, active, strict=strict)
+
     if isinstance(obj, Mapping):
         if all(isinstance(key, str) for key in obj):
-            return {key: _canonical(value, active) for key, value in obj.items()}
+            return {key: enc(value) for key, value in obj.items()}
         pairs = sorted(
-            ((_canonical(key, active), _canonical(value, active)) for key, value in obj.items()),
+            ((enc(key), enc(value)) for key, value in obj.items()),
             key=lambda pair: _dumps(pair[0]),
         )
         return ["\x00map", [[key, value] for key, value in pairs]]
     if isinstance(obj, list | tuple):
-        return [_canonical(item, active) for item in obj]
+        return [enc(item) for item in obj]
     if isinstance(obj, Set):
-        return ["\x00set", sorted((_canonical(item, active) for item in obj), key=_dumps)]
+        return ["\x00set", sorted((enc(item) for item in obj), key=_dumps)]
     if isinstance(obj, bytes | bytearray | memoryview):
         return ["\x00bytes", bytes(obj).hex()]
     if isinstance(obj, enum.Enum):
-        return ["\x00enum", _type_name(obj), _canonical(obj.value, active)]
+        return ["\x00enum", _type_name(obj), enc(obj.value)]
     if isinstance(obj, type | types.FunctionType | types.BuiltinFunctionType | types.MethodType):
         return ["\x00named", f"{obj.__module__}.{obj.__qualname__}"]
     model_dump = getattr(obj, "model_dump", None)
     if callable(model_dump):
-        return ["\x00model", _type_name(obj), _canonical(model_dump(), active)]
+        return ["\x00model", _type_name(obj), enc(model_dump())]
     if dataclasses.is_dataclass(obj):
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        return ["\x00dataclass", _type_name(obj), _canonical(fields, active)]
+        return ["\x00dataclass", _type_name(obj), enc(fields)]
     if isinstance(getattr(obj, "__dict__", None), dict) and not isinstance(obj, types.ModuleType):
-        return ["\x00object", _type_name(obj), _canonical(vars(obj), active)]
-    return _fallback(obj)
+        return ["\x00object", _type_name(obj), enc(vars(obj))]
+    return _fallback(obj, strict)
 
 
-def _fallback(obj: object) -> _Json:
+def _fallback(obj: object, strict: bool = False) -> _Json:
     try:
         digest = hashlib.sha256(pickle.dumps(obj, protocol=5)).hexdigest()
     except Exception:
         text = repr(obj)
         if " at 0x" in text:
+            if strict:
+                raise UnstableValueError(
+                    f"{_type_name(obj)} has no stable encoding (it does not pickle and its "
+                    f"repr is {text!r})"
+                ) from None
             logger.warning(
                 "fingerprint: %s has no stable encoding (repr %r); a checkpoint of this run "
                 "will not match on resume",

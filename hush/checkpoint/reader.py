@@ -53,7 +53,10 @@ def list_runs(path: str | os.PathLike[str]) -> list[RunInfo]:
 
 
 def load_entries(path: str | os.PathLike[str], run_id: str) -> dict[str, Any]:
-    """Return the saved results of ``run_id`` by node or item path, in finishing order."""
+    """Return the saved results of ``run_id`` by node or item path, in finishing order.
+
+    When a path was saved for several different inputs, the latest one is returned.
+    """
     with _reading(path) as conn:
         if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
             raise UnknownRunError(f"no run {run_id!r} in checkpoint file {os.fspath(path)}")

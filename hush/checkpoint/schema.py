@@ -10,7 +10,7 @@ from pathlib import Path
 
 logger = logging.getLogger("hush.checkpoint")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
@@ -24,9 +24,10 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS entries (
     run_id      TEXT NOT NULL,
     path        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
     value       BLOB NOT NULL,
     finished_at REAL NOT NULL,
-    PRIMARY KEY (run_id, path)
+    PRIMARY KEY (run_id, path, digest)
 );
 """
 
@@ -44,13 +45,15 @@ STATEMENT_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 
 def upsert_entries(rows: int) -> str:
     """An upsert of ``rows`` entries of one run (parameter 1) in one statement.
 
-    Parameters after the first are ``path, value, finished_at`` per row; a
-    later row wins over an earlier one with the same path.
+    Parameters after the first are ``path, digest, value, finished_at`` per
+    row; a later row wins over an earlier one with the same path and digest.
     """
-    values = ", ".join(f"(?1, ?{3 * i + 2}, ?{3 * i + 3}, ?{3 * i + 4})" for i in range(rows))
+    values = ", ".join(
+        f"(?1, ?{4 * i + 2}, ?{4 * i + 3}, ?{4 * i + 4}, ?{4 * i + 5})" for i in range(rows)
+    )
     return (
-        f"INSERT INTO entries (run_id, path, value, finished_at) VALUES {values} "
-        "ON CONFLICT (run_id, path) DO UPDATE SET value = excluded.value, "
+        f"INSERT INTO entries (run_id, path, digest, value, finished_at) VALUES {values} "
+        "ON CONFLICT (run_id, path, digest) DO UPDATE SET value = excluded.value, "
         "finished_at = excluded.finished_at"
     )
 
@@ -73,6 +76,11 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"schema version {version} is newer than this hush supports ({SCHEMA_VERSION})"
+            )
+        if 0 < version < SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"it was written by an earlier hush (schema version {version}), whose saved "
+                "results are not keyed by their inputs; use a new checkpoint file"
             )
         conn.executescript(_SCHEMA)
         if version < SCHEMA_VERSION:

@@ -55,13 +55,20 @@ class SQLiteCheckpointStore:
     """
 
     def __init__(
-        self, *, file: Path, run_id: str, fingerprint: str, blobs: dict[str, bytes], writer: Writer
+        self,
+        *,
+        file: Path,
+        run_id: str,
+        fingerprint: str,
+        blobs: dict[tuple[str, str], bytes],
+        writer: Writer,
     ) -> None:
         self.file = file
         self.run_id = run_id
         self.fingerprint = fingerprint
         self.restored = len(blobs)
         self._blobs = blobs
+        self._paths = {path for path, _ in blobs}
         self._writer = writer
         self._closed = False
         self._pending: list[Entry] = []
@@ -73,9 +80,6 @@ class SQLiteCheckpointStore:
     def __repr__(self) -> str:
         return f"<SQLiteCheckpointStore run_id={self.run_id!r} file={str(self.file)!r}>"
 
-    def __contains__(self, path: object) -> bool:
-        return path in self._blobs
-
     def __len__(self) -> int:
         return len(self._blobs)
 
@@ -84,13 +88,22 @@ class SQLiteCheckpointStore:
         """Transactions committed and entries written by this store so far."""
         return self._writer.stats
 
-    def get(self, path: str) -> Any | None:
-        """Return a fresh copy of the result saved under ``path``, or ``None``.
+    @property
+    def failed(self) -> bool:
+        """Whether a write has failed (nothing more will be saved)."""
+        return self._writer.failed
+
+    def has(self, path: str) -> bool:
+        """Whether anything is saved under ``path`` (for any inputs)."""
+        return path in self._paths
+
+    def get(self, path: str, digest: str) -> Any | None:
+        """Return a fresh copy of the result saved under ``path`` for inputs ``digest``, or ``None``.
 
         A saved result that no longer unpickles (its class changed or moved) is
         logged and treated as missing, so that work runs again.
         """
-        blob = self._blobs.get(path)
+        blob = self._blobs.get((path, digest))
         if blob is None:
             return None
         try:
@@ -105,25 +118,27 @@ class SQLiteCheckpointStore:
             )
             return None
 
-    def put(self, path: str, value: Any) -> None:
-        """Save ``value`` under ``path``; returns at once, the commit follows shortly.
+    def put(self, path: str, digest: str, value: Any) -> None:
+        """Save ``value`` under ``path`` and ``digest``; returns at once, the commit follows shortly.
 
         Raises :class:`CheckpointValueError` if ``value`` cannot be pickled and
         :class:`CheckpointWriteError` if an earlier write failed.
         """
-        self._buffer((path, self._prepare(path, value), time.time(), None), durable=False)
+        blob = self._prepare(path, digest, value)
+        self._buffer((path, digest, blob, time.time(), None), durable=False)
 
-    async def put_durable(self, path: str, value: Any) -> None:
-        """Save ``value`` under ``path`` and return once its transaction is committed."""
-        await asyncio.shield(self.put_pending(path, value))
+    async def put_durable(self, path: str, digest: str, value: Any) -> None:
+        """Save ``value`` under ``path`` and ``digest``; return once it is committed."""
+        await asyncio.shield(self.put_pending(path, digest, value))
 
-    def put_pending(self, path: str, value: Any) -> asyncio.Future[None]:
-        """Save ``value`` under ``path``; return the future of the commit that will hold it.
+    def put_pending(self, path: str, digest: str, value: Any) -> asyncio.Future[None]:
+        """Save ``value`` under ``path`` and ``digest``; return the future of its commit.
 
         The future is shared by every entry of the same batch: await it through
         ``asyncio.shield`` so cancelling one waiter cannot cancel the others.
         """
-        waiter = self._buffer((path, self._prepare(path, value), time.time(), None), durable=True)
+        blob = self._prepare(path, digest, value)
+        waiter = self._buffer((path, digest, blob, time.time(), None), durable=True)
         assert waiter is not None
         return waiter
 
@@ -204,7 +219,7 @@ class SQLiteCheckpointStore:
         if self._writer.failed:
             raise self._writer.error()
 
-    def _prepare(self, path: str, value: Any) -> bytes:
+    def _prepare(self, path: str, digest: str, value: Any) -> bytes:
         self._check_open()
         try:
             blob = pickle.dumps(value, protocol=5)
@@ -212,7 +227,8 @@ class SQLiteCheckpointStore:
             raise CheckpointValueError(
                 f"cannot checkpoint the result of {path!r}: it does not pickle ({exc})"
             ) from exc
-        self._blobs[path] = blob
+        self._blobs[(path, digest)] = blob
+        self._paths.add(path)
         return blob
 
     @staticmethod
@@ -223,7 +239,7 @@ class SQLiteCheckpointStore:
 @dataclass(frozen=True, slots=True)
 class _Opened:
     conn: sqlite3.Connection
-    blobs: dict[str, bytes]
+    blobs: dict[tuple[str, str], bytes]
 
 
 async def open_checkpoint(
@@ -278,7 +294,7 @@ def _open_run(file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch
 
 def _claim_run(
     conn: sqlite3.Connection, file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch
-) -> dict[str, bytes]:
+) -> dict[tuple[str, str], bytes]:
     """Create, resume or restart the run record; return its saved entries."""
     now = time.time()
     row = conn.execute("SELECT fingerprint FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -318,8 +334,11 @@ def _claim_run(
     conn.execute(
         "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ?", (now, run_id)
     )
-    blobs: dict[str, bytes] = dict(
-        conn.execute("SELECT path, value FROM entries WHERE run_id = ?", (run_id,)).fetchall()
-    )
+    blobs = {
+        (path, digest): value
+        for path, digest, value in conn.execute(
+            "SELECT path, digest, value FROM entries WHERE run_id = ?", (run_id,)
+        )
+    }
     logger.info("checkpoint %s: resuming run %r with %d saved result(s)", file, run_id, len(blobs))
     return blobs

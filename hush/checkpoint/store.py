@@ -1,4 +1,4 @@
-"""The checkpoint store interface the scheduler consults and writes to."""
+"""The checkpoint store interface the engine consults and writes to."""
 
 from __future__ import annotations
 
@@ -7,24 +7,33 @@ from typing import Any, Protocol
 
 
 class CheckpointStore(Protocol):
-    """Finished work of one run, keyed by a node or map-item path.
+    """Finished work of one run, keyed by a node or map-item path and a digest of its inputs.
 
     Paths look like ``graph/prepare`` for a node and ``graph/batch[17]`` for a
-    map item (``graph/outer[2]/inner[5]`` when nested). Only successful work is
-    stored, so failed nodes and items run again on resume.
+    map item (``graph/outer[2]/inner[5]`` when nested). The digest is that of
+    the inputs the work ran with (see :func:`hush.checkpoint.digest`), so a
+    saved result is only ever reused for the same inputs. Only successful work
+    is stored, so failed nodes and items run again on resume.
     """
 
-    def get(self, path: str) -> Any | None:
-        """Return what was saved under ``path``, or ``None`` if it was not finished."""
+    @property
+    def failed(self) -> bool:
+        """Whether a write has failed (nothing more will be saved)."""
 
-    def put(self, path: str, value: Any) -> None:
-        """Persist ``value`` for ``path``; must not block the event loop."""
+    def has(self, path: str) -> bool:
+        """Whether anything is saved under ``path``, for any inputs."""
 
-    async def put_durable(self, path: str, value: Any) -> None:
-        """Persist ``value`` for ``path`` and return once it is committed."""
+    def get(self, path: str, digest: str) -> Any | None:
+        """Return what was saved under ``path`` for inputs ``digest``, or ``None``."""
 
-    def put_pending(self, path: str, value: Any) -> asyncio.Future[None]:
-        """Persist ``value`` for ``path``; the returned future is done once it is committed."""
+    def put(self, path: str, digest: str, value: Any) -> None:
+        """Persist ``value``; must not block the event loop."""
+
+    async def put_durable(self, path: str, digest: str, value: Any) -> None:
+        """Persist ``value`` and return once it is committed."""
+
+    def put_pending(self, path: str, digest: str, value: Any) -> asyncio.Future[None]:
+        """Persist ``value``; the returned future is done once it is committed."""
 
     def mark_finished(self, status: str = "ok") -> None:
         """Record the run's final status."""

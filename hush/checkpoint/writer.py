@@ -38,7 +38,8 @@ NUDGE_EVERY_S = 0.001
 NUDGE_S = 0.00005
 
 Waiter = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
-Entry = tuple[str, bytes, float, Waiter | None]
+Entry = tuple[str, str, bytes, float, Waiter | None]
+"""``(path, digest, pickled value, finished_at, waiter)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +183,8 @@ class Writer:
         for op in batch:
             if isinstance(op, tuple):
                 entries.append(op)
-                if op[3] is not None:
-                    waiters.append(op[3])
+                if op[4] is not None:
+                    waiters.append(op[4])
             elif isinstance(op, Many):
                 entries.extend(op.entries)
                 if op.waiter is not None:
@@ -218,13 +219,13 @@ class Writer:
         size = next(size for size in STATEMENT_SIZES if size >= len(entries))
         params: list[object] = [self._run_id]
         for entry in entries:
-            params += entry[:3]
-        params += entries[-1][:3] * (size - len(entries))
+            params += entry[:4]
+        params += entries[-1][:4] * (size - len(entries))
         self._conn.execute(upsert_entries(size), params)
         self._progress_at = now = time.monotonic()
         self._commits += 1
         self._entries += len(entries)
-        self._max_lag = max(self._max_lag, time.time() - entries[0][2])
+        self._max_lag = max(self._max_lag, time.time() - entries[0][3])
         if now - self._touched_at > TOUCH_EVERY_S:
             self._touched_at = now
             self._conn.execute(TOUCH_RUN, (time.time(), self._run_id))
@@ -240,8 +241,8 @@ class Writer:
             waiters: list[Waiter] = []
             for op in self._take():
                 if isinstance(op, tuple):
-                    if op[3] is not None:
-                        waiters.append(op[3])
+                    if op[4] is not None:
+                        waiters.append(op[4])
                 elif isinstance(op, Barrier):
                     waiters.append(op.waiter)
                 elif isinstance(op, Close):

@@ -56,12 +56,14 @@ class ConditionError(ValueError):
 class Condition:
     """A compiled condition; call it with the inputs to get a bool."""
 
-    __slots__ = ("_code", "_fn", "_params", "names", "text")
+    __slots__ = ("_code", "_fn", "_params", "names", "spec", "text")
 
     def __init__(self, spec: str | Callable[..., Any]) -> None:
         self._code: Any = None
         self._fn: Callable[..., Any] | None = None
         self._params: set[str] | None = None
+        self.spec = spec
+        """The expression text or the callable, as given."""
         if isinstance(spec, str):
             self.text = spec
             tree = _parse(spec)
@@ -90,12 +92,27 @@ class Condition:
         return self.text
 
 
+MAX_LENGTH = 2000
+"""Longest condition expression accepted, in characters."""
+
+
 def _parse(text: str) -> ast.Expression:
+    short = text if len(text) <= 60 else text[:57] + "..."
+    if len(text) > MAX_LENGTH:
+        raise ConditionError(
+            f"condition {short!r} is {len(text)} characters long (at most {MAX_LENGTH}); "
+            "use a callable for complex conditions"
+        )
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        nodes = list(ast.walk(tree))
     except SyntaxError as exc:
         raise ConditionError(f"condition {text!r} is not a valid expression: {exc.msg}") from None
-    for node in ast.walk(tree):
+    except (RecursionError, MemoryError):
+        raise ConditionError(
+            f"condition {short!r} is nested too deeply to parse; use a callable"
+        ) from None
+    for node in nodes:
         if not isinstance(node, _ALLOWED):
             raise ConditionError(
                 f"condition {text!r} uses {type(node).__name__}, which is not allowed "

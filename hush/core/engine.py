@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -13,10 +14,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from hush.core.errors import MissingInputError, RunError
+from hush.core.checkpointing import RunCheckpoint
+from hush.core.context import RunContext
+from hush.core.errors import MissingInputError, NodeError, RunError
 from hush.core.nodes.graph.graph_node import GraphNode
+from hush.core.nodes.iteration.base import IterationNode
+from hush.core.options import check_run_options
 from hush.core.progress import ProgressCallback, ProgressReporter, want_display
-from hush.core.runtime import GraphOutcome, RunContext, execute
+from hush.core.runtime import GraphOutcome, execute
 from hush.core.state import RunRecord
 
 if TYPE_CHECKING:
@@ -37,6 +42,16 @@ class Hush:
     def __init__(self, graph: GraphNode) -> None:
         if not isinstance(graph, GraphNode):
             raise TypeError(f"Hush() takes a GraphNode, got {type(graph).__name__}")
+        if graph.parent is not None:
+            raise TypeError(
+                f"Hush() takes a root graph, but '{graph.name}' is a node of graph "
+                f"'{graph.parent.path}'; run the root graph"
+            )
+        if isinstance(graph, IterationNode):
+            raise TypeError(
+                f"Hush() takes a graph, not the {type(graph).__name__} '{graph.name}': put it "
+                "inside `with GraphNode(name=...) as graph:` and run that graph"
+            )
         self.graph = graph.build()
         assert graph.plan is not None
         self.plan: GraphPlan = graph.plan
@@ -84,25 +99,38 @@ class Hush:
         ``result["$state"]`` is the :class:`~hush.core.state.RunRecord`. With
         ``max_concurrency`` at most that many leaf nodes run at once across all
         nesting levels. With ``checkpoint`` (a SQLite path) finished nodes and
-        map items are saved as they finish and skipped when the same ``run_id``
-        runs again. ``progress`` shows live bars for maps (default: when stderr
-        is a terminal); ``on_progress`` receives the same counters a few times
-        a second.
+        map items are saved as they finish, keyed by their inputs, and reused
+        when the same ``run_id`` runs again. ``progress`` shows live bars for
+        maps (default: when stderr is a terminal); ``on_progress`` receives the
+        same counters a few times a second.
         """
         if inputs is None:
             inputs = {}
-        if not isinstance(inputs, Mapping):
-            raise TypeError(f"inputs must be a dict, got {type(inputs).__name__}")
+        check_run_options(
+            inputs=inputs,
+            max_concurrency=max_concurrency,
+            run_id=run_id,
+            checkpoint=checkpoint,
+            on_checkpoint_mismatch=on_checkpoint_mismatch,
+            flush_timeout=flush_timeout,
+            progress=progress,
+            on_progress=on_progress,
+            user_id=user_id,
+            session_id=session_id,
+            tags=tags,
+            metadata=metadata,
+        )
         self.check_inputs(inputs)
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or max_concurrency < 1
-        ):
-            raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
         run_id = run_id or uuid.uuid4().hex
         record = RunRecord(run_id=run_id, graph=self.name, started_at=time.time())
-        store = await self._open_store(checkpoint, run_id, inputs, on_checkpoint_mismatch)
-        limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
-        ctx = RunContext(run_id, record, tracer=tracer, leaf_limiter=limiter, store=store)
+        store = await self._open_store(checkpoint, run_id, on_checkpoint_mismatch)
+        ctx = RunContext(
+            run_id,
+            record,
+            tracer=tracer,
+            slot=asyncio.Semaphore(max_concurrency) if max_concurrency else None,
+            checkpoint=RunCheckpoint(store) if store is not None else None,
+        )
         root = _start_trace(tracer, self.name, run_id, inputs, user_id, session_id, tags, metadata)
         outcome: GraphOutcome | None = None
         llm_before = _llm_stats()
@@ -111,7 +139,9 @@ class Hush:
             reporter = ProgressReporter(record, show=want_display(progress), callback=on_progress)
         try:
             if reporter is None:
-                outcome = await execute(self.plan, dict(inputs), ctx, self.name, root, record=True)
+                outcome = await execute(
+                    self.plan, dict(inputs), ctx, self.name, root, static=True, defer=False
+                )
             else:
                 outcome = await _with_reporter(
                     reporter, self.plan, dict(inputs), ctx, self.name, root
@@ -119,14 +149,11 @@ class Hush:
         finally:
             record.duration = ctx.now()
             record.llm = _llm_delta(llm_before, _llm_stats())
-            if outcome is None:
-                record.status = "cancelled"
-            else:
-                record.status = "error" if record.errors else "ok"
+            if outcome is not None:
+                record.errors = list(outcome.errors)
+            record.status = "cancelled" if outcome is None else ("error" if record.errors else "ok")
             with anyio.CancelScope(shield=True):
-                if store is not None:
-                    store.mark_finished(record.status)
-                    await store.aclose()
+                await _close_store(store, ctx, record)
                 await _finish_trace(tracer, root, outcome, record, flush_timeout)
         result: dict[str, Any] = dict(outcome.written)
         result["$state"] = record
@@ -146,7 +173,6 @@ class Hush:
         self,
         checkpoint: str | os.PathLike[str] | None,
         run_id: str,
-        inputs: Mapping[str, Any],
         on_mismatch: Literal["error", "restart"],
     ) -> CheckpointStore | None:
         if checkpoint is None:
@@ -154,8 +180,31 @@ class Hush:
         from hush.checkpoint import fingerprint, open_checkpoint
         from hush.core.describe import describe
 
-        digest = fingerprint(describe(self.graph), dict(inputs))
+        digest = fingerprint(describe(self.graph))
         return await open_checkpoint(checkpoint, run_id, digest, on_mismatch=on_mismatch)
+
+
+async def _close_store(store: CheckpointStore | None, ctx: RunContext, record: RunRecord) -> None:
+    """Commit and close the checkpoint; a write failure becomes an error of the run."""
+    if store is None:
+        return
+    from hush.checkpoint.errors import CheckpointWriteError
+
+    assert ctx.checkpoint is not None
+    failure = ctx.checkpoint.write_error
+    try:
+        if not store.failed:
+            store.mark_finished(record.status)
+        await store.aclose()
+    except CheckpointWriteError as exc:
+        if failure is None:
+            failure = NodeError.from_exception(exc, record.graph)
+    except Exception:
+        logger.error("checkpoint: closing the store failed", exc_info=True)
+    if failure is not None:
+        record.errors.append(failure)
+        if record.status == "ok":
+            record.status = "error"
 
 
 _COUNTERS = (
@@ -201,7 +250,7 @@ async def _with_reporter(
 ) -> GraphOutcome:
     async with anyio.create_task_group() as tg:
         tg.start_soon(reporter.watch)
-        outcome = await execute(plan, state, ctx, name, root, record=True)
+        outcome = await execute(plan, state, ctx, name, root, static=True, defer=False)
         tg.cancel_scope.cancel()
     return outcome
 

@@ -1,14 +1,40 @@
-"""Exceptions and the error record a failed node leaves behind."""
+"""Exceptions and the error record a failed node leaves behind.
+
+Every error hush raises itself derives from :class:`HushError`::
+
+    HushError
+    ├── GraphDefinitionError     a graph written wrong, caught as the line runs
+    ├── GraphBuildError          build() found problems (``.problems`` lists them all)
+    ├── MissingInputError        run inputs lack keys the root graph reads
+    ├── RunOptionError           a bad option given to run()
+    ├── NodeInputError           an input or declared output could not be resolved
+    ├── NodeReturnError          a node returned something other than a dict or None
+    ├── NodeTimeoutError         one attempt ran past the node's ``timeout``
+    ├── NodeCancelledError       a node raised CancelledError while the run was not cancelled
+    ├── NodeFailedError          a container failed because work inside it failed
+    └── RunError                 run(raise_on_error=True) finished with errors
+
+Others live next to what raises them: ``PromptError`` (``hush.providers``),
+``NoBranchMatchedError``, ``MaxIterationsError`` and the checkpoint errors
+(``hush.checkpoint``). A node's failure is recorded as a :class:`NodeError`.
+
+Each exception class says whether retrying can help (``retryable``): hush's
+own errors describe a mistake that a retry repeats, except a timeout.
+"""
 
 from __future__ import annotations
 
 import traceback as _tb
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class HushError(Exception):
     """Base class of every error hush raises itself."""
+
+    retryable: ClassVar[bool] = False
+    """Whether retrying the same work may succeed (a node's default retry rule reads it)."""
 
 
 class GraphDefinitionError(HushError, ValueError):
@@ -32,8 +58,12 @@ class MissingInputError(HushError, KeyError):
         return str(self.args[0]) if self.args else "missing input"
 
 
+class RunOptionError(HushError, TypeError, ValueError):
+    """An option given to ``run()`` has the wrong type or value."""
+
+
 class NodeInputError(HushError, LookupError):
-    """An input of a node could not be resolved at run time."""
+    """An input of a node could not be resolved, or a declared output is missing."""
 
 
 class NodeReturnError(HushError, TypeError):
@@ -43,21 +73,43 @@ class NodeReturnError(HushError, TypeError):
 class NodeTimeoutError(HushError, TimeoutError):
     """One attempt of a node ran past its ``timeout``."""
 
+    retryable: ClassVar[bool] = True
+
+
+class NodeCancelledError(HushError):
+    """A node raised ``CancelledError`` although nobody cancelled the run or the node.
+
+    Typically the node awaited a future or task that something else cancelled.
+    """
+
+    retryable: ClassVar[bool] = True
+
 
 @dataclass(frozen=True, slots=True)
 class NodeError:
-    """What a failed node or map item leaves in its ``error`` output."""
+    """What a failed node or map item leaves in its ``error`` output.
+
+    ``node`` is the path of the node that raised (``graph/map[3]/llm`` inside a
+    map item); ``retryable`` says whether running it again may succeed.
+    """
 
     type: str
     message: str
     node: str
     traceback: str = ""
+    retryable: bool = True
 
     @classmethod
     def from_exception(cls, exc: BaseException, node: str) -> NodeError:
         """Record ``exc`` raised by the node at path ``node``."""
         text = "".join(_tb.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(type=type(exc).__name__, message=str(exc), node=node, traceback=text)
+        return cls(
+            type=type(exc).__name__,
+            message=str(exc),
+            node=node,
+            traceback=text,
+            retryable=is_retryable(exc),
+        )
 
     def __str__(self) -> str:
         return f"{self.node}: {self.type}: {self.message}"
@@ -70,6 +122,11 @@ class NodeFailedError(HushError, RuntimeError):
         self.error = error
         super().__init__(str(error))
 
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        """As retryable as the error inside."""
+        return self.error.retryable
+
 
 class RunError(HushError, RuntimeError):
     """Raised by ``run(..., raise_on_error=True)``; carries every error of the run."""
@@ -79,3 +136,16 @@ class RunError(HushError, RuntimeError):
         self.result = result
         lines = "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(f"run finished with {len(self.errors)} error(s):\n{lines}")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The default retry rule: may running the same work again succeed?
+
+    An exception with a boolean ``retryable`` attribute (hush's own errors,
+    ``LLMCallError``) says so itself; anything else (a connection error, a
+    flaky library) is assumed transient.
+    """
+    flag = getattr(exc, "retryable", None)
+    if isinstance(flag, bool):
+        return flag
+    return True

@@ -1,27 +1,36 @@
-"""Retry and timeout, applied around one node's call in one place."""
+"""Run options of a node: the retry policy and the timeout, validated when the node is made.
+
+The node-attempt lifecycle (:mod:`hush.core.lifecycle`) applies them: an
+attempt's timeout starts once the attempt holds its slot, and a failed attempt
+is retried only when the policy says the error is retryable. Nodes that talk
+to a provider (``LLMNode``) hand both to the provider, which owns that loop,
+so retries never multiply.
+"""
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-import anyio
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hush.core.errors import NodeTimeoutError
-
-T = TypeVar("T")
+from hush.core.errors import is_retryable
 
 
 class RetryPolicy(BaseModel):
     """How a node retries: attempts, exponential backoff with jitter, which errors.
 
-    ``retry=3`` on a node is shorthand for ``RetryPolicy(attempts=3)``.
+    ``retry=3`` on a node is shorthand for ``RetryPolicy(attempts=3)``. An error
+    is retried when it is an instance of ``on`` and ``retry_if(error)`` holds;
+    the default ``retry_if`` is :func:`hush.core.errors.is_retryable` (hush's own
+    deterministic errors and non-retryable provider errors are not retried; a
+    timeout and any other exception are). Pass ``retry_if=lambda e: True`` to
+    retry everything in ``on``.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
 
     attempts: int = Field(default=3, ge=1, description="total attempts, the first one included")
     initial: float = Field(default=0.5, ge=0, description="first backoff, seconds")
@@ -29,7 +38,10 @@ class RetryPolicy(BaseModel):
     multiplier: float = Field(default=2.0, ge=1, description="backoff growth per attempt")
     jitter: float = Field(default=0.5, ge=0, description="random seconds added to each backoff")
     on: tuple[type[BaseException], ...] = Field(
-        default=(Exception,), description="exception types that are retried"
+        default=(Exception,), description="exception types that may be retried"
+    )
+    retry_if: Callable[[BaseException], bool] | None = Field(
+        default=None, description="predicate deciding whether an error is retried"
     )
 
     @field_validator("on", mode="before")
@@ -39,9 +51,16 @@ class RetryPolicy(BaseModel):
             return (value,)
         return tuple(value)
 
-    def backoff(self, state: RetryCallState) -> float:
-        """Seconds to wait before the next attempt: exponential, capped, plus jitter."""
-        base = self.initial * self.multiplier ** (state.attempt_number - 1)
+    def retries(self, exc: BaseException) -> bool:
+        """Whether ``exc`` may be retried under this policy."""
+        if not isinstance(exc, self.on):
+            return False
+        predicate = self.retry_if or is_retryable
+        return bool(predicate(exc))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        base = self.initial * self.multiplier ** (attempt - 1)
         return min(self.max_delay, base) + random.uniform(0, self.jitter)
 
     @classmethod
@@ -54,49 +73,27 @@ class RetryPolicy(BaseModel):
         if isinstance(value, int):
             return cls(attempts=value)
         if isinstance(value, dict):
-            return cls(**value)
+            try:
+                return cls(**value)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'retry'}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                )
+                raise ValueError(problems) from None
         raise TypeError(
             f"retry must be an int, a dict or a RetryPolicy, not {type(value).__name__}"
         )
 
 
-async def _attempt(call: Callable[[], Awaitable[T]], timeout: float | None) -> T:
-    if timeout is None:
-        return await call()
-    try:
-        with anyio.fail_after(timeout):
-            return await call()
-    except TimeoutError as exc:
-        if isinstance(exc, NodeTimeoutError):
-            raise
-        raise NodeTimeoutError(f"timed out after {timeout:g}s") from exc
-
-
-async def call_with_policy(
-    call: Callable[[], Awaitable[T]],
-    retry: RetryPolicy | None,
-    timeout: float | None,
-    on_retry: Callable[[int, BaseException], None] | None = None,
-) -> T:
-    """Run ``call`` with a per-attempt ``timeout`` and the ``retry`` policy."""
-    if retry is None or retry.attempts == 1:
-        return await _attempt(call, timeout)
-
-    def before_sleep(state: Any) -> None:
-        if on_retry is not None and state.outcome is not None:
-            exc = state.outcome.exception()
-            if exc is not None:
-                on_retry(state.attempt_number, exc)
-
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(retry.attempts),
-        wait=retry.backoff,
-        retry=retry_if_exception_type(retry.on),
-        before_sleep=before_sleep,
-        sleep=anyio.sleep,
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
-            return await _attempt(call, timeout)
-    raise AssertionError("unreachable: tenacity either returns or reraises")
+def check_timeout(value: object) -> float | None:
+    """A node's ``timeout``: ``None`` or a finite number of seconds above zero."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"timeout must be a number of seconds, got {type(value).__name__} {value!r}"
+        )
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"timeout must be > 0 seconds, got {value!r}")
+    return float(value)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hush.core.errors import NodeError
+
+if TYPE_CHECKING:
+    from hush.core.plan import GraphPlan
 
 Status = Literal["ok", "error", "skipped"]
 
@@ -44,6 +47,56 @@ class NodeRecord:
         return self.ended - self.started
 
 
+class NodeLog:
+    """What one execution of a graph outside map items noted per node, by node index.
+
+    The scheduler fills these arrays as nodes finish (cheap); the run record
+    turns them into :class:`NodeRecord` objects only when they are read.
+    """
+
+    __slots__ = ("attempts", "ended", "errors", "outputs", "plan", "resumed", "started", "status")
+
+    def __init__(
+        self,
+        plan: GraphPlan,
+        status: list[Status | None],
+        outputs: list[Any],
+        errors: list[NodeError | None],
+    ) -> None:
+        n = len(plan.nodes)
+        self.plan = plan
+        self.status = status
+        self.outputs = outputs
+        self.errors = errors
+        self.started: list[float | None] = [None] * n
+        self.ended: list[float | None] = [None] * n
+        self.attempts = [0] * n
+        self.resumed = [False] * n
+
+    def records(self, t0: float, iterations: dict[str, IterationCounters]) -> dict[str, NodeRecord]:
+        """A record per node that finished or was skipped (times relative to ``t0``)."""
+        out: dict[str, NodeRecord] = {}
+        for i, np in enumerate(self.plan.nodes):
+            status = self.status[i]
+            if status is None:
+                continue
+            started, ended = self.started[i], self.ended[i]
+            value = self.outputs[i]
+            out[np.path] = NodeRecord(
+                path=np.path,
+                kind=np.node.kind,
+                status=status,
+                started=None if started is None else started - t0,
+                ended=None if ended is None else ended - t0,
+                attempts=self.attempts[i],
+                error=self.errors[i],
+                outputs=dict(value) if status == "ok" and value is not None else None,
+                counters=iterations.get(np.path),
+                resumed=self.resumed[i],
+            )
+        return out
+
+
 @dataclass(slots=True)
 class RunRecord:
     """The record of one run: statuses, outputs, errors, timings and order.
@@ -62,11 +115,28 @@ class RunRecord:
     status: Literal["running", "ok", "error", "cancelled"] = "running"
     started_at: float = 0.0
     duration: float | None = None
-    nodes: dict[str, NodeRecord] = field(default_factory=dict)
     errors: list[NodeError] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
     iterations: dict[str, IterationCounters] = field(default_factory=dict)
     llm: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clock: float = field(default=0.0, repr=False, compare=False)
+    """``time.perf_counter()`` when the run started (node times are relative to it)."""
+    logs: list[NodeLog] = field(default_factory=list, repr=False, compare=False)
+    _nodes: dict[str, NodeRecord] | None = field(default=None, repr=False, compare=False)
+    _built: int = field(default=-1, repr=False, compare=False)
+
+    @property
+    def nodes(self) -> dict[str, NodeRecord]:
+        """Per node path (``graph/node``, ``graph/sub/node``), what happened to it.
+
+        A retried container's nodes show its last attempt.
+        """
+        if self._nodes is None or self._built != len(self.order):
+            nodes: dict[str, NodeRecord] = {}
+            for log in self.logs:
+                nodes.update(log.records(self.clock, self.iterations))
+            self._nodes, self._built = nodes, len(self.order)
+        return self._nodes
 
     def __getitem__(self, key: str) -> Any:
         try:
@@ -80,4 +150,15 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON-friendly apart from node outputs)."""
-        return asdict(self)
+        return {
+            "run_id": self.run_id,
+            "graph": self.graph,
+            "status": self.status,
+            "started_at": self.started_at,
+            "duration": self.duration,
+            "nodes": {k: asdict(v) for k, v in self.nodes.items()},
+            "errors": [asdict(e) for e in self.errors],
+            "order": list(self.order),
+            "iterations": {k: asdict(v) for k, v in self.iterations.items()},
+            "llm": {k: dict(v) for k, v in self.llm.items()},
+        }

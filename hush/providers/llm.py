@@ -12,7 +12,7 @@ from hush.core.policies import RetryPolicy
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from hush.core.runtime import NodeCall
+    from hush.core.lifecycle import NodeCall
     from hush.providers.client import LLMResult
 
 _OWN_INPUTS = ("messages",)
@@ -79,12 +79,22 @@ class LLMNode(BaseNode):
         return problems
 
     def describe_options(self) -> dict[str, Any]:
-        """Resources and generation parameters."""
-        fmt = self.response_format
+        """Resources (and the models they name), generation parameters, format and tools."""
+        from hush.providers.errors import ResourceError
+        from hush.providers.resources import get_registry
+
+        models: list[str | None] = []
+        for key in self.resource_keys:
+            try:
+                models.append(get_registry().get_llm(key).model)
+            except ResourceError:
+                models.append(None)
         return {
             "resources": self.resource_keys,
-            "params": {k: repr(v) for k, v in sorted(self.params.items())},
-            "response_format": getattr(fmt, "__name__", repr(fmt)) if fmt is not None else None,
+            "models": models,
+            "params": dict(sorted(self.params.items())),
+            "response_format": self.response_format,
+            "tools": self.tools,
         }
 
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:

@@ -23,9 +23,9 @@ async def main(path: str, run_id: str) -> None:
     count = 0
     while True:
         for _ in range(9):
-            store.put(f"root/batch[{count}]", value(count))
+            store.put(f"root/batch[{count}]", "d", value(count))
             count += 1
-        await store.put_durable(f"root/batch[{count}]", value(count))
+        await store.put_durable(f"root/batch[{count}]", "d", value(count))
         count += 1
         sys.stdout.write(f"{count}\n")
         sys.stdout.flush()

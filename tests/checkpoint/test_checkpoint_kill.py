@@ -52,9 +52,11 @@ async def test_every_confirmed_put_survives_sigkill(tmp_path: Path) -> None:
     confirmed = await _run_and_kill(db, "killed", kill_after=3000)
 
     async with await open_checkpoint(db, "killed", "kill-test") as store:
-        missing = [i for i in range(confirmed) if f"root/batch[{i}]" not in store]
+        missing = [i for i in range(confirmed) if not store.has(f"root/batch[{i}]")]
         assert missing == []
-        assert all(store.get(f"root/batch[{i}]") == expected_value(i) for i in range(confirmed))
+        assert all(
+            store.get(f"root/batch[{i}]", "d") == expected_value(i) for i in range(confirmed)
+        )
         assert len(store) >= confirmed
     (run,) = list_runs(db)
     assert run.run_id == "killed"
@@ -65,4 +67,4 @@ async def test_resume_after_sigkill_twice(tmp_path: Path) -> None:
     first = await _run_and_kill(db, "again", kill_after=500)
     second = await _run_and_kill(db, "again", kill_after=first + 500)
     async with await open_checkpoint(db, "again", "kill-test") as store:
-        assert all(f"root/batch[{i}]" in store for i in range(max(first, second)))
+        assert all(store.has(f"root/batch[{i}]") for i in range(max(first, second)))

@@ -46,43 +46,43 @@ async def test_roundtrip_across_reopen(tmp_path: Path) -> None:
     }
     async with await open_checkpoint(db, "r1", "fp") as store:
         assert store.restored == 0
-        assert store.get("root/prepare") is None
+        assert store.get("root/prepare", "d") is None
         for path, value in values.items():
-            store.put(path, value)
-        assert store.get("root/prepare") == values["root/prepare"]
+            store.put(path, "d", value)
+        assert store.get("root/prepare", "d") == values["root/prepare"]
 
     async with await open_checkpoint(str(db), "r1", "fp") as store:
         assert store.restored == len(values) == len(store)
         for path, value in values.items():
-            assert store.get(path) == value
-        assert store.get("root/other") is None
+            assert store.get(path, "d") == value
+        assert store.get("root/other", "d") is None
 
 
 async def test_store_satisfies_protocol(tmp_path: Path) -> None:
     store: CheckpointStore = await open_checkpoint(tmp_path / "run.db", "r", "fp")
-    store.put("root/a", 1)
-    assert store.get("root/a") == 1
+    store.put("root/a", "d", 1)
+    assert store.get("root/a", "d") == 1
     await store.aclose()
 
 
 async def test_get_returns_a_fresh_copy(tmp_path: Path) -> None:
     async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
         value = {"items": [1]}
-        store.put("root/a", value)
+        store.put("root/a", "d", value)
         value["items"].append(2)
-        got = store.get("root/a")
+        got = store.get("root/a", "d")
         assert got == {"items": [1]}
         got["items"].append(3)
-        assert store.get("root/a") == {"items": [1]}
+        assert store.get("root/a", "d") == {"items": [1]}
 
 
 async def test_latest_put_wins(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
         for i in range(50):
-            store.put("root/a", i)
+            store.put("root/a", "d", i)
     async with await open_checkpoint(db, "r", "fp") as store:
-        assert store.get("root/a") == 49
+        assert store.get("root/a", "d") == 49
 
 
 async def test_runs_in_one_file_are_separate(tmp_path: Path) -> None:
@@ -91,42 +91,42 @@ async def test_runs_in_one_file_are_separate(tmp_path: Path) -> None:
         await open_checkpoint(db, "a", "fp-a") as a,
         await open_checkpoint(db, "b", "fp-b") as b,
     ):
-        a.put("root/x", "from a")
-        b.put("root/x", "from b")
+        a.put("root/x", "d", "from a")
+        b.put("root/x", "d", "from b")
     async with (
         await open_checkpoint(db, "a", "fp-a") as a,
         await open_checkpoint(db, "b", "fp-b") as b,
     ):
-        assert (a.get("root/x"), b.get("root/x")) == ("from a", "from b")
+        assert (a.get("root/x", "d"), b.get("root/x", "d")) == ("from a", "from b")
 
 
 async def test_mismatch_names_the_run_and_the_fix(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "nightly", "fp-1") as store:
-        store.put("root/a", 1)
+        store.put("root/a", "d", 1)
     with pytest.raises(CheckpointMismatchError) as info:
         await open_checkpoint(db, "nightly", "fp-2")
     message = str(info.value)
     assert "'nightly'" in message
     assert str(db) in message
-    assert "on_mismatch='restart'" in message
+    assert "on_checkpoint_mismatch='restart'" in message
     assert "new run_id" in message
     assert isinstance(info.value, ValueError)
     assert info.value.entries == 1
     async with await open_checkpoint(db, "nightly", "fp-1") as store:
-        assert store.get("root/a") == 1
+        assert store.get("root/a", "d") == 1
 
 
 async def test_restart_clears_the_old_entries(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp-1") as store:
-        store.put("root/a", 1)
+        store.put("root/a", "d", 1)
     async with await open_checkpoint(db, "r", "fp-2", on_mismatch="restart") as store:
         assert len(store) == 0
-        assert store.get("root/a") is None
-        store.put("root/b", 2)
+        assert store.get("root/a", "d") is None
+        store.put("root/b", "d", 2)
     async with await open_checkpoint(db, "r", "fp-2") as store:
-        assert (store.get("root/a"), store.get("root/b")) == (None, 2)
+        assert (store.get("root/a", "d"), store.get("root/b", "d")) == (None, 2)
     with pytest.raises(CheckpointMismatchError):
         await open_checkpoint(db, "r", "fp-1")
 
@@ -156,7 +156,7 @@ async def test_ten_thousand_puts_are_fast_and_grouped(tmp_path: Path) -> None:
     started = time.perf_counter()
     store = await open_checkpoint(db, "big", "fp")
     for i in range(10_000):
-        store.put(f"root/batch[{i}]", {"i": i, "content": "x" * 200})
+        store.put(f"root/batch[{i}]", "d", {"i": i, "content": "x" * 200})
     await store.flush()
     elapsed = time.perf_counter() - started
     stats = store.stats
@@ -167,7 +167,8 @@ async def test_ten_thousand_puts_are_fast_and_grouped(tmp_path: Path) -> None:
     async with await open_checkpoint(db, "big", "fp") as store:
         assert len(store) == 10_000
         assert all(
-            store.get(f"root/batch[{i}]") == {"i": i, "content": "x" * 200} for i in range(10_000)
+            store.get(f"root/batch[{i}]", "d") == {"i": i, "content": "x" * 200}
+            for i in range(10_000)
         )
 
 
@@ -176,8 +177,8 @@ async def test_every_batch_size_is_written_exactly(tmp_path: Path, size: int) ->
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
         for i in range(size):
-            store.put(f"root/item[{i}]", i)
-        store.put("root/item[0]", "last")
+            store.put(f"root/item[{i}]", "d", i)
+        store.put("root/item[0]", "d", "last")
     with sqlite3.connect(db) as other:
         rows = dict(other.execute("SELECT path, value FROM entries"))
     expected = {f"root/item[{i}]": i for i in range(size)} | {"root/item[0]": "last"}
@@ -193,7 +194,7 @@ async def test_busy_event_loop_does_not_starve_the_writer(tmp_path: Path) -> Non
             end = time.perf_counter() + 40e-6
             while time.perf_counter() < end:
                 pass
-            store.put(f"root/w[{w}]/item[{i}]", i)
+            store.put(f"root/w[{w}]/item[{i}]", "d", i)
             await asyncio.sleep(0)
 
     await asyncio.gather(*(busy_writer(w) for w in range(100)))
@@ -210,21 +211,21 @@ async def test_concurrent_put_durable_share_commits(tmp_path: Path) -> None:
 
         async def writer(w: int) -> None:
             for i in range(20):
-                await store.put_durable(f"root/w[{w}]/item[{i}]", (w, i))
+                await store.put_durable(f"root/w[{w}]/item[{i}]", "d", (w, i))
 
         await asyncio.gather(*(writer(w) for w in range(100)))
         assert store.stats.entries == 2_000
         assert store.stats.commits < 2_000
     async with await open_checkpoint(db, "r", "fp") as store:
         assert len(store) == 2_000
-        assert store.get("root/w[99]/item[19]") == (99, 19)
+        assert store.get("root/w[99]/item[19]", "d") == (99, 19)
 
 
 async def test_put_durable_is_committed_when_it_returns(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
-        store.put("root/a", "a")
-        await store.put_durable("root/b", "b")
+        store.put("root/a", "d", "a")
+        await store.put_durable("root/b", "d", "b")
         with sqlite3.connect(db) as other:
             rows = dict(other.execute("SELECT path, value FROM entries WHERE run_id = 'r'"))
         assert {path: pickle.loads(blob) for path, blob in rows.items()} == {
@@ -236,7 +237,7 @@ async def test_put_durable_is_committed_when_it_returns(tmp_path: Path) -> None:
 async def test_mark_finished_records_the_status(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
-        store.put("root/a", 1)
+        store.put("root/a", "d", 1)
         store.mark_finished("error")
         with pytest.raises(ValueError, match="status"):
             store.mark_finished("")
@@ -253,10 +254,10 @@ async def test_mark_finished_records_the_status(tmp_path: Path) -> None:
 async def test_unpicklable_value_fails_at_put(tmp_path: Path) -> None:
     async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
         with pytest.raises(CheckpointValueError, match="root/lock"):
-            store.put("root/lock", {"lock": threading.Lock()})
-        assert store.get("root/lock") is None
-        store.put("root/ok", 1)
-        assert store.get("root/ok") == 1
+            store.put("root/lock", "d", {"lock": threading.Lock()})
+        assert store.get("root/lock", "d") is None
+        store.put("root/ok", "d", 1)
+        assert store.get("root/ok", "d") == 1
 
 
 async def test_unloadable_entry_is_treated_as_missing(
@@ -264,19 +265,19 @@ async def test_unloadable_entry_is_treated_as_missing(
 ) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
-        store.put("root/a", 1)
+        store.put("root/a", "d", 1)
     with sqlite3.connect(db) as other:
         other.execute("UPDATE entries SET value = ? WHERE path = 'root/a'", (b"garbage",))
     async with await open_checkpoint(db, "r", "fp") as store:
         with caplog.at_level(logging.WARNING, logger="hush.checkpoint"):
-            assert store.get("root/a") is None
+            assert store.get("root/a", "d") is None
         assert "root/a" in caplog.text
 
 
 async def test_writer_errors_surface(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "run.db"
     store = await open_checkpoint(db, "r", "fp")
-    await store.put_durable("root/a", 1)
+    await store.put_durable("root/a", "d", 1)
     with sqlite3.connect(db) as other:
         other.execute("DROP TABLE entries")
     with (
@@ -284,11 +285,11 @@ async def test_writer_errors_surface(tmp_path: Path, caplog: pytest.LogCaptureFi
         pytest.raises(CheckpointWriteError, match="'r'") as info,
     ):
         async with asyncio.timeout(30):
-            await store.put_durable("root/b", 2)
+            await store.put_durable("root/b", "d", 2)
     assert isinstance(info.value.__cause__, sqlite3.OperationalError)
     assert any(r.name == "hush.checkpoint" and r.levelno == logging.ERROR for r in caplog.records)
     with pytest.raises(CheckpointWriteError):
-        store.put("root/c", 3)
+        store.put("root/c", "d", 3)
     with pytest.raises(CheckpointWriteError):
         await store.flush()
     with pytest.raises(CheckpointWriteError):
@@ -302,7 +303,7 @@ async def test_writer_error_raised_by_aclose_after_plain_puts(tmp_path: Path) ->
     await store.flush()
     with sqlite3.connect(db) as other:
         other.execute("DROP TABLE entries")
-    store.put("root/a", 1)
+    store.put("root/a", "d", 1)
     with pytest.raises(CheckpointWriteError, match="may not be saved"):
         async with asyncio.timeout(30):
             await store.aclose()
@@ -313,10 +314,10 @@ async def test_closed_store_refuses_work(tmp_path: Path) -> None:
     await store.aclose()
     await store.aclose()
     with pytest.raises(RuntimeError, match="closed"):
-        store.put("root/a", 1)
+        store.put("root/a", "d", 1)
     with pytest.raises(RuntimeError, match="closed"):
-        await store.put_durable("root/a", 1)
-    assert store.get("root/a") is None
+        await store.put_durable("root/a", "d", 1)
+    assert store.get("root/a", "d") is None
 
 
 async def test_forgotten_store_still_commits_when_collected(tmp_path: Path) -> None:
@@ -324,7 +325,7 @@ async def test_forgotten_store_still_commits_when_collected(tmp_path: Path) -> N
     store: SQLiteCheckpointStore | None = await open_checkpoint(db, "r", "fp")
     assert store is not None
     for i in range(100):
-        store.put(f"root/item[{i}]", i)
+        store.put(f"root/item[{i}]", "d", i)
     store = None
     gc.collect()
     async with await open_checkpoint(db, "r", "fp") as reopened:

@@ -181,7 +181,7 @@ async def test_bad_run_and_engine_arguments_are_clear_errors() -> None:
         n = CodeNode(name="n", code_fn=lambda: {}, inputs={})
         START >> n >> END
     engine = Hush(g)
-    with pytest.raises(ValueError, match="max_concurrency must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="max_concurrency must be a positive int, got int 0"):
         await engine.run(max_concurrency=0)
     with pytest.raises(TypeError, match="inputs must be a dict, got list"):
         await engine.run([1, 2])  # type: ignore[arg-type]

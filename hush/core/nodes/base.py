@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hush.core.building import current_graph
 from hush.core.errors import GraphDefinitionError
-from hush.core.policies import RetryPolicy
+from hush.core.policies import RetryPolicy, check_timeout
 from hush.core.refs import PARENT, Each, Ref, is_parent_ref
 
 if TYPE_CHECKING:
+    from hush.core.lifecycle import NodeCall
     from hush.core.nodes.graph.graph_node import GraphNode
-    from hush.core.runtime import NodeCall
 
 _NAME = re.compile(r"^[^/\[\]\s][^/\[\]]*$")
 
@@ -130,6 +130,11 @@ class BaseNode(Connectable):
     kind: ClassVar[str] = "node"
     trace_kind: ClassVar[str] = "node"
     is_leaf: ClassVar[bool] = True
+    """Leaves hold a run-wide slot (``run(max_concurrency=...)``) while they run; containers do not."""
+    allows_each: ClassVar[bool] = False
+    """Whether ``Each(...)`` inputs are accepted (iteration nodes)."""
+    owns_policy: ClassVar[bool] = False
+    """The node applies ``retry`` and ``timeout`` itself (read from its ``NodeCall``)."""
 
     def __init__(
         self,
@@ -156,12 +161,11 @@ class BaseNode(Connectable):
         try:
             self.retry = RetryPolicy.coerce(retry)
         except (TypeError, ValueError) as exc:
-            raise GraphDefinitionError(f"{cls} '{name}': bad retry: {exc}") from exc
-        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-            raise GraphDefinitionError(
-                f"{cls} '{name}': timeout must be > 0 seconds, got {timeout!r}"
-            )
-        self.timeout = timeout
+            raise GraphDefinitionError(f"{cls} '{name}': bad retry: {exc}") from None
+        try:
+            self.timeout = check_timeout(timeout)
+        except (TypeError, ValueError) as exc:
+            raise GraphDefinitionError(f"{cls} '{name}': {exc}") from None
         self.parent: GraphNode | None = current_graph()
         if self.parent is None:
             if self.requires_parent():
@@ -214,6 +218,20 @@ class BaseNode(Connectable):
     def describe_options(self) -> dict[str, Any]:
         """Settings that change what the node does, for graph fingerprints."""
         return {}
+
+    def output_keys(self) -> frozenset[str] | None:
+        """The output keys this node can produce (``error`` included), or ``None`` if unknown."""
+        return None
+
+    def describe_outputs(self) -> str:
+        """For build errors: what this node produces."""
+        keys = self.output_keys()
+        have = ", ".join(sorted(keys)) if keys else "nothing"
+        return f"'{self.name}' produces no such key (it produces: {have})"
+
+    def plain_call(self) -> Callable[..., Awaitable[Any]] | None:
+        """An async function the scheduler may call directly with the inputs (see ``CodeNode``)."""
+        return None
 
     def routes(self) -> set[str] | None:
         """Names of successors this node chooses among (a branch), else ``None``."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -14,7 +16,7 @@ from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
-    from hush.core.runtime import NodeCall
+    from hush.core.lifecycle import NodeCall
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -30,7 +32,9 @@ class CodeNode(BaseNode):
 
     ``code_fn`` may be sync or async. A sync function runs in a worker thread so
     blocking code never stalls other branches; pass ``thread=False`` for tiny
-    pure functions where the thread hop costs more than the work.
+    pure functions where the thread hop costs more than the work. A thread
+    cannot be stopped: when a sync call times out, the node fails at once, but
+    a retry starts only after the abandoned call has returned.
     """
 
     kind = "code"
@@ -50,6 +54,8 @@ class CodeNode(BaseNode):
             raise GraphDefinitionError(
                 f"CodeNode '{name}': code_fn must be callable, got {code_fn!r}"
             )
+        if not isinstance(thread, bool):
+            raise GraphDefinitionError(f"CodeNode '{name}': thread must be a bool, got {thread!r}")
         self.code_fn = code_fn
         self.is_async = _is_async(code_fn)
         self.thread = thread
@@ -82,15 +88,23 @@ class CodeNode(BaseNode):
                 problems.append(f"parameter '{p.name}' of {fn_name}{sig} is positional-only")
         return problems
 
+    def describe_options(self) -> dict[str, Any]:
+        """The function (its code is part of a checkpoint's fingerprint) and how it runs."""
+        return {"code_fn": self.code_fn, "thread": self.thread}
+
+    def plain_call(self) -> Callable[..., Awaitable[Any]] | None:
+        """An async function without retry or timeout is called directly by the scheduler."""
+        if self.is_async and self.retry is None and self.timeout is None:
+            return self.code_fn
+        return None
+
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
         """Call the function and check that it returned a dict or ``None``."""
         fn = self.code_fn
         if self.is_async:
             result = await fn(**inputs)
         elif self.thread:
-            result = await anyio.to_thread.run_sync(
-                functools.partial(fn, **inputs), abandon_on_cancel=True
-            )
+            result = await _in_thread(functools.partial(fn, **inputs), call)
         else:
             result = fn(**inputs)
         if inspect.isawaitable(result):
@@ -101,6 +115,28 @@ class CodeNode(BaseNode):
             f"CodeNode '{self.name}' returned {type(result).__name__}; "
             "code_fn must return a dict of outputs (or None)"
         )
+
+
+async def _in_thread(fn: Callable[[], Any], call: NodeCall | None) -> Any:
+    """Run ``fn`` in a worker thread; ``call`` learns when the thread ends, even if abandoned."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+
+    def target() -> Any:
+        try:
+            return fn()
+        finally:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_set_done, finished)
+
+    if call is not None:
+        call.track(finished)
+    return await anyio.to_thread.run_sync(target, abandon_on_cancel=True)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class CodeNodeFactory:

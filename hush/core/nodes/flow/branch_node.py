@@ -11,7 +11,7 @@ from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
-    from hush.core.runtime import NodeCall
+    from hush.core.lifecycle import NodeCall
 
 
 class NoBranchMatchedError(HushError, LookupError):
@@ -66,7 +66,11 @@ class BranchNode(BaseNode):
 
     def describe_options(self) -> dict[str, Any]:
         """Cases and default."""
-        return {"cases": [(repr(c), t) for c, t in self.cases], "default": self.default}
+        return {"cases": [(c.spec, t) for c, t in self.cases], "default": self.default}
+
+    def output_keys(self) -> frozenset[str] | None:
+        """The chosen target's name and the condition that matched."""
+        return frozenset({"target", "matched", "error"})
 
     def routes(self) -> set[str] | None:
         """Every target the branch may choose."""

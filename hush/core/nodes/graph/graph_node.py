@@ -12,8 +12,8 @@ from hush.core.nodes.base import BaseNode, Terminal
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
+    from hush.core.lifecycle import NodeCall
     from hush.core.plan import GraphPlan
-    from hush.core.runtime import NodeCall
 
 
 class GraphNode(BaseNode):
@@ -86,7 +86,7 @@ class GraphNode(BaseNode):
         """Validate the whole tree and compile it; raises one error listing every problem."""
         if self.plan is not None:
             return self
-        from hush.core.plan import compile_tree
+        from hush.core.compiler import compile_tree
 
         plans, problems = compile_tree(self)
         if problems:
@@ -98,6 +98,27 @@ class GraphNode(BaseNode):
     def body_keys(self) -> set[str]:
         """Keys of ``PARENT`` that inner nodes can read: this node's inputs."""
         return set(self.inputs)
+
+    def body_writes(self) -> frozenset[str] | None:
+        """Keys the inner nodes write to ``PARENT``; ``None`` if one writes every key it returns."""
+        keys: set[str] = set()
+        for node in self.nodes.values():
+            for _src, dst in node.output_map:
+                if dst == "*":
+                    return None
+                keys.add(dst)
+        return frozenset(keys)
+
+    def output_keys(self) -> frozenset[str] | None:
+        """What the inner nodes write to ``PARENT``, and ``error``."""
+        writes = self.body_writes()
+        return None if writes is None else writes | {"error"}
+
+    def describe_outputs(self) -> str:
+        """For build errors: what the body writes."""
+        keys = sorted((self.output_keys() or set()) - {"error"})
+        have = ", ".join(keys) if keys else "nothing"
+        return f"no node inside '{self.name}' writes that key to PARENT (they write: {have})"
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart (nested graphs as subgraphs)."""

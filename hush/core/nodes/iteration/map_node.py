@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from hush.core.errors import GraphDefinitionError, NodeError, NodeInputError
 from hush.core.nodes.iteration.base import IterationNode
@@ -13,7 +12,7 @@ from hush.core.policies import RetryPolicy
 from hush.core.refs import Each
 
 if TYPE_CHECKING:
-    from hush.core.runtime import NodeCall
+    from hush.core.lifecycle import NodeCall
 
 DEFAULT_MAX_CONCURRENCY = 32
 _END = object()
@@ -65,35 +64,28 @@ class MapNode(IterationNode):
         return {"max_concurrency": self.max_concurrency}
 
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
-        """Run every item; return the body's outputs as lists, plus ``error``."""
+        """Run every item; return the body's outputs as lists, plus ``error``.
+
+        Items are pulled from the inputs as workers free up, so the iteration
+        itself is the truth about how many there are (a ``len()`` only sizes
+        the progress bar).
+        """
         assert self.plan is not None
         plan = self.plan
-        items, total = self._items(inputs, call.attempts)
+        items, total = self._items(inputs, call.attempt)
         broadcast = {k: v for k, v in inputs.items() if k not in self.each_keys}
         counters = call.counters(total)
-        results: list[dict[str, Any] | None] = [None] * total if total is not None else []
-        errors: list[NodeError | None] = [None] * total if total is not None else []
+        results: list[dict[str, Any] | None] = []
+        errors: list[NodeError | None] = []
         pulled = enumerate(items)
 
-        failure: list[BaseException] = []
-
         async def worker() -> None:
-            try:
-                await work()
-            except Exception as exc:
-                failure.append(exc)
-                tg.cancel_scope.cancel()
-
-        async def work() -> None:
             for i, values in pulled:
-                if total is None:
-                    results.append(None)
-                    errors.append(None)
-                state = broadcast.copy()
-                state.update(values)
+                results.append(None)
+                errors.append(None)
                 counters.running += 1
                 try:
-                    outcome = await call.run_item(plan, state, i)
+                    outcome = await call.run_item(plan, i, broadcast, values)
                 finally:
                     counters.running -= 1
                 results[i] = outcome.written
@@ -105,12 +97,17 @@ class MapNode(IterationNode):
                 counters.done += 1
 
         workers = self.max_concurrency if total is None else min(self.max_concurrency, total)
-        async with anyio.create_task_group() as tg:
-            for _ in range(max(workers, 1)):
-                tg.start_soon(worker)
-        if failure:
-            raise failure[0]
-        return self._collect(results, errors)
+        if workers <= 1:
+            await worker()
+        else:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for _ in range(workers):
+                        tg.create_task(worker())
+            except BaseExceptionGroup as group:
+                raise group.exceptions[0] from None
+        counters.total = len(results)
+        return self._collect(results, errors, call.demanded)
 
     def _items(
         self, inputs: Mapping[str, Any], attempt: int = 1
@@ -170,10 +167,14 @@ class MapNode(IterationNode):
             yield dict(zip(keys, values, strict=True))
 
     def _collect(
-        self, results: list[dict[str, Any] | None], errors: list[NodeError | None]
+        self,
+        results: list[dict[str, Any] | None],
+        errors: list[NodeError | None],
+        demanded: frozenset[str],
     ) -> dict[str, Any]:
+        """One list per key, in item order; keys read downstream exist even with no item ok."""
         assert self.plan is not None
-        keys = set(self.plan.writes_parent)
+        keys = set(self.plan.writes_parent) | demanded
         if self.plan.writes_all:
             for r in results:
                 if r:

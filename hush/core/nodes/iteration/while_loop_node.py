@@ -11,7 +11,7 @@ from hush.core.nodes.iteration.base import IterationNode
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
-    from hush.core.runtime import NodeCall
+    from hush.core.lifecycle import NodeCall
 
 
 class MaxIterationsError(HushError, RuntimeError):
@@ -65,7 +65,14 @@ class WhileLoopNode(IterationNode):
 
     def describe_options(self) -> dict[str, Any]:
         """Condition and bound."""
-        return {"condition": repr(self.condition), "max_iterations": self.max_iterations}
+        return {"condition": self.condition.spec, "max_iterations": self.max_iterations}
+
+    def output_keys(self) -> frozenset[str] | None:
+        """The loop state (inputs and what the body writes) and ``iterations``."""
+        writes = self.body_writes()
+        if writes is None:
+            return None
+        return writes | set(self.inputs) | {"iterations", "error"}
 
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
         """Iterate until the condition is false; return the final state."""
@@ -80,8 +87,12 @@ class WhileLoopNode(IterationNode):
                     f"max_iterations={self.max_iterations}"
                 )
             counters.running = 1
-            outcome = await call.run_item(self.plan, dict(state), n)
-            counters.running = 0
+            try:
+                outcome = await call.run_item(self.plan, n, {}, dict(state))
+            finally:
+                counters.running = 0
+            if outcome.resumed:
+                counters.resumed += 1
             if outcome.error is not None:
                 counters.failed += 1
                 raise NodeFailedError(outcome.error)

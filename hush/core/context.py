@@ -1,0 +1,40 @@
+"""What every node of one run shares."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hush.core.checkpointing import RunCheckpoint
+    from hush.core.state import RunRecord
+    from hush.observability.tracer import Tracer
+
+
+class RunContext:
+    """One run's record, checkpoint, tracer and run-wide slot (``max_concurrency``)."""
+
+    __slots__ = ("checkpoint", "plain", "record", "run_id", "slot", "t0", "tracer")
+
+    def __init__(
+        self,
+        run_id: str,
+        record: RunRecord,
+        *,
+        tracer: Tracer | None = None,
+        slot: asyncio.Semaphore | None = None,
+        checkpoint: RunCheckpoint | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.record = record
+        self.tracer = tracer
+        self.slot = slot
+        self.checkpoint = checkpoint
+        self.plain = tracer is None and slot is None and checkpoint is None
+        """Nothing to trace, save or limit: plain nodes may take the scheduler's fast path."""
+        self.t0 = record.clock = time.perf_counter()
+
+    def now(self) -> float:
+        """Seconds since the run started."""
+        return time.perf_counter() - self.t0

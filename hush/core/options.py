@@ -1,0 +1,76 @@
+"""Checks of the options given to ``Hush.run``: a clear error for each wrong type or value."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hush.core.errors import RunOptionError
+
+
+def check_run_options(
+    *,
+    inputs: Any,
+    max_concurrency: Any,
+    run_id: Any,
+    checkpoint: Any,
+    on_checkpoint_mismatch: Any,
+    flush_timeout: Any,
+    progress: Any,
+    on_progress: Any,
+    user_id: Any,
+    session_id: Any,
+    tags: Any,
+    metadata: Any,
+) -> None:
+    """Raise :class:`RunOptionError` naming the first option that is wrong."""
+    if not isinstance(inputs, Mapping):
+        raise RunOptionError(f"inputs must be a dict, got {type(inputs).__name__}")
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise RunOptionError(
+            f"max_concurrency must be a positive int, got {_show(max_concurrency)}"
+        )
+    if run_id is not None and (not isinstance(run_id, str) or not run_id):
+        raise RunOptionError(f"run_id must be a non-empty string, got {_show(run_id)}")
+    if checkpoint is not None and not isinstance(checkpoint, str | os.PathLike):
+        raise RunOptionError(f"checkpoint must be a file path, got {_show(checkpoint)}")
+    if on_checkpoint_mismatch not in ("error", "restart"):
+        raise RunOptionError(
+            f"on_checkpoint_mismatch must be 'error' or 'restart', got {_show(on_checkpoint_mismatch)}"
+        )
+    if (
+        isinstance(flush_timeout, bool)
+        or not isinstance(flush_timeout, int | float)
+        or not (flush_timeout >= 0 and math.isfinite(flush_timeout))
+    ):
+        raise RunOptionError(
+            f"flush_timeout must be a number of seconds >= 0, got {_show(flush_timeout)}"
+        )
+    if progress is not None and not isinstance(progress, bool):
+        raise RunOptionError(f"progress must be True, False or None, got {_show(progress)}")
+    if on_progress is not None and not callable(on_progress):
+        raise RunOptionError(f"on_progress must be callable, got {_show(on_progress)}")
+    for name, value in (("user_id", user_id), ("session_id", session_id)):
+        if value is not None and not isinstance(value, str):
+            raise RunOptionError(f"{name} must be a string, got {_show(value)}")
+    if tags is not None and (
+        isinstance(tags, str)
+        or not isinstance(tags, Sequence)
+        or not all(isinstance(t, str) for t in tags)
+    ):
+        raise RunOptionError(f"tags must be a list of strings, got {_show(tags)}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise RunOptionError(f"metadata must be a dict, got {_show(metadata)}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
