@@ -107,7 +107,7 @@ def _parse(text: str) -> ast.Expression:
         tree = ast.parse(text.strip(), mode="eval")
         nodes = list(ast.walk(tree))
     except SyntaxError as exc:
-        raise ConditionError(f"condition {text!r} is not a valid expression: {exc.msg}") from None
+        raise ConditionError(f"condition {short!r} is not a valid expression: {exc.msg}") from None
     except (RecursionError, MemoryError):
         raise ConditionError(
             f"condition {short!r} is nested too deeply to parse; use a callable"

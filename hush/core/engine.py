@@ -296,8 +296,6 @@ async def _finish_trace(
             error = None
             if record.errors:
                 error = RuntimeError(f"{len(record.errors)} error(s); first: {record.errors[0]}")
-            elif outcome is None:
-                error = RuntimeError("run cancelled")
             root.end(output=outcome.written if outcome else None, error=error, status=record.status)
         with anyio.move_on_after(flush_timeout + 1):
             await tracer.flush(flush_timeout)

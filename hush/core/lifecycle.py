@@ -364,6 +364,7 @@ class NodeCall:
         self.path = path
         self.span = span
         self.attempt = attempt
+        """This attempt's number (from 1); a node owning its retry loop sets the attempts it made."""
         self.errors: list[NodeError] = []
         self.saves: list[Pending] = []
         self._threads: list[asyncio.Future[None]] = []

@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from langfuse import Langfuse, LangfuseGeneration, LangfuseSpan, propagate_attributes
 from opentelemetry import context as otel_context
@@ -355,11 +355,17 @@ class _LangfuseSpan:
             extra = run.jsonable_mapping(metadata)
             if status is not None:
                 extra["status"] = status
+            level: Literal["WARNING", "ERROR"] | None = None
+            message: str | None = None
+            if error is not None:
+                level, message = "ERROR", error_message(error)
+            elif status == "cancelled":
+                level, message = "WARNING", "cancelled before it finished"
             observation.update(
                 output=run.text(output),
                 metadata=extra or None,
-                level="ERROR" if error is not None else None,
-                status_message=error_message(error) if error is not None else None,
+                level=level,
+                status_message=message,
             )
             observation.end()
 

@@ -143,8 +143,14 @@ class LLMClient:
         params: Mapping[str, Any] | None = None,
         response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        attempts: int | None = None,
+        timeout: float | None = None,
     ) -> LLMResult:
-        """Send one chat completion, retrying transient failures; raise :class:`LLMCallError`."""
+        """Send one chat completion, retrying transient failures; raise :class:`LLMCallError`.
+
+        ``attempts`` (requests at most) and ``timeout`` (seconds per request,
+        once sent) override the resource's ``max_retries + 1`` and ``timeout``.
+        """
         body, model_type = self._body(messages, params, response_format, tools)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         estimate = estimate_request_tokens(
@@ -153,15 +159,17 @@ class LLMClient:
             tools=body.get("tools"),
         )
         started = time.monotonic()
-        attempts = 0
+        limit = attempts if attempts is not None else self.resource.max_retries + 1
+        per_request = timeout if timeout is not None else self.resource.timeout
+        sent = 0
 
         async def attempt() -> LLMResult:
-            nonlocal attempts
-            attempts += 1
-            return await self._attempt(body, model_type, estimate, started, attempts)
+            nonlocal sent
+            sent += 1
+            return await self._attempt(body, model_type, estimate, started, sent, per_request)
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.resource.max_retries + 1),
+            stop=stop_after_attempt(limit),
             wait=_RetryWait(self.resource.backoff_base, self.resource.backoff_max),
             retry=retry_if_exception(lambda e: isinstance(e, _AttemptFailed) and e.retryable),
             before_sleep=self._before_retry,
@@ -170,13 +178,13 @@ class LLMClient:
         try:
             return await retrying(attempt)
         except _AttemptFailed as failure:
-            suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+            suffix = f" (after {sent} attempts)" if sent > 1 else ""
             raise LLMCallError(
                 f"{self.key}: {failure.message}{suffix}",
                 status_code=failure.status_code,
                 resource_key=self.key,
                 retryable=failure.retryable,
-                attempts=attempts,
+                attempts=sent,
             ) from failure.__cause__
 
     def _before_retry(self, state: RetryCallState) -> None:
@@ -233,10 +241,11 @@ class LLMClient:
         estimate: int,
         started: float,
         attempts: int,
+        timeout: float,
     ) -> LLMResult:
         permit = await self.limiter.acquire(estimate)
         with permit:
-            completion, headers = await self._send(permit, body, model_type)
+            completion, headers = await self._send(permit, body, model_type, timeout)
             try:
                 result = self._result(completion, model_type, started, attempts)
             except _AttemptFailed:
@@ -246,11 +255,15 @@ class LLMClient:
             return result
 
     async def _send(
-        self, permit: Permit, body: dict[str, Any], model_type: type[pydantic.BaseModel] | None
+        self,
+        permit: Permit,
+        body: dict[str, Any],
+        model_type: type[pydantic.BaseModel] | None,
+        timeout: float,
     ) -> tuple[Any, httpx2.Headers]:
         completions = self._openai.chat.completions.with_raw_response
         try:
-            async with asyncio.timeout(self.resource.timeout):
+            async with asyncio.timeout(timeout):
                 if model_type is not None:
                     raw: Any = await completions.parse(**body)
                 else:
@@ -277,9 +290,7 @@ class LLMClient:
             ) from exc
         except (openai.APITimeoutError, TimeoutError) as exc:
             permit.failed()
-            raise _AttemptFailed(
-                f"no reply within {self.resource.timeout:g}s (timeout)", retryable=True
-            ) from exc
+            raise _AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
         except openai.APIConnectionError as exc:
             permit.failed()
             cause = exc.__cause__ or exc
@@ -470,8 +481,12 @@ async def complete(
     response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
     registry: ResourceRegistry | None = None,
+    attempts: int | None = None,
+    timeout: float | None = None,
 ) -> LLMResult:
     """Call the first resource; when it fails for availability, try the next ones in order.
+
+    ``attempts`` and ``timeout`` apply to each resource (see :meth:`LLMClient.complete`).
 
     Availability means a retryable failure left after that resource's retries (429, 5xx,
     timeout, connection, malformed body) or 401/403/404. Other failures (a 400, a reply
@@ -487,7 +502,12 @@ async def complete(
     for position, client in enumerate(clients):
         try:
             return await client.complete(
-                messages, params=params, response_format=response_format, tools=tools
+                messages,
+                params=params,
+                response_format=response_format,
+                tools=tools,
+                attempts=attempts,
+                timeout=timeout,
             )
         except LLMCallError as error:
             failures.append(error)

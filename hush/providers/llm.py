@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from hush.providers.client import LLMResult
 
 _OWN_INPUTS = ("messages",)
+_OUTPUT_KEYS = frozenset(
+    {"content", "usage", "model", "finish_reason", "tool_calls", "parsed", "latency", "error"}
+)
 
 
 class LLMNode(BaseNode):
@@ -27,12 +30,19 @@ class LLMNode(BaseNode):
     ``response_format`` when a pydantic model is given). Generation parameters
     (``temperature``, ``max_tokens``, ...) are keyword arguments or extra
     inputs. ``fallback`` lists other resources tried in order when this one
-    fails after its retries. Retries, rate limits and timeouts come from the
-    resource's configuration.
+    fails after its retries. Rate limits come from the resource's configuration.
+
+    The provider owns the retry loop, so retries never multiply: ``retry=N``
+    makes one call send at most ``N`` requests (instead of the resource's
+    ``max_retries + 1``), retrying only what the provider classes as transient
+    (429, 5xx, timeouts, connection errors, malformed replies; never another
+    4xx), and ``timeout`` bounds each request once it is sent (instead of the
+    resource's ``timeout``), not the wait for the rate limiter.
     """
 
     kind = "llm"
     trace_kind = "llm"
+    owns_policy = True
 
     def __init__(
         self,
@@ -58,6 +68,10 @@ class LLMNode(BaseNode):
         super().__init__(name, inputs=inputs, outputs=outputs, retry=retry, timeout=timeout)
         if "messages" not in self.inputs:
             raise GraphDefinitionError(f"LLMNode '{name}': inputs need 'messages'")
+
+    def output_keys(self) -> frozenset[str] | None:
+        """What one completion produces."""
+        return _OUTPUT_KEYS
 
     @property
     def resource_keys(self) -> list[str]:
@@ -123,11 +137,15 @@ class LLMNode(BaseNode):
                 params=params,
                 response_format=self.response_format,
                 tools=self.tools,
+                attempts=call.retry.attempts if call.retry is not None else None,
+                timeout=call.timeout,
             )
-        except Exception as exc:
+        except BaseException as exc:
+            call.attempt = max(1, getattr(exc, "attempts", 1))
             if generation is not None:
                 _end_quietly(generation, error=exc)
             raise
+        call.attempt = result.attempts
         if generation is not None:
             _end_quietly(generation, result=result)
         return {

@@ -141,6 +141,10 @@ class PromptNode(BaseNode):
         if "prompt" not in self.inputs:
             raise GraphDefinitionError(f"PromptNode '{name}': inputs need a 'prompt'")
 
+    def output_keys(self) -> frozenset[str] | None:
+        """The rendered ``messages``."""
+        return frozenset({"messages", "error"})
+
     def check(self) -> list[str]:
         """A literal prompt must be well formed and its variables must be inputs."""
         prompt = self.inputs["prompt"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -366,3 +368,36 @@ async def test_bad_prompt_shapes_are_clear_errors(
     assert err.type == "PromptError"
     assert err.message.startswith("PromptNode 'p': ")
     assert message in err.message
+
+
+async def test_llm_retry_is_the_providers_loop_and_never_multiplies(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    register("down", server.base_url, max_retries=6)
+    graph = batch_graph("down", retry=3)
+    result = await Hush(graph).run({"queries": ["bad [[fail:400]]", "busy [[fail:503]]"]})
+    sent = Counter(r.body["messages"][-1]["content"] for r in server.requests)
+    assert sent == {"bad [[fail:400]]": 1, "busy [[fail:503]]": 3}
+    bad, busy = result["errors"]
+    assert "HTTP 400" in bad.message and not bad.retryable
+    assert "HTTP 503" in busy.message and "(after 3 attempts)" in busy.message
+
+
+async def test_llm_timeout_bounds_each_request_not_the_wait_for_a_slot(
+    register: Callable[..., str],
+) -> None:
+    async with MockLLMServer(latency=0.2) as slow:
+        register("one-at-a-time", slow.base_url, max_concurrency=1, max_retries=0)
+        result = await Hush(batch_graph("one-at-a-time", timeout=0.5)).run(
+            {"queries": [f"q{i}" for i in range(4)]}
+        )
+        assert result["errors"] == [None] * 4
+        assert slow.peak_in_flight == 1
+        register("hangs", slow.base_url, max_retries=5)
+        start = time.monotonic()
+        result = await Hush(batch_graph("hangs", timeout=0.3, retry=2)).run(
+            {"queries": ["stuck [[hang]]"]}
+        )
+        assert time.monotonic() - start < 3
+        assert "no reply within 0.3s (timeout) (after 2 attempts)" in result["errors"][0].message
+        assert len([r for r in slow.requests if "stuck" in str(r.body)]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -160,3 +161,33 @@ async def test_local_tracer_records_the_run_offline(
     names = {r["name"] for r in records}
     assert {"traced-batch", "llm_batch", "llm_batch[0]", "prompt", "llm"} <= names
     assert any(r.get("usage") for r in records)
+
+
+async def test_a_cancelled_run_still_exports_its_spans(
+    llm_resource: MockLLMServer,
+    receiver: OtlpReceiver,
+    make_tracer: Callable[..., LangfuseTracer],
+) -> None:
+    tracer = make_tracer(receiver.url)
+    run = asyncio.create_task(
+        Hush(batch_graph()).run({"queries": ["fine", "stuck [[hang]]"]}, tracer=tracer)
+    )
+    with anyio.fail_after(10):
+        while llm_resource.total_requests < 2 or llm_resource.in_flight < 1:
+            await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    # root, map, two items with prompt, llm and generation each
+    spans = receiver.wait_for_spans(10)
+    assert len(spans) == 10
+    by_name: dict[str, list[Any]] = {}
+    for s in spans:
+        by_name.setdefault(s.name, []).append(s)
+    stuck_item = by_name["llm_batch[1]"][0]
+    stuck_llm = next(s for s in by_name["llm"] if s.parent_id == stuck_item.span_id)
+    for span in (by_name["traced-batch"][0], by_name["llm_batch"][0], stuck_item, stuck_llm):
+        assert span.attributes.get("langfuse.observation.level") == "WARNING", span.name
+        assert "cancelled" in span.attributes.get("langfuse.observation.status_message", "")
+    fine_item = by_name["llm_batch[0]"][0]
+    assert fine_item.attributes.get("langfuse.observation.level") is None
