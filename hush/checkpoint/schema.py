@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS entries (
     value       BLOB NOT NULL,
     finished_at REAL NOT NULL,
     PRIMARY KEY (run_id, path, digest)
-);
+) WITHOUT ROWID;
 """
 
 TOUCH_RUN = "UPDATE runs SET updated_at = ? WHERE run_id = ?"

@@ -68,11 +68,14 @@ class SQLiteCheckpointStore:
         self.fingerprint = fingerprint
         self.restored = len(blobs)
         self._blobs = blobs
-        self._paths = {path for path, _ in blobs}
+        self._paths: set[str] = set()
+        self._prefixes: set[str] = set()
+        for path, _ in blobs:
+            self._note(path)
         self._writer = writer
         self._closed = False
         self._pending: list[Entry] = []
-        self._pending_waiter: asyncio.Future[None] | None = None
+        self._pending_waiters: list[asyncio.Future[None]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finalizer = weakref.finalize(self, writer.shutdown, _SHUTDOWN_TIMEOUT_S)
@@ -94,11 +97,30 @@ class SQLiteCheckpointStore:
         return self._writer.failed
 
     def has(self, path: str) -> bool:
-        """Whether anything is saved under ``path`` (for any inputs)."""
+        """Whether anything was saved under ``path`` (for any inputs) when the store opened."""
         return path in self._paths
+
+    def has_under(self, prefix: str) -> bool:
+        """Whether anything was saved below ``prefix`` (a path ending in ``/``, or ``""`` for
+        anything at all) when the store opened."""
+        return prefix in self._prefixes
+
+    def _note(self, path: str) -> None:
+        self._paths.add(path)
+        self._prefixes.add("")
+        cut = path.rfind("/")
+        while cut > 0:
+            prefix = path[: cut + 1]
+            if prefix in self._prefixes:
+                break
+            self._prefixes.add(prefix)
+            cut = path.rfind("/", 0, cut)
 
     def get(self, path: str, digest: str) -> Any | None:
         """Return a fresh copy of the result saved under ``path`` for inputs ``digest``, or ``None``.
+
+        Lookups see what the file held when the store was opened (what a resumed
+        run reuses); results put since are written to the file, not kept in memory.
 
         A saved result that no longer unpickles (its class changed or moved) is
         logged and treated as missing, so that work runs again.
@@ -125,49 +147,50 @@ class SQLiteCheckpointStore:
         :class:`CheckpointWriteError` if an earlier write failed.
         """
         blob = self._prepare(path, digest, value)
-        self._buffer((path, digest, blob, time.time(), None), durable=False)
+        self._buffer((path, digest, blob, 0.0, None), durable=False)
 
     async def put_durable(self, path: str, digest: str, value: Any) -> None:
         """Save ``value`` under ``path`` and ``digest``; return once it is committed."""
-        await asyncio.shield(self.put_pending(path, digest, value))
+        await self.put_pending(path, digest, value)
 
     def put_pending(self, path: str, digest: str, value: Any) -> asyncio.Future[None]:
-        """Save ``value`` under ``path`` and ``digest``; return the future of its commit.
+        """Save ``value`` under ``path`` and ``digest``; return a future done once it is committed.
 
-        The future is shared by every entry of the same batch: await it through
-        ``asyncio.shield`` so cancelling one waiter cannot cancel the others.
+        Each call gets its own future (cancelling it affects nobody else); the
+        futures of one batch are settled by the one commit that holds it.
         """
         blob = self._prepare(path, digest, value)
-        waiter = self._buffer((path, digest, blob, time.time(), None), durable=True)
+        waiter = self._buffer((path, digest, blob, 0.0, None), durable=True)
         assert waiter is not None
         return waiter
 
     def _buffer(self, entry: Entry, *, durable: bool) -> asyncio.Future[None] | None:
-        """Add ``entry`` to this loop iteration's batch; return the batch's commit future."""
+        """Add ``entry`` to this loop iteration's batch; return a future of its commit."""
         loop = self._loop
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.get_running_loop()
         self._pending.append(entry)
-        waiter = self._pending_waiter
-        if durable and waiter is None:
-            waiter = self._pending_waiter = loop.create_future()
+        waiter = None
+        if durable:
+            waiter = loop.create_future()
+            self._pending_waiters.append(waiter)
         if len(self._pending) >= MAX_BATCH:
             self._submit_pending()
         elif self._flush_handle is None:
             self._flush_handle = loop.call_soon(self._submit_pending)
-        return waiter if durable else None
+        return waiter
 
     def _submit_pending(self) -> None:
-        """Hand the buffered batch (and its waiter) to the writer thread."""
+        """Hand the buffered batch (and its waiters) to the writer thread."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        entries, waiter = self._pending, self._pending_waiter
-        self._pending, self._pending_waiter = [], None
-        if not entries and waiter is None:
+        entries, waiters = self._pending, self._pending_waiters
+        self._pending, self._pending_waiters = [], []
+        if not entries and not waiters:
             return
         assert self._loop is not None
-        self._writer.submit(Many(entries, (waiter, self._loop) if waiter is not None else None))
+        self._writer.submit(Many(entries, waiters, self._loop, time.time()))
 
     async def flush(self) -> None:
         """Return once everything put so far is committed."""
@@ -220,15 +243,14 @@ class SQLiteCheckpointStore:
             raise self._writer.error()
 
     def _prepare(self, path: str, digest: str, value: Any) -> bytes:
-        self._check_open()
+        if self._closed or self._writer.failed:
+            self._check_open()
         try:
             blob = pickle.dumps(value, protocol=5)
         except Exception as exc:
             raise CheckpointValueError(
                 f"cannot checkpoint the result of {path!r}: it does not pickle ({exc})"
             ) from exc
-        self._blobs[(path, digest)] = blob
-        self._paths.add(path)
         return blob
 
     @staticmethod

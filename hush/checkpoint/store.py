@@ -13,7 +13,8 @@ class CheckpointStore(Protocol):
     map item (``graph/outer[2]/inner[5]`` when nested). The digest is that of
     the inputs the work ran with (see :func:`hush.checkpoint.digest`), so a
     saved result is only ever reused for the same inputs. Only successful work
-    is stored, so failed nodes and items run again on resume.
+    is stored, so failed nodes and items run again on resume. Lookups see what
+    was saved before the store was opened.
     """
 
     @property
@@ -22,6 +23,9 @@ class CheckpointStore(Protocol):
 
     def has(self, path: str) -> bool:
         """Whether anything is saved under ``path``, for any inputs."""
+
+    def has_under(self, prefix: str) -> bool:
+        """Whether anything is saved below ``prefix`` (a path ending in ``/``)."""
 
     def get(self, path: str, digest: str) -> Any | None:
         """Return what was saved under ``path`` for inputs ``digest``, or ``None``."""

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from hush.checkpoint.errors import CheckpointWriteError
 from hush.checkpoint.schema import SET_STATUS, STATEMENT_SIZES, TOUCH_RUN, upsert_entries
+from hush.checkpoint.wal import WalCheckpointer
 
 logger = logging.getLogger("hush.checkpoint")
 
@@ -39,7 +40,8 @@ NUDGE_S = 0.00005
 
 Waiter = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
 Entry = tuple[str, str, bytes, float, Waiter | None]
-"""``(path, digest, pickled value, finished_at, waiter)``."""
+"""``(path, digest, pickled value, finished_at, waiter)``; ``finished_at`` 0 means "the
+time of the batch that carries it"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +68,13 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class Many:
-    """Several entries gathered on the event loop, and one waiter for their commit."""
+    """Several entries gathered on the event loop, and the futures awaiting their commit."""
 
     entries: list[Entry]
-    waiter: Waiter | None
+    waiters: list[asyncio.Future[None]]
+    loop: asyncio.AbstractEventLoop
+    at: float
+    """When the batch was handed over (the finish time of entries stamped 0)."""
 
 
 Op = Entry | Many | Status | Barrier | Close
@@ -107,9 +112,12 @@ class Writer:
         self._thread = threading.Thread(
             target=self._run, name=f"hush-checkpoint-writer[{run_id}]", daemon=True
         )
+        self._wal = WalCheckpointer(file)
 
     def start(self) -> None:
-        """Start the writer thread."""
+        """Start the writer thread (and the thread that checkpoints its WAL)."""
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._wal.start()
         self._thread.start()
 
     def submit(self, op: Op) -> None:
@@ -159,6 +167,7 @@ class Writer:
             self._fail(exc)
             self._reject_until_closed()
         finally:
+            self._wal.stop()
             try:
                 self._conn.close()
             except sqlite3.Error as exc:
@@ -186,9 +195,8 @@ class Writer:
                 if op[4] is not None:
                     waiters.append(op[4])
             elif isinstance(op, Many):
-                entries.extend(op.entries)
-                if op.waiter is not None:
-                    waiters.append(op.waiter)
+                entries.extend(e if e[3] else (e[0], e[1], e[2], op.at, e[4]) for e in op.entries)
+                waiters.extend((future, op.loop) for future in op.waiters)
             elif isinstance(op, Status):
                 statuses.append(op)
             elif isinstance(op, Barrier):
@@ -222,6 +230,7 @@ class Writer:
             params += entry[:4]
         params += entries[-1][:4] * (size - len(entries))
         self._conn.execute(upsert_entries(size), params)
+        self._wal.committed()
         self._progress_at = now = time.monotonic()
         self._commits += 1
         self._entries += len(entries)
@@ -243,6 +252,8 @@ class Writer:
                 if isinstance(op, tuple):
                     if op[4] is not None:
                         waiters.append(op[4])
+                elif isinstance(op, Many):
+                    waiters.extend((future, op.loop) for future in op.waiters)
                 elif isinstance(op, Barrier):
                     waiters.append(op.waiter)
                 elif isinstance(op, Close):

@@ -2,9 +2,9 @@
 
 A result is saved under its path and a digest of the inputs it ran with, and
 reused only for the same inputs. Inside a map item, nodes are not saved one by
-one while the item runs: their entries travel up with their outcome and are
-written only if the item fails (so a resumed item redoes only what failed);
-a clean item is saved whole instead. Saving never fails the work: a value that
+one while the item runs: a clean item is saved whole, and only an item with
+failures inside saves its clean nodes, read back from its graph executions
+(so a resumed item redoes only what failed, and a clean one costs one entry). Saving never fails the work: a value that
 does not pickle costs a warning, and a write failure is kept for the run's
 record while the run goes on with its results in memory.
 """
@@ -14,26 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hush.checkpoint.errors import CheckpointValueError, CheckpointWriteError, UnstableValueError
 from hush.checkpoint.hashing import digest
-from hush.core.errors import NodeError
+from hush.core.errors import NodeError, NodeInputError
+from hush.core.inputs import OK, resolve_inputs
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
+    from hush.core.runtime import Frame
 
 logger = logging.getLogger("hush.checkpoint")
 _INDEX = re.compile(r"\[\d+\]")
-
-
-class Pending(NamedTuple):
-    """A finished node's entry, written only if its map item does not finish clean."""
-
-    path: str
-    inputs: Mapping[str, Any]
-    value: Mapping[str, Any]
 
 
 class RunCheckpoint:
@@ -41,6 +35,8 @@ class RunCheckpoint:
 
     def __init__(self, store: CheckpointStore) -> None:
         self.store = store
+        self.resuming = store.has_under("")
+        """The file held results of this run when it opened: lookups can find something."""
         self.write_error: NodeError | None = None
         self._warned: set[str] = set()
 
@@ -56,52 +52,57 @@ class RunCheckpoint:
         """The digest of an item's inputs: the map's shared inputs (digested once) and its own."""
         if shared is None:
             return None
-        return self.key(path, {"\x00shared": shared, **own})
+        try:
+            return digest((shared, own))
+        except UnstableValueError as exc:
+            self._warn_once(path, f"its inputs cannot be keyed ({exc})")
+            return None
 
     def load(self, path: str, key: str | None) -> Mapping[str, Any] | None:
         """The result saved for ``path`` with these inputs, if any."""
-        if key is None:
+        if key is None or not self.resuming:
             return None
         value: Mapping[str, Any] | None = self.store.get(path, key)
         return value
 
     def saved(self, path: str, inputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Like :meth:`load`, digesting the inputs only when something is saved under ``path``."""
-        if not self.store.has(path):
+        if not self.resuming or not self.store.has(path):
             return None
         return self.load(path, self.key(path, inputs))
 
     async def save(self, path: str, key: str | None, value: Mapping[str, Any]) -> None:
         """Save ``value`` and wait for its commit."""
+        waiter = self.put(path, key, value)
+        if waiter is not None:
+            try:
+                await waiter
+            except CheckpointWriteError as exc:
+                self.failed(path, exc)
+
+    def put(
+        self, path: str, key: str | None, value: Mapping[str, Any]
+    ) -> asyncio.Future[None] | None:
+        """Save ``value``; return the future of its commit (``None`` if it is not saved)."""
         if key is None or self.write_error is not None:
-            return
+            return None
         try:
-            await self.store.put_durable(path, key, dict(value))
+            return self.store.put_pending(path, key, value)
         except CheckpointValueError as exc:
             self._warn_once(path, str(exc))
         except CheckpointWriteError as exc:
-            self._failed(path, exc)
+            self.failed(path, exc)
+        return None
 
-    async def commit(self, pending: list[Pending]) -> None:
-        """Save the entries a failed item's clean nodes left, and wait for their commit."""
-        if not pending or self.write_error is not None:
-            return
-        waiter: asyncio.Future[None] | None = None
-        try:
-            for entry in pending:
-                key = self.key(entry.path, entry.inputs)
-                if key is None:
-                    continue
-                try:
-                    waiter = self.store.put_pending(entry.path, key, dict(entry.value))
-                except CheckpointValueError as exc:
-                    self._warn_once(entry.path, str(exc))
-            if waiter is not None:
-                await asyncio.shield(waiter)
-        except CheckpointWriteError as exc:
-            self._failed(pending[0].path, exc)
+    def put_clean_nodes(self, frames: list[Frame]) -> asyncio.Future[None] | None:
+        """Save the clean nodes of an item that did not end clean; return the last commit."""
+        waiter = None
+        for path, inputs, value in _clean_nodes(frames):
+            waiter = self.put(path, self.key(path, inputs), value) or waiter
+        return waiter
 
-    def _failed(self, path: str, exc: CheckpointWriteError) -> None:
+    def failed(self, path: str, exc: CheckpointWriteError) -> None:
+        """Keep the first write failure for the run's record; later saves are skipped."""
         if self.write_error is None:
             self.write_error = NodeError.from_exception(exc, path)
             logger.error("checkpoint: %s; the run goes on without saving", exc)
@@ -113,3 +114,17 @@ class RunCheckpoint:
             logger.warning(
                 "checkpoint: %s is not saved: %s; it will run again on resume", path, why
             )
+
+
+def _clean_nodes(frames: list[Frame]) -> Iterator[tuple[str, dict[str, Any], Mapping[str, Any]]]:
+    """Path, inputs and outputs of every node that ran clean in these executions."""
+    for frame in frames:
+        for np in frame.plan.nodes:
+            i = np.index
+            if frame.status[i] != OK or i in frame.skip_save:
+                continue
+            try:
+                inputs = resolve_inputs(frame, np)
+            except NodeInputError:
+                continue
+            yield frame.path_of(np), inputs, frame.outputs[i]

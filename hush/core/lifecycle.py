@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hush.checkpoint.errors import CheckpointWriteError
 from hush.core import runtime
-from hush.core.checkpointing import Pending
 from hush.core.errors import (
     NodeCancelledError,
     NodeError,
@@ -89,6 +89,8 @@ class ItemOutcome(NamedTuple):
     written: dict[str, Any]
     error: NodeError | None
     resumed: bool
+    saving: asyncio.Future[None] | None = None
+    """With ``run_item(..., wait_saved=False)``: the commit still to wait for (``call.saved``)."""
 
 
 async def run_node(frame: Frame, i: int) -> None:
@@ -107,8 +109,7 @@ async def run_node(frame: Frame, i: int) -> None:
     else:
         done = await _settle(frame, np, path, inputs)
     _accept(frame, np, path, done)
-    if done.clean and not done.resumed and frame.run.checkpoint is not None:
-        await _save(frame, path, inputs, done)
+    await _save(frame, np, path, done)
     _record(frame, np, done, started)
 
 
@@ -142,12 +143,13 @@ async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any])
     """Steps 2 and 3: the saved result for these inputs, or the result of the attempts."""
     checkpoint = frame.run.checkpoint
     key = None
-    if checkpoint is not None:
-        if frame.defer:
-            saved = checkpoint.saved(path, inputs)
-        else:
-            key = checkpoint.key(path, inputs)
-            saved = checkpoint.load(path, key)
+    if checkpoint is not None and not frame.defer:
+        key = checkpoint.key(path, inputs)
+        saved = checkpoint.load(path, key)
+        if saved is not None:
+            return Done(OK, saved, resumed=True)
+    elif checkpoint is not None and frame.lookups:
+        saved = checkpoint.saved(path, inputs)
         if saved is not None:
             return Done(OK, saved, resumed=True)
     span = _open_span(frame.span, np.name, np.node.trace_kind, inputs)
@@ -306,13 +308,16 @@ def _write(frame: Frame, np: NodePlan, out: Mapping[str, Any]) -> None:
             state[dst] = written[dst] = out.get(src)
 
 
-async def _save(frame: Frame, path: str, inputs: dict[str, Any], done: Done) -> None:
+async def _save(frame: Frame, np: NodePlan, path: str, done: Done) -> None:
     """Step 5: save a clean result now, or leave it to the enclosing map item."""
     checkpoint = frame.run.checkpoint
-    assert checkpoint is not None and done.outputs is not None
+    if checkpoint is None or done.status != OK:
+        return
     if frame.defer:
-        frame.saves.append(Pending(path, inputs, done.outputs))
-    else:
+        if done.resumed or not done.clean:
+            frame.skip_save.add(np.index)
+    elif done.clean and not done.resumed:
+        assert done.outputs is not None
         await checkpoint.save(path, done.key, done.outputs)
 
 
@@ -328,6 +333,56 @@ def _record(frame: Frame, np: NodePlan, done: Done, started: float) -> None:
     log.attempts[i] = call.attempt if call is not None else (0 if done.resumed else 1)
     log.resumed[i] = done.resumed
     frame.run.record.order.append(np.path)
+
+
+async def run_item(
+    call: NodeCall,
+    plan: GraphPlan,
+    index: int,
+    shared: dict[str, Any],
+    own: dict[str, Any],
+    *,
+    wait_saved: bool = True,
+) -> ItemOutcome:
+    """One map item (or loop iteration): look up, run the body, save.
+
+    A clean item is saved whole; one with failures inside saves its clean nodes
+    instead, so that resuming redoes only what failed. With ``wait_saved=False``
+    the item returns before its commit, which the caller awaits later with
+    :meth:`NodeCall.saved` (a map overlaps a worker's next item with it).
+    """
+    path = f"{call.path}[{index}]"
+    state = {**shared, **own}
+    checkpoint = call.run.checkpoint
+    key = None
+    if checkpoint is not None:
+        key = checkpoint.item_key(path, call.shared_key(shared), own)
+        saved = checkpoint.load(path, key)
+        if saved is not None:
+            return ItemOutcome(dict(saved), None, True)
+    span = None
+    if call.span is not None:
+        span = _open_span(call.span, f"{call.node.name}[{index}]", "item", state)
+    outcome: GraphOutcome | None = None
+    try:
+        outcome = await runtime.execute(plan, state, call.run, path, span, static=False, defer=True)
+    finally:
+        if span is not None:
+            if outcome is None:
+                _end_span(span, None, None, cancelled=True)
+            else:
+                _end_span(span, outcome.written, outcome.error, cancelled=False)
+    call.errors.extend(outcome.errors)
+    waiter = None
+    if checkpoint is not None:
+        if outcome.clean:
+            waiter = checkpoint.put(path, key, outcome.written)
+        else:
+            waiter = checkpoint.put_clean_nodes(outcome.saves)
+        if waiter is not None and wait_saved:
+            await call.saved(waiter)
+            waiter = None
+    return ItemOutcome(outcome.written, outcome.error, False, waiter)
 
 
 class NodeCall:
@@ -366,7 +421,7 @@ class NodeCall:
         self.attempt = attempt
         """This attempt's number (from 1); a node owning its retry loop sets the attempts it made."""
         self.errors: list[NodeError] = []
-        self.saves: list[Pending] = []
+        self.saves: list[Frame] = []
         self._threads: list[asyncio.Future[None]] = []
         self._shared: tuple[Any, str | None] | None = None
 
@@ -390,12 +445,20 @@ class NodeCall:
         self.saves.extend(outcome.saves)
         return outcome
 
-    async def run_item(
-        self, plan: GraphPlan, index: int, shared: dict[str, Any], own: dict[str, Any]
-    ) -> ItemOutcome:
-        """Run item ``index`` of an iteration node: ``shared`` inputs are the same object for
-        every item (digested once), ``own`` are this item's."""
-        return await run_item(self, plan, index, shared, own)
+    run_item = run_item
+    """``await call.run_item(plan, index, shared, own)`` runs item ``index`` of an iteration
+    node: ``shared`` inputs are the same dict for every item (digested once), ``own`` are
+    this item's. See :func:`run_item` for ``wait_saved``."""
+
+    async def saved(self, saving: asyncio.Future[None] | None) -> None:
+        """Wait until an item's result is committed (a failed write is kept for the run)."""
+        if saving is None:
+            return
+        try:
+            await saving
+        except CheckpointWriteError as exc:
+            assert self.run.checkpoint is not None
+            self.run.checkpoint.failed(self.path, exc)
 
     def counters(self, total: int | None) -> IterationCounters:
         """Live counters for an iteration node, registered on the run record."""
@@ -425,38 +488,6 @@ class NodeCall:
         if self._shared is None or self._shared[0] is not shared:
             self._shared = (shared, checkpoint.key(f"{self.path}[*]", shared))
         return self._shared[1]
-
-
-async def run_item(
-    call: NodeCall, plan: GraphPlan, index: int, shared: dict[str, Any], own: dict[str, Any]
-) -> ItemOutcome:
-    """One map item (or loop iteration): look up, run the body, save."""
-    path = f"{call.path}[{index}]"
-    state = {**shared, **own}
-    checkpoint = call.run.checkpoint
-    key = None
-    if checkpoint is not None:
-        key = checkpoint.item_key(path, call.shared_key(shared), own)
-        saved = checkpoint.load(path, key)
-        if saved is not None:
-            return ItemOutcome(dict(saved), None, True)
-    span = _open_span(call.span, f"{call.node.name}[{index}]", "item", state)
-    outcome: GraphOutcome | None = None
-    try:
-        outcome = await runtime.execute(plan, state, call.run, path, span, static=False, defer=True)
-    finally:
-        if span is not None:
-            if outcome is None:
-                _end_span(span, None, None, cancelled=True)
-            else:
-                _end_span(span, outcome.written, outcome.error, cancelled=False)
-    call.errors.extend(outcome.errors)
-    if checkpoint is not None:
-        if outcome.clean:
-            await checkpoint.save(path, key, outcome.written)
-        else:
-            await checkpoint.commit(outcome.saves)
-    return ItemOutcome(outcome.written, outcome.error, False)
 
 
 def _open_span(parent: Span | None, name: str, kind: Any, payload: Any) -> Span | None:

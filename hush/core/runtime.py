@@ -22,7 +22,6 @@ from hush.core.inputs import ERROR, OK
 from hush.core.state import NodeLog
 
 if TYPE_CHECKING:
-    from hush.core.checkpointing import Pending
     from hush.core.context import RunContext
     from hush.core.errors import NodeError
     from hush.core.plan import GraphPlan, NodePlan
@@ -41,8 +40,8 @@ class GraphOutcome(NamedTuple):
     """The first error no handler took care of: the graph failed."""
     errors: list[NodeError]
     """Every error inside, handled or not, in the order they happened."""
-    saves: list[Pending]
-    """Checkpoint entries of clean nodes, deferred to the enclosing map item."""
+    saves: list[Frame]
+    """Executions inside a map item whose clean nodes are saved if the item does not end clean."""
 
     @property
     def clean(self) -> bool:
@@ -55,7 +54,8 @@ class Frame:
 
     ``static`` frames run outside any map item: their nodes have fixed paths
     and are recorded one by one on the run record. ``defer`` frames run inside
-    a map item: their checkpoint entries wait for the item's outcome.
+    a map item: nothing is saved as their nodes finish; if the item does not
+    end clean, its clean nodes are saved from the frame (``saves``).
     """
 
     __slots__ = (
@@ -66,12 +66,14 @@ class Frame:
         "first_error",
         "hard",
         "log",
+        "lookups",
         "node_errors",
         "outputs",
         "plan",
         "prefix",
         "run",
         "saves",
+        "skip_save",
         "soft",
         "soft_ok",
         "span",
@@ -101,7 +103,16 @@ class Frame:
         self.span = span
         self.static = static
         self.defer = defer
-        self.fast = run.plain
+        checkpoint = run.checkpoint
+        self.lookups = (
+            checkpoint is not None
+            and checkpoint.resuming
+            and (not defer or checkpoint.store.has_under(prefix + "/"))
+        )
+        """Whether nodes look for saved results (inside an item: only if the file has some)."""
+        self.fast = run.plain or (
+            run.tracer is None and run.slot is None and defer and not self.lookups
+        )
         self.written: dict[str, Any] = {}
         self.outputs: list[Any] = [None] * n
         self.node_errors: list[NodeError | None] = [None] * n
@@ -112,7 +123,10 @@ class Frame:
         self.blocked: set[int] = set()
         self.first_error: NodeError | None = None
         self.errors: list[NodeError] = []
-        self.saves: list[Pending] = []
+        self.saves: list[Frame] = []
+        """Executions inside unclean containers of this one, whose clean nodes are saved too."""
+        self.skip_save: set[int] = set()
+        """Nodes of a ``defer`` frame not to save: resumed, or with failures inside."""
         self.tg: asyncio.TaskGroup | None = None
         self.log: NodeLog | None = None
         if static:
@@ -147,7 +161,8 @@ async def execute(
                 await _chain(frame, plan.initial[0])
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
-    return GraphOutcome(frame.written, frame.first_error, frame.errors, frame.saves)
+    saves = [frame, *frame.saves] if frame.defer and frame.errors else []
+    return GraphOutcome(frame.written, frame.first_error, frame.errors, saves)
 
 
 async def _chain(frame: Frame, i: int) -> None:

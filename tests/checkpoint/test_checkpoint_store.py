@@ -49,7 +49,7 @@ async def test_roundtrip_across_reopen(tmp_path: Path) -> None:
         assert store.get("root/prepare", "d") is None
         for path, value in values.items():
             store.put(path, "d", value)
-        assert store.get("root/prepare", "d") == values["root/prepare"]
+        assert store.get("root/prepare", "d") is None, "lookups see only what the file held"
 
     async with await open_checkpoint(str(db), "r1", "fp") as store:
         assert store.restored == len(values) == len(store)
@@ -61,15 +61,21 @@ async def test_roundtrip_across_reopen(tmp_path: Path) -> None:
 async def test_store_satisfies_protocol(tmp_path: Path) -> None:
     store: CheckpointStore = await open_checkpoint(tmp_path / "run.db", "r", "fp")
     store.put("root/a", "d", 1)
+    await store.aclose()
+    store = await open_checkpoint(tmp_path / "run.db", "r", "fp")
     assert store.get("root/a", "d") == 1
+    assert (store.has("root/a"), store.has_under("root/"), store.has_under("")) == (True,) * 3
+    assert (store.has("root/b"), store.has_under("other/")) == (False, False)
     await store.aclose()
 
 
-async def test_get_returns_a_fresh_copy(tmp_path: Path) -> None:
-    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+async def test_get_returns_a_fresh_copy_of_what_was_put(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
         value = {"items": [1]}
         store.put("root/a", "d", value)
         value["items"].append(2)
+    async with await open_checkpoint(db, "r", "fp") as store:
         got = store.get("root/a", "d")
         assert got == {"items": [1]}
         got["items"].append(3)
@@ -255,8 +261,9 @@ async def test_unpicklable_value_fails_at_put(tmp_path: Path) -> None:
     async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
         with pytest.raises(CheckpointValueError, match="root/lock"):
             store.put("root/lock", "d", {"lock": threading.Lock()})
-        assert store.get("root/lock", "d") is None
         store.put("root/ok", "d", 1)
+    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+        assert store.get("root/lock", "d") is None
         assert store.get("root/ok", "d") == 1
 
 

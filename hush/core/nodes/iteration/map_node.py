@@ -26,6 +26,11 @@ class MapNode(IterationNode):
     so an iterator or generator input is never loaded whole. What the body
     writes to ``PARENT`` becomes lists in input order, with ``error`` holding
     each item's error or ``None``. A failed item never fails the map.
+
+    With a checkpoint, each worker starts its next item while the previous
+    one's commit is under way and waits for that commit before going on, so
+    a kill loses at most the items running plus one finished, uncommitted item
+    per worker (at most twice ``max_concurrency``; in practice those running).
     """
 
     kind = "map"
@@ -75,26 +80,28 @@ class MapNode(IterationNode):
         items, total = self._items(inputs, call.attempt)
         broadcast = {k: v for k, v in inputs.items() if k not in self.each_keys}
         counters = call.counters(total)
-        results: list[dict[str, Any] | None] = []
-        errors: list[NodeError | None] = []
+        columns = Columns(plan.writes_parent | call.demanded)
         pulled = enumerate(items)
 
         async def worker() -> None:
+            saving = None
             for i, values in pulled:
-                results.append(None)
-                errors.append(None)
+                columns.grow()
                 counters.running += 1
                 try:
-                    outcome = await call.run_item(plan, i, broadcast, values)
+                    outcome = await call.run_item(plan, i, broadcast, values, wait_saved=False)
                 finally:
                     counters.running -= 1
-                results[i] = outcome.written
+                columns.fill(i, outcome.written, outcome.error)
                 if outcome.error is not None:
-                    errors[i] = outcome.error
                     counters.failed += 1
                 if outcome.resumed:
                     counters.resumed += 1
                 counters.done += 1
+                if saving is not None:
+                    await call.saved(saving)
+                saving = outcome.saving
+            await call.saved(saving)
 
         workers = self.max_concurrency if total is None else min(self.max_concurrency, total)
         if workers <= 1:
@@ -106,8 +113,8 @@ class MapNode(IterationNode):
                         tg.create_task(worker())
             except BaseExceptionGroup as group:
                 raise group.exceptions[0] from None
-        counters.total = len(results)
-        return self._collect(results, errors, call.demanded)
+        counters.total = columns.size
+        return columns.lists()
 
     def _items(
         self, inputs: Mapping[str, Any], attempt: int = 1
@@ -166,26 +173,39 @@ class MapNode(IterationNode):
             count += 1
             yield dict(zip(keys, values, strict=True))
 
-    def _collect(
-        self,
-        results: list[dict[str, Any] | None],
-        errors: list[NodeError | None],
-        demanded: frozenset[str],
-    ) -> dict[str, Any]:
-        """One list per key, in item order; keys read downstream exist even with no item ok."""
-        assert self.plan is not None
-        keys = set(self.plan.writes_parent) | demanded
-        if self.plan.writes_all:
-            for r in results:
-                if r:
-                    keys.update(r)
-        out: dict[str, Any] = {
-            key: [r.get(key) if r is not None else None for r in results]
-            for key in keys
-            if key != "error"
-        }
-        out["error"] = [
-            e if e is not None else (r.get("error") if r is not None else None)
-            for r, e in zip(results, errors, strict=True)
-        ]
-        return out
+
+class Columns:
+    """The body's outputs as one list per key, filled in item order as items finish.
+
+    No per-item dict is kept. A key first written by a later item (a body that
+    writes ``outputs={"*": PARENT}``) gets ``None`` for the items before it.
+    """
+
+    __slots__ = ("columns", "errors", "size")
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        self.size = 0
+        self.columns: dict[str, list[Any]] = {key: [] for key in keys if key != "error"}
+        self.errors: list[NodeError | None] = []
+
+    def grow(self) -> None:
+        """Make room for the next item."""
+        self.size += 1
+        for column in self.columns.values():
+            column.append(None)
+        self.errors.append(None)
+
+    def fill(self, index: int, written: Mapping[str, Any], error: NodeError | None) -> None:
+        """Item ``index`` finished with ``written`` (and its error, if it failed)."""
+        for key, value in written.items():
+            if key == "error":
+                continue
+            column = self.columns.get(key)
+            if column is None:
+                column = self.columns[key] = [None] * self.size
+            column[index] = value
+        self.errors[index] = error if error is not None else written.get("error")
+
+    def lists(self) -> dict[str, Any]:
+        """Every key's list, and ``error`` aligned with the items."""
+        return {**self.columns, "error": self.errors}
