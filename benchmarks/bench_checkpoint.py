@@ -1,9 +1,12 @@
-"""W1 (10,000 trivial async items, cap 100) with checkpointing on vs off, same process.
+"""Checkpointing on vs off, same process: 10,000 items of 5 ms I/O and 10,000 trivial items.
 
-Each finished item is committed to SQLite (WAL, group commit) before its slot
-is released, so a SIGKILL loses only items in flight. Target: within 1.5x.
+Each finished item is committed to SQLite (WAL, group commit) by a writer
+thread; a map worker starts its next item while the previous one's commit is
+under way, so a SIGKILL loses at most the items in flight. Targets: 5 ms I/O
+items at most 1.2x, trivial items at most 2x. Also prints the time to resume a
+run whose items are all saved.
 
-    python benchmarks/bench_checkpoint.py [--items 10000] [--repeat 3]
+    python benchmarks/bench_checkpoint.py [--items 10000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_map import map_engine, sleeper, trivial
 
 
-async def measure(title: str, engine: object, items: list[int], repeat: int) -> None:
+async def measure(title: str, engine: object, items: list[int], repeat: int, target: str) -> None:
     """Print off / on / resume times for one workload."""
     assert hasattr(engine, "run")
     off, on, resume = [], [], []
@@ -42,26 +45,29 @@ async def measure(title: str, engine: object, items: list[int], repeat: int) -> 
     b_off, b_on, b_res = min(off), min(on), min(resume)
     print(f"{title}, best of {repeat}")
     print(f"  checkpoint off      {b_off * 1e3:8.1f} ms")
-    print(
-        f"  checkpoint on       {b_on * 1e3:8.1f} ms   x{b_on / b_off:.2f} vs off (target <= 1.5)"
-    )
+    print(f"  checkpoint on       {b_on * 1e3:8.1f} ms   x{b_on / b_off:.2f} vs off ({target})")
     print(f"  resume (all saved)  {b_res * 1e3:8.1f} ms   x{b_res / b_off:.2f} vs off")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     items = list(range(args.items))
-    await measure(
-        f"W1: {args.items} trivial items, cap 100", map_engine(trivial, 100), items, args.repeat
-    )
     await measure(
         f"{args.items} items of 5 ms I/O, cap 100",
         map_engine(sleeper(0.005), 100),
         items,
         args.repeat,
+        "target <= 1.2",
+    )
+    await measure(
+        f"W1: {args.items} trivial items, cap 100",
+        map_engine(trivial, 100),
+        items,
+        args.repeat,
+        "target <= 2",
     )
 
 

@@ -6,9 +6,16 @@ from hush.core.errors import (
     GraphDefinitionError,
     HushError,
     MissingInputError,
+    NodeCancelledError,
     NodeError,
+    NodeFailedError,
+    NodeInputError,
+    NodeReturnError,
+    NodeTimeoutError,
     RunError,
+    RunOptionError,
 )
+from hush.core.lifecycle import NodeCall
 from hush.core.nodes.base import END, START, BaseNode
 from hush.core.nodes.code_node import CodeNode, code_node
 from hush.core.nodes.flow.branch_node import BranchNode
@@ -31,10 +38,17 @@ __all__ = [
     "Hush",
     "HushError",
     "MissingInputError",
+    "NodeCall",
+    "NodeCancelledError",
     "NodeError",
+    "NodeFailedError",
+    "NodeInputError",
+    "NodeReturnError",
+    "NodeTimeoutError",
     "Ref",
     "RetryPolicy",
     "RunError",
+    "RunOptionError",
     "RunRecord",
     "code_node",
 ]
