@@ -1,5 +1,6 @@
 """The hush core: graphs, nodes, references and the engine."""
 
+from hush.core.call import NodeCall
 from hush.core.engine import Hush
 from hush.core.errors import (
     GraphBuildError,
@@ -15,7 +16,6 @@ from hush.core.errors import (
     RunError,
     RunOptionError,
 )
-from hush.core.lifecycle import NodeCall
 from hush.core.nodes.base import END, START, BaseNode
 from hush.core.nodes.code_node import CodeNode, code_node
 from hush.core.nodes.flow.branch_node import BranchNode

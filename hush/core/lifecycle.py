@@ -17,8 +17,8 @@ status: ok, error, timeout or cancelled. A container's children report to the
 :class:`NodeCall` of the attempt that runs them; the node merges what they
 report (errors, deferred saves) only from the attempt it accepts.
 
-A map item (:func:`run_item`) takes the same steps without slot or retries:
-look up, run the body, save, and hand its outcome to the map.
+A map item (:func:`hush.core.items.run_item`) takes the same steps without
+slot or retries: look up, run the body, save, and hand its outcome to the map.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from hush.checkpoint.errors import CheckpointWriteError
-from hush.core import runtime
+from hush.core import call as call_module
 from hush.core.errors import (
     NodeCancelledError,
     NodeError,
@@ -40,13 +39,12 @@ from hush.core.errors import (
     NodeTimeoutError,
 )
 from hush.core.inputs import ERROR, OK, resolve, resolve_inputs
-from hush.core.state import IterationCounters
+from hush.core.spans import end_span, open_span
 
 if TYPE_CHECKING:
-    from hush.core.nodes.base import BaseNode
-    from hush.core.plan import GraphPlan, NodePlan
-    from hush.core.policies import RetryPolicy
-    from hush.core.runtime import Frame, GraphOutcome
+    from hush.core.call import NodeCall
+    from hush.core.plan import NodePlan
+    from hush.core.runtime import Frame
     from hush.core.state import Status
     from hush.observability.tracer import Span
 
@@ -81,16 +79,6 @@ class Done:
     def clean(self) -> bool:
         """Succeeded with nothing failing inside: may be saved and reused."""
         return self.status == OK and (self.call is None or not self.call.errors)
-
-
-class ItemOutcome(NamedTuple):
-    """What one map item (or loop iteration) gives its iteration node."""
-
-    written: dict[str, Any]
-    error: NodeError | None
-    resumed: bool
-    saving: asyncio.Future[None] | None = None
-    """With ``run_item(..., wait_saved=False)``: the commit still to wait for (``call.saved``)."""
 
 
 async def run_node(frame: Frame, i: int) -> None:
@@ -152,7 +140,7 @@ async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any])
         saved = checkpoint.saved(path, inputs)
         if saved is not None:
             return Done(OK, saved, resumed=True)
-    span = _open_span(frame.span, np.name, np.node.trace_kind, inputs)
+    span = open_span(frame.span, np.name, np.node.trace_kind, inputs)
     done: Done | None = None
     try:
         done = await _attempts(frame, np, path, inputs, span)
@@ -171,7 +159,7 @@ async def _attempts(
     policy = None if node.owns_policy else node.retry
     attempt = 1
     while True:
-        call = NodeCall(frame, np, path, span, attempt)
+        call = call_module.NodeCall(frame, np, path, span, attempt)
         try:
             out = await _attempt(frame, np, call, inputs if attempt == 1 else dict(inputs))
         except Exception as exc:
@@ -335,195 +323,8 @@ def _record(frame: Frame, np: NodePlan, done: Done, started: float) -> None:
     frame.run.record.order.append(np.path)
 
 
-async def run_item(
-    call: NodeCall,
-    plan: GraphPlan,
-    index: int,
-    shared: dict[str, Any],
-    own: dict[str, Any],
-    *,
-    wait_saved: bool = True,
-) -> ItemOutcome:
-    """One map item (or loop iteration): look up, run the body, save.
-
-    A clean item is saved whole; one with failures inside saves its clean nodes
-    instead, so that resuming redoes only what failed. With ``wait_saved=False``
-    the item returns before its commit, which the caller awaits later with
-    :meth:`NodeCall.saved` (a map overlaps a worker's next item with it).
-    """
-    path = f"{call.path}[{index}]"
-    state = {**shared, **own}
-    checkpoint = call.run.checkpoint
-    key = None
-    if checkpoint is not None:
-        key = checkpoint.item_key(path, call.shared_key(shared), own)
-        saved = checkpoint.load(path, key)
-        if saved is not None:
-            return ItemOutcome(dict(saved), None, True)
-    span = None
-    if call.span is not None:
-        span = _open_span(call.span, f"{call.node.name}[{index}]", "item", state)
-    outcome: GraphOutcome | None = None
-    try:
-        outcome = await runtime.execute(plan, state, call.run, path, span, static=False, defer=True)
-    finally:
-        if span is not None:
-            if outcome is None:
-                _end_span(span, None, None, cancelled=True)
-            else:
-                _end_span(span, outcome.written, outcome.error, cancelled=False)
-    call.errors.extend(outcome.errors)
-    waiter = None
-    if checkpoint is not None:
-        if outcome.clean:
-            waiter = checkpoint.put(path, key, outcome.written)
-        else:
-            waiter = checkpoint.put_clean_nodes(outcome.saves)
-        if waiter is not None and wait_saved:
-            await call.saved(waiter)
-            waiter = None
-    return ItemOutcome(outcome.written, outcome.error, False, waiter)
-
-
-class NodeCall:
-    """What one attempt of a node is handed: its path and span, and the means to run inside it.
-
-    Containers run sub-graphs with :meth:`run_graph` and items with
-    :meth:`run_item`; what those report is kept on this attempt and merged
-    into the run only if the attempt is accepted. Nodes that own their retry
-    and timeout (``owns_policy``) read :attr:`retry` and :attr:`timeout`.
-    """
-
-    __slots__ = (
-        "_shared",
-        "_threads",
-        "attempt",
-        "demanded",
-        "errors",
-        "frame",
-        "node",
-        "path",
-        "run",
-        "saves",
-        "span",
-    )
-
-    def __init__(
-        self, frame: Frame, np: NodePlan, path: str, span: Span | None, attempt: int
-    ) -> None:
-        self.frame = frame
-        self.run = frame.run
-        self.node: BaseNode = np.node
-        self.demanded = np.demanded
-        """Output keys read downstream: an iteration node returns them even when no item ran."""
-        self.path = path
-        self.span = span
-        self.attempt = attempt
-        """This attempt's number (from 1); a node owning its retry loop sets the attempts it made."""
-        self.errors: list[NodeError] = []
-        self.saves: list[Frame] = []
-        self._threads: list[asyncio.Future[None]] = []
-        self._shared: tuple[Any, str | None] | None = None
-
-    @property
-    def retry(self) -> RetryPolicy | None:
-        """The node's retry policy."""
-        return self.node.retry
-
-    @property
-    def timeout(self) -> float | None:
-        """The node's per-attempt timeout."""
-        return self.node.timeout
-
-    async def run_graph(self, plan: GraphPlan, state: dict[str, Any]) -> GraphOutcome:
-        """Run a nested graph (a ``GraphNode`` body) as part of this attempt."""
-        frame = self.frame
-        outcome = await runtime.execute(
-            plan, state, self.run, self.path, self.span, static=frame.static, defer=frame.defer
-        )
-        self.errors.extend(outcome.errors)
-        self.saves.extend(outcome.saves)
-        return outcome
-
-    run_item = run_item
-    """``await call.run_item(plan, index, shared, own)`` runs item ``index`` of an iteration
-    node: ``shared`` inputs are the same dict for every item (digested once), ``own`` are
-    this item's. See :func:`run_item` for ``wait_saved``."""
-
-    async def saved(self, saving: asyncio.Future[None] | None) -> None:
-        """Wait until an item's result is committed (a failed write is kept for the run)."""
-        if saving is None:
-            return
-        try:
-            await saving
-        except CheckpointWriteError as exc:
-            assert self.run.checkpoint is not None
-            self.run.checkpoint.failed(self.path, exc)
-
-    def counters(self, total: int | None) -> IterationCounters:
-        """Live counters for an iteration node, registered on the run record."""
-        counters = IterationCounters(total=total)
-        self.run.record.iterations[self.path] = counters
-        return counters
-
-    def track(self, finished: asyncio.Future[None]) -> None:
-        """A worker thread this attempt started: the next attempt waits until it ends."""
-        self._threads.append(finished)
-
-    async def settled(self) -> None:
-        """Wait for threads this attempt left running (a sync call that timed out)."""
-        running = [f for f in self._threads if not f.done()]
-        if running:
-            logger.info(
-                "node %s: waiting for the previous attempt's thread to finish before retrying",
-                self.path,
-            )
-            await asyncio.gather(*(asyncio.shield(f) for f in running))
-
-    def shared_key(self, shared: dict[str, Any]) -> str | None:
-        """The digest of an iteration node's shared item inputs, computed once per attempt."""
-        checkpoint = self.run.checkpoint
-        if checkpoint is None:
-            return None
-        if self._shared is None or self._shared[0] is not shared:
-            self._shared = (shared, checkpoint.key(f"{self.path}[*]", shared))
-        return self._shared[1]
-
-
-def _open_span(parent: Span | None, name: str, kind: Any, payload: Any) -> Span | None:
-    if parent is None:
-        return None
-    try:
-        return parent.child(name, kind=kind, input=payload)
-    except Exception:
-        logger.warning("tracer failed to start span %s", name, exc_info=True)
-        return None
-
-
 def _close_span(span: Span, done: Done | None) -> None:
     if done is None:
-        _end_span(span, None, None, cancelled=True)
+        end_span(span, None, None, cancelled=True)
     else:
-        _end_span(span, done.outputs, done.error, cancelled=False)
-
-
-def _end_span(span: Span, output: Any, error: NodeError | None, *, cancelled: bool) -> None:
-    """Close a span with its status: ok, error, timeout or cancelled."""
-    if cancelled:
-        status = "cancelled"
-    elif error is None:
-        status = "ok"
-    else:
-        status = "timeout" if error.type == NodeTimeoutError.__name__ else "error"
-    try:
-        span.end(output=output, error=_TracedError(error) if error else None, status=status)
-    except Exception:
-        logger.warning("tracer failed to end a span", exc_info=True)
-
-
-class _TracedError(Exception):
-    """Carries a :class:`NodeError` to a tracer as an exception."""
-
-    def __init__(self, error: NodeError) -> None:
-        self.error = error
-        super().__init__(f"{error.type}: {error.message}")
+        end_span(span, done.outputs, done.error, cancelled=False)

@@ -12,7 +12,7 @@ from hush.core.policies import RetryPolicy
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from hush.core.lifecycle import NodeCall
+    from hush.core.call import NodeCall
     from hush.providers.client import LLMResult
 
 _OWN_INPUTS = ("messages",)

@@ -12,7 +12,7 @@ from hush.core.policies import RetryPolicy
 from hush.core.refs import Ref
 
 if TYPE_CHECKING:
-    from hush.core.lifecycle import NodeCall
+    from hush.core.call import NodeCall
 
 Message = dict[str, Any]
 _ROLES = ("system", "user", "assistant")

@@ -12,7 +12,7 @@ from hush.core.policies import RetryPolicy, check_timeout
 from hush.core.refs import PARENT, Each, Ref, is_parent_ref
 
 if TYPE_CHECKING:
-    from hush.core.lifecycle import NodeCall
+    from hush.core.call import NodeCall
     from hush.core.nodes.graph.graph_node import GraphNode
 
 _NAME = re.compile(r"^[^/\[\]\s][^/\[\]]*$")

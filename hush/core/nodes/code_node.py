@@ -16,7 +16,7 @@ from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
-    from hush.core.lifecycle import NodeCall
+    from hush.core.call import NodeCall
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

@@ -11,7 +11,7 @@ from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
-    from hush.core.lifecycle import NodeCall
+    from hush.core.call import NodeCall
 
 
 class NoBranchMatchedError(HushError, LookupError):

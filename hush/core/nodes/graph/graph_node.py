@@ -12,7 +12,7 @@ from hush.core.nodes.base import BaseNode, Terminal
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
-    from hush.core.lifecycle import NodeCall
+    from hush.core.call import NodeCall
     from hush.core.plan import GraphPlan
 
 

@@ -12,7 +12,7 @@ from hush.core.policies import RetryPolicy
 from hush.core.refs import Each
 
 if TYPE_CHECKING:
-    from hush.core.lifecycle import NodeCall
+    from hush.core.call import NodeCall
 
 DEFAULT_MAX_CONCURRENCY = 32
 _END = object()

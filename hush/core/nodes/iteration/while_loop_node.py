@@ -11,7 +11,7 @@ from hush.core.nodes.iteration.base import IterationNode
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
-    from hush.core.lifecycle import NodeCall
+    from hush.core.call import NodeCall
 
 
 class MaxIterationsError(HushError, RuntimeError):

@@ -1,0 +1,139 @@
+"""``NodeCall``: what one attempt of a node is handed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from hush.checkpoint.errors import CheckpointWriteError
+from hush.core import items, runtime
+from hush.core.state import IterationCounters
+
+if TYPE_CHECKING:
+    from hush.core.errors import NodeError
+    from hush.core.items import ItemOutcome
+    from hush.core.nodes.base import BaseNode
+    from hush.core.plan import GraphPlan, NodePlan
+    from hush.core.policies import RetryPolicy
+    from hush.core.runtime import Frame, GraphOutcome
+    from hush.observability.tracer import Span
+
+logger = logging.getLogger("hush.runtime")
+
+
+class NodeCall:
+    """What one attempt of a node is handed: its path and span, and the means to run inside it.
+
+    Containers run sub-graphs with :meth:`run_graph` and items with
+    :meth:`run_item`; what those report is kept on this attempt and merged
+    into the run only if the attempt is accepted. Nodes that own their retry
+    and timeout (``owns_policy``) read :attr:`retry` and :attr:`timeout`.
+    """
+
+    __slots__ = (
+        "_shared",
+        "_threads",
+        "attempt",
+        "demanded",
+        "errors",
+        "frame",
+        "node",
+        "path",
+        "run",
+        "saves",
+        "span",
+    )
+
+    def __init__(
+        self, frame: Frame, np: NodePlan, path: str, span: Span | None, attempt: int
+    ) -> None:
+        self.frame = frame
+        self.run = frame.run
+        self.node: BaseNode = np.node
+        self.demanded = np.demanded
+        """Output keys read downstream: an iteration node returns them even when no item ran."""
+        self.path = path
+        self.span = span
+        self.attempt = attempt
+        """This attempt's number (from 1); a node owning its retry loop sets the attempts it made."""
+        self.errors: list[NodeError] = []
+        self.saves: list[Frame] = []
+        self._threads: list[asyncio.Future[None]] = []
+        self._shared: tuple[Any, str | None] | None = None
+
+    @property
+    def retry(self) -> RetryPolicy | None:
+        """The node's retry policy."""
+        return self.node.retry
+
+    @property
+    def timeout(self) -> float | None:
+        """The node's per-attempt timeout."""
+        return self.node.timeout
+
+    async def run_graph(self, plan: GraphPlan, state: dict[str, Any]) -> GraphOutcome:
+        """Run a nested graph (a ``GraphNode`` body) as part of this attempt."""
+        frame = self.frame
+        outcome = await runtime.execute(
+            plan, state, self.run, self.path, self.span, static=frame.static, defer=frame.defer
+        )
+        self.errors.extend(outcome.errors)
+        self.saves.extend(outcome.saves)
+        return outcome
+
+    def run_item(
+        self,
+        plan: GraphPlan,
+        index: int,
+        shared: dict[str, Any],
+        own: dict[str, Any],
+        *,
+        wait_saved: bool = True,
+    ) -> Coroutine[Any, Any, ItemOutcome]:
+        """Run item ``index`` of an iteration node (await the result).
+
+        ``shared`` inputs are the same dict for every item (digested once),
+        ``own`` are this item's. See :func:`hush.core.items.run_item`.
+        """
+        return items.run_item(self, plan, index, shared, own, wait_saved=wait_saved)
+
+    async def saved(self, saving: asyncio.Future[None] | None) -> None:
+        """Wait until an item's result is committed (a failed write is kept for the run)."""
+        if saving is None:
+            return
+        try:
+            await saving
+        except CheckpointWriteError as exc:
+            assert self.run.checkpoint is not None
+            self.run.checkpoint.failed(self.path, exc)
+
+    def counters(self, total: int | None) -> IterationCounters:
+        """Live counters for an iteration node, registered on the run record."""
+        counters = IterationCounters(total=total)
+        self.run.record.iterations[self.path] = counters
+        return counters
+
+    def track(self, finished: asyncio.Future[None]) -> None:
+        """A worker thread this attempt started: the next attempt waits until it ends."""
+        self._threads.append(finished)
+
+    async def settled(self) -> None:
+        """Wait for threads this attempt left running (a sync call that timed out)."""
+        running = [f for f in self._threads if not f.done()]
+        if running:
+            logger.info(
+                "node %s: waiting for the previous attempt's thread to finish before retrying",
+                self.path,
+            )
+            await asyncio.gather(*(asyncio.shield(f) for f in running))
+
+    def shared_key(self, shared: dict[str, Any]) -> str | None:
+        """The digest of an iteration node's shared item inputs, computed once per attempt."""
+        checkpoint = self.run.checkpoint
+        if checkpoint is None:
+            return None
+        if self._shared is None or self._shared[0] is not shared:
+            self._shared = (shared, checkpoint.key(f"{self.path}[*]", shared))
+        return self._shared[1]
