@@ -40,7 +40,7 @@ from hush.core import END, PARENT, START, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
 from hush.core.nodes.iteration.base import Each
 from hush.providers import LLMNode, get_registry
-from hush.providers.client import aclose_all
+from hush.providers.clients import aclose_all
 from hush.providers.limiter import all_limiters
 from hush.testing import MockLLMServer
 

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from hush.core.redaction import redact
+
 
 class HushError(Exception):
     """Base class of every error hush raises itself."""
@@ -101,13 +103,13 @@ class NodeError:
 
     @classmethod
     def from_exception(cls, exc: BaseException, node: str) -> NodeError:
-        """Record ``exc`` raised by the node at path ``node``."""
+        """Record ``exc`` raised by the node at path ``node`` (configured secrets redacted)."""
         text = "".join(_tb.format_exception(type(exc), exc, exc.__traceback__))
         return cls(
             type=type(exc).__name__,
-            message=str(exc),
+            message=redact(str(exc)),
             node=node,
-            traceback=text,
+            traceback=redact(text),
             retryable=is_retryable(exc),
         )
 

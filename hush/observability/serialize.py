@@ -18,6 +18,8 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
+from hush.core.redaction import redact
+
 DEFAULT_MAX_CHARS = 32_000
 """Default size limit, in characters of JSON, of one input, output or metadata value."""
 
@@ -67,7 +69,7 @@ def error_message(error: BaseException, *, max_chars: int = 2_000) -> str:
     message, which is expected to name the wrapped error already.
     """
     try:
-        text = str(error)
+        text = redact(str(error))
     except Exception:
         text = ""
     name = type(error).__name__

@@ -1,7 +1,8 @@
 """LLM nodes, resources, the per-resource client and its rate limiter."""
 
-from hush.providers.client import LLMClient, LLMResult, aclose_all, complete, get_client
-from hush.providers.errors import LLMCallError, ResourceError
+from hush.providers.client import LLMClient, LLMResult
+from hush.providers.clients import aclose_all, complete, get_client
+from hush.providers.errors import LLMCallError, ResourceError, ResourceUnavailableError
 from hush.providers.limiter import LimiterStats, ResourceLimiter, all_limiters, get_limiter
 from hush.providers.llm import LLMNode
 from hush.providers.prompt import PromptError, PromptNode, render_messages
@@ -20,6 +21,7 @@ __all__ = [
     "ResourceError",
     "ResourceLimiter",
     "ResourceRegistry",
+    "ResourceUnavailableError",
     "aclose_all",
     "all_limiters",
     "complete",

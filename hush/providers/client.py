@@ -1,17 +1,21 @@
-"""LLM calls: one pooled OpenAI client per resource, engine-owned retries, limits and fallback.
+"""One resource's chat completions: an OpenAI client, engine-owned retries, limits, errors.
 
-Each resource gets one :class:`openai.AsyncOpenAI` (SDK retries off) over one pooled
-``httpx2.AsyncClient`` — the HTTP client this ``openai`` release is built on — sized to
-the resource's in-flight cap. HTTP clients belong to the event loop that created them,
-so clients are cached per (resource key, running loop); entries of closed loops are
-dropped. Every attempt goes through the resource's :class:`ResourceLimiter`.
+Each :class:`LLMClient` has one :class:`openai.AsyncOpenAI` (SDK retries off) over one
+pooled ``httpx2.AsyncClient`` (the HTTP client this ``openai`` release is built on),
+sized to the resource's in-flight cap, and draws on the resource's process-wide
+:class:`~hush.providers.limiter.ResourceLimiter`. Clients belong to the event loop
+that made them (:mod:`hush.providers.clients` keeps one per resource per loop).
 
-Retries (``max_retries`` after the first attempt) cover 408/409/429, 5xx, timeouts,
-connection errors and malformed bodies, unless the server says ``x-should-retry:
-false`` or the 429 is an exhausted quota (``insufficient_quota``). They wait
-``Retry-After`` when the server gives one, else ``backoff_base * 2**n`` (capped at
-``backoff_max``) with jitter. Other 4xx fail at once with the server's message; a
-reply that does not match a pydantic ``response_format`` fails at once too.
+Retries (``max_retries`` after the first attempt, or the ``attempts`` a call asks
+for) cover 408/409/429, 5xx, timeouts, connection errors and malformed bodies,
+unless the server says ``x-should-retry: false`` or the 429 is an exhausted quota
+(``insufficient_quota``). They wait ``Retry-After`` when the server gives one,
+else ``backoff_base * 2**n`` (capped at ``backoff_max``) with jitter. A
+``Retry-After`` longer than the resource's ``max_retry_wait`` fails the call at
+once. Other 4xx fail at once with the server's message; a reply that does not
+match a pydantic ``response_format`` fails at once too. A resource that cannot be
+connected to trips its breaker (see :mod:`hush.providers.breaker`): calls then
+fail at once with "cannot connect". Configured secrets never appear in messages.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import inspect
 import logging
 import random
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +36,7 @@ from openai.resources.chat.completions import AsyncCompletions
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
+from hush.core.redaction import redact, register_secret
 from hush.providers.errors import LLMCallError
 from hush.providers.headers import parse_retry_after
 from hush.providers.limiter import (
@@ -41,10 +45,10 @@ from hush.providers.limiter import (
     ResourceLimiter,
     get_limiter,
 )
-from hush.providers.resources import LLMResource, ResourceRegistry, get_registry, normalize_key
+from hush.providers.resources import LLMResource
 from hush.providers.tokens import estimate_request_tokens
 
-__all__ = ["LLMClient", "LLMResult", "aclose_all", "complete", "get_client"]
+__all__ = ["LLMClient", "LLMResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +124,14 @@ class LLMClient:
         self.key = key
         self.resource = resource
         self.limiter = limiter if limiter is not None else get_limiter(key, resource)
-        self._secrets = [
-            s.get_secret_value()
-            for s in (resource.api_key, *resource.headers.values())
-            if s is not None and s.get_secret_value()
-        ]
+        if resource.api_key is not None:
+            register_secret(resource.api_key.get_secret_value(), what=f"{key}: api_key")
+        for name, value in resource.headers.items():
+            register_secret(value.get_secret_value(), what=f"{key}: header {name}")
         self._openai = _make_openai(resource)
+        self._in_flight = 0
+        self._retired = False
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def openai(self) -> openai.AsyncOpenAI:
@@ -135,6 +141,15 @@ class LLMClient:
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._openai.close()
+
+    def retire(self) -> None:
+        """No new calls will come (a newer client replaced this one): close once idle."""
+        self._retired = True
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if self._retired and self._in_flight == 0 and self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.aclose())
 
     async def complete(
         self,
@@ -158,6 +173,21 @@ class LLMClient:
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
             tools=body.get("tools"),
         )
+        self._in_flight += 1
+        try:
+            return await self._complete(body, model_type, estimate, attempts, timeout)
+        finally:
+            self._in_flight -= 1
+            self._close_if_idle()
+
+    async def _complete(
+        self,
+        body: dict[str, Any],
+        model_type: type[pydantic.BaseModel] | None,
+        estimate: int,
+        attempts: int | None,
+        timeout: float | None,
+    ) -> LLMResult:
         started = time.monotonic()
         limit = attempts if attempts is not None else self.resource.max_retries + 1
         per_request = timeout if timeout is not None else self.resource.timeout
@@ -278,25 +308,33 @@ class LLMClient:
                 and headers.get("x-should-retry") != "false"
                 and exc.code != "insufficient_quota"
             )
+            message = f"HTTP {status}: {redact(_server_message(exc))}"
             if status == 429 and retryable:
                 permit.rate_limited(headers, retry_after)
             else:
                 permit.failed(headers)
+            if retryable and retry_after is not None and retry_after > self.resource.max_retry_wait:
+                retryable = False
+                message = (
+                    f"the server asked to retry after {retry_after:.0f} s, more than "
+                    f"max_retry_wait ({self.resource.max_retry_wait:g} s): a spent quota? "
+                    f"Resume the run later ({message})"
+                )
             raise _AttemptFailed(
-                f"HTTP {status}: {self._redact(_server_message(exc))}",
+                message,
                 status_code=status,
                 retryable=retryable,
                 retry_after=retry_after if retryable else None,
             ) from exc
         except (openai.APITimeoutError, TimeoutError) as exc:
-            permit.failed()
+            permit.failed(unreachable=f"no answer within {timeout:g} s")
             raise _AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
         except openai.APIConnectionError as exc:
-            permit.failed()
             cause = exc.__cause__ or exc
+            reason = redact(str(cause) or type(cause).__name__)
+            permit.failed(unreachable=reason)
             raise _AttemptFailed(
-                f"connection error: {self._redact(str(cause) or type(cause).__name__)}",
-                retryable=True,
+                f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
             ) from exc
         except pydantic.ValidationError as exc:
             permit.failed()
@@ -314,7 +352,7 @@ class LLMClient:
         except (openai.APIResponseValidationError, ValueError) as exc:
             permit.failed()
             raise _AttemptFailed(
-                f"malformed reply body: {self._redact(str(exc))[:200]}", retryable=True
+                f"malformed reply body: {redact(str(exc))[:200]}", retryable=True
             ) from exc
 
     def _result(
@@ -357,11 +395,6 @@ class LLMClient:
             attempts=attempts,
             resource_key=self.key,
         )
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
 
     def __repr__(self) -> str:
         return f"LLMClient({self.key!r}, model={self.resource.model!r}, base_url={self.resource.base_url!r})"
@@ -436,99 +469,3 @@ def _tool_call(call: Any) -> dict[str, Any]:
     if isinstance(function, dict):
         function.pop("parsed_arguments", None)
     return data
-
-
-# ---- per-loop client cache ------------------------------------------------------------
-
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, LLMClient]] = (
-    weakref.WeakKeyDictionary()
-)
-_closing: set[asyncio.Task[None]] = set()
-
-
-def get_client(resource_key: str, *, registry: ResourceRegistry | None = None) -> LLMClient:
-    """The running loop's client for ``resource_key`` (created on first use)."""
-    key = normalize_key(resource_key)
-    resource = (registry or get_registry()).get_llm(key)
-    loop = asyncio.get_running_loop()
-    for other in [other for other in list(_clients) if other.is_closed()]:
-        _clients.pop(other, None)
-    per_loop = _clients.setdefault(loop, {})
-    client = per_loop.get(key)
-    if client is None or client.resource != resource:
-        if client is not None:
-            task = loop.create_task(client.aclose())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
-        client = per_loop[key] = LLMClient(key, resource)
-    return client
-
-
-async def aclose_all() -> None:
-    """Close every client of the running loop and forget clients of closed loops."""
-    loop = asyncio.get_running_loop()
-    for other in [other for other in list(_clients) if other.is_closed()]:
-        _clients.pop(other, None)
-    clients = _clients.pop(loop, {})
-    await asyncio.gather(*(client.aclose() for client in clients.values()), return_exceptions=True)
-
-
-async def complete(
-    resource_keys: str | Sequence[str],
-    messages: Sequence[Mapping[str, Any]],
-    *,
-    params: Mapping[str, Any] | None = None,
-    response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
-    tools: Sequence[Mapping[str, Any]] | None = None,
-    registry: ResourceRegistry | None = None,
-    attempts: int | None = None,
-    timeout: float | None = None,
-) -> LLMResult:
-    """Call the first resource; when it fails for availability, try the next ones in order.
-
-    ``attempts`` and ``timeout`` apply to each resource (see :meth:`LLMClient.complete`).
-
-    Availability means a retryable failure left after that resource's retries (429, 5xx,
-    timeout, connection, malformed body) or 401/403/404. Other failures (a 400, a reply
-    not matching ``response_format``) are raised at once. When every resource fails, the
-    :class:`LLMCallError` lists each one's failure in ``failures``.
-    """
-    keys = [resource_keys] if isinstance(resource_keys, str) else list(resource_keys)
-    if not keys:
-        raise ValueError("complete() needs at least one resource key")
-    registry = registry or get_registry()
-    clients = [get_client(key, registry=registry) for key in keys]
-    failures: list[LLMCallError] = []
-    for position, client in enumerate(clients):
-        try:
-            return await client.complete(
-                messages,
-                params=params,
-                response_format=response_format,
-                tools=tools,
-                attempts=attempts,
-                timeout=timeout,
-            )
-        except LLMCallError as error:
-            failures.append(error)
-            if not (error.retryable or error.status_code in FALLBACK_STATUS):
-                break
-            if position + 1 < len(clients):
-                logger.info(
-                    "%s failed (%s); falling back to %s",
-                    client.key,
-                    error,
-                    clients[position + 1].key,
-                )
-    if len(failures) == 1:
-        raise failures[0]
-    summary = "; ".join(str(error) for error in failures)
-    last = failures[-1]
-    raise LLMCallError(
-        f"{len(failures)} resources failed: {summary}",
-        status_code=last.status_code,
-        resource_key=None,
-        retryable=all(error.retryable for error in failures),
-        attempts=sum(error.attempts for error in failures),
-        failures=failures,
-    )

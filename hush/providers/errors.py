@@ -39,3 +39,16 @@ class LLMCallError(RuntimeError):
         self.retryable = retryable
         self.attempts = attempts
         self.failures = tuple(failures)
+
+
+class ResourceUnavailableError(LLMCallError):
+    """A call failed without being sent: the resource cannot be reached (its circuit
+    breaker is open) or its server asked to come back later than ``max_retry_wait``.
+
+    Not retryable within the run; the work runs again when the run is resumed.
+    """
+
+    def __init__(self, message: str, *, resource_key: str, unreachable: bool = False) -> None:
+        super().__init__(message, resource_key=resource_key, retryable=False, attempts=0)
+        self.unreachable = unreachable
+        """The resource could not be connected to (else it asked to wait)."""

@@ -113,7 +113,7 @@ class LLMNode(BaseNode):
 
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
         """Call the model (through the limiter, with retries and fallback)."""
-        from hush.providers.client import complete
+        from hush.providers.clients import complete
 
         messages = inputs["messages"]
         if not isinstance(messages, list) or not messages:

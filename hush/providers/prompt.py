@@ -47,6 +47,7 @@ def placeholders(template: str) -> list[str]:
 
 
 def _templates(prompt: Any) -> list[str]:
+    """Every template string in ``prompt`` (content parts included); checks its shape."""
     if isinstance(prompt, str):
         return [prompt]
     if isinstance(prompt, Mapping):
@@ -55,10 +56,15 @@ def _templates(prompt: Any) -> list[str]:
             raise PromptError(
                 f"prompt dict keys must be {', '.join(_ROLES)}; got {sorted(unknown)}"
             )
+        out: list[str] = []
         for role, value in prompt.items():
-            if value is not None and not isinstance(value, str):
-                raise PromptError(f"prompt['{role}'] must be a string, got {type(value).__name__}")
-        return [v for v in prompt.values() if isinstance(v, str)]
+            if value is not None and not isinstance(value, str | list):
+                raise PromptError(
+                    f"prompt['{role}'] must be a string or a list of content parts, "
+                    f"got {type(value).__name__}"
+                )
+            out.extend(_strings(value, f"prompt['{role}']"))
+        return out
     if isinstance(prompt, list):
         out = []
         for i, msg in enumerate(prompt):
@@ -66,13 +72,36 @@ def _templates(prompt: Any) -> list[str]:
                 raise PromptError(
                     f"prompt message {i} must be a dict with 'role' and 'content', got {msg!r}"
                 )
-            if isinstance(msg.get("content"), str):
-                out.append(msg["content"])
+            out.extend(_strings(msg.get("content"), f"prompt message {i}"))
         return out
     raise PromptError(
         f"prompt must be a string, a {{'system': ..., 'user': ...}} dict or a list of messages, "
         f"got {type(prompt).__name__}"
     )
+
+
+def _strings(content: Any, where: str) -> list[str]:
+    """The strings of a message content: itself, or every string value of its parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        for i, part in enumerate(content):
+            if not isinstance(part, Mapping):
+                raise PromptError(f"{where}: content part {i} must be a dict, got {part!r}")
+        return [text for part in content for text in _values(part)]
+    return []
+
+
+def _values(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [text for v in value.values() for text in _values(v)]
+    if isinstance(value, list):
+        return [text for v in value for text in _values(v)]
+    return []
 
 
 def _render(template: str, variables: Mapping[str, Any]) -> str:
@@ -83,10 +112,26 @@ def _render(template: str, variables: Mapping[str, Any]) -> str:
     return template.format_map(variables)
 
 
+def _fill(content: Any, variables: Mapping[str, Any]) -> Any:
+    """``content`` with every string (of every content part) rendered."""
+    if isinstance(content, str):
+        return _render(content, variables)
+    if isinstance(content, Mapping):
+        return {k: _fill(v, variables) for k, v in content.items()}
+    if isinstance(content, list):
+        return [_fill(v, variables) for v in content]
+    return content
+
+
 def render_messages(
     prompt: Any, variables: Mapping[str, Any], history: Any = None
 ) -> list[Message]:
-    """Messages for ``prompt`` with ``{var}`` filled in and ``history`` after the system part."""
+    """Messages for ``prompt`` with ``{var}`` filled in and ``history`` after the system part.
+
+    Placeholders are filled in plain string contents and in every string of
+    multimodal content parts (``{"type": "text", "text": ...}``,
+    ``{"type": "image_url", "image_url": {"url": ...}}``).
+    """
     _templates(prompt)
     if history is not None and not isinstance(history, list):
         raise PromptError(f"history must be a list of messages, got {type(history).__name__}")
@@ -101,17 +146,17 @@ def render_messages(
     if isinstance(prompt, Mapping):
         msgs: list[Message] = []
         if prompt.get("system") is not None:
-            msgs.append({"role": "system", "content": _render(prompt["system"], variables)})
+            msgs.append({"role": "system", "content": _fill(prompt["system"], variables)})
         msgs.extend(hist)
         for role in ("user", "assistant"):
             if prompt.get(role) is not None:
-                msgs.append({"role": role, "content": _render(prompt[role], variables)})
+                msgs.append({"role": role, "content": _fill(prompt[role], variables)})
         return msgs
     rendered = []
     for msg in prompt:
         out = dict(msg)
-        if isinstance(out.get("content"), str):
-            out["content"] = _render(out["content"], variables)
+        if "content" in out:
+            out["content"] = _fill(out["content"], variables)
         rendered.append(out)
     split = next((i for i, m in enumerate(rendered) if m.get("role") != "system"), len(rendered))
     return [*rendered[:split], *hist, *rendered[split:]]

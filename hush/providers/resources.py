@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from hush.core.redaction import register_secret
 from hush.providers.errors import ResourceError
 
 __all__ = [
@@ -89,6 +90,10 @@ class LLMResource(BaseModel):
     ``Retry-After``."""
     backoff_max: PositiveFloat = 30.0
     """Longest retry delay in seconds when the server gives no ``Retry-After``."""
+    max_retry_wait: PositiveFloat = 120.0
+    """Longest ``Retry-After`` (or pause) honoured, in seconds. A server asking for more
+    (a spent daily quota) fails that call at once, and calls to the resource fail at
+    once until then; the run can be resumed later."""
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     """Extra HTTP headers sent with every request (values are treated as secrets)."""
     rate_limit_headers: bool = True
@@ -239,6 +244,7 @@ class ResourceRegistry:
             raise ResourceError(
                 f"{key}: a resource is a {model.__name__} or a mapping, got {type(config).__name__}"
             )
+        _register_secrets(key, resource)
         with self._lock:
             self._registered[key] = resource
         return resource
@@ -373,13 +379,26 @@ def _validate(key: str, settings: Mapping[str, Any], source: str) -> Resource:
     model = CATEGORIES[key.partition(":")[0]]
     data = _substitute(dict(settings), key, source, field=None)
     try:
-        return model.model_validate(data)
+        resource: Resource = model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"field '{'.'.join(str(p) for p in err['loc']) or '(entry)'}': {err['msg']}"
             for err in exc.errors(include_input=False, include_url=False)
         )
         raise ResourceError(f"{source}: {key}: {problems}") from None
+    _register_secrets(key, resource)
+    return resource
+
+
+def _register_secrets(key: str, resource: Resource) -> None:
+    """Make the resource's secrets redacted from every text hush keeps."""
+    if isinstance(resource, LLMResource):
+        if resource.api_key is not None:
+            register_secret(resource.api_key.get_secret_value(), what=f"{key}: api_key")
+        for name, value in resource.headers.items():
+            register_secret(value.get_secret_value(), what=f"{key}: header {name}")
+    else:
+        register_secret(resource.secret_key.get_secret_value(), what=f"{key}: secret_key")
 
 
 def _substitute(value: Any, key: str, source: str, field: str | None) -> Any:

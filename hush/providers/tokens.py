@@ -2,8 +2,8 @@
 
 The estimate is corrected afterwards by the ``usage`` the server returns, so it only
 has to be close. ``tiktoken`` is used when it is installed *and* its encoding loads
-without network access (it downloads encodings on first use; the attempt is made
-once per process, in a thread given :data:`TIKTOKEN_LOAD_TIMEOUT` seconds). Otherwise
+(it downloads encodings on first use): it is loaded once per process in a
+background thread, and nothing waits for it. Until it is ready, or without it,
 text counts one token per :data:`CHARS_PER_TOKEN` characters (rounded up), which is
 close for English and generous for code; every message adds
 :data:`MESSAGE_OVERHEAD` tokens and the reply priming :data:`REPLY_OVERHEAD`, as in
@@ -18,7 +18,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache
 from typing import Any
 
 __all__ = [
@@ -40,35 +39,42 @@ IMAGE_TOKENS = 85
 DEFAULT_COMPLETION_TOKENS = 256
 """Reply tokens reserved when a request sets no ``max_tokens``; refunded on ``usage``."""
 TIKTOKEN_ENCODING = "o200k_base"
-TIKTOKEN_LOAD_TIMEOUT = 2.0
 
 
-@cache
+_encoder: Callable[[str], int] | None = None
+_loading: threading.Thread | None = None
+_loading_lock = threading.Lock()
+
+
 def _tiktoken_encoder() -> Callable[[str], int] | None:
-    """Load tiktoken's encoding once, offline-safe; ``None`` means use the estimate."""
+    """tiktoken's encoder once it has loaded; ``None`` until then (or if it cannot load).
+
+    The first call starts loading it in a daemon thread and returns at once, so no
+    caller (the event loop least of all) ever waits for it; estimates use the
+    character count until it is ready.
+    """
+    global _loading
+    if _encoder is None and _loading is None:
+        with _loading_lock:
+            if _loading is None:
+                _loading = threading.Thread(target=_load, name="hush-tiktoken-load", daemon=True)
+                _loading.start()
+    return _encoder
+
+
+def _load() -> None:
+    global _encoder
     try:
         import tiktoken
     except ImportError:
         logger.debug("tiktoken not installed; estimating %d chars per token", CHARS_PER_TOKEN)
-        return None
-    found: list[Any] = []
-
-    def load() -> None:
-        try:
-            found.append(tiktoken.get_encoding(TIKTOKEN_ENCODING))
-        except Exception as exc:
-            logger.debug("tiktoken encoding %s unavailable: %s", TIKTOKEN_ENCODING, exc)
-
-    thread = threading.Thread(target=load, name="hush-tiktoken-load", daemon=True)
-    thread.start()
-    thread.join(TIKTOKEN_LOAD_TIMEOUT)
-    if not found:
-        logger.debug(
-            "tiktoken could not load offline; estimating %d chars per token", CHARS_PER_TOKEN
-        )
-        return None
-    encoding = found[0]
-    return lambda text: len(encoding.encode(text, disallowed_special=()))
+        return
+    try:
+        encoding = tiktoken.get_encoding(TIKTOKEN_ENCODING)
+    except Exception as exc:
+        logger.debug("tiktoken encoding %s unavailable (%s); estimating", TIKTOKEN_ENCODING, exc)
+        return
+    _encoder = lambda text: len(encoding.encode(text, disallowed_special=()))  # noqa: E731
 
 
 def tokenizer_name() -> str:

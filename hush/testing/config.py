@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +50,10 @@ class MockLLMConfig(BaseModel):
     burst_seconds: Annotated[float, Field(gt=0.0)] = 1.0
     """Bucket capacity in seconds of refill: how big a burst is accepted at once."""
 
+    rate_limit_headers: Literal["always", "on_429", "never"] = "always"
+    """When ``x-ratelimit-*`` headers are sent: on every response, only with 429s (as
+    some providers do), or never (429s then carry only ``Retry-After``)."""
+
     error_rate_500: Rate = 0.0
     error_rate_503: Rate = 0.0
     hang_rate: Rate = 0.0
@@ -67,6 +71,10 @@ class MockLLMConfig(BaseModel):
 
     api_key: str | None = None
     """When set, requests must carry ``Authorization: Bearer <api_key>`` (else 401)."""
+
+    echo_auth: bool = False
+    """A careless server: every error message quotes the request's ``Authorization``
+    header (and any ``x-`` header), as some proxies do."""
 
     max_records: Annotated[int, Field(ge=0)] = 100_000
     """Most recent requests kept in :attr:`MockLLMServer.requests` (applied on reset)."""

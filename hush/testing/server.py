@@ -263,6 +263,12 @@ class MockLLMServer:
             self._recorder.end(record, time.monotonic())
 
     async def _answer(self, request: web.Request, record: RequestRecord) -> web.StreamResponse:
+        response = await self._reply(request, record)
+        if self.config.echo_auth and response.status >= 400 and isinstance(response, web.Response):
+            return _echo_credentials(request, response)
+        return response
+
+    async def _reply(self, request: web.Request, record: RequestRecord) -> web.StreamResponse:
         config = self.config
         authorization = request.headers.get("Authorization")
         if config.api_key is not None and authorization != f"Bearer {config.api_key}":
@@ -289,7 +295,10 @@ class MockLLMServer:
             decision = self._limiter.check(
                 config.rpm, config.tpm, config.burst_seconds, cost, time.monotonic()
             )
-            headers.update(decision.headers)
+            if config.rate_limit_headers == "always" or (
+                config.rate_limit_headers == "on_429" and not decision.allowed
+            ):
+                headers.update(decision.headers)
             if not decision.allowed:
                 self._recorder.fault(record, "rate_limited")
                 if decision.too_large:
@@ -403,6 +412,31 @@ def _error(
         body=error_body(status, message, code),
         content_type="application/json",
         headers=headers,
+    )
+
+
+def _echo_credentials(request: web.Request, response: web.Response) -> web.Response:
+    """Quote the request's credentials in the error message, as a careless proxy would."""
+    quoted = "; ".join(
+        f"{name}: {value}"
+        for name, value in request.headers.items()
+        if name.lower() in ("authorization", "api-key") or name.lower().startswith("x-")
+    )
+    try:
+        body = json.loads(response.body) if isinstance(response.body, bytes) else {}
+        body["error"]["message"] += f" (request headers: {quoted})"
+        payload = json.dumps(body).encode()
+    except (ValueError, KeyError, TypeError):
+        payload = f"error; request headers: {quoted}".encode()
+    return web.Response(
+        status=response.status,
+        body=payload,
+        content_type="application/json",
+        headers={
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() != "content-length" and k.lower() != "content-type"
+        },
     )
 
 

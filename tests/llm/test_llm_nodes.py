@@ -349,7 +349,7 @@ async def test_node_level_retry_on_llm_and_prompt_nodes(
 @pytest.mark.parametrize(
     ("prompt", "history", "message"),
     [
-        ({"system": "s", "user": 5}, None, "prompt['user'] must be a string, got int"),
+        ({"system": "s", "user": 5}, None, "prompt['user'] must be a string or a list of content"),
         ("hi", ["not a message"], "history message 0 must be a dict with 'role' and 'content'"),
         (
             [{"content": "no role"}],
@@ -401,3 +401,46 @@ async def test_llm_timeout_bounds_each_request_not_the_wait_for_a_slot(
         assert time.monotonic() - start < 3
         assert "no reply within 0.3s (timeout) (after 2 attempts)" in result["errors"][0].message
         assert len([r for r in slow.requests if "stuck" in str(r.body)]) == 2
+
+
+async def test_placeholders_are_filled_in_multimodal_content_parts(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    register("vision", server.base_url)
+    parts = [
+        {"type": "text", "text": "Describe: {query}"},
+        {"type": "image_url", "image_url": {"url": "{url}"}},
+    ]
+    with GraphNode(name="g") as g:
+        p = PromptNode(
+            name="p",
+            inputs={
+                "prompt": [{"role": "user", "content": parts}],
+                "query": PARENT["query"],
+                "url": PARENT["url"],
+            },
+        )
+        llm = LLMNode(name="llm", resource_key="vision", inputs={"messages": p["messages"]})
+        llm["content"] >> PARENT["answer"]
+        START >> p >> llm >> END
+    result = await Hush(g).run({"query": "a cat", "url": "https://example.com/cat.png"})
+    assert result["$state"].status == "ok"
+    sent = server.requests[-1].body["messages"][0]["content"]
+    assert sent == [
+        {"type": "text", "text": "Describe: a cat"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+    ]
+
+
+def test_a_missing_variable_in_a_content_part_fails_the_build() -> None:
+    with GraphNode(name="g") as g:
+        p = PromptNode(
+            name="p",
+            inputs={
+                "prompt": {"user": [{"type": "image_url", "image_url": {"url": "{url}"}}]},
+                "query": "x",
+            },
+        )
+        START >> p >> END
+    with pytest.raises(GraphBuildError, match=r"g/p: prompt variable\(s\) url have no input"):
+        g.build()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hush.providers.client import aclose_all
+from hush.providers.clients import aclose_all
 from hush.providers.resources import LLMResource, ResourceRegistry
 from hush.testing import MockLLMServer
 

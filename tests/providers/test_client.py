@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, field_validator
 
-from hush.providers.client import LLMResult, aclose_all, complete, get_client
+from hush.providers.client import LLMResult
+from hush.providers.clients import aclose_all, complete, get_client
 from hush.providers.errors import LLMCallError, ResourceError
 from hush.providers.resources import LLMResource, ResourceRegistry
 from hush.testing import MockLLMServer
@@ -268,7 +269,7 @@ async def test_fallback_error_lists_every_failure(
         await complete(["down", "broken"], user("[[fail:503]]"), registry=registry)
     error = caught.value
     assert [f.resource_key for f in error.failures] == ["llm:down", "llm:broken"]
-    assert "llm:down: connection error" in str(error)
+    assert "llm:down: cannot connect to http://127.0.0.1:9/v1" in str(error)
     assert "llm:broken: HTTP 503" in str(error)
     assert error.retryable and error.attempts == 3
 
