@@ -58,12 +58,16 @@ def code_identity(fn: Callable[..., Any]) -> list[Any]:
     The code digest covers the bytecode, constants (nested functions included),
     names and default values, not line numbers or comments. Values a closure
     captures are not covered (they are often live state: counters, clients,
-    caches), nor is the code of functions it calls. ``functools.partial``
-    adds its arguments; a bound method adds its object's type; a callable
+    caches), nor is the code of functions it calls. A decorated function
+    (``functools.wraps``, ``functools.cache``) is identified by the function it
+    wraps. ``functools.partial`` adds its arguments; a bound method adds its object's type; a callable
     object is identified by its class's ``__call__``.
     """
     if isinstance(fn, functools.partial):
         return ["partial", code_identity(fn.func), _canonical([fn.args, fn.keywords])]
+    wrapped = getattr(fn, "__wrapped__", None)
+    if wrapped is not None and callable(wrapped) and wrapped is not fn:
+        return ["wraps", _type_name(fn), code_identity(wrapped)]
     if isinstance(fn, types.MethodType):
         return ["method", _type_name(fn.__self__), code_identity(fn.__func__)]
     code = getattr(fn, "__code__", None)

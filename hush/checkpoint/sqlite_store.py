@@ -159,7 +159,12 @@ class SQLiteCheckpointStore:
         Each call gets its own future (cancelling it affects nobody else); the
         futures of one batch are settled by the one commit that holds it.
         """
-        blob = self._prepare(path, digest, value)
+        return self.put_pickled(path, digest, self._prepare(path, digest, value))
+
+    def put_pickled(self, path: str, digest: str, blob: bytes) -> asyncio.Future[None]:
+        """Like :meth:`put_pending` for a value pickled already (``pickle`` protocol 5)."""
+        if self._closed or self._writer.failed:
+            self._check_open()
         waiter = self._buffer((path, digest, blob, 0.0, None), durable=True)
         assert waiter is not None
         return waiter

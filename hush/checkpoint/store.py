@@ -39,6 +39,9 @@ class CheckpointStore(Protocol):
     def put_pending(self, path: str, digest: str, value: Any) -> asyncio.Future[None]:
         """Persist ``value``; the returned future is done once it is committed."""
 
+    def put_pickled(self, path: str, digest: str, blob: bytes) -> asyncio.Future[None]:
+        """Persist a value pickled already; the future is done once it is committed."""
+
     def mark_finished(self, status: str = "ok") -> None:
         """Record the run's final status."""
 

@@ -12,6 +12,7 @@ from hush.core import items, runtime
 from hush.core.state import IterationCounters
 
 if TYPE_CHECKING:
+    from hush.core.checkpointing import Snapshot
     from hush.core.errors import NodeError
     from hush.core.items import ItemOutcome
     from hush.core.nodes.base import BaseNode
@@ -59,7 +60,7 @@ class NodeCall:
         self.attempt = attempt
         """This attempt's number (from 1); a node owning its retry loop sets the attempts it made."""
         self.errors: list[NodeError] = []
-        self.saves: list[Frame] = []
+        self.saves: list[Snapshot] = []
         self._threads: list[asyncio.Future[None]] = []
         self._shared: tuple[Any, str | None] | None = None
 
@@ -77,7 +78,14 @@ class NodeCall:
         """Run a nested graph (a ``GraphNode`` body) as part of this attempt."""
         frame = self.frame
         outcome = await runtime.execute(
-            plan, state, self.run, self.path, self.span, static=frame.static, defer=frame.defer
+            plan,
+            state,
+            self.run,
+            self.path,
+            self.span,
+            static=frame.static,
+            defer=frame.defer,
+            owner=self,
         )
         self.errors.extend(outcome.errors)
         self.saves.extend(outcome.saves)
@@ -116,8 +124,12 @@ class NodeCall:
         return counters
 
     def track(self, finished: asyncio.Future[None]) -> None:
-        """A worker thread this attempt started: the next attempt waits until it ends."""
+        """A worker thread started inside this attempt: the next attempt of this node, and of
+        every container around it, waits until it ends."""
         self._threads.append(finished)
+        owner = self.frame.owner
+        if owner is not None:
+            owner.track(finished)
 
     async def settled(self) -> None:
         """Wait for threads this attempt left running (a sync call that timed out)."""

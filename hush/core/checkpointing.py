@@ -1,33 +1,40 @@
-"""How a run uses its checkpoint store: content keys, lookups, saves and deferred saves.
+"""How a run uses its checkpoint store: content keys, lookups, saves and snapshots.
 
-A result is saved under its path and a digest of the inputs it ran with, and
-reused only for the same inputs. Inside a map item, nodes are not saved one by
-one while the item runs: a clean item is saved whole, and only an item with
-failures inside saves its clean nodes, read back from its graph executions
-(so a resumed item redoes only what failed, and a clean one costs one entry). Saving never fails the work: a value that
-does not pickle costs a warning, and a write failure is kept for the run's
-record while the run goes on with its results in memory.
+A result is saved under its path and a digest of the inputs it ran with (taken
+before it runs), and reused only for the same inputs. Inside a map item, a
+clean node's result is pickled the moment it finishes (a :class:`Snapshot`, so
+that later changes to shared objects do not leak into it) but written only if
+the item does not end clean; a clean item is saved whole, as one entry. Saving
+never fails the work: a value that cannot be keyed or pickled costs a warning,
+and a write failure is kept for the run's record while the run goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import re
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hush.checkpoint.errors import CheckpointValueError, CheckpointWriteError, UnstableValueError
+from hush.checkpoint.errors import CheckpointValueError, CheckpointWriteError
 from hush.checkpoint.hashing import digest
-from hush.core.errors import NodeError, NodeInputError
-from hush.core.inputs import OK, resolve_inputs
+from hush.core.errors import NodeError
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
-    from hush.core.runtime import Frame
 
 logger = logging.getLogger("hush.checkpoint")
 _INDEX = re.compile(r"\[\d+\]")
+
+
+class Snapshot(NamedTuple):
+    """A clean node's result inside a map item, pickled when it finished."""
+
+    path: str
+    key: str
+    blob: bytes
 
 
 class RunCheckpoint:
@@ -44,8 +51,8 @@ class RunCheckpoint:
         """The digest of ``inputs``, or ``None`` when they cannot be digested (warned once)."""
         try:
             return digest(inputs)
-        except UnstableValueError as exc:
-            self._warn_once(path, f"its inputs cannot be keyed ({exc})")
+        except Exception as exc:
+            self._warn_once(path, f"its inputs cannot be keyed ({type(exc).__name__}: {exc})")
             return None
 
     def item_key(self, path: str, shared: str | None, own: Mapping[str, Any]) -> str | None:
@@ -54,8 +61,8 @@ class RunCheckpoint:
             return None
         try:
             return digest((shared, own))
-        except UnstableValueError as exc:
-            self._warn_once(path, f"its inputs cannot be keyed ({exc})")
+        except Exception as exc:
+            self._warn_once(path, f"its inputs cannot be keyed ({type(exc).__name__}: {exc})")
             return None
 
     def load(self, path: str, key: str | None) -> Mapping[str, Any] | None:
@@ -64,12 +71,6 @@ class RunCheckpoint:
             return None
         value: Mapping[str, Any] | None = self.store.get(path, key)
         return value
-
-    def saved(self, path: str, inputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Like :meth:`load`, digesting the inputs only when something is saved under ``path``."""
-        if not self.resuming or not self.store.has(path):
-            return None
-        return self.load(path, self.key(path, inputs))
 
     async def save(self, path: str, key: str | None, value: Mapping[str, Any]) -> None:
         """Save ``value`` and wait for its commit."""
@@ -94,11 +95,27 @@ class RunCheckpoint:
             self.failed(path, exc)
         return None
 
-    def put_clean_nodes(self, frames: list[Frame]) -> asyncio.Future[None] | None:
-        """Save the clean nodes of an item that did not end clean; return the last commit."""
+    def snapshot(self, path: str, key: str | None, value: Mapping[str, Any]) -> Snapshot | None:
+        """Pickle ``value`` now, to be written later if its map item does not end clean."""
+        if key is None:
+            return None
+        try:
+            return Snapshot(path, key, pickle.dumps(dict(value), protocol=5))
+        except Exception as exc:
+            self._warn_once(path, f"its result does not pickle ({exc})")
+            return None
+
+    def put_snapshots(self, snapshots: list[Snapshot]) -> asyncio.Future[None] | None:
+        """Write the snapshots of an item that did not end clean; return the last commit."""
+        if self.write_error is not None:
+            return None
         waiter = None
-        for path, inputs, value in _clean_nodes(frames):
-            waiter = self.put(path, self.key(path, inputs), value) or waiter
+        for snapshot in snapshots:
+            try:
+                waiter = self.store.put_pickled(snapshot.path, snapshot.key, snapshot.blob)
+            except CheckpointWriteError as exc:
+                self.failed(snapshot.path, exc)
+                return None
         return waiter
 
     def failed(self, path: str, exc: CheckpointWriteError) -> None:
@@ -114,17 +131,3 @@ class RunCheckpoint:
             logger.warning(
                 "checkpoint: %s is not saved: %s; it will run again on resume", path, why
             )
-
-
-def _clean_nodes(frames: list[Frame]) -> Iterator[tuple[str, dict[str, Any], Mapping[str, Any]]]:
-    """Path, inputs and outputs of every node that ran clean in these executions."""
-    for frame in frames:
-        for np in frame.plan.nodes:
-            i = np.index
-            if frame.status[i] != OK or i in frame.skip_save:
-                continue
-            try:
-                inputs = resolve_inputs(frame, np)
-            except NodeInputError:
-                continue
-            yield frame.path_of(np), inputs, frame.outputs[i]

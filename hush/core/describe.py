@@ -36,8 +36,10 @@ def describe(node: BaseNode) -> dict[str, Any]:
 
 
 def _value(value: Any, node: BaseNode, what: str) -> Any:
-    if isinstance(value, Ref | Each):
+    if isinstance(value, Ref):
         return repr(value)
+    if isinstance(value, Each):
+        return ["each", _value(value.source, node, what)]
     if value is None or isinstance(value, str | int | bool):
         return value
     if isinstance(value, dict):

@@ -24,6 +24,7 @@ own errors describe a mistake that a retry repeats, except a timeout.
 
 from __future__ import annotations
 
+import builtins
 import traceback as _tb
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class NodeError:
     node: str
     traceback: str = ""
     retryable: bool = True
+    kinds: tuple[str, ...] = ()
+    """Qualified names of the exception's classes (its MRO), so that a retry policy of a
+    container can tell which exception failed inside it."""
 
     @classmethod
     def from_exception(cls, exc: BaseException, node: str) -> NodeError:
@@ -111,7 +115,12 @@ class NodeError:
             node=node,
             traceback=redact(text),
             retryable=is_retryable(exc),
+            kinds=tuple(qualified_name(k) for k in type(exc).__mro__),
         )
+
+    def is_a(self, kind: builtins.type[BaseException]) -> bool:
+        """Whether the recorded exception was an instance of ``kind``."""
+        return qualified_name(kind) in self.kinds
 
     def __str__(self) -> str:
         return f"{self.node}: {self.type}: {self.message}"
@@ -138,6 +147,11 @@ class RunError(HushError, RuntimeError):
         self.result = result
         lines = "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(f"run finished with {len(self.errors)} error(s):\n{lines}")
+
+
+def qualified_name(kind: type) -> str:
+    """``module.QualName`` of a class."""
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def is_retryable(exc: BaseException) -> bool:

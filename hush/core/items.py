@@ -60,7 +60,9 @@ async def run_item(
         span = open_span(call.span, f"{call.node.name}[{index}]", "item", state)
     outcome: GraphOutcome | None = None
     try:
-        outcome = await runtime.execute(plan, state, call.run, path, span, static=False, defer=True)
+        outcome = await runtime.execute(
+            plan, state, call.run, path, span, static=False, defer=True, owner=call
+        )
     finally:
         if span is not None:
             if outcome is None:
@@ -73,7 +75,7 @@ async def run_item(
         if outcome.clean:
             waiter = checkpoint.put(path, key, outcome.written)
         else:
-            waiter = checkpoint.put_clean_nodes(outcome.saves)
+            waiter = checkpoint.put_snapshots(outcome.saves)
         if waiter is not None and wait_saved:
             await call.saved(waiter)
             waiter = None

@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hush.runtime")
 
+_STOPS = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
+"""What stops the run instead of failing one node (a cancellation nobody asked for is
+turned into an error before it gets here)."""
+
 
 class Done:
     """How a node's work ended: its outputs or error, and the attempt that produced them."""
@@ -112,7 +116,9 @@ async def _run_plain(frame: Frame, np: NodePlan) -> None:
             out = _checked(np, out)
     except asyncio.CancelledError as exc:
         _accept(frame, np, frame.path_of(np), _failure(_stray(exc), frame.path_of(np), None))
-    except Exception as exc:
+    except _STOPS:
+        raise
+    except BaseException as exc:
         _accept(frame, np, frame.path_of(np), _failure(exc, frame.path_of(np), None))
     else:
         frame.outputs[i] = out
@@ -131,13 +137,9 @@ async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any])
     """Steps 2 and 3: the saved result for these inputs, or the result of the attempts."""
     checkpoint = frame.run.checkpoint
     key = None
-    if checkpoint is not None and not frame.defer:
+    if checkpoint is not None:
         key = checkpoint.key(path, inputs)
-        saved = checkpoint.load(path, key)
-        if saved is not None:
-            return Done(OK, saved, resumed=True)
-    elif checkpoint is not None and frame.lookups:
-        saved = checkpoint.saved(path, inputs)
+        saved = checkpoint.load(path, key) if frame.lookups else None
         if saved is not None:
             return Done(OK, saved, resumed=True)
     span = open_span(frame.span, np.name, np.node.trace_kind, inputs)
@@ -154,15 +156,21 @@ async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any])
 async def _attempts(
     frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any], span: Span | None
 ) -> Done:
-    """Attempt until success, a non-retryable error, or the policy's last attempt."""
+    """Attempt until success, a non-retryable error, or the policy's last attempt.
+
+    With a retry policy every attempt gets its own (shallow) copy of the inputs,
+    so nothing one attempt writes into them reaches the next.
+    """
     node = np.node
     policy = None if node.owns_policy else node.retry
     attempt = 1
     while True:
         call = call_module.NodeCall(frame, np, path, span, attempt)
         try:
-            out = await _attempt(frame, np, call, inputs if attempt == 1 else dict(inputs))
-        except Exception as exc:
+            out = await _attempt(frame, np, call, inputs if policy is None else dict(inputs))
+        except _STOPS:
+            raise
+        except BaseException as exc:
             if policy is None or attempt >= policy.attempts or not policy.retries(exc):
                 return _failure(exc, path, call)
             await call.settled()
@@ -190,7 +198,7 @@ async def _attempt(
     if slot is not None:
         await slot.acquire()
     try:
-        timeout = None if node.owns_policy else node.timeout
+        timeout = None if node.times_itself() else node.timeout
         if timeout is None:
             out = await _guarded(node.run(inputs, call))
         else:
@@ -248,7 +256,7 @@ def _checked(np: NodePlan, out: Any) -> Mapping[str, Any]:
     return checked
 
 
-def _failure(exc: Exception, path: str, call: NodeCall | None) -> Done:
+def _failure(exc: BaseException, path: str, call: NodeCall | None) -> Done:
     if isinstance(exc, NodeFailedError):
         return Done(ERROR, error=exc.error, call=call, own=False)
     return Done(ERROR, error=NodeError.from_exception(exc, path), call=call)
@@ -297,15 +305,17 @@ def _write(frame: Frame, np: NodePlan, out: Mapping[str, Any]) -> None:
 
 
 async def _save(frame: Frame, np: NodePlan, path: str, done: Done) -> None:
-    """Step 5: save a clean result now, or leave it to the enclosing map item."""
+    """Step 5: save a clean result now, or (inside a map item) take a snapshot of it that
+    is written only if the item does not end clean."""
     checkpoint = frame.run.checkpoint
-    if checkpoint is None or done.status != OK:
+    if checkpoint is None or not done.clean or done.resumed:
         return
+    assert done.outputs is not None
     if frame.defer:
-        if done.resumed or not done.clean:
-            frame.skip_save.add(np.index)
-    elif done.clean and not done.resumed:
-        assert done.outputs is not None
+        snapshot = checkpoint.snapshot(path, done.key, done.outputs)
+        if snapshot is not None:
+            frame.saves.append(snapshot)
+    else:
         await checkpoint.save(path, done.key, done.outputs)
 
 

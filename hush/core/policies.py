@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hush.core.errors import is_retryable
+from hush.core.errors import NodeFailedError, is_retryable
 
 
 class RetryPolicy(BaseModel):
@@ -52,8 +52,15 @@ class RetryPolicy(BaseModel):
         return tuple(value)
 
     def retries(self, exc: BaseException) -> bool:
-        """Whether ``exc`` may be retried under this policy."""
-        if not isinstance(exc, self.on):
+        """Whether ``exc`` may be retried under this policy.
+
+        A container fails with ``NodeFailedError``; ``on`` is matched against the
+        exception that failed inside it.
+        """
+        if isinstance(exc, NodeFailedError):
+            if not any(exc.error.is_a(kind) for kind in self.on):
+                return False
+        elif not isinstance(exc, self.on):
             return False
         predicate = self.retry_if or is_retryable
         return bool(predicate(exc))

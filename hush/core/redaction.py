@@ -20,6 +20,7 @@ MIN_LENGTH = 8
 MASK = "***"
 
 _secrets: tuple[str, ...] = ()
+_warned: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -29,6 +30,10 @@ def register_secret(value: str | None, *, what: str = "a secret") -> None:
     if not value:
         return
     if len(value) < MIN_LENGTH:
+        with _lock:
+            if value in _warned:
+                return
+            _warned.add(value)
         logger.warning(
             "%s is only %d character(s) long; that does not look like a real key, and it is "
             "not redacted from messages",

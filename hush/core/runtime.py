@@ -22,6 +22,8 @@ from hush.core.inputs import ERROR, OK
 from hush.core.state import NodeLog
 
 if TYPE_CHECKING:
+    from hush.core.call import NodeCall
+    from hush.core.checkpointing import Snapshot
     from hush.core.context import RunContext
     from hush.core.errors import NodeError
     from hush.core.plan import GraphPlan, NodePlan
@@ -40,8 +42,8 @@ class GraphOutcome(NamedTuple):
     """The first error no handler took care of: the graph failed."""
     errors: list[NodeError]
     """Every error inside, handled or not, in the order they happened."""
-    saves: list[Frame]
-    """Executions inside a map item whose clean nodes are saved if the item does not end clean."""
+    saves: list[Snapshot]
+    """Inside a map item: results of clean nodes, written if the item does not end clean."""
 
     @property
     def clean(self) -> bool:
@@ -54,8 +56,8 @@ class Frame:
 
     ``static`` frames run outside any map item: their nodes have fixed paths
     and are recorded one by one on the run record. ``defer`` frames run inside
-    a map item: nothing is saved as their nodes finish; if the item does not
-    end clean, its clean nodes are saved from the frame (``saves``).
+    a map item: their clean nodes' results are snapshotted as they finish
+    (``saves``) and written only if the item does not end clean.
     """
 
     __slots__ = (
@@ -69,6 +71,7 @@ class Frame:
         "lookups",
         "node_errors",
         "outputs",
+        "owner",
         "plan",
         "prefix",
         "run",
@@ -94,8 +97,10 @@ class Frame:
         *,
         static: bool,
         defer: bool,
+        owner: NodeCall | None = None,
     ) -> None:
         n = len(plan.nodes)
+        self.owner = owner
         self.plan = plan
         self.state = state
         self.run = run
@@ -110,9 +115,7 @@ class Frame:
             and (not defer or checkpoint.store.has_under(prefix + "/"))
         )
         """Whether nodes look for saved results (inside an item: only if the file has some)."""
-        self.fast = run.plain or (
-            run.tracer is None and run.slot is None and defer and not self.lookups
-        )
+        self.fast = run.plain
         self.written: dict[str, Any] = {}
         self.outputs: list[Any] = [None] * n
         self.node_errors: list[NodeError | None] = [None] * n
@@ -123,10 +126,7 @@ class Frame:
         self.blocked: set[int] = set()
         self.first_error: NodeError | None = None
         self.errors: list[NodeError] = []
-        self.saves: list[Frame] = []
-        """Executions inside unclean containers of this one, whose clean nodes are saved too."""
-        self.skip_save: set[int] = set()
-        """Nodes of a ``defer`` frame not to save: resumed, or with failures inside."""
+        self.saves: list[Snapshot] = []
         self.tg: asyncio.TaskGroup | None = None
         self.log: NodeLog | None = None
         if static:
@@ -147,9 +147,13 @@ async def execute(
     *,
     static: bool,
     defer: bool,
+    owner: NodeCall | None = None,
 ) -> GraphOutcome:
-    """Run one graph plan with ``state`` as its ``PARENT``; return its outcome."""
-    frame = Frame(plan, state, run, prefix, span, static=static, defer=defer)
+    """Run one graph plan with ``state`` as its ``PARENT``; return its outcome.
+
+    ``owner`` is the attempt of the container running it (``None`` for the root).
+    """
+    frame = Frame(plan, state, run, prefix, span, static=static, defer=defer, owner=owner)
     if plan.linear:
         await _chain(frame, plan.initial[0])
     elif plan.initial:
@@ -161,7 +165,7 @@ async def execute(
                 await _chain(frame, plan.initial[0])
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
-    saves = [frame, *frame.saves] if frame.defer and frame.errors else []
+    saves = frame.saves if frame.errors else []
     return GraphOutcome(frame.written, frame.first_error, frame.errors, saves)
 
 

@@ -116,7 +116,7 @@ class Wiring:
     def _check_pairs(
         self, key: str, ws: list[int], routes: list[frozenset[int] | None], problems: list[str]
     ) -> None:
-        arms = {w: self._arms(w, routes) for w in ws}
+        arms = self._requirements(routes)
         for pos, a in enumerate(ws):
             later = set(ws[pos + 1 :])
             if not later:
@@ -132,27 +132,36 @@ class Wiring:
                     "or put them in different arms of a branch"
                 )
 
-    def _arms(self, w: int, routes: list[frozenset[int] | None]) -> dict[int, set[int]]:
-        """Per branch, the targets whose skip also skips ``w`` (hard edges from them to it)."""
-        targets_of: dict[int, list[int]] = {}
+    def _requirements(self, routes: list[frozenset[int] | None]) -> list[dict[int, frozenset[int]]]:
+        """Per node, per branch: the targets of that branch one of which must run for it to run.
+
+        A node needs what every hard predecessor needs (a skip flows down hard edges)
+        and, if it has soft predecessors, what all of them need (it runs if one did).
+        """
+        own: dict[int, dict[int, frozenset[int]]] = {}
         for b, ts in enumerate(routes):
             for t in ts or ():
-                targets_of.setdefault(t, []).append(b)
-        arms: dict[int, set[int]] = {}
-        seen = {w}
-        stack = [w]
-        while stack:
-            k = stack.pop()
-            for branch in targets_of.get(k, ()):
-                arms.setdefault(branch, set()).add(k)
-            for p, soft in self.preds[k]:
-                if not soft and p not in seen:
-                    seen.add(p)
-                    stack.append(p)
-        return arms
+                own.setdefault(t, {})[b] = frozenset({t})
+        need: list[dict[int, frozenset[int]]] = [{} for _ in self.nodes]
+        for k in self.order:
+            merged: dict[int, frozenset[int]] = dict(own.get(k, {}))
+            soft: dict[int, frozenset[int]] | None = None
+            for p, is_soft in self.preds[k]:
+                if is_soft:
+                    if soft is None:
+                        soft = dict(need[p])
+                    else:
+                        soft = {b: ts | need[p][b] for b, ts in soft.items() if b in need[p]}
+                else:
+                    for b, ts in need[p].items():
+                        merged[b] = merged[b] & ts if b in merged else ts
+            for b, ts in (soft or {}).items():
+                merged[b] = merged[b] & ts if b in merged else ts
+            need[k] = merged
+        return need
 
 
-def _exclusive(a: dict[int, set[int]], b: dict[int, set[int]]) -> bool:
+def _exclusive(a: dict[int, frozenset[int]], b: dict[int, frozenset[int]]) -> bool:
     """Some branch lets only one of the two run: they need different targets of it."""
     return any(branch in b and ts.isdisjoint(b[branch]) for branch, ts in a.items())
 

@@ -295,9 +295,9 @@ class LLMClient:
         try:
             async with asyncio.timeout(timeout):
                 if model_type is not None:
-                    raw: Any = await completions.parse(**body)
+                    raw: Any = await completions.parse(**body, timeout=timeout)
                 else:
-                    raw = await completions.create(**body)
+                    raw = await completions.create(**body, timeout=timeout)
                 return raw.parse(), raw.headers
         except openai.APIStatusError as exc:
             headers = exc.response.headers

@@ -444,3 +444,12 @@ def test_a_missing_variable_in_a_content_part_fails_the_build() -> None:
         START >> p >> END
     with pytest.raises(GraphBuildError, match=r"g/p: prompt variable\(s\) url have no input"):
         g.build()
+
+
+async def test_an_llm_timeout_longer_than_the_resources_is_honoured(
+    register: Callable[..., str],
+) -> None:
+    async with MockLLMServer(latency=0.8) as slow:
+        register("short-timeout", slow.base_url, timeout=0.3, max_retries=0)
+        result = await Hush(batch_graph("short-timeout", timeout=3)).run({"queries": ["q"]})
+    assert result["errors"] == [None]

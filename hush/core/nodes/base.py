@@ -229,6 +229,10 @@ class BaseNode(Connectable):
         have = ", ".join(sorted(keys)) if keys else "nothing"
         return f"'{self.name}' produces no such key (it produces: {have})"
 
+    def times_itself(self) -> bool:
+        """Whether the node applies its ``timeout`` itself (read from its ``NodeCall``)."""
+        return self.owns_policy
+
     def plain_call(self) -> Callable[..., Awaitable[Any]] | None:
         """An async function the scheduler may call directly with the inputs (see ``CodeNode``)."""
         return None

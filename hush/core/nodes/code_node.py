@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from hush.core.errors import GraphDefinitionError, NodeReturnError
+from hush.core.errors import GraphDefinitionError, NodeReturnError, NodeTimeoutError
 from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
 
@@ -92,6 +93,10 @@ class CodeNode(BaseNode):
         """The function (its code is part of a checkpoint's fingerprint) and how it runs."""
         return {"code_fn": self.code_fn, "thread": self.thread}
 
+    def times_itself(self) -> bool:
+        """A sync function in a thread is timed from when its thread starts, not before."""
+        return not self.is_async and self.thread
+
     def plain_call(self) -> Callable[..., Awaitable[Any]] | None:
         """An async function without retry or timeout is called directly by the scheduler."""
         if self.is_async and self.retry is None and self.timeout is None:
@@ -104,7 +109,9 @@ class CodeNode(BaseNode):
         if self.is_async:
             result = await fn(**inputs)
         elif self.thread:
-            result = await _in_thread(functools.partial(fn, **inputs), call)
+            result = await _in_thread(functools.partial(fn, **inputs), call, self.timeout)
+            if inspect.isawaitable(result):
+                result = await _timed(result, self.timeout)
         else:
             result = fn(**inputs)
         if inspect.isawaitable(result):
@@ -117,21 +124,74 @@ class CodeNode(BaseNode):
         )
 
 
-async def _in_thread(fn: Callable[[], Any], call: NodeCall | None) -> Any:
-    """Run ``fn`` in a worker thread; ``call`` learns when the thread ends, even if abandoned."""
+async def _in_thread(fn: Callable[[], Any], call: NodeCall | None, timeout: float | None) -> Any:
+    """Run ``fn`` in a worker thread; ``timeout`` counts from when the thread starts it.
+
+    ``call`` learns when the thread ends, even if the attempt gave up on it, so that
+    no retry overlaps it; a call abandoned before a worker thread was free never runs.
+    """
     loop = asyncio.get_running_loop()
+    started: asyncio.Future[None] = loop.create_future()
     finished: asyncio.Future[None] = loop.create_future()
+    lock = threading.Lock()
+    state = {"started": False, "abandoned": False}
 
     def target() -> Any:
+        with lock:
+            if state["abandoned"]:
+                return None
+            state["started"] = True
+        _notify(loop, started)
         try:
             return fn()
         finally:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_set_done, finished)
+            _notify(loop, finished)
 
     if call is not None:
         call.track(finished)
-    return await anyio.to_thread.run_sync(target, abandon_on_cancel=True)
+    job = asyncio.ensure_future(anyio.to_thread.run_sync(target, abandon_on_cancel=True))
+    try:
+        if timeout is None:
+            return await job
+        await asyncio.wait({started, job}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                return await asyncio.shield(job)
+        except TimeoutError:
+            if scope.expired():
+                raise NodeTimeoutError(f"timed out after {timeout:g}s") from None
+            raise
+    except BaseException:
+        with lock:
+            if not state["started"]:
+                state["abandoned"] = True
+                _set_done(finished)
+        job.cancel()
+        job.add_done_callback(_quiet)
+        raise
+
+
+async def _timed(work: Awaitable[Any], timeout: float | None) -> Any:
+    """Await what a sync function returned, within the node's timeout."""
+    if timeout is None:
+        return await work
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            return await work
+    except TimeoutError:
+        if scope.expired():
+            raise NodeTimeoutError(f"timed out after {timeout:g}s") from None
+        raise
+
+
+def _notify(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_set_done, future)
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

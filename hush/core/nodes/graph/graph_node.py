@@ -129,7 +129,7 @@ class GraphNode(BaseNode):
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
         """Run the inner graph with ``inputs`` as its state."""
         assert self.plan is not None
-        outcome = await call.run_graph(self.plan, inputs)
+        outcome = await call.run_graph(self.plan, dict(inputs))
         if outcome.error is not None:
             raise NodeFailedError(outcome.error)
         return outcome.written

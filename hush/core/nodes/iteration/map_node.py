@@ -85,7 +85,7 @@ class MapNode(IterationNode):
 
         async def worker() -> None:
             saving = None
-            for i, values in pulled:
+            for i, values in _pull(pulled):
                 columns.grow()
                 counters.running += 1
                 try:
@@ -172,6 +172,20 @@ class MapNode(IterationNode):
                 )
             count += 1
             yield dict(zip(keys, values, strict=True))
+
+
+def _pull(items: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The items, with a ``CancelledError`` raised by the iterable itself made an error of
+    the map (a worker task raising it would look cancelled and be dropped silently)."""
+    while True:
+        try:
+            yield next(items)
+        except StopIteration:
+            return
+        except asyncio.CancelledError as exc:
+            raise NodeInputError(
+                f"the Each input raised CancelledError while iterated: {exc!r}"
+            ) from exc
 
 
 class Columns:
