@@ -1,13 +1,17 @@
 """Rate-limited LLM throughput against the local OpenAI-compatible server.
 
-The server (in a thread of this process) allows 6,000 requests/min with a one-second
-burst and answers in 100-300 ms. Each run sends the same number of requests:
+The server runs in a process of its own. Its default limit is 6,000 requests/min
+with a one-second burst, answering in 100-300 ms. Each run sends the same number
+of requests:
 
-a  hush, rpm configured equal to the server's limit    (target: >= 90% of it, < 1% 429s)
+a  hush, rpm configured equal to the server's limit    (target: >= 95% of it, < 0.5% 429s)
 b  hush, no limit configured: learns from x-ratelimit-* headers
-b' hush, no limit configured and headers ignored: adapts from 429s alone
-   (target for b/b': >= 80% of the limit after warm-up, 429s bounded, all answered)
+b' hush, no limit configured and headers ignored: adapts from 429s alone (target < 1% 429s)
 c  hush, token-limited: server TPM binding before RPM, prompts of mixed sizes, tpm configured
+e  a strict server: 50 requests/s, a burst of 5, x-ratelimit-* headers only on its 429s;
+   hush configured at exactly 3,000 RPM   (target >= 95% of the limit, < 0.5% 429s;
+   goal 98% / 0.2%)
+f  the strict server, hush unconfigured   (target >= 85%, < 3% 429s; goal 90% / 1%)
 d  the naive script of reference/workload-parallel-classification.id.md: a ThreadPoolExecutor
    of N workers, time.sleep(0.1) before each call, sync openai client (max_retries=0),
    a 429 retried after sleeping
@@ -35,6 +39,9 @@ from typing import Any
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _server_process import ServerProcess
 
 from hush.core import END, PARENT, START, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
@@ -42,9 +49,10 @@ from hush.core.nodes.iteration.base import Each
 from hush.providers import LLMNode, get_registry
 from hush.providers.clients import aclose_all
 from hush.providers.limiter import all_limiters
-from hush.testing import MockLLMServer
 
 SERVER_RPM = 6000
+STRICT_RPM = 3000
+STRICT_BURST_SECONDS = 0.1
 LATENCY = (0.1, 0.3)
 WARMUP_SECONDS = 5.0
 TOKEN_RUN_TPM = 1_500_000
@@ -104,7 +112,7 @@ def mixed_prompts(count: int, seed: int = 7) -> tuple[list[Messages], list[int]]
 
 
 def measure(
-    server: MockLLMServer, label: str, limit: float, unit: str, seconds: float, note: str = ""
+    server: ServerProcess, label: str, limit: float, unit: str, seconds: float, note: str = ""
 ) -> Outcome:
     """Accepted rate (per minute) over the run and after warm-up, from the server's records."""
     records = server.requests
@@ -162,7 +170,7 @@ def hush_graph(key: str, with_caps: bool) -> Hush:
 
 
 async def run_hush(
-    server: MockLLMServer,
+    server: ServerProcess,
     key: str,
     settings: dict[str, Any],
     prompts: Sequence[Messages],
@@ -172,7 +180,7 @@ async def run_hush(
     registry = get_registry()
     registry.register(
         key,
-        {"base_url": server.base_url, "model": "gpt-4o-mini", "api_key": "bench", **settings},
+        {"base_url": server.base_url, "model": "gpt-4o-mini", "api_key": "benchmark", **settings},
     )
     started = time.perf_counter()
     try:
@@ -199,10 +207,10 @@ def _fmt(value: float | None) -> str:
 
 
 def run_naive(
-    server: MockLLMServer, prompts: Sequence[Messages], workers: int
+    server: ServerProcess, prompts: Sequence[Messages], workers: int
 ) -> tuple[float, str]:
     """The thread-pool script our users run today."""
-    client = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0, timeout=60)
+    client = openai.OpenAI(base_url=server.base_url, api_key="benchmark", max_retries=0, timeout=60)
     retries = 0
 
     def classify(messages: Messages) -> str | None:
@@ -231,7 +239,7 @@ def main() -> None:
     args = parser.parse_args()
     count = args.requests or (600 if args.quick else 3000)
 
-    server = MockLLMServer(latency=LATENCY, rpm=SERVER_RPM, seed=1).start_in_thread()
+    server = ServerProcess(latency=LATENCY, rpm=SERVER_RPM, seed=1)
     outcomes: list[Outcome] = []
     try:
 
@@ -243,11 +251,12 @@ def main() -> None:
             caps: Sequence[int] | None = None,
             *,
             tpm: int | None = None,
+            rpm: int = SERVER_RPM,
         ) -> None:
             server.configure(tpm=tpm)
             server.reset()
             seconds, note = asyncio.run(run_hush(server, key, settings, prompts, caps))
-            unit, limit = ("TPM", float(tpm)) if tpm else ("RPM", float(SERVER_RPM))
+            unit, limit = ("TPM", float(tpm)) if tpm else ("RPM", float(rpm))
             outcomes.append(measure(server, label, limit, unit, seconds, note))
             print(outcomes[-1].line(), flush=True)
 
@@ -275,14 +284,29 @@ def main() -> None:
             caps,
             tpm=TOKEN_RUN_TPM,
         )
-        server.configure(tpm=None)
+        server.configure(
+            tpm=None,
+            rpm=STRICT_RPM,
+            burst_seconds=STRICT_BURST_SECONDS,
+            rate_limit_headers="on_429",
+        )
+        strict = short_prompts(max(500, count // 2))
+        hush_run(
+            "e  strict server, rpm configured = its limit",
+            "llm:bench-e",
+            {"rpm": STRICT_RPM},
+            strict,
+            rpm=STRICT_RPM,
+        )
+        hush_run("f  strict server, no limit configured", "llm:bench-f", {}, strict, rpm=STRICT_RPM)
+        server.configure(rpm=SERVER_RPM, burst_seconds=1.0, rate_limit_headers="always")
         server.reset()
         seconds, note = run_naive(server, prompts, args.naive_workers)
         label = f"d  naive: {args.naive_workers} threads + sleep({NAIVE_SLEEP})"
         outcomes.append(measure(server, label, SERVER_RPM, "RPM", seconds, note))
         print(outcomes[-1].line(), flush=True)
     finally:
-        server.stop_thread()
+        server.stop()
     naive = outcomes[-1]
     configured = outcomes[0]
     print(

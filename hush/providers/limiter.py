@@ -115,7 +115,7 @@ class Permit:
         """Free the in-flight slot (idempotent)."""
         if not self._released:
             self._released = True
-            self._limiter._release(self._queue)
+            self._limiter._release(self._queue, self.sent_at)
 
     def __enter__(self) -> Permit:
         return self
@@ -309,12 +309,12 @@ class ResourceLimiter:
 
     # ---- feedback --------------------------------------------------------------------
 
-    def _release(self, queue: _Queue) -> None:
+    def _release(self, queue: _Queue, sent_at: float) -> None:
         with self._lock:
             if queue.reaped:
                 return
             queue.in_flight -= 1
-            self._state.release()
+            self._state.release(sent_at)
         self._wake()
 
     def _on_answer(

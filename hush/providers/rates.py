@@ -19,8 +19,10 @@ How the limits are set:
   headers on any answer set the limits at once. The first 429 without them sets
   the request rate from what the server accepted over the last
   :data:`MEASURE_SECONDS` (less :data:`DISCOVERY_MARGIN`); later 429s cut it by
-  :data:`CUT_FACTOR` (once per round trip), and while requests are held back
-  without 429s it grows by :data:`PROBE_PER_SECOND` per second.
+  :data:`CUT_FACTOR`, but only once the requests sent before the last cut are
+  all over (their 429s say nothing about the new rate), and while requests are
+  held back without a 429 for :data:`PROBE_QUIET_SECONDS` it grows by
+  :data:`PROBE_PER_SECOND` per second.
 * ``x-ratelimit-remaining-*`` caps what the buckets hold; usage reported by the
   server corrects the token estimate, never above the bucket's capacity.
 """
@@ -35,8 +37,9 @@ from hush.providers.headers import RateLimitHeaders
 
 HEADROOM = 0.97
 """Share of a known limit aimed at: room for clock jitter between us and the server."""
-BURST_SECONDS = 0.1
-"""A bucket holds this many seconds of refill (at least one request)."""
+BURST_SECONDS = 0.05
+"""A bucket holds this many seconds of refill (at least one request): small, because a
+provider may allow little burst and our sends reach it with some jitter."""
 INITIAL_WINDOW = 16
 """Requests in flight before the first answer when no limit is known."""
 MEASURE_SECONDS = 5.0
@@ -45,8 +48,10 @@ DISCOVERY_MARGIN = 0.8
 """Share of the measured accepted rate taken as the rate after the first 429."""
 CUT_FACTOR = 0.85
 """Cut of a discovered rate for each further round trip that meets a 429."""
-PROBE_PER_SECOND = 0.01
+PROBE_PER_SECOND = 0.02
 """Growth of a discovered rate per second while requests are held back without 429s."""
+PROBE_QUIET_SECONDS = 2.0
+"""A discovered rate grows only after this long without a 429."""
 SQUEEZE_SHARE = 0.05
 """Share of 429s among recent answers above which a known limit's aim is lowered."""
 SQUEEZE_FACTOR = 0.97
@@ -96,12 +101,16 @@ class Bucket:
         self.level = min(self.capacity, self.level + amount)
 
     def set_rate(self, rate: float | None, now: float) -> None:
-        """Change the rate, keeping what the bucket holds within the new capacity."""
+        """Change the rate, keeping what the bucket holds within the new capacity (a request
+        bucket that was unlimited starts with one request: no burst before the pace is set)."""
         self.refill(now)
         if rate is not None:
             rate = max(_MIN_RATE[self.name], rate)
         self.rate = rate
-        self.level = min(self.level, self.capacity) if not math.isinf(self.level) else self.capacity
+        if math.isinf(self.level):
+            self.level = min(1.0, self.capacity) if self.name == "requests" else self.capacity
+        else:
+            self.level = min(self.level, self.capacity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +159,9 @@ class RateState:
         self.window: int | None = None if limits.rpm or limits.tpm else INITIAL_WINDOW
         """In-flight window while no limit is known (``None`` once one is)."""
         self.paused_until = 0.0
+        self._cut_at = -math.inf
+        self._before_cut = 0
+        """Requests sent before the last cut still in flight: their 429s say nothing new."""
         self._answers: deque[tuple[float, int, bool]] = deque()
         """Recent answers: (time, tokens, rate limited)."""
         self._apply(now)
@@ -183,9 +195,11 @@ class RateState:
         self.tokens.level -= tokens
         self.in_flight += 1
 
-    def release(self) -> None:
-        """A request is over (answered or not)."""
+    def release(self, sent_at: float = math.inf) -> None:
+        """A request sent at ``sent_at`` is over (answered or not)."""
         self.in_flight = max(0, self.in_flight - 1)
+        if sent_at < self._cut_at:
+            self._before_cut = max(0, self._before_cut - 1)
 
     # ---- learning --------------------------------------------------------------------
 
@@ -231,8 +245,9 @@ class RateState:
             limit = self._limits[name]
             if limit.known is not None or learned:
                 self._squeeze_if_frequent(now)
-            elif sent_at >= limit.cut_at:
-                limit.cut_at = now
+            elif sent_at >= self._cut_at and self._before_cut == 0:
+                limit.cut_at = self._cut_at = now
+                self._before_cut = self.in_flight
                 measured = self._measured(name, now) * DISCOVERY_MARGIN
                 limit.discovered = (
                     measured if limit.discovered is None else limit.discovered * CUT_FACTOR
@@ -322,7 +337,8 @@ class RateState:
                 continue
             elapsed = min(now - state.probed_at, 1.0)
             state.probed_at = now
-            if now - state.throttled_at <= 1.0 and now - state.cut_at > 1.0 and elapsed > 0:
+            held_back = now - state.throttled_at <= 1.0
+            if held_back and elapsed > 0 and not self._recent_429(now, PROBE_QUIET_SECONDS):
                 state.discovered *= 1.0 + PROBE_PER_SECOND * elapsed
                 grew = True
         if self.squeeze < 1.0 and not self._recent_429(now):
@@ -338,8 +354,8 @@ class RateState:
             self.squeeze = max(MIN_SQUEEZE, self.squeeze * SQUEEZE_FACTOR)
             self._answers.clear()
 
-    def _recent_429(self, now: float) -> bool:
-        return any(a[2] for a in self._answers if a[0] >= now - MEASURE_SECONDS)
+    def _recent_429(self, now: float, seconds: float = MEASURE_SECONDS) -> bool:
+        return any(a[2] for a in self._answers if a[0] >= now - seconds)
 
     def _note(self, now: float, tokens: int, limited: bool) -> None:
         self._answers.append((now, tokens, limited))

@@ -103,9 +103,7 @@ async def test_a_long_retry_after_refuses_every_call_at_once() -> None:
 
 async def test_an_unreachable_resource_fails_fast_until_a_probe_reaches_it() -> None:
     now = [0.0]
-    limiter = ResourceLimiter(
-        "llm:down", rpm=600_000, base_url="http://127.0.0.1:9/v1", clock=lambda: now[0]
-    )
+    limiter = ResourceLimiter("llm:down", base_url="http://127.0.0.1:9/v1", clock=lambda: now[0])
     for _ in range(THRESHOLD):
         with await limiter.acquire() as permit:
             permit.failed(unreachable="Connection refused")

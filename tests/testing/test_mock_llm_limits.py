@@ -126,3 +126,31 @@ def test_large_request_goes_into_debt() -> None:
     waiting = limiter.check(None, 600, 1.0, 5, now=0.0)
     assert not waiting.allowed
     assert waiting.retry_after == pytest.approx(4.5)  # from -40 back to 5 at 10 tokens/s
+
+
+@pytest.mark.parametrize(
+    ("mode", "on_200", "on_429"),
+    [("always", True, True), ("on_429", False, True), ("never", False, False)],
+)
+async def test_rate_limit_headers_can_be_sent_only_with_429s_or_never(
+    server: MockLLMServer, raw: httpx.AsyncClient, mode: str, on_200: bool, on_429: bool
+) -> None:
+    server.configure(rpm=60, rate_limit_headers=mode)
+    ok = await post(raw)
+    refused = await post(raw)
+    assert (ok.status_code, refused.status_code) == (200, 429)
+    assert ("x-ratelimit-limit-requests" in ok.headers) is on_200
+    assert ("x-ratelimit-limit-requests" in refused.headers) is on_429
+    assert "retry-after" in refused.headers
+
+
+async def test_a_careless_server_echoes_the_credentials_in_its_errors(
+    server: MockLLMServer, raw: httpx.AsyncClient
+) -> None:
+    server.configure(echo_auth=True)
+    body = {"model": "m", "messages": [{"role": "user", "content": "x [[fail:400]]"}]}
+    response = await raw.post(
+        "/chat/completions", json=body, headers={"Authorization": "Bearer sk-echo-me-12345"}
+    )
+    assert response.status_code == 400
+    assert "Bearer sk-echo-me-12345" in response.json()["error"]["message"]
