@@ -339,15 +339,17 @@ class ResourceLimiter:
             self._breaker.connected()
             info = RateLimitHeaders.parse(headers) if headers is not None else None
             if retry_after is not None and retry_after > self.max_retry_wait:
+                first = now >= self._back_at
                 self._back_at = max(self._back_at, now + retry_after)
                 self._back_reason = f"{retry_after:.0f} s"
-                logger.warning(
-                    "%s: the server asked to retry after %.0f s (more than max_retry_wait %g s); "
-                    "calls to it fail at once until then",
-                    self.key,
-                    retry_after,
-                    self.max_retry_wait,
-                )
+                if first:
+                    logger.warning(
+                        "%s: the server asked to retry after %.0f s (more than max_retry_wait "
+                        "%g s); calls to it fail at once until then",
+                        self.key,
+                        retry_after,
+                        self.max_retry_wait,
+                    )
                 pause = retry_after
             else:
                 pause = self._state.rate_limited(
