@@ -33,6 +33,6 @@ def ensure_llm(key: str = "gpt-4o-mini", **limits: int) -> str:
         _local.start_in_thread()
     registry.register(
         f"llm:{key}",
-        {"base_url": _local.base_url, "api_key": "local", "model": key, "rpm": 3000, **limits},
+        {"base_url": _local.base_url, "model": key, "rpm": 3000, **limits},
     )
     return key

@@ -70,7 +70,7 @@ def test_hush_run_with_checkpoint_resumes(workdir: Path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     second = hush(*args, cwd=workdir)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from checkpoint: 3 node(s)" in second.stderr
+    assert "resumed: 3 node(s)" in second.stderr
     assert json.loads((workdir / "out.json").read_text())["written"] == 60
 
 

@@ -45,6 +45,7 @@ class NodeCall:
         "run",
         "saves",
         "span",
+        "unhandled",
     )
 
     def __init__(
@@ -60,6 +61,7 @@ class NodeCall:
         self.attempt = attempt
         """This attempt's number (from 1); a node owning its retry loop sets the attempts it made."""
         self.errors: list[NodeError] = []
+        self.unhandled: list[NodeError] = []
         self.saves: list[Snapshot] = []
         self._threads: list[asyncio.Future[None]] = []
         self._shared: tuple[Any, str | None] | None = None
@@ -88,6 +90,7 @@ class NodeCall:
             owner=self,
         )
         self.errors.extend(outcome.errors)
+        self.unhandled.extend(outcome.unhandled)
         self.saves.extend(outcome.saves)
         return outcome
 

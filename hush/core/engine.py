@@ -151,6 +151,7 @@ class Hush:
             record.llm = _llm_delta(llm_before, _llm_stats())
             if outcome is not None:
                 record.errors = list(outcome.errors)
+                record.unhandled = list(outcome.unhandled)
             record.status = "cancelled" if outcome is None else ("error" if record.errors else "ok")
             with anyio.CancelScope(shield=True):
                 await _close_store(store, ctx, record)
@@ -203,6 +204,7 @@ async def _close_store(store: CheckpointStore | None, ctx: RunContext, record: R
         logger.error("checkpoint: closing the store failed", exc_info=True)
     if failure is not None:
         record.errors.append(failure)
+        record.unhandled.append(failure)
         if record.status == "ok":
             record.status = "error"
 

@@ -125,6 +125,10 @@ class NodeError:
     def __str__(self) -> str:
         return f"{self.node}: {self.type}: {self.message}"
 
+    def __repr__(self) -> str:
+        message = self.message if len(self.message) <= 200 else self.message[:197] + "..."
+        return f"NodeError(node={self.node!r}, type={self.type!r}, message={message!r})"
+
 
 class NodeFailedError(HushError, RuntimeError):
     """Raised by a container when work inside it failed; carries that error."""

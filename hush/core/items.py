@@ -70,6 +70,7 @@ async def run_item(
             else:
                 end_span(span, outcome.written, outcome.error, cancelled=False)
     call.errors.extend(outcome.errors)
+    call.unhandled.extend(outcome.unhandled)
     waiter = None
     if checkpoint is not None:
         if outcome.clean:

@@ -268,6 +268,7 @@ def _accept(frame: Frame, np: NodePlan, path: str, done: Done) -> None:
     call = done.call
     if call is not None and not done.clean:
         frame.errors.extend(call.errors)
+        frame.unhandled.extend(call.unhandled)
         frame.saves.extend(call.saves)
     if done.status == OK:
         out = done.outputs
@@ -282,6 +283,10 @@ def _accept(frame: Frame, np: NodePlan, path: str, done: Done) -> None:
     frame.status[i] = ERROR
     if done.own:
         frame.errors.append(error)
+        if not np.error_handled:
+            frame.unhandled.append(error)
+    elif np.error_handled:
+        frame.unhandled = [e for e in frame.unhandled if e is not error]
     for src, dst in np.outputs:
         if src == "error":
             frame.state[dst] = frame.written[dst] = error

@@ -42,6 +42,8 @@ class GraphOutcome(NamedTuple):
     """The first error no handler took care of: the graph failed."""
     errors: list[NodeError]
     """Every error inside, handled or not, in the order they happened."""
+    unhandled: list[NodeError]
+    """The errors no error handler took care of (a failed map item counts)."""
     saves: list[Snapshot]
     """Inside a map item: results of clean nodes, written if the item does not end clean."""
 
@@ -84,6 +86,7 @@ class Frame:
         "static",
         "status",
         "tg",
+        "unhandled",
         "written",
     )
 
@@ -126,6 +129,7 @@ class Frame:
         self.blocked: set[int] = set()
         self.first_error: NodeError | None = None
         self.errors: list[NodeError] = []
+        self.unhandled: list[NodeError] = []
         self.saves: list[Snapshot] = []
         self.tg: asyncio.TaskGroup | None = None
         self.log: NodeLog | None = None
@@ -166,7 +170,7 @@ async def execute(
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
     saves = frame.saves if frame.errors else []
-    return GraphOutcome(frame.written, frame.first_error, frame.errors, saves)
+    return GraphOutcome(frame.written, frame.first_error, frame.errors, frame.unhandled, saves)
 
 
 async def _chain(frame: Frame, i: int) -> None:

@@ -116,6 +116,9 @@ class RunRecord:
     started_at: float = 0.0
     duration: float | None = None
     errors: list[NodeError] = field(default_factory=list)
+    unhandled: list[NodeError] = field(default_factory=list)
+    """The errors no error handler took care of (a failed map item counts), and a
+    checkpoint write failure: what makes ``hush run`` exit 1."""
     order: list[str] = field(default_factory=list)
     iterations: dict[str, IterationCounters] = field(default_factory=dict)
     llm: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -138,6 +141,13 @@ class RunRecord:
             self._nodes, self._built = nodes, len(self.order)
         return self._nodes
 
+    def __repr__(self) -> str:
+        duration = f"{self.duration:.2f}s" if self.duration is not None else "running"
+        return (
+            f"RunRecord(run_id={self.run_id!r}, graph={self.graph!r}, status={self.status!r}, "
+            f"duration={duration}, nodes={len(self.nodes)}, errors={len(self.errors)})"
+        )
+
     def __getitem__(self, key: str) -> Any:
         try:
             return getattr(self, key)
@@ -158,6 +168,7 @@ class RunRecord:
             "duration": self.duration,
             "nodes": {k: asdict(v) for k, v in self.nodes.items()},
             "errors": [asdict(e) for e in self.errors],
+            "unhandled": [asdict(e) for e in self.unhandled],
             "order": list(self.order),
             "iterations": {k: asdict(v) for k, v in self.iterations.items()},
             "llm": {k: dict(v) for k, v in self.llm.items()},

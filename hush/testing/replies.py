@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -100,7 +102,8 @@ def build_reply(
     snippet = " ".join(last_user.split())
     if len(snippet) > reply_chars:
         snippet = snippet[:reply_chars] + "..."
-    text = f"[{model}] reply to: {snippet}"
+    labels = offered_labels(messages)
+    text = choose_label(labels, last_user) if labels else f"[{model}] reply to: {snippet}"
     response_format = body.get("response_format")
     if isinstance(response_format, Mapping):
         kind = response_format.get("type")
@@ -115,6 +118,35 @@ def build_reply(
     if cap is not None and completion > cap:
         return Reply(text[: max(0, cap) * 4], None, "length", prompt, max(0, cap))
     return Reply(text, None, "stop", prompt, completion)
+
+
+_ONE_OF = re.compile(r"\bone of\s*:?\s*\[?([^\n.\]]+)", re.IGNORECASE)
+_SPLIT = re.compile(r"\s*(?:,|\||/|\bor\b)\s*", re.IGNORECASE)
+
+
+def offered_labels(messages: list[Any]) -> list[str]:
+    """Labels a prompt asks to choose from ("... one of: billing, delivery or other.")."""
+    for message in messages:
+        if not isinstance(message, Mapping):
+            continue
+        match = _ONE_OF.search(text_of(message.get("content")))
+        if match:
+            labels = [w.strip(" '\"`*") for w in _SPLIT.split(match.group(1))]
+            labels = [w for w in labels if w and len(w.split()) <= 3]
+            if len(labels) >= 2:
+                return labels
+    return []
+
+
+def choose_label(labels: list[str], text: str) -> str:
+    """A label for ``text``: one it mentions (outside the list offering them), else one
+    picked by a hash of the text."""
+    text = _ONE_OF.sub("", text)
+    lowered = text.lower()
+    for label in labels:
+        if re.search(rf"\b{re.escape(label.lower())}\b", lowered):
+            return label
+    return labels[zlib.crc32(text.encode("utf-8")) % len(labels)]
 
 
 def _tool_calls(

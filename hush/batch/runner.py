@@ -1,0 +1,316 @@
+"""``run_batch``: every row of a table through one prompt, answers written back next to it.
+
+Underneath it is a graph like any other: a ``MapNode`` over the rows, each
+item a ``PromptNode`` and an ``LLMNode``; rate limits, retries, progress and
+tracing work as in ``engine.run``. The run is checkpointed (by default next to
+the output, as ``<output>.checkpoint.db``): running the same batch again after a
+crash, Ctrl-C or ``kill -9`` continues where it stopped and never asks for a
+finished row twice. The output is written atomically at the end and every few
+seconds while the batch runs, so it always holds the rows done so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hush.batch.errors import BatchUsageError
+from hush.batch.tables import read_table, write_table
+from hush.batch.template import check_columns, load_template, placeholders, with_aliases
+from hush.checkpoint import CheckpointMismatchError, load_entries
+from hush.checkpoint.errors import UnknownRunError
+from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
+from hush.core.nodes.iteration import MapNode
+from hush.providers import LLMNode, PromptNode, get_registry
+from hush.providers.errors import ResourceError
+
+logger = logging.getLogger("hush.batch")
+
+RESULT_COLUMNS = ("error", "latency_s", "model", "prompt_tokens", "completion_tokens")
+RUN_ID = "batch"
+FLUSH_SECONDS = 5.0
+
+
+@dataclass
+class BatchResult:
+    """The rows with their answers, and how the batch went."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    output: Path | None
+    checkpoint: Path | None
+    failed: int
+    resumed: int
+    state: Any = field(repr=False, default=None)
+
+    @property
+    def ok(self) -> bool:
+        """Every row was answered."""
+        return self.failed == 0
+
+
+def checkpoint_for(output: Path) -> Path:
+    """Where the batch writing ``output`` saves finished rows."""
+    return output.with_name(output.name + ".checkpoint.db")
+
+
+async def run_batch(
+    source: str | os.PathLike[str] | Sequence[dict[str, Any]] | Any,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    prompt: str,
+    model: str,
+    system: str | None = None,
+    concurrency: int = 32,
+    answer_column: str = "answer",
+    sheet: str | None = None,
+    checkpoint: str | os.PathLike[str] | bool | None = True,
+    restart: bool = False,
+    progress: bool | None = None,
+    tracer: Any = None,
+    max_concurrency: int | None = None,
+) -> BatchResult:
+    """Send every row of ``source`` through ``prompt`` on resource ``model``; write ``output``.
+
+    ``source`` is a .csv/.xlsx/.jsonl/.parquet path, a list of row dicts, or a
+    pandas DataFrame. ``prompt`` and ``system`` are templates with ``{column}``
+    placeholders (or ``@file`` to read one). With an ``output`` path, the rows
+    are written there with ``answer_column``, ``error``, ``latency_s``, ``model``,
+    ``prompt_tokens`` and ``completion_tokens`` after the input's columns.
+    ``checkpoint=True`` saves finished rows next to ``output`` (a path picks
+    another file, ``False`` none); ``restart`` forgets what was saved.
+    Raises :class:`BatchUsageError` before anything is sent when something is wrong.
+    """
+    out = Path(output) if output is not None else None
+    columns, rows = _load(source, sheet)
+    user = load_template(prompt, what="--prompt")
+    system_text = load_template(system, what="--system") if system is not None else None
+    names = placeholders(user, what="the prompt")
+    if system_text is not None:
+        names += [n for n in placeholders(system_text, what="the system prompt") if n not in names]
+    check_columns(names, columns, what="the prompt")
+    if answer_column in columns:
+        raise BatchUsageError(
+            f"the input already has a column '{answer_column}'; choose another with --answer-column"
+        )
+    _check_model(model)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise BatchUsageError(f"--concurrency must be a positive number, got {concurrency!r}")
+    db = _checkpoint_path(checkpoint, out)
+    if db is not None and restart:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+    aliases = {name: f"c{i}" for i, name in enumerate(names)}
+    done: dict[int, dict[str, Any]] = saved_rows(db)
+
+    def record(position: int, content: Any, latency: Any, model: Any, usage: Any) -> None:
+        done[position] = _row_result(content, latency, model, usage, None)
+
+    engine = Hush(_graph(rows, aliases, user, system_text, model, concurrency, record))
+    out_columns = [*columns, answer_column, *RESULT_COLUMNS]
+
+    def flush() -> None:
+        if out is not None:
+            write_table(out, out_columns, _table(rows, done, answer_column), sheet)
+
+    writer = asyncio.ensure_future(_flush_periodically(flush))
+    try:
+        result = await engine.run(
+            {"positions": list(range(len(rows)))},
+            checkpoint=db,
+            run_id=RUN_ID,
+            progress=progress,
+            tracer=tracer,
+            max_concurrency=max_concurrency,
+        )
+    except CheckpointMismatchError:
+        raise BatchUsageError(
+            f"{db} was saved by a batch with a different prompt, model or input; run with "
+            "--restart to start over, or write to another output"
+        ) from None
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        flush()
+    state = result["$state"]
+    for i, row_result in enumerate(_results(result)):
+        done[i] = row_result
+    table = _table(rows, done, answer_column)
+    flush()
+    counters = state.iterations.get("batch/rows")
+    return BatchResult(
+        columns=out_columns,
+        rows=table,
+        output=out,
+        checkpoint=db,
+        failed=sum(1 for row in table if row["error"]),
+        resumed=counters.resumed if counters is not None else 0,
+        state=state,
+    )
+
+
+def _load(source: Any, sheet: str | None) -> tuple[list[str], list[dict[str, Any]]]:
+    if isinstance(source, str | os.PathLike):
+        columns, rows = read_table(Path(source), sheet)
+    elif hasattr(source, "to_dict") and hasattr(source, "columns"):
+        columns = [str(c) for c in source.columns]
+        rows = source.to_dict("records")
+    elif isinstance(source, Sequence) and all(isinstance(r, dict) for r in source):
+        columns = list(dict.fromkeys(k for row in source for k in row))
+        rows = [dict(r) for r in source]
+    else:
+        raise BatchUsageError(
+            f"a batch reads a file path, a list of row dicts or a DataFrame, not "
+            f"{type(source).__name__}"
+        )
+    if not rows:
+        raise BatchUsageError("the input has no rows")
+    return columns, rows
+
+
+def _check_model(model: str) -> None:
+    try:
+        get_registry().get_llm(model)
+    except ResourceError as exc:
+        raise BatchUsageError(str(exc)) from None
+
+
+def _checkpoint_path(checkpoint: Any, out: Path | None) -> Path | None:
+    if checkpoint is False or checkpoint is None:
+        return None
+    if checkpoint is True:
+        return checkpoint_for(out) if out is not None else None
+    return Path(checkpoint)
+
+
+def _graph(
+    rows: list[dict[str, Any]],
+    aliases: dict[str, str],
+    user: str,
+    system: str | None,
+    model: str,
+    concurrency: int,
+    record: Any,
+) -> GraphNode:
+    template: dict[str, str] = {"user": with_aliases(user, aliases)}
+    if system is not None:
+        template = {"system": with_aliases(system, aliases), **template}
+    with GraphNode(name="batch") as graph:
+        with MapNode(
+            name="rows",
+            inputs={"row": Each(rows), "position": Each(PARENT["positions"])},
+            max_concurrency=concurrency,
+        ) as items:
+            fields = CodeNode(
+                name="fields",
+                code_fn=_fields,
+                inputs={"row": PARENT["row"], "aliases": aliases},
+                thread=False,
+            )
+            prompt = PromptNode(
+                name="prompt",
+                inputs={"prompt": template, **{a: fields[a] for a in aliases.values()}},
+            )
+            llm = LLMNode(name="llm", resource_key=model, inputs={"messages": prompt["messages"]})
+            for key in ("content", "latency", "model", "usage"):
+                llm[key] >> PARENT[key]
+            answered = CodeNode(
+                name="answered",
+                code_fn=record,
+                inputs={"position": PARENT["position"]}
+                | {key: llm[key] for key in ("content", "latency", "model", "usage")},
+                thread=False,
+            )
+            START >> fields >> prompt >> llm >> answered >> END
+        for key in ("content", "latency", "model", "usage", "error"):
+            items[key] >> PARENT[key]
+        START >> items >> END
+    return graph
+
+
+def _fields(row: dict[str, Any], aliases: dict[str, str]) -> dict[str, str]:
+    """A row's values for the template, by alias (an empty cell is an empty string)."""
+    return {
+        alias: "" if row.get(name) is None else str(row.get(name))
+        for name, alias in aliases.items()
+    }
+
+
+def _results(result: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for content, latency, model, usage, error in zip(
+        result["content"],
+        result["latency"],
+        result["model"],
+        result["usage"],
+        result["error"],
+        strict=True,
+    ):
+        out.append(_row_result(content, latency, model, usage, error))
+    return out
+
+
+def _row_result(content: Any, latency: Any, model: Any, usage: Any, error: Any) -> dict[str, Any]:
+    usage = usage or {}
+    return {
+        "answer": content if error is None else None,
+        "error": "" if error is None else f"{error.type}: {error.message}",
+        "latency_s": round(latency, 3) if isinstance(latency, float) and error is None else None,
+        "model": model if error is None else None,
+        "prompt_tokens": usage.get("prompt_tokens") if error is None else None,
+        "completion_tokens": usage.get("completion_tokens") if error is None else None,
+    }
+
+
+def saved_rows(db: Path | None) -> dict[int, dict[str, Any]]:
+    """Rows a previous run of this batch finished (read back for the first output write)."""
+    if db is None or not db.is_file():
+        return {}
+    try:
+        entries = load_entries(db, RUN_ID)
+    except (UnknownRunError, Exception):
+        return {}
+    prefix = "batch/rows["
+    done = {}
+    for path, value in entries.items():
+        if path.startswith(prefix) and path.endswith("]") and isinstance(value, dict):
+            index = path[len(prefix) : -1]
+            if index.isdigit():
+                done[int(index)] = _row_result(
+                    value.get("content"),
+                    value.get("latency"),
+                    value.get("model"),
+                    value.get("usage"),
+                    None,
+                )
+    return done
+
+
+def _table(
+    rows: list[dict[str, Any]], done: dict[int, dict[str, Any]], answer_column: str
+) -> list[dict[str, Any]]:
+    table = []
+    for i, row in enumerate(rows):
+        result = done.get(i)
+        merged = dict(row)
+        merged[answer_column] = result["answer"] if result else None
+        for column in RESULT_COLUMNS:
+            merged[column] = result[column] if result else ("" if column == "error" else None)
+        table.append(merged)
+    return table
+
+
+async def _flush_periodically(flush: Any) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        try:
+            flush()
+        except Exception:
+            logger.warning("could not write the output so far", exc_info=True)

@@ -1,0 +1,208 @@
+"""Reading and writing the rows of a batch: CSV, Excel (.xlsx), JSON Lines and Parquet.
+
+CSV and JSON Lines use the standard library (``csv`` keeps quoting and embedded
+newlines, files are UTF-8 and a byte-order mark written by Excel is skipped);
+Excel uses ``openpyxl``; Parquet needs ``pyarrow``. Files are written
+atomically: to a temporary file next to the target, then renamed over it, so a
+crash always leaves the previous complete file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hush.batch.errors import TableError
+
+FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def table_format(path: Path) -> str:
+    """The format of ``path`` by its extension."""
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        known = ", ".join(FORMATS)
+        raise TableError(f"{path}: unknown file type '{path.suffix}' (use one of {known})")
+    return kind
+
+
+def read_table(path: Path, sheet: str | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns (in order) and rows of ``path``."""
+    kind = table_format(path)
+    if not path.is_file():
+        raise TableError(f"{path}: no such file")
+    if sheet is not None and kind != "xlsx":
+        raise TableError(f"--sheet applies to .xlsx files, not {path.name}")
+    try:
+        if kind == "csv":
+            return _read_csv(path)
+        if kind == "xlsx":
+            return _read_xlsx(path, sheet)
+        if kind == "jsonl":
+            return _read_jsonl(path)
+        return _read_parquet(path)
+    except (OSError, UnicodeDecodeError, csv.Error, json.JSONDecodeError) as exc:
+        raise TableError(f"{path}: cannot read it: {exc}") from None
+
+
+def write_table(
+    path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]], sheet: str | None = None
+) -> None:
+    """Write ``rows`` (``columns`` in order) to ``path``, atomically."""
+    kind = table_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _replacing(path) as temporary:
+        if kind == "csv":
+            _write_csv(temporary, columns, rows)
+        elif kind == "xlsx":
+            _write_xlsx(temporary, columns, rows, sheet)
+        elif kind == "jsonl":
+            _write_jsonl(temporary, columns, rows)
+        else:
+            _write_parquet(temporary, columns, rows)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise TableError(f"{path}: the file is empty (it needs a header row)")
+        columns = _columns(path, header)
+        rows = []
+        for number, values in enumerate(reader, start=2):
+            if not values:
+                continue
+            if len(values) > len(columns):
+                raise TableError(
+                    f"{path}: row {number} has {len(values)} values for {len(columns)} columns"
+                )
+            values += [""] * (len(columns) - len(values))
+            rows.append(dict(zip(columns, values, strict=True)))
+    return columns, rows
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    columns: dict[str, None] = {}
+    rows = []
+    with path.open(encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise TableError(f"{path}: line {number} is not a JSON object")
+            columns.update(dict.fromkeys(row))
+            rows.append(row)
+    return list(columns), rows
+
+
+def _write_jsonl(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            record = {c: row.get(c) for c in columns}
+            f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+def _read_xlsx(path: Path, sheet: str | None) -> tuple[list[str], list[dict[str, Any]]]:
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(path, read_only=True, data_only=True)
+    try:
+        if sheet is not None and sheet not in workbook.sheetnames:
+            names = ", ".join(workbook.sheetnames)
+            raise TableError(f"{path}: no sheet '{sheet}' (its sheets: {names})")
+        worksheet = workbook[sheet] if sheet is not None else workbook.worksheets[0]
+        lines = worksheet.iter_rows(values_only=True)
+        header = next(lines, None)
+        if header is None:
+            raise TableError(f"{path}: the sheet is empty (it needs a header row)")
+        columns = _columns(path, ["" if v is None else str(v) for v in header])
+        rows = []
+        for values in lines:
+            if values is None or all(v is None for v in values):
+                continue
+            padded = list(values[: len(columns)]) + [None] * (len(columns) - len(values))
+            rows.append(dict(zip(columns, padded, strict=True)))
+    finally:
+        workbook.close()
+    return columns, rows
+
+
+def _write_xlsx(
+    path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]], sheet: str | None
+) -> None:
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    worksheet = workbook.create_sheet(title=sheet or "Sheet1")
+    worksheet.append(list(columns))
+    for row in rows:
+        worksheet.append([_cell(row.get(c)) for c in columns])
+    workbook.save(path)
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _read_parquet(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    pq = _pyarrow(path)
+    table = pq.read_table(path)
+    return list(table.column_names), table.to_pylist()
+
+
+def _write_parquet(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    pq = _pyarrow(path)
+    import pyarrow
+
+    table = pyarrow.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+    pq.write_table(table, path)
+
+
+def _pyarrow(path: Path) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise TableError(f"{path}: Parquet files need pyarrow (pip install pyarrow)") from None
+    return pq
+
+
+def _columns(path: Path, header: Sequence[str]) -> list[str]:
+    columns = [str(c).strip() for c in header]
+    seen: set[str] = set()
+    for index, name in enumerate(columns):
+        if not name:
+            raise TableError(f"{path}: column {index + 1} of the header has no name")
+        if name in seen:
+            raise TableError(f"{path}: column '{name}' appears twice in the header")
+        seen.add(name)
+    return columns

@@ -1,0 +1,134 @@
+"""``hush batch INPUT -o OUTPUT --prompt TEMPLATE --model KEY``: a spreadsheet through an LLM."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import click
+
+from hush.batch import BatchUsageError, checkpoint_for, run_batch
+from hush.batch.runner import saved_rows
+from hush.cli.errors import UserError
+
+
+@click.command()
+@click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="OUTPUT",
+    help="File to write: .csv, .xlsx, .jsonl (or .parquet with pyarrow).",
+)
+@click.option(
+    "--prompt",
+    required=True,
+    metavar="TEMPLATE",
+    help="Prompt with {column} placeholders, or @file holding it.",
+)
+@click.option(
+    "--model",
+    required=True,
+    metavar="KEY",
+    help="LLM resource key from resources.yaml (e.g. gpt-4o-mini).",
+)
+@click.option("--system", metavar="TEXT", help="System prompt (placeholders allowed), or @file.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    metavar="N",
+    help="Rows sent at once.",
+)
+@click.option(
+    "--answer-column",
+    default="answer",
+    show_default=True,
+    metavar="NAME",
+    help="Column the answers go to.",
+)
+@click.option("--sheet", metavar="NAME", help="Sheet of an .xlsx input (default: the first).")
+@click.option("--restart", is_flag=True, help="Forget saved rows and start over.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+@click.option(
+    "--trace",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Write a local JSONL trace here.",
+)
+def batch(
+    source: Path,
+    output: Path,
+    prompt: str,
+    model: str,
+    system: str | None,
+    concurrency: int,
+    answer_column: str,
+    sheet: str | None,
+    restart: bool,
+    progress: bool | None,
+    trace: Path | None,
+) -> int:
+    """Send every row of INPUT (.csv, .xlsx, .jsonl) through one prompt; write OUTPUT.
+
+    OUTPUT has INPUT's columns and rows in order, then the answer, error,
+    latency_s, model, prompt_tokens and completion_tokens. Finished rows are
+    saved as they finish in OUTPUT.checkpoint.db next to OUTPUT: after a crash,
+    Ctrl-C or kill, the same command continues and never asks for a finished row
+    twice. Exits 0 when every row was answered, 1 when some failed, 2 for usage
+    errors.
+    """
+    tracer = None
+    if trace is not None:
+        from hush.observability import LocalTracer
+
+        tracer = LocalTracer(trace)
+    started = time.monotonic()
+    try:
+        result = asyncio.run(
+            run_batch(
+                source,
+                output,
+                prompt=prompt,
+                model=model,
+                system=system,
+                concurrency=concurrency,
+                answer_column=answer_column,
+                sheet=sheet,
+                restart=restart,
+                progress=progress,
+                tracer=tracer,
+            )
+        )
+    except BatchUsageError as exc:
+        raise UserError(str(exc)) from None
+    except KeyboardInterrupt:
+        done = len(saved_rows(checkpoint_for(output)))
+        click.echo(
+            f"interrupted: {done} row(s) are answered and saved in {checkpoint_for(output)}; "
+            f"{output} holds them",
+            err=True,
+        )
+        click.echo("run the same command again to continue", err=True)
+        return 130
+    total = len(result.rows)
+    click.echo(
+        f"{total} rows: {total - result.failed} answered, {result.failed} failed, "
+        f"{result.resumed} from the checkpoint, in {time.monotonic() - started:.1f}s; "
+        f"wrote {output}",
+        err=True,
+    )
+    if result.failed:
+        click.echo(
+            f"{result.failed} row(s) failed (their error column says why); run the same "
+            "command again to retry them",
+            err=True,
+        )
+        return 1
+    return 0

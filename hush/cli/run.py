@@ -1,0 +1,159 @@
+"""``hush run FILE.py:GRAPH``: run a graph once, print its result and a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hush.checkpoint import CheckpointMismatchError, list_runs
+from hush.cli.errors import UserError
+from hush.cli.loading import load_graph, load_inputs, to_jsonable
+from hush.core.engine import Hush
+from hush.core.errors import MissingInputError
+from hush.core.state import RunRecord
+
+
+@click.command()
+@click.argument("target", metavar="FILE.py:GRAPH")
+@click.option(
+    "-i",
+    "--inputs",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="JSON file of run inputs.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Write the result as JSON here.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="SQLite file where finished work is saved (needs --run-id).",
+)
+@click.option("--run-id", metavar="ID", help="Run id: run again with the same id to resume.")
+@click.option("--restart", is_flag=True, help="Forget what the checkpoint saved for this run id.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bars (default: on a terminal)."
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run-wide cap on leaf nodes running at once.",
+)
+@click.option(
+    "--trace",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Write a local JSONL trace here.",
+)
+def run(
+    target: str,
+    inputs: Path | None,
+    output: Path | None,
+    checkpoint: Path | None,
+    run_id: str | None,
+    restart: bool,
+    progress: bool | None,
+    max_concurrency: int | None,
+    trace: Path | None,
+) -> int:
+    """Run a graph and print its result and a summary.
+
+    Exits 0 when nothing failed (or every error was handled by an error
+    handler), 1 when nodes or map items failed, 2 for usage errors.
+    """
+    if checkpoint is not None and run_id is None:
+        raise UserError("--checkpoint needs --run-id", "add --run-id NAME; the same name resumes")
+    graph = load_graph(target)
+    data = load_inputs(inputs)
+    tracer = None
+    if trace is not None:
+        from hush.observability import LocalTracer
+
+        tracer = LocalTracer(trace)
+    engine = Hush(graph)
+    try:
+        result = asyncio.run(
+            engine.run(
+                data,
+                checkpoint=checkpoint,
+                run_id=run_id,
+                on_checkpoint_mismatch="restart" if restart else "error",
+                progress=progress,
+                max_concurrency=max_concurrency,
+                tracer=tracer,
+            )
+        )
+    except MissingInputError as exc:
+        raise UserError(str(exc), "give them in a JSON file with --inputs FILE") from None
+    except CheckpointMismatchError as exc:
+        raise UserError(
+            f"run '{exc.run_id}' in {exc.file} was saved by a different graph "
+            f"({exc.entries} saved result(s))",
+            "add --restart to start it over, or use another --run-id",
+        ) from None
+    except KeyboardInterrupt:
+        _interrupted(checkpoint, run_id)
+        return 130
+    state: RunRecord = result.pop("$state")
+    text = json.dumps(to_jsonable(result), indent=2, ensure_ascii=False)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text[:4000] + ("\n..." if len(text) > 4000 else ""))
+    _summary(state)
+    return 1 if state.unhandled else 0
+
+
+def _summary(state: RunRecord) -> None:
+    items = sum(c.resumed for c in state.iterations.values())
+    nodes = sum(1 for n in state.nodes.values() if n.resumed)
+    resumed = f", resumed: {nodes} node(s), {items} item(s)" if items or nodes else ""
+    handled = len(state.errors) - len(state.unhandled)
+    handled_note = f" ({handled} handled)" if handled else ""
+    click.echo(
+        f"run {state.run_id}: {state.status} in {state.duration:.2f}s, {len(state.nodes)} nodes, "
+        f"{len(state.errors)} error(s){handled_note}{resumed}",
+        err=True,
+    )
+    for error in state.unhandled[:10]:
+        click.echo(f"  {error}", err=True)
+    if len(state.unhandled) > 10:
+        click.echo(f"  ... and {len(state.unhandled) - 10} more", err=True)
+
+
+def _interrupted(checkpoint: Path | None, run_id: str | None) -> None:
+    if checkpoint is None or run_id is None:
+        click.echo(
+            "interrupted; nothing was saved (add --checkpoint FILE --run-id ID to keep "
+            "finished work and resume)",
+            err=True,
+        )
+        return
+    saved = next((r.entries for r in _runs(checkpoint) if r.run_id == run_id), 0)
+    command = [a for a in sys.argv if a != "--restart"]
+    command[0] = "hush"
+    click.echo(
+        f"interrupted: {saved} finished result(s) of run '{run_id}' are saved in {checkpoint}",
+        err=True,
+    )
+    click.echo(f"resume with: {shlex.join(command)}", err=True)
+
+
+def _runs(checkpoint: Path) -> list[Any]:
+    try:
+        return list_runs(checkpoint)
+    except Exception:
+        return []
