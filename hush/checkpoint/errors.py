@@ -32,7 +32,7 @@ class CheckpointMismatchError(CheckpointError, ValueError):
             f"checkpoint run {run_id!r} in {self.file} was saved by a different graph (its "
             f"shape, constants or code changed: fingerprint {stored_fingerprint[:12]}, now "
             f"{fingerprint[:12]}); "
-            f"use a new run_id to keep both, or run with on_checkpoint_mismatch='restart' "
+            f"use a new run_id to keep both, or run with restart=True (hush run --restart) "
             f"to delete its {entries} saved result(s) and start over"
         )
 

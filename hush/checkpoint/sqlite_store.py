@@ -275,13 +275,15 @@ async def open_checkpoint(
     fingerprint: str,
     *,
     on_mismatch: OnMismatch = "error",
+    restart: bool = False,
 ) -> SQLiteCheckpointStore:
     """Open (or create) the checkpoint file ``path`` and the run ``run_id`` in it.
 
     One file holds any number of runs. If ``run_id`` was saved with another
     ``fingerprint`` (see :func:`hush.checkpoint.fingerprint`), raise
     :class:`CheckpointMismatchError`, or with ``on_mismatch="restart"`` delete
-    its saved results and start it over. The run's saved results are loaded
+    its saved results and start it over. ``restart=True`` deletes them whatever
+    the fingerprint (a run started over on purpose). The run's saved results are loaded
     into memory; all file work happens off the event loop.
     """
     if not isinstance(run_id, str) or not run_id:
@@ -292,7 +294,7 @@ async def open_checkpoint(
         raise ValueError(f"on_mismatch must be 'error' or 'restart', not {on_mismatch!r}")
     file = Path(path).expanduser()
     opened = await anyio.to_thread.run_sync(
-        functools.partial(_open_run, file, run_id, fingerprint, on_mismatch)
+        functools.partial(_open_run, file, run_id, fingerprint, on_mismatch, restart)
     )
     writer = Writer(opened.conn, run_id, file)
     writer.start()
@@ -301,14 +303,16 @@ async def open_checkpoint(
     )
 
 
-def _open_run(file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch) -> _Opened:
+def _open_run(
+    file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch, restart: bool
+) -> _Opened:
     try:
         conn = connect(file)
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot open checkpoint file {file}: {exc}") from exc
     try:
         conn.execute("BEGIN IMMEDIATE")
-        blobs = _claim_run(conn, file, run_id, fingerprint, on_mismatch)
+        blobs = _claim_run(conn, file, run_id, fingerprint, on_mismatch, restart)
         conn.execute("COMMIT")
     except BaseException as exc:
         with contextlib.suppress(sqlite3.Error):
@@ -320,7 +324,12 @@ def _open_run(file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch
 
 
 def _claim_run(
-    conn: sqlite3.Connection, file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch
+    conn: sqlite3.Connection,
+    file: Path,
+    run_id: str,
+    fingerprint: str,
+    on_mismatch: OnMismatch,
+    restart: bool,
 ) -> dict[tuple[str, str], bytes]:
     """Create, resume or restart the run record; return its saved entries."""
     now = time.time()
@@ -333,11 +342,11 @@ def _claim_run(
         )
         logger.info("checkpoint %s: new run %r", file, run_id)
         return {}
-    if row[0] != fingerprint:
+    if row[0] != fingerprint or restart:
         (count,) = conn.execute(
             "SELECT count(*) FROM entries WHERE run_id = ?", (run_id,)
         ).fetchone()
-        if on_mismatch == "error":
+        if on_mismatch == "error" and not restart:
             raise CheckpointMismatchError(
                 run_id=run_id,
                 file=file,
@@ -352,9 +361,10 @@ def _claim_run(
             (fingerprint, now, now, run_id),
         )
         logger.warning(
-            "checkpoint %s: run %r changed; deleted %d saved result(s) and restarting",
+            "checkpoint %s: run %r %s; deleted %d saved result(s) and restarting",
             file,
             run_id,
+            "restarted" if restart else "changed",
             count,
         )
         return {}

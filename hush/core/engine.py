@@ -86,6 +86,7 @@ class Hush:
         run_id: str | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         on_checkpoint_mismatch: Literal["error", "restart"] = "error",
+        restart: bool = False,
         user_id: str | None = None,
         session_id: str | None = None,
         tags: Sequence[str] | None = None,
@@ -100,7 +101,9 @@ class Hush:
         ``max_concurrency`` at most that many leaf nodes run at once across all
         nesting levels. With ``checkpoint`` (a SQLite path) finished nodes and
         map items are saved as they finish, keyed by their inputs, and reused
-        when the same ``run_id`` runs again. ``progress`` shows live bars for
+        when the same ``run_id`` runs again (``restart=True`` forgets them and
+        starts over; ``on_checkpoint_mismatch="restart"`` does so only when the
+        graph changed). ``progress`` shows live bars for
         maps (default: when stderr is a terminal); ``on_progress`` receives the
         same counters a few times a second.
         """
@@ -112,6 +115,7 @@ class Hush:
             run_id=run_id,
             checkpoint=checkpoint,
             on_checkpoint_mismatch=on_checkpoint_mismatch,
+            restart=restart,
             flush_timeout=flush_timeout,
             progress=progress,
             on_progress=on_progress,
@@ -123,7 +127,7 @@ class Hush:
         self.check_inputs(inputs)
         run_id = run_id or uuid.uuid4().hex
         record = RunRecord(run_id=run_id, graph=self.name, started_at=time.time())
-        store = await self._open_store(checkpoint, run_id, on_checkpoint_mismatch)
+        store = await self._open_store(checkpoint, run_id, on_checkpoint_mismatch, restart)
         ctx = RunContext(
             run_id,
             record,
@@ -163,7 +167,17 @@ class Hush:
         return result
 
     def run_sync(self, inputs: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
-        """Blocking ``run`` for scripts and notebooks without an event loop."""
+        """Blocking ``run`` for scripts; inside a running event loop (Jupyter, an
+        ``async def``) use ``await engine.run(...)`` instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                f"run_sync() of graph '{self.name}' was called inside a running event loop "
+                "(Jupyter, or an async function); use 'await engine.run(...)' there"
+            )
 
         async def main() -> dict[str, Any]:
             return await self.run(inputs, **options)
@@ -175,6 +189,7 @@ class Hush:
         checkpoint: str | os.PathLike[str] | None,
         run_id: str,
         on_mismatch: Literal["error", "restart"],
+        restart: bool,
     ) -> CheckpointStore | None:
         if checkpoint is None:
             return None
@@ -182,7 +197,9 @@ class Hush:
         from hush.core.describe import describe
 
         digest = fingerprint(describe(self.graph))
-        return await open_checkpoint(checkpoint, run_id, digest, on_mismatch=on_mismatch)
+        return await open_checkpoint(
+            checkpoint, run_id, digest, on_mismatch=on_mismatch, restart=restart
+        )
 
 
 async def _close_store(store: CheckpointStore | None, ctx: RunContext, record: RunRecord) -> None:

@@ -17,6 +17,7 @@ def check_run_options(
     run_id: Any,
     checkpoint: Any,
     on_checkpoint_mismatch: Any,
+    restart: Any,
     flush_timeout: Any,
     progress: Any,
     on_progress: Any,
@@ -44,6 +45,10 @@ def check_run_options(
         raise RunOptionError(
             f"on_checkpoint_mismatch must be 'error' or 'restart', got {_show(on_checkpoint_mismatch)}"
         )
+    if not isinstance(restart, bool):
+        raise RunOptionError(f"restart must be True or False, got {_show(restart)}")
+    if restart and checkpoint is None:
+        raise RunOptionError("restart=True needs a checkpoint (there is nothing to start over)")
     if (
         isinstance(flush_timeout, bool)
         or not isinstance(flush_timeout, int | float)

@@ -115,7 +115,7 @@ async def test_mismatch_names_the_run_and_the_fix(tmp_path: Path) -> None:
     message = str(info.value)
     assert "'nightly'" in message
     assert str(db) in message
-    assert "on_checkpoint_mismatch='restart'" in message
+    assert "restart=True (hush run --restart)" in message
     assert "new run_id" in message
     assert isinstance(info.value, ValueError)
     assert info.value.entries == 1

@@ -15,6 +15,7 @@ import pytest
 
 from hush.checkpoint import CheckpointMismatchError
 from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
+from hush.core.errors import RunOptionError
 from hush.core.nodes.iteration import MapNode
 from hush.core.nodes.iteration.base import Each
 from hush.testing import MockLLMServer
@@ -92,6 +93,18 @@ async def test_changed_graph_is_refused_and_changed_inputs_recompute_only_what_c
     )
     assert result["rs"] == [2, 4]
     assert calls == Counter({"prep": 1, "item1": 1, "item2": 1})
+    calls.clear()
+    result = await Hush(counting_graph(calls, set(), name="other")).run(
+        {"items": [1, 2]}, checkpoint=db, run_id="r"
+    )
+    assert calls == Counter(), "an unchanged graph resumes everything"
+    result = await Hush(counting_graph(calls, set(), name="other")).run(
+        {"items": [1, 2]}, checkpoint=db, run_id="r", restart=True
+    )
+    assert result["rs"] == [2, 4]
+    assert calls == Counter({"prep": 1, "item1": 1, "item2": 1}), "restart=True reran all"
+    with pytest.raises(RunOptionError, match="restart=True needs a checkpoint"):
+        await Hush(counting_graph(calls, set())).run({"items": [1]}, restart=True)
 
 
 def test_sigkill_mid_run_then_resume_gives_full_ordered_result(tmp_path: Path) -> None:

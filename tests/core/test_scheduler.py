@@ -344,3 +344,11 @@ def test_run_sync_for_scripts() -> None:
         )
         START >> a >> END
     assert Hush(g).run_sync({"x": 1})["y"] == 2
+
+
+async def test_run_sync_inside_a_running_loop_says_to_await() -> None:
+    with GraphNode(name="nb") as g:
+        a = CodeNode(name="a", code_fn=lambda: {"y": 1}, outputs={"y": PARENT})
+        START >> a >> END
+    with pytest.raises(RuntimeError, match=r"run_sync\(\) of graph 'nb'.*await engine.run"):
+        Hush(g).run_sync()
