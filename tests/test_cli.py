@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,159 @@ def test_checkpoint_without_run_id_is_refused(workdir: Path) -> None:
     out = hush("run", "examples/spreadsheet_batch.py:graph", "--checkpoint", "run.db", cwd=workdir)
     assert out.returncode != 0
     assert "--checkpoint needs --run-id" in out.stderr
+
+
+def short_failure(out: subprocess.CompletedProcess[str]) -> list[str]:
+    """A user error: exit 2, one or two lines on stderr, no traceback."""
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 2, out.stderr
+    return lines
+
+
+def test_version_and_help_have_no_artefacts(tmp_path: Path) -> None:
+    from hush import __version__
+
+    out = hush("--version", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == f"hush, version {__version__}"
+    for command in ([], ["run"], ["batch"], ["graph"], ["mock-llm"], ["demo"], ["trace"]):
+        page = hush(*command, "--help", cwd=tmp_path)
+        assert page.returncode == 0, page.stderr
+        for artefact in ("<bool>", "{target}", "[required]]", "TEXT TEXT"):
+            assert artefact not in page.stdout, (command, page.stdout)
+    assert "checkpoint.db" in hush("batch", "--help", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize(
+    ("inputs", "content", "needle"),
+    [
+        ("absent.json", None, "absent.json"),
+        ("bad.json", "{not json", "bad.json"),
+        ("list.json", "[1, 2]", "list.json"),
+    ],
+)
+def test_bad_inputs_file_is_a_short_error(
+    workdir: Path, inputs: str, content: str | None, needle: str
+) -> None:
+    if content is not None:
+        (workdir / inputs).write_text(content)
+    out = hush("run", "examples/spreadsheet_batch.py:graph", "--inputs", inputs, cwd=workdir)
+    assert needle in short_failure(out)[0]
+
+
+def test_missing_inputs_say_which_and_how(workdir: Path) -> None:
+    lines = short_failure(hush("run", "examples/spreadsheet_batch.py:graph", cwd=workdir))
+    assert "lack 'input', 'output'" in lines[0]
+    assert "--inputs" in lines[1]
+
+
+def test_unloadable_target_is_a_short_error(workdir: Path) -> None:
+    short_failure(hush("run", "nowhere.py:graph", cwd=workdir))
+    short_failure(hush("run", "examples/learning_path.py", cwd=workdir))
+    (workdir / "broken.py").write_text("raise RuntimeError('boom at import')\n")
+    assert "boom at import" in "\n".join(short_failure(hush("graph", "broken.py:g", cwd=workdir)))
+
+
+def counting_graph_file(workdir: Path, factor: int) -> None:
+    (workdir / "count.py").write_text(
+        "from hush import END, PARENT, START, CodeNode, Each, GraphNode, MapNode\n"
+        "with GraphNode(name='count') as graph:\n"
+        "    with MapNode(name='items', inputs={'x': Each(PARENT['xs'])}) as items:\n"
+        f"        n = CodeNode(name='n', code_fn=lambda x: {{'y': x * {factor}}},\n"
+        "                     inputs={'x': PARENT['x']}, outputs={'y': PARENT})\n"
+        "        START >> n >> END\n"
+        "    items['y'] >> PARENT['ys']\n"
+        "    START >> items >> END\n"
+    )
+    (workdir / "in.json").write_text('{"xs": [1, 2, 3]}')
+
+
+def test_checkpoint_mismatch_points_to_restart_and_restart_starts_over(workdir: Path) -> None:
+    counting_graph_file(workdir, 2)
+    args = ["run", "count.py:graph", "-i", "in.json", "--checkpoint", "c.db", "--run-id", "r"]
+    first = hush(*args, cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    again = hush(*args, cwd=workdir)
+    assert "resumed: 1 node(s)" in again.stderr
+    counting_graph_file(workdir, 3)
+    lines = short_failure(hush(*args, cwd=workdir))
+    assert "run 'r' in c.db was saved by a different graph" in lines[0]
+    assert "--restart" in lines[1]
+    restarted = hush(*args, "--restart", cwd=workdir)
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads(restarted.stdout)["ys"] == [3, 6, 9]
+    assert "resumed" not in restarted.stderr
+    forced = hush(*args, "--restart", cwd=workdir)
+    assert "resumed" not in forced.stderr, "--restart on an unchanged graph must start over"
+
+
+def test_a_run_whose_errors_were_all_handled_exits_0(workdir: Path) -> None:
+    (workdir / "handled.py").write_text(
+        "from hush import END, PARENT, START, CodeNode, GraphNode\n"
+        "def boom():\n    raise ValueError('bad')\n"
+        "with GraphNode(name='handled') as graph:\n"
+        "    n = CodeNode(name='n', code_fn=boom)\n"
+        "    h = CodeNode(name='h', code_fn=lambda error: {'note': error.type},\n"
+        "                 inputs={'error': n['error']}, outputs={'note': PARENT})\n"
+        "    START >> n >> h >> END\n"
+    )
+    out = hush("run", "handled.py:graph", cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["note"] == "ValueError"
+    assert "1 error(s) (1 handled)" in out.stderr
+
+
+def test_ctrl_c_on_a_checkpointed_run_says_what_was_saved_and_how_to_resume(
+    workdir: Path,
+) -> None:
+    (workdir / "slow.py").write_text(
+        "import asyncio\n"
+        "from hush import END, PARENT, START, CodeNode, Each, GraphNode, MapNode\n"
+        "async def work(x):\n"
+        "    if x >= 3:\n        await asyncio.sleep(60)\n"
+        "    print('done', x, flush=True)\n"
+        "    return {'y': x}\n"
+        "with GraphNode(name='slow') as graph:\n"
+        "    with MapNode(name='items', inputs={'x': Each(PARENT['xs'])}, max_concurrency=4)"
+        " as items:\n"
+        "        n = CodeNode(name='n', code_fn=work, inputs={'x': PARENT['x']},\n"
+        "                     outputs={'y': PARENT})\n"
+        "        START >> n >> END\n"
+        "    items['y'] >> PARENT['ys']\n"
+        "    START >> items >> END\n"
+    )
+    (workdir / "in.json").write_text('{"xs": [0, 1, 2, 3, 4]}')
+    args = ["run", "slow.py:graph", "-i", "in.json", "--checkpoint", "c.db", "--run-id", "s"]
+    child = subprocess.Popen(
+        [*HUSH, *args, "--no-progress"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert child.stdout is not None
+    seen = 0
+    while seen < 3:
+        line = child.stdout.readline()
+        assert line, "the run ended before it could be interrupted"
+        seen += line.startswith("done")
+    time.sleep(0.3)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted: 3 finished result(s) of run 's' are saved in c.db" in stderr
+    resume = stderr.strip().splitlines()[-1]
+    assert resume.startswith("resume with: hush run slow.py:graph")
+    assert "--run-id s" in resume and "--checkpoint c.db" in resume
+
+
+def test_mock_llm_port_in_use_is_a_short_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        lines = short_failure(hush("mock-llm", "--port", port, cwd=tmp_path))
+    assert f"port {port} is in use" in lines[0] and "--port" in lines[1]

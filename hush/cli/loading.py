@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import traceback
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,13 @@ def load_graph(target: str) -> GraphNode:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     sys.path.insert(0, str(path.resolve().parent))
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UserError(
+            f"importing {file} failed: {_where(exc, path)}{type(exc).__name__}: {exc}",
+            "run with 'hush --debug ...' to see the traceback",
+        ) from exc
     if not attr:
         found = [v for v in vars(module).values() if isinstance(v, GraphNode) and v.parent is None]
         if len(found) != 1:
@@ -45,7 +52,13 @@ def load_graph(target: str) -> GraphNode:
             )
         obj = getattr(module, attr)
     if callable(obj) and not isinstance(obj, GraphNode | Hush):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise UserError(
+                f"calling {target} failed: {_where(exc, path)}{type(exc).__name__}: {exc}",
+                "run with 'hush --debug ...' to see the traceback",
+            ) from exc
     if isinstance(obj, Hush):
         return obj.graph
     if not isinstance(obj, GraphNode):
@@ -55,6 +68,15 @@ def load_graph(target: str) -> GraphNode:
     except GraphBuildError as exc:
         raise UserError(str(exc)) from None
     return obj
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """``file.py:LINE: `` of the last frame of ``exc`` inside the user's file."""
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if Path(frame.f_code.co_filename).resolve() == path.resolve():
+            line = lineno
+    return f"{path.name}:{line}: " if line is not None else ""
 
 
 def load_inputs(path: Path | None) -> dict[str, Any]:

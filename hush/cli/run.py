@@ -19,7 +19,7 @@ from hush.core.errors import MissingInputError
 from hush.core.state import RunRecord
 
 
-@click.command()
+@click.command(short_help="Run a graph from a Python file.")
 @click.argument("target", metavar="FILE.py:GRAPH")
 @click.option(
     "-i",
@@ -90,7 +90,7 @@ def run(
                 data,
                 checkpoint=checkpoint,
                 run_id=run_id,
-                on_checkpoint_mismatch="restart" if restart else "error",
+                restart=restart,
                 progress=progress,
                 max_concurrency=max_concurrency,
                 tracer=tracer,

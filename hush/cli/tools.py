@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import logging
 from pathlib import Path
 
 import click
@@ -19,32 +18,43 @@ def graph(target: str) -> None:
     click.echo(load_graph(target).to_mermaid(), nl=False)
 
 
-@click.command("mock-llm")
+@click.command("mock-llm", short_help="Serve the local OpenAI-compatible server.")
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
     default=8000,
     show_default=True,
-    help="Port to listen on.",
+    metavar="PORT",
+    help="Port to listen on (0: any free port).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, metavar="ADDRESS", help="Address to bind."
+)
 @click.option(
     "--latency",
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help="Seconds per request.",
+    metavar="SECONDS",
+    help="Delay before each answer.",
 )
-@click.option("--rpm", type=click.IntRange(min=1), help="Requests-per-minute limit (429 above it).")
-@click.option("--tpm", type=click.IntRange(min=1), help="Tokens-per-minute limit (429 above it).")
+@click.option(
+    "--rpm", type=click.IntRange(min=1), metavar="N", help="Requests per minute (429 above it)."
+)
+@click.option(
+    "--tpm", type=click.IntRange(min=1), metavar="N", help="Tokens per minute (429 above it)."
+)
 @click.option(
     "--error-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
     show_default=True,
-    help="Share of requests answered 500.",
+    metavar="SHARE",
+    help="Share of requests answered 500, 0 to 1.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the injected faults.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, metavar="N", help="Seed of the faults."
+)
 def mock_llm(
     port: int,
     host: str,
@@ -57,20 +67,20 @@ def mock_llm(
     """Serve the local OpenAI-compatible server (deterministic replies, limits, faults)."""
     from hush.testing import MockLLMConfig, serve_forever
 
-    logging.getLogger("hush.testing").setLevel(logging.INFO)
     config = MockLLMConfig(latency=latency, rpm=rpm, tpm=tpm, error_rate_500=error_rate, seed=seed)
-    click.echo(
-        f"serving an OpenAI-compatible API at http://{host}:{port}/v1 (Ctrl-C stops)", err=True
-    )
+
+    def ready(base_url: str) -> None:
+        click.echo(f"serving an OpenAI-compatible API at {base_url} (Ctrl-C stops)", err=True)
+
     try:
-        serve_forever(host=host, port=port, config=config)
+        serve_forever(host=host, port=port, config=config, on_ready=ready)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise UserError(f"port {port} is in use", "choose another with --port") from None
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-@click.command()
+@click.command(short_help="Print a local trace as a tree.")
 @click.argument(
     "path", metavar="FILE", type=click.Path(path_type=Path, exists=True, dir_okay=False)
 )
@@ -82,7 +92,7 @@ def trace(path: Path) -> None:
     click.echo(format_tree(read_trace(path)))
 
 
-@click.command()
+@click.command(short_help="Run hush batch on a bundled sheet, no API key needed.")
 @click.option(
     "-o",
     "--output",

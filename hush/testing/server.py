@@ -9,6 +9,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -467,13 +468,21 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def serve_forever(
-    host: str = "127.0.0.1", port: int = 8000, config: MockLLMConfig | None = None
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: MockLLMConfig | None = None,
+    on_ready: Callable[[str], object] | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C); blocking, for the ``hush mock-llm`` command."""
+    """Serve until interrupted (Ctrl-C); blocking, for the ``hush mock-llm`` command.
+
+    ``on_ready`` receives the base URL once the port is bound.
+    """
 
     async def main() -> None:
         async with MockLLMServer(config, host=host, port=port) as server:
             logger.info("mock LLM server listening on %s", server.base_url)
+            if on_ready is not None:
+                on_ready(server.base_url)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):
