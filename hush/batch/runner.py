@@ -15,16 +15,17 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hush.batch.errors import BatchUsageError
+from hush.batch.errors import BatchUsageError, TableError
 from hush.batch.tables import read_table, write_table
 from hush.batch.template import check_columns, load_template, placeholders, with_aliases
 from hush.checkpoint import CheckpointMismatchError, load_entries
-from hush.checkpoint.errors import UnknownRunError
+from hush.checkpoint.errors import CheckpointError
 from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
 from hush.providers import LLMNode, PromptNode, get_registry
@@ -108,6 +109,7 @@ async def run_batch(
             Path(str(db) + suffix).unlink(missing_ok=True)
     aliases = {name: f"c{i}" for i, name in enumerate(names)}
     done: dict[int, dict[str, Any]] = saved_rows(db)
+    resumed = len(done)
 
     def record(position: int, content: Any, latency: Any, model: Any, usage: Any) -> None:
         done[position] = _row_result(content, latency, model, usage, None)
@@ -134,24 +136,30 @@ async def run_batch(
             f"{db} was saved by a batch with a different prompt, model or input; run with "
             "--restart to start over, or write to another output"
         ) from None
+    except BaseException:
+        with contextlib.suppress(TableError):
+            flush()
+        raise
     finally:
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
-        flush()
     state = result["$state"]
     for i, row_result in enumerate(_results(result)):
         done[i] = row_result
     table = _table(rows, done, answer_column)
-    flush()
-    counters = state.iterations.get("batch/rows")
+    try:
+        flush()
+    except TableError as exc:
+        saved = f"; the answers are saved in {db}, run the same command again" if db else ""
+        raise TableError(f"{exc}{saved}") from None
     return BatchResult(
         columns=out_columns,
         rows=table,
         output=out,
         checkpoint=db,
         failed=sum(1 for row in table if row["error"]),
-        resumed=counters.resumed if counters is not None else 0,
+        resumed=resumed,
         state=state,
     )
 
@@ -275,7 +283,7 @@ def saved_rows(db: Path | None) -> dict[int, dict[str, Any]]:
         return {}
     try:
         entries = load_entries(db, RUN_ID)
-    except (UnknownRunError, Exception):
+    except (CheckpointError, sqlite3.Error):
         return {}
     prefix = "batch/rows["
     done = {}
@@ -308,9 +316,10 @@ def _table(
 
 
 async def _flush_periodically(flush: Any) -> None:
+    """Write the output now (rows a previous run finished included), then every few seconds."""
     while True:
-        await asyncio.sleep(FLUSH_SECONDS)
         try:
             flush()
-        except Exception:
-            logger.warning("could not write the output so far", exc_info=True)
+        except TableError as exc:
+            logger.warning("could not write the rows done so far: %s", exc)
+        await asyncio.sleep(FLUSH_SECONDS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime
 import json
 import os
 import tempfile
@@ -32,8 +33,11 @@ def table_format(path: Path) -> str:
     return kind
 
 
-def read_table(path: Path, sheet: str | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+def read_table(
+    path: str | os.PathLike[str], sheet: str | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
     """The columns (in order) and rows of ``path``."""
+    path = Path(path)
     kind = table_format(path)
     if not path.is_file():
         raise TableError(f"{path}: no such file")
@@ -52,20 +56,27 @@ def read_table(path: Path, sheet: str | None = None) -> tuple[list[str], list[di
 
 
 def write_table(
-    path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]], sheet: str | None = None
+    path: str | os.PathLike[str],
+    columns: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    sheet: str | None = None,
 ) -> None:
     """Write ``rows`` (``columns`` in order) to ``path``, atomically."""
+    path = Path(path)
     kind = table_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _replacing(path) as temporary:
-        if kind == "csv":
-            _write_csv(temporary, columns, rows)
-        elif kind == "xlsx":
-            _write_xlsx(temporary, columns, rows, sheet)
-        elif kind == "jsonl":
-            _write_jsonl(temporary, columns, rows)
-        else:
-            _write_parquet(temporary, columns, rows)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _replacing(path) as temporary:
+            if kind == "csv":
+                _write_csv(temporary, columns, rows)
+            elif kind == "xlsx":
+                _write_xlsx(temporary, columns, rows, sheet)
+            elif kind == "jsonl":
+                _write_jsonl(temporary, columns, rows)
+            else:
+                _write_parquet(temporary, columns, rows)
+    except OSError as exc:
+        raise TableError(f"{path}: cannot write it: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -162,16 +173,27 @@ def _write_xlsx(
 
     workbook = Workbook(write_only=True)
     worksheet = workbook.create_sheet(title=sheet or "Sheet1")
-    worksheet.append(list(columns))
+    worksheet.append([_cell(worksheet, c) for c in columns])
     for row in rows:
-        worksheet.append([_cell(row.get(c)) for c in columns])
+        worksheet.append([_cell(worksheet, row.get(c)) for c in columns])
     workbook.save(path)
 
 
-def _cell(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+def _cell(worksheet: Any, value: Any) -> Any:
+    """A cell holding ``value`` as data: text is never read as a formula, and
+    control characters Excel refuses are dropped."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    if value is None or isinstance(value, int | float | bool | datetime.date | datetime.time):
         return value
-    return json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, dict | list | tuple):
+        value = json.dumps(value, ensure_ascii=False, default=str)
+    elif not isinstance(value, str):
+        value = str(value)
+    cell = WriteOnlyCell(worksheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+    cell.data_type = "s"
+    return cell
 
 
 def _read_parquet(path: Path) -> tuple[list[str], list[dict[str, Any]]]:

@@ -7,6 +7,7 @@ column is an error before anything is sent.
 
 from __future__ import annotations
 
+import difflib
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +56,18 @@ def check_columns(names: Sequence[str], columns: Sequence[str], *, what: str) ->
     if missing:
         listed = ", ".join(f"{{{n}}}" for n in missing)
         known = ", ".join(columns) or "none"
-        raise TemplateError(f"{what} uses {listed}, which no column is called (columns: {known})")
+        guesses = [g for n in missing for g in _close(n, columns)]
+        hint = f"; did you mean {', '.join(f'{{{g}}}' for g in guesses)}?" if guesses else ""
+        raise TemplateError(
+            f"{what} uses {listed}, but the input has no such column (its columns: {known}){hint}"
+        )
+
+
+def _close(name: str, columns: Sequence[str]) -> list[str]:
+    folded = {c.strip().casefold(): c for c in columns}
+    if name.strip().casefold() in folded:
+        return [folded[name.strip().casefold()]]
+    return difflib.get_close_matches(name, list(columns), n=1, cutoff=0.75)
 
 
 def with_aliases(template: str, aliases: dict[str, str]) -> str:

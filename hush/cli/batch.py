@@ -8,12 +8,10 @@ from pathlib import Path
 
 import click
 
-from hush.batch import BatchUsageError, checkpoint_for, run_batch
-from hush.batch.runner import saved_rows
 from hush.cli.errors import UserError
 
 
-@click.command()
+@click.command(short_help="Send every row of a spreadsheet through one prompt.")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -84,6 +82,9 @@ def batch(
     twice. Exits 0 when every row was answered, 1 when some failed, 2 for usage
     errors.
     """
+    from hush.batch import BatchUsageError, checkpoint_for, run_batch
+    from hush.batch.runner import saved_rows
+
     tracer = None
     if trace is not None:
         from hush.observability import LocalTracer

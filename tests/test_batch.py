@@ -1,0 +1,348 @@
+"""``hush batch`` run as a user would: a subprocess, real files, the local server over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import Workbook, load_workbook
+
+from hush.batch import BatchUsageError, run_batch, run_batch_sync
+from hush.batch.runner import saved_rows
+from hush.providers import get_registry
+from hush.testing import MockLLMServer
+
+HUSH = [sys.executable, "-m", "hush.cli"]
+RESULT_COLUMNS = ["answer", "error", "latency_s", "model", "prompt_tokens", "completion_tokens"]
+
+AWKWARD = [
+    {"id": "007", "text": 'She said "hi", then left', "lang": "en"},
+    {"id": "2", "text": "Dòng một\nDòng hai, có dấu phẩy", "lang": "vi"},
+    {"id": "3", "text": "Saya suka nasi goreng; 'pedas', ya?", "lang": "id"},
+    {"id": "4", "text": "Tiếng Việt có dấu: ắ ệ ỗ ữ", "lang": "vi"},
+    {"id": "5", "text": "tab\there, trailing space ", "lang": ""},
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MockLLMServer]:
+    with MockLLMServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, server: MockLLMServer) -> Path:
+    server.configure(latency=0.0)
+    server.reset()
+    (tmp_path / "resources.yaml").write_text(
+        f"llm:gpt-4o-mini:\n  base_url: {server.base_url}\n"
+        "  model: gpt-4o-mini\n  max_retries: 1\n  backoff_base: 0.01\n"
+    )
+    return tmp_path
+
+
+def env_for(workdir: Path) -> dict[str, str]:
+    return {**os.environ, "HUSH_CONFIG": str(workdir / "resources.yaml")}
+
+
+def hush(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``hush ARGS``; a batch without ``--model`` uses the configured ``gpt-4o-mini``."""
+    if args[0] == "batch" and "--model" not in args:
+        args = (*args, "--model", "gpt-4o-mini")
+    return subprocess.run(
+        [*HUSH, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=workdir,
+        env=env_for(workdir),
+    )
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write an input the way a user's tools would (not with hush's own writer)."""
+    columns = list(rows[0])
+    if path.suffix == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.suffix == ".xlsx":
+        workbook = Workbook()
+        sheet = workbook.active
+        sheet.append(columns)
+        for row in rows:
+            sheet.append([row[c] for c in columns])
+        workbook.save(path)
+    else:
+        path.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+    if path.suffix == ".xlsx":
+        sheet = load_workbook(path).worksheets[0]
+        lines = list(sheet.iter_rows(values_only=True))
+        columns = [str(c) for c in lines[0]]
+        return columns, [dict(zip(columns, line, strict=True)) for line in lines[1:]]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return list(rows[0]), rows
+
+
+def asked(server: MockLLMServer) -> Counter[str]:
+    """How many times the server was asked each user message."""
+    return Counter(r.body["messages"][-1]["content"] for r in server.requests if r.body)
+
+
+@pytest.mark.parametrize("ext", [".csv", ".xlsx", ".jsonl"])
+def test_batch_round_trips_awkward_text_in_order(
+    workdir: Path, server: MockLLMServer, ext: str
+) -> None:
+    source, output = workdir / f"in{ext}", workdir / f"out{ext}"
+    write_rows(source, AWKWARD)
+    out = hush(workdir, "batch", source.name, "-o", output.name, "--prompt", "[{lang}] {text}")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "5 rows: 5 answered, 0 failed, 0 from the checkpoint" in out.stderr
+
+    columns, rows = read_rows(output)
+    assert columns == ["id", "text", "lang", *RESULT_COLUMNS]
+    assert len(rows) == len(AWKWARD)
+    for got, want in zip(rows, AWKWARD, strict=True):
+        for column in ("id", "text", "lang"):
+            assert (got[column] or "") == want[column], (column, got)
+        assert got["answer"].startswith("[gpt-4o-mini] reply to: ")
+        asked_for = " ".join(f"[{want['lang']}] {want['text']}".split())
+        assert asked_for[:40] in got["answer"]
+        assert not got["error"]
+        assert got["model"] == "gpt-4o-mini"
+        assert int(got["prompt_tokens"]) > 0 and int(got["completion_tokens"]) > 0
+        assert float(got["latency_s"]) >= 0
+    assert sorted(asked(server).values()) == [1] * 5
+
+
+def test_batch_xlsx_sheet_and_answer_column(workdir: Path) -> None:
+    source = workdir / "book.xlsx"
+    workbook = Workbook()
+    workbook.active.title = "notes"
+    workbook.active.append(["ignored"])
+    data = workbook.create_sheet("feedback")
+    data.append(["text", "score"])
+    data.append(["=not a formula", 3])
+    data.append(["Giao hàng nhanh", 5])
+    data["A2"].data_type = "s"
+    workbook.save(source)
+    out = hush(
+        workdir,
+        "batch",
+        "book.xlsx",
+        "-o",
+        "labelled.xlsx",
+        "--sheet",
+        "feedback",
+        "--prompt",
+        "Rate {score}: {text}",
+        "--answer-column",
+        "label",
+    )
+    assert out.returncode == 0, out.stderr
+    columns, rows = read_rows(workdir / "labelled.xlsx")
+    assert columns[:3] == ["text", "score", "label"]
+    assert [r["text"] for r in rows] == ["=not a formula", "Giao hàng nhanh"]
+    assert [r["score"] for r in rows] == [3, 5]
+    assert "Rate 5: Giao hàng nhanh" in rows[1]["label"]
+
+
+def test_batch_killed_mid_run_continues_without_asking_a_finished_row_twice(
+    workdir: Path, server: MockLLMServer
+) -> None:
+    rows = [{"n": str(i), "text": f"row number {i}"} for i in range(120)]
+    write_rows(workdir / "in.csv", rows)
+    server.configure(latency=0.05)
+    args = ["batch", "in.csv", "-o", "out.csv", "--prompt", "{text}", "--concurrency", "4"]
+    args += ["--model", "gpt-4o-mini"]
+    child = subprocess.Popen(
+        [*HUSH, *args],
+        cwd=workdir,
+        env=env_for(workdir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while server.total_requests < 40 and time.monotonic() < deadline:
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            time.sleep(0.01)
+        assert server.total_requests >= 40
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+
+    finished = saved_rows(workdir / "out.csv.checkpoint.db")
+    assert len(finished) >= 20, "rows answered before the kill were not saved"
+    columns, partial = read_rows(workdir / "out.csv")
+    assert columns == ["n", "text", *RESULT_COLUMNS]
+    assert len(partial) == 120, "the output written while running is not a complete table"
+    before = asked(server)
+    server.reset()
+
+    out = hush(workdir, *args)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(finished)} from the checkpoint" in out.stderr
+    again = asked(server)
+    finished_texts = {f"row number {i}" for i in finished}
+    assert not finished_texts & set(again), "a finished row was asked again"
+    assert set(before) | set(again) == {r["text"] for r in rows}
+    assert sum(again.values()) == 120 - len(finished)
+    _, done = read_rows(workdir / "out.csv")
+    assert [r["n"] for r in done] == [r["n"] for r in rows]
+    assert all(r["answer"] and not r["error"] for r in done)
+    for i, row in finished.items():
+        assert done[i]["answer"] == row["answer"]
+
+    third = hush(workdir, *args)
+    assert third.returncode == 0, third.stderr
+    assert "120 from the checkpoint" in third.stderr
+    assert sum(asked(server).values()) == 120 - len(finished), "a finished batch asked again"
+
+
+def test_bad_placeholder_is_one_line_exit_2_before_any_request(
+    workdir: Path, server: MockLLMServer
+) -> None:
+    write_rows(workdir / "in.csv", AWKWARD)
+    out = hush(workdir, "batch", "in.csv", "-o", "out.csv", "--prompt", "Say {txt}")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "{txt}" in lines[0] and "id, text, lang" in out.stderr
+    assert server.total_requests == 0
+    assert not (workdir / "out.csv").exists()
+
+
+def test_failing_row_exits_1_with_its_error_filled(workdir: Path) -> None:
+    rows = [{"text": "fine"}, {"text": "broken [[fail:400]]"}, {"text": "also fine"}]
+    write_rows(workdir / "in.jsonl", rows)
+    out = hush(workdir, "batch", "in.jsonl", "-o", "out.jsonl", "--prompt", "{text}")
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "1 row(s) failed" in out.stderr and "run the same command again" in out.stderr
+    _, done = read_rows(workdir / "out.jsonl")
+    assert [bool(r["error"]) for r in done] == [False, True, False]
+    assert "400" in done[1]["error"] and done[1]["answer"] is None
+    assert done[0]["answer"] and done[2]["answer"]
+
+
+def test_changed_prompt_is_refused_pointing_to_restart(workdir: Path) -> None:
+    write_rows(workdir / "in.csv", AWKWARD)
+    first = hush(workdir, "batch", "in.csv", "-o", "out.csv", "--prompt", "{text}")
+    assert first.returncode == 0, first.stderr
+    changed = hush(workdir, "batch", "in.csv", "-o", "out.csv", "--prompt", "Now: {text}")
+    assert changed.returncode == 2
+    assert "--restart" in changed.stderr and "Traceback" not in changed.stderr
+    assert len(changed.stderr.strip().splitlines()) <= 2
+    restarted = hush(
+        workdir, "batch", "in.csv", "-o", "out.csv", "--prompt", "Now: {text}", "--restart"
+    )
+    assert restarted.returncode == 0, restarted.stderr
+    _, done = read_rows(workdir / "out.csv")
+    assert all("Now: " in r["answer"] for r in done)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["missing.csv", "-o", "o.csv", "--prompt", "{text}"], "missing.csv: no such file"),
+        (["in.csv", "-o", "o.txt", "--prompt", "{text}"], "unknown file type '.txt'"),
+        (["in.csv", "-o", "o.csv", "--prompt", "@nope.txt"], "nope.txt"),
+        (["in.csv", "-o", "o.csv", "--prompt", "{text}", "--model", "nope"], "llm:nope"),
+        (["in.csv", "-o", "o.csv", "--prompt", "{text"], "prompt"),
+        (["in.csv", "-o", "o.csv"], "--prompt"),
+        (["in.csv", "-o", "o.csv", "--prompt", "{text}", "--answer-column", "id"], "'id'"),
+    ],
+)
+def test_usage_errors_are_short(workdir: Path, args: list[str], needle: str) -> None:
+    write_rows(workdir / "in.csv", AWKWARD)
+    out = hush(workdir, "batch", *args)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert 1 <= len(out.stderr.strip().splitlines()) <= 2, out.stderr
+    assert needle in out.stderr
+
+
+def test_prompt_and_system_from_files(workdir: Path, server: MockLLMServer) -> None:
+    write_rows(workdir / "in.csv", AWKWARD[:2])
+    (workdir / "prompt.txt").write_text("Translate to English:\n{text}\n", encoding="utf-8")
+    (workdir / "system.txt").write_text("You translate {lang} text.", encoding="utf-8")
+    out = hush(
+        workdir,
+        "batch",
+        "in.csv",
+        "-o",
+        "out.csv",
+        "--prompt",
+        "@prompt.txt",
+        "--system",
+        "@system.txt",
+    )
+    assert out.returncode == 0, out.stderr
+    systems = [r.body["messages"][0] for r in server.requests if r.body]
+    assert {s["content"] for s in systems} == {"You translate en text.", "You translate vi text."}
+    assert all(s["role"] == "system" for s in systems)
+
+
+async def test_run_batch_from_python_with_rows(workdir: Path, server: MockLLMServer) -> None:
+    registry = get_registry()
+    registry.register("batch-test", {"base_url": server.base_url, "model": "gpt-4o-mini"})
+    try:
+        result = await run_batch(
+            [{"q": "What is 2+2?"}, {"q": "Thủ đô của Pháp?"}],
+            prompt="{q}",
+            model="batch-test",
+            progress=False,
+        )
+        assert result.ok and result.output is None and result.checkpoint is None
+        assert result.columns == ["q", *RESULT_COLUMNS]
+        assert [r["q"] for r in result.rows] == ["What is 2+2?", "Thủ đô của Pháp?"]
+        assert "Thủ đô của Pháp?" in result.rows[1]["answer"]
+        with pytest.raises(BatchUsageError, match=r"\{qq\}.*columns: q\)"):
+            await run_batch([{"q": "x"}], prompt="{qq}", model="batch-test")
+    finally:
+        registry.unregister("batch-test")
+
+
+def test_run_batch_sync_with_a_dataframe(workdir: Path, server: MockLLMServer) -> None:
+    pandas = pytest.importorskip("pandas")
+    registry = get_registry()
+    registry.register("batch-test", {"base_url": server.base_url, "model": "gpt-4o-mini"})
+    try:
+        frame = pandas.DataFrame({"text": ["một", "dua"], "n": [1, 2]})
+        result = run_batch_sync(
+            frame, workdir / "out.csv", prompt="{n}: {text}", model="batch-test", progress=False
+        )
+        assert result.ok and (workdir / "out.csv.checkpoint.db").is_file()
+        _, rows = read_rows(workdir / "out.csv")
+        assert [r["text"] for r in rows] == ["một", "dua"]
+        assert "1: một" in rows[0]["answer"]
+    finally:
+        registry.unregister("batch-test")
