@@ -12,8 +12,8 @@ e  a strict server: 50 requests/s, a burst of 5, x-ratelimit-* headers only on i
    hush configured at exactly 3,000 RPM   (target >= 95% of the limit, < 0.5% 429s;
    goal 98% / 0.2%)
 f  the strict server, hush unconfigured   (target >= 85%, < 3% 429s; goal 90% / 1%)
-d  the naive script of reference/workload-parallel-classification.id.md: a ThreadPoolExecutor
-   of N workers, time.sleep(0.1) before each call, sync openai client (max_retries=0),
+d  the naive script our users run today: a ThreadPoolExecutor of N workers,
+   time.sleep(0.1) before each call, sync openai client (max_retries=0),
    a 429 retried after sleeping
 
 "rate" is the rate at which the server accepted requests (first to last accepted

@@ -1,12 +1,13 @@
 """Document generation: chapters -> sections, in parallel, order preserved, failures isolated.
 
-Replaces the refactoring plan in shared/reference/workload-chapter-section-generation.md
-(asyncio.gather with return_exceptions, zip back to the original order, chapters kept
-sequential "to maintain order"): with hush, chapters and sections both run in parallel
-under caps, outputs come back in input order by construction, and a failed section is
-marked in place while its siblings complete.
+Replaces the usual hand-written plan (asyncio.gather with return_exceptions, zip back
+to the original order, chapters kept sequential "to maintain order"): with hush,
+chapters and sections both run in parallel under caps, outputs come back in input
+order by construction, and a failed section is marked in place while its siblings
+complete.
 
     python examples/chapter_sections.py
+    hush run examples/chapter_sections.py:graph --inputs examples/inputs/chapters.json
 """
 
 from __future__ import annotations

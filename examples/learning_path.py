@@ -1,13 +1,14 @@
 """Nested generation: job role -> topics -> situations -> questions -> lessons, merged in order.
 
-Replaces the hand-made ThreadPool pipeline in shared/reference/workload-batch-llm-excel-and-learning-path
-(20-50 situations at once, 5 questions each, one lesson per question, a global cap): each level
+Replaces a hand-made thread-pool pipeline (20-50 situations at once, 5 questions each,
+one lesson per question, a global cap): each level
 is a MapNode with its own cap, `max_concurrency` on the run bounds every LLM call in flight across
 all levels, a failed lesson stays a hole in its question instead of sinking the job, and the result
 comes back in the original structure.
 
     python examples/learning_path.py "AI Engineer"
-    hush run examples/learning_path.py:graph --inputs role.json --max-concurrency 16
+    hush run examples/learning_path.py:graph --inputs examples/inputs/learning_path.json \
+        --max-concurrency 16
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ The guide's "Multiple prompts in parallel" example: the three calls overlap, so
 the graph takes about as long as the slowest one.
 
     python examples/parallel_text_analysis.py "some text"
+    hush run examples/parallel_text_analysis.py:graph --inputs examples/inputs/text.json
 """
 
 from __future__ import annotations

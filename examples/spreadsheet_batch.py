@@ -1,25 +1,29 @@
 """One prompt per spreadsheet row, answers written back, checkpointed so a crash loses nothing.
 
-Replaces the thread-pool script in shared/reference/workload-batch-llm-excel-*: rows
-with a system prompt, a user input and an optional JSON conversation history go
-through the LLM in parallel (capped, rate limited, retried); the answer, response
-time, model and error of each row are written to a .csv or .xlsx file.
+The graph behind our users' thread-pool spreadsheet scripts, for when a row needs more
+than one prompt: rows with a system prompt, a user input and an optional JSON
+conversation history go through the LLM in parallel (capped, rate limited, retried);
+the answer, response time, model and error of each row are written to a .csv or .xlsx
+file. (For one prompt per row, `hush batch` does all of this in one command.)
 
     python examples/spreadsheet_batch.py [IN.csv|IN.xlsx] [OUT.csv|OUT.xlsx] [--checkpoint run.db --run-id ID]
-    hush run examples/spreadsheet_batch.py:graph --inputs in.json --checkpoint run.db --run-id feedback-1
+    hush run examples/spreadsheet_batch.py:graph --inputs examples/inputs/spreadsheet.json \
+        --checkpoint run.db --run-id feedback-1
+
+The input is examples/data/feedback.csv; examples/inputs/spreadsheet.json names it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 from _llm import ensure_llm
 
+from hush.batch import read_table, write_table
 from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
 from hush.core.nodes.iteration.base import Each
@@ -30,18 +34,12 @@ MODEL = ensure_llm("gpt-4o-mini")
 
 
 def read_rows(path: str) -> dict[str, list[dict[str, Any]]]:
-    """Rows of a .csv or .xlsx file as dicts (first row = headers)."""
+    """Rows of a .csv, .xlsx or .jsonl file (a relative path may also be relative to the
+    repository, so the bundled inputs work from any directory)."""
     p = Path(path)
-    if p.suffix.lower() in {".xlsx", ".xlsm"}:
-        from openpyxl import load_workbook
-
-        sheet = load_workbook(p, read_only=True).active
-        values = list(sheet.iter_rows(values_only=True))
-        headers = [str(h) for h in values[0]]
-        rows = [dict(zip(headers, r, strict=False)) for r in values[1:]]
-    else:
-        with p.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+    if not p.is_absolute() and not p.exists() and (HERE.parent / p).exists():
+        p = HERE.parent / p
+    _, rows = read_table(p)
     return {"rows": rows}
 
 
@@ -82,21 +80,7 @@ def write_rows(
             }
         )
     p = Path(path)
-    headers = list(out[0]) if out else []
-    if p.suffix.lower() == ".xlsx":
-        from openpyxl import Workbook
-
-        wb = Workbook()
-        ws = wb.active
-        ws.append(headers)
-        for r in out:
-            ws.append([r[h] for h in headers])
-        wb.save(p)
-    else:
-        with p.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=headers)
-            writer.writeheader()
-            writer.writerows(out)
+    write_table(p, list(out[0]) if out else [], out)
     return {
         "written": len(out),
         "failed": sum(e is not None for e in errors),

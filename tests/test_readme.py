@@ -1,34 +1,93 @@
-"""The README's quick start runs as written (against the local server, via resources.yaml)."""
+"""The README as a newcomer uses it: the quick start pasted into an empty directory, the demo."""
 
 from __future__ import annotations
 
+import csv
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from hush.testing import MockLLMServer
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+
+def clean_env() -> dict[str, str]:
+    """The environment of a fresh shell: no resource file, no provider key."""
+    drop = {"HUSH_CONFIG", "OPENAI_API_KEY", "PYTHONPATH"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def test_quick_start_runs_as_written(tmp_path: Path) -> None:
+def test_quick_start_runs_verbatim_in_an_empty_directory(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README has no python block"
-    quick_start = blocks[0]
-    assert len([line for line in quick_start.splitlines() if line.strip()]) <= 15
-    (tmp_path / "quick_start.py").write_text(quick_start)
-    with MockLLMServer() as server:
-        (tmp_path / "resources.yaml").write_text(
-            f"llm:gpt-4o-mini:\n  base_url: {server.base_url}\n  api_key: local\n  model: gpt-4o-mini\n  rpm: 60000\n"
-        )
-        out = subprocess.run(
-            [sys.executable, "quick_start.py"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    (tmp_path / "quick_start.py").write_text(blocks[0])
+    out = subprocess.run(
+        [sys.executable, "quick_start.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "reply to: What is 2+2?" in out.stdout
-    assert out.stdout.strip().endswith("ok")
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == (
+        "['[gpt-4o-mini] reply to: What is 2+2?', '[gpt-4o-mini] reply to: Capital of France?']"
+    )
+    assert lines[1].startswith("RunRecord(") and "status='ok'" in lines[1]
+    assert "errors=0" in lines[1] and len(lines) == 2
+    assert "Traceback" not in out.stderr
+
+
+def test_the_real_provider_change_is_a_drop_in_for_the_local_lines() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    quick_start, change = blocks[0], blocks[1]
+    assert "MockLLMServer().start_in_thread()" in quick_start
+    assert 'os.environ["OPENAI_API_KEY"]' in change and "register(" in change
+    replaced = [
+        line
+        for line in quick_start.splitlines()
+        if "server" not in line.lower() or line.startswith("from hush")
+    ]
+    compile("\n".join([*change.splitlines(), *replaced]), "readme-real.py", "exec")
+
+
+def test_set_up_commands_install_only_what_each_needs() -> None:
+    commands = re.findall(r"```bash\n(python3 -m venv .*?)\n```", README.read_text())
+    assert len(commands) == 2, commands
+    demo, tests = commands
+    assert "pip install -q -e . " in demo and "[dev]" not in demo
+    assert demo.endswith(".venv/bin/hush demo")
+    assert "-e '.[dev]'" in tests and tests.endswith(".venv/bin/python -m pytest")
+
+
+def test_demo_writes_its_answers_and_says_where(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hush.cli", "demo", "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    written = tmp_path / "hush-demo-answers.csv"
+    with written.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 120
+    labels = {"billing", "delivery", "product", "account", "other"}
+    assert {r["answer"] for r in rows} <= labels, "the demo must show labels, not echoes"
+    assert len({r["answer"] for r in rows}) > 1
+    assert str(written) in out.stdout
+    assert "hush/demo.py" in out.stdout and "hush batch" in out.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "hush.cli", "demo", "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
+    assert again.returncode == 0 and "120 from the checkpoint" in again.stdout

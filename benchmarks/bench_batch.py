@@ -1,0 +1,179 @@
+"""``hush batch`` against our users' thread-pool script, on one rate-limited local server.
+
+The local server runs in a process of its own, limited to 1,200 requests/min (a
+one-second burst). The same rows go through, in the same few minutes:
+
+pool   the thread-pool script: ThreadPoolExecutor(10), time.sleep(0.1) before each
+       call, sync openai client without its own retries, three attempts with
+       time.sleep(3) between them, a row that fails all three left unanswered
+hush   ``hush batch`` as a user runs it (a subprocess, CSV in and out), rpm: 1200
+       in resources.yaml
+learn  ``hush batch`` with no limit configured (learned from the server's headers)
+
+Each prints rows/s (answered rows over wall time, start-up included), the 429s
+the server sent and the rows left unanswered. The first scenario answers in
+0.2-0.6 s, where 10 workers with a 0.1 s sleep happen to send about the
+server's limit; the next two change only the answer time, as a model or a
+prompt change does, to show what a fixed worker count does then.
+
+    python benchmarks/bench_batch.py [--rows N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _server_process import ServerProcess
+
+SERVER_RPM = 1200
+POOL_WORKERS = 10
+POOL_SLEEP = 0.1
+POOL_ATTEMPTS = 3
+POOL_RETRY_SLEEP = 3.0
+PROMPT = "Classify this customer feedback as one of: billing, delivery, product, other. {text}"
+TEXTS = [
+    "Giao hàng chậm hơn một tuần, rất tệ",
+    "Pengembalian dana belum masuk, sudah sebulan",
+    "The parcel arrived three days late",
+    "Password reset email never arrives",
+    "Sản phẩm bị lỗi ngay ngày đầu",
+]
+
+
+def write_rows(path: Path, rows: int) -> list[str]:
+    texts = [f"{TEXTS[i % len(TEXTS)]} (#{i})" for i in range(rows)]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text"])
+        writer.writerows([i, text] for i, text in enumerate(texts))
+    return texts
+
+
+def thread_pool(base_url: str, texts: list[str]) -> tuple[float, int]:
+    """The seeds' pattern; returns (seconds, rows answered)."""
+    client = openai.OpenAI(base_url=base_url, api_key="sk-local-benchmark", max_retries=0)
+    lock = threading.Lock()
+    answered = 0
+
+    def classify(text: str) -> str | None:
+        nonlocal answered
+        time.sleep(POOL_SLEEP)
+        for attempt in range(POOL_ATTEMPTS):
+            try:
+                reply = client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": PROMPT.format(text=text)}],
+                )
+            except openai.APIError:
+                if attempt < POOL_ATTEMPTS - 1:
+                    time.sleep(POOL_RETRY_SLEEP)
+                continue
+            with lock:
+                answered += 1
+            return reply.choices[0].message.content
+        return None
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=POOL_WORKERS) as pool:
+        list(pool.map(classify, texts))
+    elapsed = time.perf_counter() - start
+    client.close()
+    return elapsed, answered
+
+
+def hush_batch(base_url: str, workdir: Path, source: Path, rpm: int | None) -> tuple[float, int]:
+    """``hush batch`` in a subprocess; returns (seconds, rows answered)."""
+    config = workdir / "resources.yaml"
+    limit = f"  rpm: {rpm}\n" if rpm else ""
+    config.write_text(f"llm:gpt-4o-mini:\n  base_url: {base_url}\n  model: gpt-4o-mini\n{limit}")
+    output = workdir / f"out-{source.stem}-{rpm or 'learned'}.csv"
+    command = [sys.executable, "-m", "hush.cli", "batch", str(source), "-o", str(output)]
+    command += ["--prompt", PROMPT, "--model", "gpt-4o-mini", "--no-progress"]
+    start = time.perf_counter()
+    done = subprocess.run(
+        command,
+        env={**os.environ, "HUSH_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise RuntimeError(done.stderr)
+    with output.open(newline="", encoding="utf-8") as f:
+        answered = sum(1 for row in csv.DictReader(f) if row["answer"] and not row["error"])
+    return elapsed, answered
+
+
+SCENARIOS = [
+    ("answers in 0.2-0.6 s (the pool's 10 workers happen to fit the limit)", (0.2, 0.6), 1.0, True),
+    ("faster answers, 0.05-0.15 s (the same pool overshoots)", (0.05, 0.15), 0.5, False),
+    ("slower answers, 1-2 s (the same pool under-uses the limit)", (1.0, 2.0), 0.3, False),
+]
+"""(label, server latency, share of --rows sent, run the unconfigured hush too)."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="only the first scenario")
+    args = parser.parse_args()
+    server = ServerProcess(rpm=SERVER_RPM, seed=3)
+    print(f"server: {SERVER_RPM} RPM ({SERVER_RPM / 60:.0f} rows/s at most), one-second burst")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            for label, latency, share, learn in SCENARIOS[:1] if args.quick else SCENARIOS:
+                rows = max(50, int(args.rows * share))
+                server.configure(latency=list(latency))
+                source = workdir / f"rows-{rows}.csv"
+                texts = write_rows(source, rows)
+                print(f"\n{rows} rows, {label}")
+                print(f"{'run':<46} {'rows/s':>7} {'of limit':>9} {'429s':>6} {'unanswered':>11}")
+                runs = [
+                    (
+                        "thread pool (10 workers, sleep 0.1, 3 tries)",
+                        functools.partial(thread_pool, server.base_url, texts),
+                    ),
+                    (
+                        "hush batch, rpm: 1200 configured",
+                        functools.partial(hush_batch, server.base_url, workdir, source, SERVER_RPM),
+                    ),
+                ]
+                if learn:
+                    runs.append(
+                        (
+                            "hush batch, nothing configured",
+                            functools.partial(hush_batch, server.base_url, workdir, source, None),
+                        )
+                    )
+                for name, run in runs:
+                    server.reset()
+                    time.sleep(1.5)
+                    elapsed, answered = run()
+                    limited = sum(1 for r in server.requests if r.status == 429)
+                    rate = answered / elapsed
+                    print(
+                        f"{name:<46} {rate:7.2f} {rate / (SERVER_RPM / 60):8.1%} "
+                        f"{limited:6d} {rows - answered:11d}"
+                    )
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
