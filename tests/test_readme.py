@@ -19,18 +19,23 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
+def python(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in ``cwd`` with the set-up command's interpreter and a clean env."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
+
+
 def test_quick_start_runs_verbatim_in_an_empty_directory(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README has no python block"
     (tmp_path / "quick_start.py").write_text(blocks[0])
-    out = subprocess.run(
-        [sys.executable, "quick_start.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-    )
+    out = python(tmp_path, "quick_start.py")
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[0] == (
@@ -64,14 +69,7 @@ def test_set_up_commands_install_only_what_each_needs() -> None:
 
 
 def test_demo_writes_its_answers_and_says_where(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "hush.cli", "demo", "--no-progress"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
+    out = python(tmp_path, "-m", "hush.cli", "demo", "--no-progress")
     assert out.returncode == 0, out.stderr[-2000:]
     written = tmp_path / "hush-demo-answers.csv"
     with written.open(newline="", encoding="utf-8") as f:
@@ -82,12 +80,5 @@ def test_demo_writes_its_answers_and_says_where(tmp_path: Path) -> None:
     assert len({r["answer"] for r in rows}) > 1
     assert str(written) in out.stdout
     assert "hush/demo.py" in out.stdout and "hush batch" in out.stdout
-    again = subprocess.run(
-        [sys.executable, "-m", "hush.cli", "demo", "--no-progress"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
+    again = python(tmp_path, "-m", "hush.cli", "demo", "--no-progress")
     assert again.returncode == 0 and "120 from the checkpoint" in again.stdout
