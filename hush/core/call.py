@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hush.checkpoint.errors import CheckpointWriteError
 from hush.core import items, runtime
+from hush.core.events import Event, LLMCall
 from hush.core.state import IterationCounters
 
 if TYPE_CHECKING:
@@ -19,13 +20,13 @@ if TYPE_CHECKING:
     from hush.core.plan import GraphPlan, NodePlan
     from hush.core.policies import RetryPolicy
     from hush.core.runtime import Frame, GraphOutcome
-    from hush.observability.tracer import Span
 
 logger = logging.getLogger("hush.runtime")
 
 
 class NodeCall:
-    """What one attempt of a node is handed: its path and span, and the means to run inside it.
+    """What one attempt of a node is handed: its path, the means to run inside it, and to
+    report what it does (tokens, LLM calls, progress) to the run's subscribers.
 
     Containers run sub-graphs with :meth:`run_graph` and items with
     :meth:`run_item`; what those report is kept on this attempt and merged
@@ -41,23 +42,22 @@ class NodeCall:
         "errors",
         "frame",
         "node",
+        "node_path",
         "path",
         "run",
         "saves",
-        "span",
         "unhandled",
     )
 
-    def __init__(
-        self, frame: Frame, np: NodePlan, path: str, span: Span | None, attempt: int
-    ) -> None:
+    def __init__(self, frame: Frame, np: NodePlan, path: str, attempt: int) -> None:
         self.frame = frame
         self.run = frame.run
         self.node: BaseNode = np.node
         self.demanded = np.demanded
         """Output keys read downstream: an iteration node returns them even when no item ran."""
         self.path = path
-        self.span = span
+        self.node_path = np.path
+        """The node's path without item indices (the same for every item)."""
         self.attempt = attempt
         """This attempt's number (from 1); a node owning its retry loop sets the attempts it made."""
         self.errors: list[NodeError] = []
@@ -84,7 +84,6 @@ class NodeCall:
             state,
             self.run,
             self.path,
-            self.span,
             static=frame.static,
             defer=frame.defer,
             owner=self,
@@ -124,7 +123,51 @@ class NodeCall:
         """Live counters for an iteration node, registered on the run record."""
         counters = IterationCounters(total=total)
         self.run.record.iterations[self.path] = counters
+        self.progress(counters)
         return counters
+
+    @property
+    def observed(self) -> bool:
+        """Whether anything subscribes to this run's events (tokens, progress)."""
+        return self.run.emit is not None
+
+    def progress(self, counters: IterationCounters) -> None:
+        """Report an iteration node's counters (a ``progress`` event)."""
+        emit = self.run.emit
+        if emit is not None:
+            emit(
+                Event(
+                    "progress",
+                    self.path,
+                    self.run.run_id,
+                    counters=counters,
+                    node=self.node_path,
+                    type=self.node.trace_kind,  # type: ignore[arg-type]
+                    name=self.node.name,
+                )
+            )
+
+    def token(self, text: str, attempt: int = 1) -> None:
+        """Report a piece of a streamed LLM reply (a ``token`` event); ``attempt`` is the
+        request's attempt number (a retried request streams again from its start)."""
+        emit = self.run.emit
+        if emit is not None:
+            emit(
+                Event(
+                    "token",
+                    self.path,
+                    self.run.run_id,
+                    text=text,
+                    attempts=attempt,
+                    node=self.node_path,
+                )
+            )
+
+    def llm_call(self, call: LLMCall) -> None:
+        """Report one finished LLM request (an ``llm`` event)."""
+        emit = self.run.emit
+        if emit is not None:
+            emit(Event("llm", self.path, self.run.run_id, llm=call, node=self.node_path))
 
     def track(self, finished: asyncio.Future[None]) -> None:
         """A worker thread started inside this attempt: the next attempt of this node, and of

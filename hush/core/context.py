@@ -8,31 +8,32 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hush.core.checkpointing import RunCheckpoint
+    from hush.core.events import Emitter
     from hush.core.state import RunRecord
-    from hush.observability.tracer import Tracer
 
 
 class RunContext:
-    """One run's record, checkpoint, tracer and run-wide slot (``max_concurrency``)."""
+    """One run's record, checkpoint, event emitter and run-wide slot (``max_concurrency``)."""
 
-    __slots__ = ("checkpoint", "plain", "record", "run_id", "slot", "t0", "tracer")
+    __slots__ = ("checkpoint", "emit", "plain", "record", "run_id", "slot", "t0")
 
     def __init__(
         self,
         run_id: str,
         record: RunRecord,
         *,
-        tracer: Tracer | None = None,
+        emit: Emitter | None = None,
         slot: asyncio.Semaphore | None = None,
         checkpoint: RunCheckpoint | None = None,
     ) -> None:
         self.run_id = run_id
         self.record = record
-        self.tracer = tracer
+        self.emit = emit
+        """Hands events to the run's subscribers; ``None`` when nothing subscribes."""
         self.slot = slot
         self.checkpoint = checkpoint
-        self.plain = tracer is None and slot is None and checkpoint is None
-        """Nothing to trace, save or limit: plain nodes may take the scheduler's fast path."""
+        self.plain = slot is None and checkpoint is None
+        """Nothing to save or limit: plain nodes may take the scheduler's fast path."""
         self.t0 = record.clock = time.perf_counter()
 
     def now(self) -> float:

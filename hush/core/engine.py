@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -17,6 +18,7 @@ import anyio
 from hush.core.checkpointing import RunCheckpoint
 from hush.core.context import RunContext
 from hush.core.errors import MissingInputError, NodeError, RunError
+from hush.core.events import Emitter, Event, Subscriber
 from hush.core.nodes.graph.graph_node import GraphNode
 from hush.core.nodes.iteration.base import IterationNode
 from hush.core.options import check_run_options
@@ -27,7 +29,7 @@ from hush.core.state import RunRecord
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
     from hush.core.plan import GraphPlan
-    from hush.observability.tracer import Span, Tracer
+    from hush.observability.tracer import Tracer
 
 logger = logging.getLogger("hush.engine")
 
@@ -91,7 +93,7 @@ class Hush:
         session_id: str | None = None,
         tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
-        flush_timeout: float = 5.0,
+        flush_timeout: float | None = None,
         progress: bool | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
@@ -105,8 +107,77 @@ class Hush:
         starts over; ``on_checkpoint_mismatch="restart"`` does so only when the
         graph changed). ``progress`` shows live bars for
         maps (default: when stderr is a terminal); ``on_progress`` receives the
-        same counters a few times a second.
+        same counters a few times a second. ``tracer`` receives the run's events;
+        at the end the run waits at most ``flush_timeout`` seconds (default: the
+        tracer's own) for it to export them.
         """
+        return await self._run(
+            inputs,
+            tracer=tracer,
+            raise_on_error=raise_on_error,
+            max_concurrency=max_concurrency,
+            run_id=run_id,
+            checkpoint=checkpoint,
+            on_checkpoint_mismatch=on_checkpoint_mismatch,
+            restart=restart,
+            user_id=user_id,
+            session_id=session_id,
+            tags=tags,
+            metadata=metadata,
+            flush_timeout=flush_timeout,
+            progress=progress,
+            on_progress=on_progress,
+        )
+
+    async def stream(
+        self, inputs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncIterator[Event]:
+        """Run the graph and yield its events as they happen (see :mod:`hush.core.events`).
+
+        Takes the same options as :meth:`run`. The last event is ``run_end``,
+        whose ``result`` is what :meth:`run` returns. Leaving the loop early
+        (``break``, an exception) cancels the run; wrap the call in
+        ``contextlib.aclosing`` to have that happen at once rather than when the
+        iterator is garbage-collected.
+        """
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self._run(inputs, subscriber=queue.put_nowait, **options))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    break
+                yield event
+                if event.kind == "run_end" and event.path == self.name:
+                    break
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(task)
+
+    async def _run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        tracer: Tracer | None = None,
+        raise_on_error: bool = False,
+        max_concurrency: int | None = None,
+        run_id: str | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        on_checkpoint_mismatch: Literal["error", "restart"] = "error",
+        restart: bool = False,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        flush_timeout: float | None = None,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+        subscriber: Subscriber | None = None,
+    ) -> dict[str, Any]:
         if inputs is None:
             inputs = {}
         check_run_options(
@@ -128,28 +199,43 @@ class Hush:
         run_id = run_id or uuid.uuid4().hex
         record = RunRecord(run_id=run_id, graph=self.name, started_at=time.time())
         store = await self._open_store(checkpoint, run_id, on_checkpoint_mismatch, restart)
+        started = Event(
+            "run_start",
+            self.name,
+            run_id,
+            type="run",
+            name=self.name,
+            input=dict(inputs),
+            node=self.name,
+            metadata=_run_metadata(user_id, session_id, tags, metadata),
+        )
+        subscribers: list[Subscriber] = []
+        traced = _subscribe(tracer, started)
+        if traced is not None:
+            subscribers.append(traced)
+        reporter = None
+        if want_display(progress) or on_progress is not None:
+            reporter = ProgressReporter(show=want_display(progress), callback=on_progress)
+            subscribers.append(reporter)
+        if subscriber is not None:
+            subscribers.append(subscriber)
+        emit = Emitter(subscribers) if subscribers else None
         ctx = RunContext(
             run_id,
             record,
-            tracer=tracer,
+            emit=emit,
             slot=asyncio.Semaphore(max_concurrency) if max_concurrency else None,
             checkpoint=RunCheckpoint(store) if store is not None else None,
         )
-        root = _start_trace(tracer, self.name, run_id, inputs, user_id, session_id, tags, metadata)
         outcome: GraphOutcome | None = None
         llm_before = _llm_stats()
-        reporter = None
-        if want_display(progress) or on_progress is not None:
-            reporter = ProgressReporter(record, show=want_display(progress), callback=on_progress)
+        result: dict[str, Any] = {}
+        if emit is not None:
+            emit(started)
         try:
-            if reporter is None:
-                outcome = await execute(
-                    self.plan, dict(inputs), ctx, self.name, root, static=True, defer=False
-                )
-            else:
-                outcome = await _with_reporter(
-                    reporter, self.plan, dict(inputs), ctx, self.name, root
-                )
+            outcome = await execute(
+                self.plan, dict(inputs), ctx, self.name, static=True, defer=False
+            )
         finally:
             record.duration = ctx.now()
             record.llm = _llm_delta(llm_before, _llm_stats())
@@ -159,9 +245,14 @@ class Hush:
             record.status = "cancelled" if outcome is None else ("error" if record.errors else "ok")
             with anyio.CancelScope(shield=True):
                 await _close_store(store, ctx, record)
-                await _finish_trace(tracer, root, outcome, record, flush_timeout)
-        result: dict[str, Any] = dict(outcome.written)
-        result["$state"] = record
+                if outcome is not None:
+                    result.update(outcome.written)
+                result["$state"] = record
+                if reporter is not None:
+                    reporter.close()
+                if emit is not None:
+                    emit(_run_end(started, record, outcome, result))
+                await _flush(tracer, flush_timeout)
         if raise_on_error and record.errors:
             raise RunError(record.errors, result)
         return result
@@ -259,64 +350,53 @@ def _llm_delta(
     return out
 
 
-async def _with_reporter(
-    reporter: ProgressReporter,
-    plan: GraphPlan,
-    state: dict[str, Any],
-    ctx: RunContext,
-    name: str,
-    root: Span | None,
-) -> GraphOutcome:
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(reporter.watch)
-        outcome = await execute(plan, state, ctx, name, root, static=True, defer=False)
-        tg.cancel_scope.cancel()
-    return outcome
-
-
-def _start_trace(
-    tracer: Tracer | None,
-    name: str,
-    run_id: str,
-    inputs: Mapping[str, Any],
+def _run_metadata(
     user_id: str | None,
     session_id: str | None,
     tags: Sequence[str] | None,
     metadata: Mapping[str, Any] | None,
-) -> Span | None:
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"user_id": user_id, "session_id": session_id, "tags": list(tags or ())}
+    out["metadata"] = dict(metadata or {})
+    return out
+
+
+def _subscribe(tracer: Tracer | None, started: Event) -> Subscriber | None:
+    """The tracer's subscriber for this run; a tracer that fails here is left out."""
     if tracer is None:
         return None
     try:
-        return tracer.start_run(
-            name,
-            run_id=run_id,
-            input=dict(inputs),
-            user_id=user_id,
-            session_id=session_id,
-            tags=list(tags) if tags else None,
-            metadata=dict(metadata) if metadata else None,
-        )
+        return tracer.subscribe(started)
     except Exception:
         logger.warning("tracer failed to start the run; continuing without tracing", exc_info=True)
         return None
 
 
-async def _finish_trace(
-    tracer: Tracer | None,
-    root: Span | None,
-    outcome: GraphOutcome | None,
-    record: RunRecord,
-    flush_timeout: float,
-) -> None:
+def _run_end(
+    started: Event, record: RunRecord, outcome: GraphOutcome | None, result: dict[str, Any]
+) -> Event:
+    error = record.errors[0] if record.errors else None
+    return Event(
+        "run_end",
+        started.path,
+        started.run_id,
+        type="run",
+        name=started.name,
+        output=dict(outcome.written) if outcome is not None else None,
+        status=record.status,
+        error=error,
+        duration=record.duration,
+        node=started.node,
+        result=result,
+    )
+
+
+async def _flush(tracer: Tracer | None, timeout: float | None) -> None:
+    """Let the tracer export the run, for at most ``timeout`` (its own default if ``None``)."""
     if tracer is None:
         return
     try:
-        if root is not None:
-            error = None
-            if record.errors:
-                error = RuntimeError(f"{len(record.errors)} error(s); first: {record.errors[0]}")
-            root.end(output=outcome.written if outcome else None, error=error, status=record.status)
-        with anyio.move_on_after(flush_timeout + 1):
-            await tracer.flush(flush_timeout)
+        with anyio.move_on_after((timeout if timeout is not None else 30.0) + 1):
+            await tracer.flush(timeout)
     except Exception:
         logger.warning("tracer failed to finish the run", exc_info=True)

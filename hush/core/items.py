@@ -8,10 +8,11 @@ as part of its iteration node.
 from __future__ import annotations
 
 import asyncio
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.core import runtime
-from hush.core.spans import end_span, open_span
+from hush.core.events import Event, status_of
 
 if TYPE_CHECKING:
     from hush.core.call import NodeCall
@@ -55,20 +56,13 @@ async def run_item(
         saved = checkpoint.load(path, key)
         if saved is not None:
             return ItemOutcome(dict(saved), None, True)
-    span = None
-    if call.span is not None:
-        span = open_span(call.span, f"{call.node.name}[{index}]", "item", state)
-    outcome: GraphOutcome | None = None
-    try:
+    emit = call.run.emit
+    if emit is None:
         outcome = await runtime.execute(
-            plan, state, call.run, path, span, static=False, defer=True, owner=call
+            plan, state, call.run, path, static=False, defer=True, owner=call
         )
-    finally:
-        if span is not None:
-            if outcome is None:
-                end_span(span, None, None, cancelled=True)
-            else:
-                end_span(span, outcome.written, outcome.error, cancelled=False)
+    else:
+        outcome = await _traced(call, plan, index, path, state)
     call.errors.extend(outcome.errors)
     call.unhandled.extend(outcome.unhandled)
     waiter = None
@@ -81,3 +75,48 @@ async def run_item(
             await call.saved(waiter)
             waiter = None
     return ItemOutcome(outcome.written, outcome.error, False, waiter)
+
+
+async def _traced(
+    call: NodeCall, plan: GraphPlan, index: int, path: str, state: dict[str, Any]
+) -> GraphOutcome:
+    """Run the item's body between its ``node_start`` and ``node_end`` events."""
+    emit = call.run.emit
+    assert emit is not None
+    run_id, name, node = call.run.run_id, f"{call.node.name}[{index}]", f"{call.node_path}[]"
+    emit(
+        Event(
+            "node_start",
+            path,
+            run_id,
+            parent=call.path,
+            type="item",
+            name=name,
+            input=state,
+            node=node,
+        )
+    )
+    started = perf_counter()
+    outcome: GraphOutcome | None = None
+    try:
+        outcome = await runtime.execute(
+            plan, state, call.run, path, static=False, defer=True, owner=call
+        )
+        return outcome
+    finally:
+        error = outcome.error if outcome is not None else None
+        emit(
+            Event(
+                "node_end",
+                path,
+                run_id,
+                parent=call.path,
+                type="item",
+                name=name,
+                output=outcome.written if outcome is not None else None,
+                status=status_of(error, cancelled=outcome is None),
+                error=error,
+                duration=perf_counter() - started,
+                node=node,
+            )
+        )

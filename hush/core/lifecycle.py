@@ -12,8 +12,9 @@ A node, in one execution of its graph (:func:`run_node`):
 5. save it, if nothing inside it failed;
 6. record it.
 
-Its span opens once the inputs are known and closes in ``finally`` with a
-status: ok, error, timeout or cancelled. A container's children report to the
+Once the inputs are known it emits ``node_start``, and ``node_end`` in
+``finally`` with a status: ok, error, timeout or cancelled (see
+:mod:`hush.core.events`). A container's children report to the
 :class:`NodeCall` of the attempt that runs them; the node merges what they
 report (errors, deferred saves) only from the attempt it accepts.
 
@@ -38,15 +39,14 @@ from hush.core.errors import (
     NodeReturnError,
     NodeTimeoutError,
 )
+from hush.core.events import Event, status_of
 from hush.core.inputs import ERROR, OK, resolve, resolve_inputs
-from hush.core.spans import end_span, open_span
 
 if TYPE_CHECKING:
     from hush.core.call import NodeCall
     from hush.core.plan import NodePlan
     from hush.core.runtime import Frame
     from hush.core.state import Status
-    from hush.observability.tracer import Span
 
 logger = logging.getLogger("hush.runtime")
 
@@ -89,7 +89,10 @@ async def run_node(frame: Frame, i: int) -> None:
     """Take node ``i`` of ``frame`` through its lifecycle."""
     np = frame.plan.nodes[i]
     if np.plain is not None and frame.fast:
-        await _run_plain(frame, np)
+        if frame.run.emit is None:
+            await _run_plain(frame, np)
+        else:
+            await _run_plain_observed(frame, np)
         return
     path = frame.path_of(np)
     started = perf_counter()
@@ -133,6 +136,46 @@ async def _run_plain(frame: Frame, np: NodePlan) -> None:
         frame.run.record.order.append(np.path)
 
 
+async def _run_plain_observed(frame: Frame, np: NodePlan) -> None:
+    """The fast path with its ``node_start`` and ``node_end`` events."""
+    assert np.plain is not None and frame.run.emit is not None
+    emit = frame.run.emit
+    path = frame.path_of(np)
+    started = perf_counter()
+    inputs = {b.name: resolve(frame, b) for b in np.bindings}
+    emit(
+        Event(
+            "node_start",
+            path,
+            frame.run.run_id,
+            parent=frame.prefix,
+            type="node",
+            name=np.name,
+            input=inputs,
+            node=np.path,
+        )
+    )
+    done: Done | None = None
+    try:
+        try:
+            out = await np.plain(**inputs)
+            if np.outputs or type(out) is not dict:
+                out = _checked(np, out)
+        except asyncio.CancelledError as exc:
+            done = _failure(_stray(exc), path, None)
+        except _STOPS:
+            raise
+        except BaseException as exc:
+            done = _failure(exc, path, None)
+        else:
+            done = Done(OK, out)
+    finally:
+        emit(_node_end(frame, np, path, done, perf_counter() - started))
+    assert done is not None
+    _accept(frame, np, path, done)
+    _record(frame, np, done, started)
+
+
 async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any]) -> Done:
     """Steps 2 and 3: the saved result for these inputs, or the result of the attempts."""
     checkpoint = frame.run.checkpoint
@@ -142,20 +185,53 @@ async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any])
         saved = checkpoint.load(path, key) if frame.lookups else None
         if saved is not None:
             return Done(OK, saved, resumed=True)
-    span = open_span(frame.span, np.name, np.node.trace_kind, inputs)
-    done: Done | None = None
-    try:
-        done = await _attempts(frame, np, path, inputs, span)
+    emit = frame.run.emit
+    if emit is None:
+        done = await _attempts(frame, np, path, inputs)
         done.key = key
         return done
+    run_id = frame.run.run_id
+    started = perf_counter()
+    emit(
+        Event(
+            "node_start",
+            path,
+            run_id,
+            parent=frame.prefix,
+            type=np.node.trace_kind,  # type: ignore[arg-type]
+            name=np.name,
+            input=inputs,
+            node=np.path,
+        )
+    )
+    ended: Done | None = None
+    try:
+        ended = await _attempts(frame, np, path, inputs)
+        ended.key = key
+        return ended
     finally:
-        if span is not None:
-            _close_span(span, done)
+        emit(_node_end(frame, np, path, ended, perf_counter() - started))
 
 
-async def _attempts(
-    frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any], span: Span | None
-) -> Done:
+def _node_end(frame: Frame, np: NodePlan, path: str, done: Done | None, duration: float) -> Event:
+    error = done.error if done is not None else None
+    return Event(
+        "node_end",
+        path,
+        frame.run.run_id,
+        parent=frame.prefix,
+        type=np.node.trace_kind,  # type: ignore[arg-type]
+        name=np.name,
+        output=done.outputs if done is not None else None,
+        status=status_of(error, cancelled=done is None),
+        error=error,
+        duration=duration,
+        attempts=done.call.attempt if done is not None and done.call is not None else None,
+        node=np.path,
+    )
+
+
+async def _attempts(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any]) -> Done:
     """Attempt until success, a non-retryable error, or the policy's last attempt.
 
     With a retry policy every attempt gets its own (shallow) copy of the inputs,
@@ -165,7 +241,7 @@ async def _attempts(
     policy = None if node.owns_policy else node.retry
     attempt = 1
     while True:
-        call = call_module.NodeCall(frame, np, path, span, attempt)
+        call = call_module.NodeCall(frame, np, path, attempt)
         try:
             out = await _attempt(frame, np, call, inputs if policy is None else dict(inputs))
         except _STOPS:
@@ -336,10 +412,3 @@ def _record(frame: Frame, np: NodePlan, done: Done, started: float) -> None:
     log.attempts[i] = call.attempt if call is not None else (0 if done.resumed else 1)
     log.resumed[i] = done.resumed
     frame.run.record.order.append(np.path)
-
-
-def _close_span(span: Span, done: Done | None) -> None:
-    if done is None:
-        end_span(span, None, None, cancelled=True)
-    else:
-        end_span(span, done.outputs, done.error, cancelled=False)

@@ -49,7 +49,7 @@ def check_run_options(
         raise RunOptionError(f"restart must be True or False, got {_show(restart)}")
     if restart and checkpoint is None:
         raise RunOptionError("restart=True needs a checkpoint (there is nothing to start over)")
-    if (
+    if flush_timeout is not None and (
         isinstance(flush_timeout, bool)
         or not isinstance(flush_timeout, int | float)
         or not (flush_timeout >= 0 and math.isfinite(flush_timeout))

@@ -1,22 +1,20 @@
-"""Progress of iteration nodes: snapshots of the live counters, a callback and a rich display."""
+"""Progress of iteration nodes from the run's ``progress`` events: a callback and a rich display."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 if TYPE_CHECKING:
-    from hush.core.state import RunRecord
+    from hush.core.events import Event
+    from hush.core.state import IterationCounters
 
 logger = logging.getLogger("hush.progress")
-_INDEX = re.compile(r"\[\d+\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +40,13 @@ class MapProgress:
 ProgressCallback = Callable[[list[MapProgress]], Any]
 
 
-def snapshot(record: RunRecord, started: float, now: float) -> list[MapProgress]:
-    """Aggregate the run's iteration counters by node (indices stripped)."""
+def snapshot(
+    counters: Mapping[str, tuple[str, IterationCounters]], started: float, now: float
+) -> list[MapProgress]:
+    """Aggregate iteration counters (by instance path) by node: nested instances are summed."""
     groups: dict[str, list[Any]] = {}
-    for path, c in list(record.iterations.items()):
-        key = _INDEX.sub("", path)
-        g = groups.setdefault(key, [0, 0, 0, 0, 0, 0, True])
+    for node, c in counters.values():
+        g = groups.setdefault(node, [0, 0, 0, 0, 0, 0, True])
         if c.total is None:
             g[6] = False
         else:
@@ -83,46 +82,66 @@ def snapshot(record: RunRecord, started: float, now: float) -> list[MapProgress]
 
 
 class ProgressReporter:
-    """Polls the run record a few times a second; feeds a callback and/or a rich display."""
+    """Subscribes to a run's ``progress`` events; feeds a callback and/or a rich display.
+
+    Reports at most every ``interval`` seconds, and always the latest counters: a change
+    that arrives too soon is reported when the interval is up.
+    """
 
     def __init__(
         self,
-        record: RunRecord,
         *,
         show: bool,
         callback: ProgressCallback | None,
         interval: float = 0.2,
     ) -> None:
-        self.record = record
         self.show = show
         self.callback = callback
         self.interval = interval
         self.started = time.perf_counter()
+        self._counters: dict[str, tuple[str, IterationCounters]] = {}
+        self._last = float("-inf")
+        self._pending: asyncio.TimerHandle | None = None
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
 
-    async def watch(self) -> None:
-        """Report until cancelled."""
-        if self.show:
-            self._start_display()
-        try:
-            while True:
-                await anyio.sleep(self.interval)
-                self.report()
-        finally:
+    def __call__(self, event: Event) -> None:
+        if event.kind != "progress" or event.counters is None:
+            return
+        self._counters[event.path] = (event.node or event.path, event.counters)
+        now = time.perf_counter()
+        if now - self._last >= self.interval:
             self.report()
-            if self._progress is not None:
-                self._progress.stop()
+        elif self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.call_later(self._last + self.interval - now, self._due)
+
+    def _due(self) -> None:
+        self._pending = None
+        self.report()
+
+    def close(self) -> None:
+        """Report the final counters and stop the display."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self.report()
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
     def report(self) -> None:
         """Emit one snapshot now."""
-        snap = snapshot(self.record, self.started, time.perf_counter())
+        self._last = time.perf_counter()
+        snap = snapshot(self._counters, self.started, self._last)
         if self.callback is not None:
             try:
                 self.callback(snap)
             except Exception:
                 logger.warning("progress callback failed", exc_info=True)
-        if self._progress is not None:
+        if self.show and snap:
+            if self._progress is None:
+                self._start_display()
             self._render(snap)
 
     def _start_display(self) -> None:

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from hush.core.errors import NodeError
     from hush.core.plan import GraphPlan, NodePlan
     from hush.core.state import Status
-    from hush.observability.tracer import Span
 
 SKIPPED: Final = "skipped"
 
@@ -81,7 +80,6 @@ class Frame:
         "skip_save",
         "soft",
         "soft_ok",
-        "span",
         "state",
         "static",
         "status",
@@ -96,7 +94,6 @@ class Frame:
         state: dict[str, Any],
         run: RunContext,
         prefix: str,
-        span: Span | None,
         *,
         static: bool,
         defer: bool,
@@ -108,7 +105,6 @@ class Frame:
         self.state = state
         self.run = run
         self.prefix = prefix
-        self.span = span
         self.static = static
         self.defer = defer
         checkpoint = run.checkpoint
@@ -147,7 +143,6 @@ async def execute(
     state: dict[str, Any],
     run: RunContext,
     prefix: str,
-    span: Span | None,
     *,
     static: bool,
     defer: bool,
@@ -157,7 +152,7 @@ async def execute(
 
     ``owner`` is the attempt of the container running it (``None`` for the root).
     """
-    frame = Frame(plan, state, run, prefix, span, static=static, defer=defer, owner=owner)
+    frame = Frame(plan, state, run, prefix, static=static, defer=defer, owner=owner)
     if plan.linear:
         await _chain(frame, plan.initial[0])
     elif plan.initial:

@@ -1,84 +1,74 @@
-"""LangfuseTracer: one Langfuse trace per run, on the official ``langfuse`` SDK.
+"""LangfuseTracer: each run as one Langfuse trace, through the official SDK's span processor.
 
-How the SDK is used:
-
-* The client gets its own ``TracerProvider``, so it never installs itself as
-  the process-wide OpenTelemetry provider.
-* Trace-level fields (trace name, user, session, tags, metadata) are set with
-  ``propagate_attributes`` when the root span starts. That context is kept and
-  re-attached, for the duration of the call only, whenever a child span or a
-  generation is started, whatever task or thread starts it. The SDK's span
-  processor copies the fields from that context onto every span of the run.
-* Parents are explicit (``parent.start_observation``), never the "current span".
-* Spans are exported by the SDK's batch processor in the background;
-  :meth:`LangfuseTracer.flush` runs the SDK's blocking ``flush`` in a daemon
-  thread and waits for it at most ``timeout`` seconds. The SDK's flush at
-  interpreter exit is replaced by :meth:`LangfuseTracer.close`, bounded the same way.
-* Secrets stay in the ``Authorization`` header the SDK builds; no key is ever
-  put in a span attribute.
+The spans are the ones every OpenTelemetry tracer of hush builds
+(:mod:`hush.observability.otel`), with the attributes Langfuse reads added:
+observation type (``generation`` for LLM calls), input and output, level and
+status message, model, parameters and usage, and the trace-level fields (trace
+name, user, session, tags, metadata) on every span. They are exported by the
+``langfuse`` SDK's ``LangfuseSpanProcessor`` on a private ``TracerProvider``,
+to ``{host}/api/public/otel/v1/traces``, authenticated with the project's
+keys; no key is ever put in a span.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
+import base64
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from langfuse import Langfuse, LangfuseGeneration, LangfuseSpan, propagate_attributes
-from opentelemetry import context as otel_context
-from opentelemetry.sdk.resources import Resource
+from langfuse import LangfuseOtelSpanAttributes as A
+from langfuse import __version__ as langfuse_version
+from langfuse._client.span_processor import LangfuseSpanProcessor
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from hush.observability.bounded import BoundedCall
+from hush.core.events import Event, LLMCall
 from hush.observability.credentials import resolve_credentials
 from hush.observability.ids import trace_id_for
+from hush.observability.otel import (
+    DEFAULT_MAX_QUEUE_SIZE,
+    Attributes,
+    OTelTracer,
+    QuietExporter,
+    RunTrace,
+    keep_exports_quiet,
+    meta_value,
+    private_provider,
+)
 from hush.observability.serialize import (
     DEFAULT_MAX_CHARS,
-    error_message,
-    to_json_text,
+    describe_error,
     to_jsonable,
     usage_details,
 )
-from hush.observability.tracer import SpanKind
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 MAX_TRACE_ATTRIBUTE_CHARS = 200
 """Langfuse drops trace-level strings (ids, tags, metadata values) longer than this."""
 
-DEFAULT_MAX_QUEUE_SIZE = 16_384
-"""Finished spans held for export; OpenTelemetry's default (2048) drops spans of big fast maps."""
 
-_QUEUE_SIZE_ENV = "OTEL_BSP_MAX_QUEUE_SIZE"
-_ENV_LOCK = threading.Lock()
-
-
-class LangfuseTracer:
+class LangfuseTracer(OTelTracer):
     """Sends each run to Langfuse as one trace: graph → map → item → node spans, LLM generations.
 
     Keys come from the arguments, else the ``langfuse:default`` resource, else
     ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` (host: ``LANGFUSE_BASE_URL``
-    or ``LANGFUSE_HOST``, default Langfuse Cloud). ``client_kwargs`` go to
-    ``langfuse.Langfuse`` (for example ``timeout``, ``flush_at``,
-    ``flush_interval``, ``mask``). The trace id of a run is
+    or ``LANGFUSE_HOST``, default Langfuse Cloud). The trace id of a run is
     :func:`~hush.observability.ids.trace_id_for` of its ``run_id``.
 
-    ``max_queue_size`` bounds the finished spans waiting for export (default
-    ``OTEL_BSP_MAX_QUEUE_SIZE`` if set, else 16384); beyond it spans are
-    dropped with a warning from OpenTelemetry. Each span holds at most
-    ``max_field_chars`` of input and of output.
-
-    The SDK keeps one client per public key per process: a second tracer with
-    the same public key shares the first one's endpoint and exporter.
+    ``flush_timeout`` bounds the wait for the export at the end of each run;
+    ``timeout`` each request to Langfuse (default: ``flush_timeout``). ``flush_at`` spans make a batch,
+    ``flush_interval`` seconds pass at most between exports; ``max_queue_size``
+    finished spans wait for export (default ``OTEL_BSP_MAX_QUEUE_SIZE`` if set,
+    else 16384), beyond which spans are dropped. Each input, output and metadata
+    value holds at most ``max_field_chars`` characters. Pass ``tracer_provider``
+    to use your own provider (the Langfuse processor is added to it).
     """
+
+    backend = "Langfuse"
 
     def __init__(
         self,
@@ -92,36 +82,46 @@ class LangfuseTracer:
         release: str | None = None,
         max_field_chars: int = DEFAULT_MAX_CHARS,
         max_queue_size: int | None = None,
-        **client_kwargs: Any,
+        flush_at: int | None = None,
+        flush_interval: float = 1.0,
+        compression: bool = True,
+        timeout: float | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         credentials = resolve_credentials(public_key, secret_key, host)
         self.public_key = credentials.public_key
         self.host = credentials.host
-        self.flush_timeout = flush_timeout
-        self.max_field_chars = max_field_chars
-        rate = _sample_rate(sample_rate)
         environment = environment or os.environ.get("LANGFUSE_TRACING_ENVIRONMENT") or None
         release = release or os.environ.get("LANGFUSE_RELEASE") or None
-        provider = client_kwargs.pop("tracer_provider", None) or _tracer_provider(
-            rate, environment, release
+        provider = tracer_provider or private_provider(
+            service_name="hush",
+            sample_rate=_sample_rate(sample_rate),
+            resource_attributes={"langfuse.environment": environment, "langfuse.release": release},
         )
-        with _queue_size(max_queue_size):
-            self._client = Langfuse(
-                public_key=credentials.public_key,
-                secret_key=credentials.secret_key,
-                base_url=credentials.host,
-                tracer_provider=provider,
-                sample_rate=rate,
-                environment=environment,
-                release=release,
-                **client_kwargs,
-            )
-        self._warn_if_shared(provider)
-        self._flusher = BoundedCall(self._client.flush, name="hush-langfuse-flush")
-        self._closer = BoundedCall(self._client.shutdown, name="hush-langfuse-shutdown")
-        self._closed = False
-        self._errors = _ErrorLog()
-        self._bound_exit_flush()
+        super().__init__(
+            provider, flush_timeout=flush_timeout, max_field_chars=max_field_chars, log=logger
+        )
+        keep_exports_quiet()
+        exporter = OTLPSpanExporter(
+            endpoint=f"{self.host}/api/public/otel/v1/traces",
+            headers=_headers(credentials.public_key, credentials.secret_key),
+            timeout=timeout if timeout is not None else flush_timeout,
+            compression=Compression.Gzip if compression else Compression.NoCompression,
+        )
+        processor = _Processor(
+            queue_size=_queue_size(max_queue_size),
+            public_key=credentials.public_key,
+            secret_key=credentials.secret_key,
+            base_url=self.host,
+            flush_at=flush_at,
+            flush_interval=flush_interval,
+            should_export_span=lambda span: True,
+            span_exporter=QuietExporter(exporter, self),
+        )
+        if tracer_provider is None:
+            self.add_processor(processor)
+        else:
+            tracer_provider.add_span_processor(processor)
         logger.debug("Langfuse tracing to %s (keys from %s)", self.host, credentials.source)
 
     @staticmethod
@@ -129,322 +129,138 @@ class LangfuseTracer:
         """The Langfuse trace id of the run ``run_id``."""
         return trace_id_for(run_id)
 
-    def start_run(
-        self,
-        name: str,
-        *,
-        run_id: str,
-        input: Any = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> _LangfuseSpan:
-        """Start the trace of one run; the trace and its root span are named ``name``."""
-        try:
-            return self._start_run(name, run_id, input, user_id, session_id, tags, metadata)
-        except Exception as exc:
-            self._errors.report("starting the trace", exc)
-            return _LangfuseSpan(
-                _Run(otel_context.Context(), self.max_field_chars, self._errors), None
-            )
+    @property
+    def destination(self) -> str:
+        """The Langfuse host."""
+        return self.host
 
-    def _start_run(
-        self,
-        name: str,
-        run_id: str,
-        input: Any,
-        user_id: str | None,
-        session_id: str | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
-    ) -> _LangfuseSpan:
-        trace_metadata = {"run_id": run_id, **(metadata or {})}
-        # A clean context: the run is a trace of its own, whatever span the caller is in.
-        token = otel_context.attach(otel_context.Context())
-        try:
-            with propagate_attributes(
-                trace_name=_short(name),
-                user_id=_short(user_id),
-                session_id=_short(session_id),
-                tags=[tag for tag in (_short(t) for t in tags or ()) if tag] or None,
-                metadata=_short_metadata(trace_metadata),
-            ):
-                run = _Run(otel_context.get_current(), self.max_field_chars, self._errors)
-                root = self._client.start_observation(
-                    trace_context={"trace_id": trace_id_for(run_id)},
-                    name=name,
-                    as_type="span",
-                    input=run.text(input),
-                    metadata={"kind": "run", **run.jsonable_mapping(trace_metadata)},
-                )
-        finally:
-            otel_context.detach(token)
-        return _LangfuseSpan(run, root)
+    def _jsonable(self, value: Any) -> Any:
+        return to_jsonable(value, max_chars=self.max_field_chars)
 
-    async def flush(self, timeout: float | None = None) -> None:
-        """Export queued spans, waiting at most ``timeout`` (default ``flush_timeout``) seconds.
+    def _meta(self, prefix: str, values: dict[str, Any]) -> Attributes:
+        return {
+            f"{prefix}.{key}": meta_value(value, self.max_field_chars)
+            for key, value in values.items()
+            if value is not None
+        }
 
-        On timeout, logs one warning and returns; the export goes on in the
-        background. Never raises.
-        """
-        bound = self.flush_timeout if timeout is None else timeout
-        try:
-            finished = await self._flusher.run(bound)
-        except Exception as exc:
-            self._errors.report("flushing", exc)
-            return
-        if not finished:
-            logger.warning(
-                "Langfuse export to %s did not finish within %.1f s (server unreachable or slow?); "
-                "the run is not affected and export continues in the background",
-                self.host,
-                bound,
-            )
+    def run_attributes(self, run: RunTrace) -> Attributes:
+        """The trace-level fields Langfuse reads from every span of the run."""
+        fields = run.fields
+        attributes: Attributes = {A.TRACE_NAME: _short(run.name) or "run"}
+        for key, name in (("user_id", A.TRACE_USER_ID), ("session_id", A.TRACE_SESSION_ID)):
+            value = _short(fields.get(key))
+            if value:
+                attributes[name] = value
+        tags = [t for t in (_short(str(t)) for t in fields.get("tags") or ()) if t]
+        if tags:
+            attributes[A.TRACE_TAGS] = tags
+        trace_metadata = {"run_id": run.run_id, **(fields.get("metadata") or {})}
+        for key, value in trace_metadata.items():
+            if value is None:
+                continue
+            text = meta_value(value, MAX_TRACE_ATTRIBUTE_CHARS)
+            if len(text) <= MAX_TRACE_ATTRIBUTE_CHARS:
+                attributes[f"{A.TRACE_METADATA}.{key}"] = text
+        return attributes
 
-    def close(self, timeout: float | None = None) -> None:
-        """Flush and stop the SDK client, blocking at most ``timeout`` seconds; never raises.
+    def span_start(self, run: RunTrace, event: Event) -> Attributes:
+        attributes: Attributes = {A.OBSERVATION_TYPE: "span"}
+        if event.input is not None:
+            attributes[A.OBSERVATION_INPUT] = self.text(event.input)
+        metadata: dict[str, Any] = {"kind": event.type or "node"}
+        if event.type == "run":
+            attributes[A.AS_ROOT] = True
+            metadata.update({"run_id": run.run_id, **(run.fields.get("metadata") or {})})
+        attributes.update(self._meta(A.OBSERVATION_METADATA, metadata))
+        return attributes
 
-        Called at interpreter exit for tracers not closed before.
-        """
-        if self._mark_closed():
-            bound = self.flush_timeout if timeout is None else timeout
-            if not self._closer.run_sync(bound):
-                logger.warning("Langfuse client did not shut down within %.1f s", bound)
+    def span_end(self, run: RunTrace, event: Event) -> Attributes:
+        attributes: Attributes = {}
+        if event.output is not None:
+            attributes[A.OBSERVATION_OUTPUT] = self.text(event.output)
+        metadata = {"status": event.status, **dict(event.metadata or {})}
+        if event.attempts is not None and event.attempts > 1:
+            metadata["attempts"] = event.attempts
+        attributes.update(self._meta(A.OBSERVATION_METADATA, metadata))
+        if event.error is not None:
+            attributes[A.OBSERVATION_LEVEL] = "ERROR"
+            attributes[A.OBSERVATION_STATUS_MESSAGE] = describe_error(event.error)
+        elif event.status == "cancelled":
+            attributes[A.OBSERVATION_LEVEL] = "WARNING"
+            attributes[A.OBSERVATION_STATUS_MESSAGE] = "cancelled before it finished"
+        return attributes
 
-    async def aclose(self, timeout: float | None = None) -> None:
-        """:meth:`close` for async code: waits without blocking the event loop."""
-        if self._mark_closed():
-            bound = self.flush_timeout if timeout is None else timeout
-            if not await self._closer.run(bound):
-                logger.warning("Langfuse client did not shut down within %.1f s", bound)
+    def generation_name(self, event: Event, llm: LLMCall) -> str:
+        """The LLM node's name, as Langfuse shows it."""
+        if event.name:
+            return event.name
+        return event.path.rsplit("/", 1)[-1]
 
-    def _mark_closed(self) -> bool:
-        if self._closed:
-            return False
-        self._closed = True
-        atexit.unregister(self.close)
-        return True
+    def generation_attributes(self, run: RunTrace, event: Event, llm: LLMCall) -> Attributes:
+        attributes = super().generation_attributes(run, event, llm)
+        attributes.pop("hush.input", None)
+        attributes.pop("hush.output", None)
+        attributes[A.OBSERVATION_TYPE] = "generation"
+        attributes[A.OBSERVATION_MODEL] = llm.response_model or llm.model
+        attributes[A.OBSERVATION_INPUT] = self.text(llm.messages)
+        if llm.output is not None:
+            attributes[A.OBSERVATION_OUTPUT] = self.text(llm.output)
+        parameters = _model_parameters(llm.params)
+        if parameters:
+            attributes[A.OBSERVATION_MODEL_PARAMETERS] = self.text(parameters)
+        usage = usage_details(llm.usage)
+        if usage:
+            attributes[A.OBSERVATION_USAGE_DETAILS] = self.text(usage)
+        if llm.first_token is not None:
+            from datetime import UTC, datetime
 
-    def _bound_exit_flush(self) -> None:
-        """Replace the SDK's exit-time flush, unbounded, by :meth:`close`, bounded by ``flush_timeout``.
-
-        Against a hanging server the SDK's own flush at exit blocks for
-        ``timeout`` seconds per queued batch.
-        """
-        sdk_shutdown = getattr(getattr(self._client, "_resources", None), "shutdown", None)
-        if sdk_shutdown is not None:
-            atexit.unregister(sdk_shutdown)
-        atexit.register(self.close)
-
-    def _warn_if_shared(self, provider: TracerProvider) -> None:
-        resources = getattr(self._client, "_resources", None)
-        shared_provider = getattr(resources, "tracer_provider", provider)
-        if shared_provider is provider:
-            return
-        shared_host = str(getattr(resources, "base_url", self.host)).rstrip("/")
-        if shared_host != self.host:
-            logger.warning(
-                "a Langfuse client for public key %s already exists in this process and sends to %s; "
-                "this tracer's host %s is ignored (the SDK keeps one client per public key)",
-                self.public_key,
-                shared_host,
-                self.host,
-            )
+            stamp = datetime.fromtimestamp(llm.first_token, tz=UTC).isoformat()
+            attributes[A.OBSERVATION_COMPLETION_START_TIME] = self.text(stamp)
+        metadata = {
+            "resource": llm.resource,
+            "attempts": llm.attempts,
+            **dict(event.metadata or {}),
+        }
+        attributes.update(self._meta(A.OBSERVATION_METADATA, metadata))
+        if llm.error is not None:
+            attributes[A.OBSERVATION_LEVEL] = "ERROR"
+            attributes[A.OBSERVATION_STATUS_MESSAGE] = llm.error
+        return attributes
 
 
-class _Run:
-    """What every span of one run shares: the trace-level context, size limit and error log."""
+class _SizedBatch(BatchSpanProcessor):
+    """Gives the Langfuse processor's batch queue the size asked for (the SDK does not)."""
 
-    __slots__ = ("context", "errors", "max_chars")
+    _hush_queue_size: int | None = None
 
-    def __init__(self, context: otel_context.Context, max_chars: int, errors: _ErrorLog) -> None:
-        self.context = context
-        self.max_chars = max_chars
-        self.errors = errors
-
-    def start(self, what: str, fn: Callable[[], _T]) -> _T | None:
-        """Call ``fn`` with the run's context attached, so new spans get the trace-level fields."""
-        try:
-            token = otel_context.attach(self.context)
-            try:
-                return fn()
-            finally:
-                otel_context.detach(token)
-        except Exception as exc:
-            self.errors.report(what, exc)
-            return None
-
-    def guard(self, what: str, fn: Callable[[], None]) -> None:
-        """Call ``fn``, reporting instead of raising any failure."""
-        try:
-            fn()
-        except Exception as exc:
-            self.errors.report(what, exc)
-
-    def text(self, value: Any) -> str | None:
-        """An input or output as the JSON text the SDK would make of it (strings stay raw)."""
-        return None if value is None else to_json_text(value, max_chars=self.max_chars)
-
-    def jsonable(self, value: Any) -> Any:
-        return None if value is None else to_jsonable(value, max_chars=self.max_chars)
-
-    def jsonable_mapping(self, value: Mapping[str, Any] | None) -> dict[str, Any]:
-        return {str(k): self.jsonable(v) for k, v in (value or {}).items() if v is not None}
+    def __init__(self, span_exporter: Any, **kwargs: Any) -> None:
+        super().__init__(span_exporter, max_queue_size=self._hush_queue_size, **kwargs)
 
 
-class _LangfuseSpan:
-    """A span of a run; children and generations start under it."""
-
-    __slots__ = ("_ended", "_observation", "_run")
-
-    def __init__(self, run: _Run, observation: LangfuseSpan | None) -> None:
-        self._run = run
-        self._observation = observation
-        self._ended = False
-
-    def child(self, name: str, *, kind: SpanKind, input: Any = None) -> _LangfuseSpan:
-        parent, run = self._observation, self._run
-        if parent is None:
-            return _LangfuseSpan(run, None)
-
-        def start() -> LangfuseSpan:
-            return parent.start_observation(
-                name=name, as_type="span", input=run.text(input), metadata={"kind": kind}
-            )
-
-        return _LangfuseSpan(run, run.start(f"starting span {name!r}", start))
-
-    def generation(
-        self,
-        name: str,
-        *,
-        model: str,
-        input: Any,
-        model_parameters: Mapping[str, Any] | None = None,
-    ) -> _LangfuseGeneration:
-        parent, run = self._observation, self._run
-        if parent is None:
-            return _LangfuseGeneration(run, None)
-
-        def start() -> LangfuseGeneration:
-            return parent.start_observation(
-                name=name,
-                as_type="generation",
-                model=model,
-                model_parameters=_model_parameters(model_parameters),
-                input=run.text(input),
-            )
-
-        return _LangfuseGeneration(run, run.start(f"starting generation {name!r}", start))
-
-    def end(
-        self,
-        *,
-        output: Any = None,
-        error: BaseException | None = None,
-        status: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        observation, run = self._observation, self._run
-        if observation is None or self._ended:
-            return
-        self._ended = True
-
-        def finish() -> None:
-            extra = run.jsonable_mapping(metadata)
-            if status is not None:
-                extra["status"] = status
-            level: Literal["WARNING", "ERROR"] | None = None
-            message: str | None = None
-            if error is not None:
-                level, message = "ERROR", error_message(error)
-            elif status == "cancelled":
-                level, message = "WARNING", "cancelled before it finished"
-            observation.update(
-                output=run.text(output),
-                metadata=extra or None,
-                level=level,
-                status_message=message,
-            )
-            observation.end()
-
-        run.guard("ending a span", finish)
+class _Processor(LangfuseSpanProcessor, _SizedBatch):
+    def __init__(self, *, queue_size: int | None, **kwargs: Any) -> None:
+        self._hush_queue_size = queue_size
+        super().__init__(**kwargs)
 
 
-class _LangfuseGeneration:
-    """One LLM call, a Langfuse observation of type ``generation``."""
-
-    __slots__ = ("_ended", "_observation", "_run")
-
-    def __init__(self, run: _Run, observation: LangfuseGeneration | None) -> None:
-        self._run = run
-        self._observation = observation
-        self._ended = False
-
-    def end(
-        self,
-        *,
-        output: Any = None,
-        usage: Mapping[str, int] | None = None,
-        model: str | None = None,
-        error: BaseException | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        observation, run = self._observation, self._run
-        if observation is None or self._ended:
-            return
-        self._ended = True
-
-        def finish() -> None:
-            observation.update(
-                output=run.text(output),
-                usage_details=usage_details(usage),
-                model=model,
-                metadata=run.jsonable_mapping(metadata) or None,
-                level="ERROR" if error is not None else None,
-                status_message=error_message(error) if error is not None else None,
-            )
-            observation.end()
-
-        run.guard("ending a generation", finish)
+def _headers(public_key: str, secret_key: str) -> dict[str, str]:
+    token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode("ascii")
+    return {
+        "Authorization": f"Basic {token}",
+        "x-langfuse-sdk-name": "python",
+        "x-langfuse-sdk-version": langfuse_version,
+        "x-langfuse-public-key": public_key,
+        "x-langfuse-ingestion-version": "4",
+    }
 
 
-class _ErrorLog:
-    """Logs the first tracing failure as a warning and later ones at debug level."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count = 0
-
-    def report(self, what: str, exc: BaseException) -> None:
-        with self._lock:
-            self._count += 1
-            first = self._count == 1
-        level = logging.WARNING if first else logging.DEBUG
-        logger.log(level, "Langfuse tracing failed while %s: %s", what, exc, exc_info=first)
-
-
-@contextmanager
-def _queue_size(size: int | None) -> Iterator[None]:
-    """Set the export queue size while the SDK builds its span processor.
-
-    The SDK's processor takes the size only from ``OTEL_BSP_MAX_QUEUE_SIZE``,
-    read once at construction; the variable is restored right after.
-    """
-    current = os.environ.get(_QUEUE_SIZE_ENV)
-    if size is None and current is not None:
-        yield
-        return
-    with _ENV_LOCK:
-        os.environ[_QUEUE_SIZE_ENV] = str(size or DEFAULT_MAX_QUEUE_SIZE)
-        try:
-            yield
-        finally:
-            if current is None:
-                os.environ.pop(_QUEUE_SIZE_ENV, None)
-            else:
-                os.environ[_QUEUE_SIZE_ENV] = current
+def _queue_size(size: int | None) -> int | None:
+    """The asked size; else ``None`` when ``OTEL_BSP_MAX_QUEUE_SIZE`` is set (OpenTelemetry
+    reads it), else hush's default."""
+    if size is not None:
+        return size
+    return None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else DEFAULT_MAX_QUEUE_SIZE
 
 
 def _sample_rate(sample_rate: float | None) -> float:
@@ -458,18 +274,7 @@ def _sample_rate(sample_rate: float | None) -> float:
     return rate
 
 
-def _tracer_provider(rate: float, environment: str | None, release: str | None) -> TracerProvider:
-    """A private provider (never the global one), configured as the SDK would configure its own."""
-    attributes = {"langfuse.environment": environment, "langfuse.release": release}
-    sampler: Sampler | None = TraceIdRatioBased(rate) if rate < 1.0 else None
-    return TracerProvider(
-        resource=Resource.create({k: v for k, v in attributes.items() if v}),
-        sampler=sampler,
-        shutdown_on_exit=False,
-    )
-
-
-def _short(value: str | None) -> str | None:
+def _short(value: Any) -> str | None:
     """``value`` as a string if Langfuse accepts it as a trace-level field, else ``None``."""
     if value is None:
         return None
@@ -477,20 +282,7 @@ def _short(value: str | None) -> str | None:
     return text if len(text) <= MAX_TRACE_ATTRIBUTE_CHARS else None
 
 
-def _short_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The metadata entries small enough to be trace metadata (all of them stay on the root span)."""
-    kept: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if value is None:
-            continue
-        data = to_jsonable(value, max_chars=MAX_TRACE_ATTRIBUTE_CHARS)
-        encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        if len(encoded) <= MAX_TRACE_ATTRIBUTE_CHARS:
-            kept[str(key)] = data
-    return kept
-
-
-def _model_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _model_parameters(parameters: Any) -> dict[str, Any] | None:
     """Model parameters as the scalar or string values Langfuse accepts."""
     if not parameters:
         return None

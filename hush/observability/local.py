@@ -5,20 +5,18 @@ Each line is one finished span or generation (fields in
 and print it with :func:`~hush.observability.tree.format_tree`::
 
     tracer = LocalTracer("traces/run.jsonl")
-    result = await engine.run(graph, inputs, tracer=tracer)
+    result = await engine.run(inputs, tracer=tracer)
     print(format_tree(read_trace("traces/run.jsonl")))
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
-from hush.observability.jsonl import JsonlWriter
 from hush.observability.records import Record, RecordingTracer
 from hush.observability.serialize import DEFAULT_MAX_CHARS
 
@@ -28,31 +26,37 @@ logger = logging.getLogger(__name__)
 class LocalTracer(RecordingTracer):
     """Appends one JSON line per finished span and generation to ``path``.
 
-    Lines are written by a background thread; :meth:`flush` waits until the
-    lines of everything ended so far are on disk. Several runs may share a
-    file; use one tracer per file.
+    Lines are written by the tracer's thread, and flushed to the file whenever
+    it has nothing else to do;
+    :meth:`flush` waits until everything ended so far is in the file. The file
+    is opened, and its directory created, at construction, so a bad path fails
+    early. Several runs may share a file; use one tracer per file.
     """
 
     def __init__(self, path: str | Path, *, max_field_chars: int = DEFAULT_MAX_CHARS) -> None:
-        self._writer = JsonlWriter(path)
-        self.path = self._writer.path
-        super().__init__(self._writer.write, max_field_chars=max_field_chars)
-
-    async def flush(self, timeout: float) -> None:
-        """Wait at most ``timeout`` seconds for queued lines to reach the file; never raises."""
-        try:
-            loop = asyncio.get_running_loop()
-            written: asyncio.Future[None] = loop.create_future()
-            self._writer.when_written(lambda: _resolve_from_thread(loop, written))
-            await asyncio.wait_for(asyncio.shield(written), max(timeout, 0.0))
-        except TimeoutError:
-            logger.warning("trace file %s not written within %.1f s", self.path, timeout)
-        except Exception:
-            logger.warning("could not flush trace file %s", self.path, exc_info=True)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+        super().__init__(self._write, max_field_chars=max_field_chars)
 
     def close(self, timeout: float = 5.0) -> None:
         """Write pending lines and close the file; later spans are dropped."""
-        self._writer.close(timeout)
+        self._worker.drained_sync(timeout)
+        self._worker.close()
+        with self._lock:
+            self._file.close()
+
+    def _write(self, record: Record) -> None:
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(line)
+
+    def _idle(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
 
 
 def read_trace(path: str | Path) -> list[Record]:
@@ -72,12 +76,3 @@ def read_trace(path: str | Path) -> list[Record]:
             else:
                 logger.warning("%s:%d is not a trace record; skipped", path, number)
     return records
-
-
-def _resolve_from_thread(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-    def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(resolve)

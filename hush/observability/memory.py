@@ -11,7 +11,11 @@ from hush.observability.tree import format_tree
 
 
 class MemoryTracer(RecordingTracer):
-    """Records each finished span and generation in memory (see :mod:`hush.observability.records`)."""
+    """Records each finished span and generation in memory (see :mod:`hush.observability.records`).
+
+    Records are built in the tracer's thread: they are all there once the run
+    (or :meth:`flush`) returns.
+    """
 
     def __init__(self, *, max_field_chars: int = DEFAULT_MAX_CHARS) -> None:
         self._lock = threading.Lock()

@@ -1,254 +1,202 @@
-"""A tracer that turns every finished span and generation into one plain dict.
+"""Tracers that turn a run's events into plain dicts, one per finished span or LLM call.
 
 Record fields: ``type`` (``"span"`` or ``"generation"``), ``run_id``,
 ``trace_id``, ``id``, ``parent_id``, ``name``, ``kind`` (``"run"`` for the root,
-``"generation"`` for LLM calls, else the engine's kind), ``start_time`` and
-``end_time`` (ISO 8601, UTC), ``duration_ms``, ``input``, ``output``, ``level``
-(``"DEFAULT"`` or ``"ERROR"``), ``error``, ``status``, ``metadata``; the root
-adds ``user_id``, ``session_id`` and ``tags``; generations add ``model``,
-``model_parameters`` and ``usage`` (``{"input", "output", "total"}``).
+``"generation"`` for LLM calls, else the span's type: graph, map, item, node,
+llm), ``start_time`` and ``end_time`` (ISO 8601, UTC), ``duration_ms``,
+``input``, ``output``, ``level`` (``"DEFAULT"`` or ``"ERROR"``), ``error``,
+``status``, ``metadata``; the root adds ``user_id``, ``session_id`` and
+``tags``; generations add ``model``, ``model_parameters``, ``usage``
+(``{"input", "output", "total"}``) and ``time_to_first_token_ms``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from hush.core.events import Event, LLMCall, Subscriber
+from hush.observability.handles import RunSpan, start_run
 from hush.observability.ids import new_span_id, trace_id_for
 from hush.observability.serialize import (
     DEFAULT_MAX_CHARS,
-    error_message,
+    describe_error,
     to_jsonable,
     usage_details,
 )
-from hush.observability.tracer import SpanKind
+from hush.observability.worker import EventWorker
 
 logger = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 RecordSink = Callable[[Record], None]
-"""Receives each record as its span ends; called from any task or thread."""
+"""Receives each record as its span ends, in the tracer's thread."""
+
+
+@dataclass(slots=True)
+class _Open:
+    id: str
+    parent_id: str | None
+    name: str
+    kind: str
+    start: float
+    input: Any
+
+
+@dataclass(slots=True)
+class _Run:
+    trace_id: str
+    root: dict[str, Any]
+    spans: dict[str, _Open] = field(default_factory=dict)
 
 
 class RecordingTracer:
-    """Builds one :data:`Record` per span end and hands it to ``sink``."""
+    """Builds one :data:`Record` per finished span and LLM call and hands it to ``sink``.
+
+    Events are queued on the event loop and turned into records in a thread of
+    the tracer's own; :meth:`flush` waits until the queue is empty.
+    """
 
     def __init__(self, sink: RecordSink, *, max_field_chars: int = DEFAULT_MAX_CHARS) -> None:
-        self._run_sink = _GuardedSink(sink)
-        self.max_field_chars = max_field_chars
-
-    def start_run(
-        self,
-        name: str,
-        *,
-        run_id: str,
-        input: Any = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> RecordSpan:
-        """Start the trace of one run and return its root span."""
-        run = _RunInfo(self._run_sink, self.max_field_chars, run_id)
-        root_fields = {
-            "user_id": user_id,
-            "session_id": session_id,
-            "tags": list(tags or ()),
-        }
-        return RecordSpan(run, None, name, "run", input, root_fields, run.mapping(metadata))
-
-    async def flush(self, timeout: float) -> None:
-        """Nothing to export; subclasses that buffer override this."""
-
-
-class _RunInfo:
-    __slots__ = ("max_chars", "run_id", "sink", "trace_id")
-
-    def __init__(self, sink: _GuardedSink, max_chars: int, run_id: str) -> None:
-        self.sink = sink
-        self.max_chars = max_chars
-        self.run_id = run_id
-        self.trace_id = trace_id_for(run_id)
-
-    def jsonable(self, value: Any) -> Any:
-        return None if value is None else to_jsonable(value, max_chars=self.max_chars)
-
-    def mapping(self, value: Mapping[str, Any] | None) -> dict[str, Any]:
-        return {str(k): self.jsonable(v) for k, v in (value or {}).items()}
-
-
-class _Timed:
-    """Identity and timing shared by spans and generations."""
-
-    __slots__ = ("_ended", "_start_perf", "_start_wall", "id", "kind", "name", "parent_id", "run")
-
-    def __init__(self, run: _RunInfo, parent_id: str | None, name: str, kind: str) -> None:
-        self.run = run
-        self.id = new_span_id()
-        self.parent_id = parent_id
-        self.name = name
-        self.kind = kind
-        self._start_wall = time.time()
-        self._start_perf = time.perf_counter()
-        self._ended = False
-
-    def _claim_end(self) -> bool:
-        if self._ended:
-            return False
-        self._ended = True
-        return True
-
-    def _record(self, type_: str, error: BaseException | None) -> Record:
-        duration = time.perf_counter() - self._start_perf
-        return {
-            "type": type_,
-            "run_id": self.run.run_id,
-            "trace_id": self.run.trace_id,
-            "id": self.id,
-            "parent_id": self.parent_id,
-            "name": self.name,
-            "kind": self.kind,
-            "start_time": _iso(self._start_wall),
-            "end_time": _iso(self._start_wall + duration),
-            "duration_ms": round(duration * 1000, 3),
-            "level": "ERROR" if error is not None else "DEFAULT",
-            "error": error_message(error) if error is not None else None,
-        }
-
-
-class RecordSpan(_Timed):
-    """A span whose record is written when it ends."""
-
-    __slots__ = ("_extra", "_input", "_metadata")
-
-    def __init__(
-        self,
-        run: _RunInfo,
-        parent_id: str | None,
-        name: str,
-        kind: str,
-        input: Any,
-        extra: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(run, parent_id, name, kind)
-        self._input = run.jsonable(input)
-        self._extra = dict(extra or {})
-        self._metadata = dict(metadata or {})
-
-    def child(self, name: str, *, kind: SpanKind, input: Any = None) -> RecordSpan:
-        """Start a child span."""
-        return RecordSpan(self.run, self.id, name, kind, input)
-
-    def generation(
-        self,
-        name: str,
-        *,
-        model: str,
-        input: Any,
-        model_parameters: Mapping[str, Any] | None = None,
-    ) -> RecordGeneration:
-        """Start an LLM generation under this span."""
-        return RecordGeneration(self.run, self.id, name, model, input, model_parameters)
-
-    def end(
-        self,
-        *,
-        output: Any = None,
-        error: BaseException | None = None,
-        status: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Write this span's record."""
-        if not self._claim_end():
-            return
-        try:
-            record = self._record("span", error)
-            record.update(
-                input=self._input,
-                output=self.run.jsonable(output),
-                status=status,
-                metadata={**self._metadata, **self.run.mapping(metadata)},
-                **self._extra,
-            )
-        except Exception:
-            logger.warning("could not build the record of span %r", self.name, exc_info=True)
-            return
-        self.run.sink(record)
-
-
-class RecordGeneration(_Timed):
-    """An LLM call whose record is written when it ends."""
-
-    __slots__ = ("_input", "_model", "_model_parameters")
-
-    def __init__(
-        self,
-        run: _RunInfo,
-        parent_id: str,
-        name: str,
-        model: str,
-        input: Any,
-        model_parameters: Mapping[str, Any] | None,
-    ) -> None:
-        super().__init__(run, parent_id, name, "generation")
-        self._model = model
-        self._input = run.jsonable(input)
-        self._model_parameters = run.mapping(model_parameters) or None
-
-    def end(
-        self,
-        *,
-        output: Any = None,
-        usage: Mapping[str, int] | None = None,
-        model: str | None = None,
-        error: BaseException | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Write this generation's record."""
-        if not self._claim_end():
-            return
-        try:
-            record = self._record("generation", error)
-            record.update(
-                input=self._input,
-                output=self.run.jsonable(output),
-                status=None,
-                metadata=self.run.mapping(metadata),
-                model=model or self._model,
-                model_parameters=self._model_parameters,
-                usage=usage_details(usage),
-            )
-        except Exception:
-            logger.warning("could not build the record of generation %r", self.name, exc_info=True)
-            return
-        self.run.sink(record)
-
-
-class _GuardedSink:
-    """Calls the sink; the first failure is a warning, later ones are debug messages."""
-
-    def __init__(self, sink: RecordSink) -> None:
         self._sink = sink
-        self._lock = threading.Lock()
-        self._failures = 0
+        self.max_field_chars = max_field_chars
+        self._runs: dict[str, _Run] = {}
+        self._worker = EventWorker(
+            self._handle, name=f"hush-{type(self).__name__}", idle=self._idle
+        )
+        self.flush_timeout = 5.0
 
-    def __call__(self, record: Record) -> None:
+    def subscribe(self, start: Event) -> Subscriber:
+        """Trace the run that ``start`` opens: its events are queued for the tracer's thread."""
+        return self._worker.put
+
+    def start_run(self, name: str, *, run_id: str, **fields: Any) -> RunSpan:
+        """Open the root span of a run traced by hand (see :func:`~hush.observability.handles.start_run`)."""
+        return start_run(self, name, run_id=run_id, **fields)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait at most ``timeout`` seconds until every record so far reached the sink."""
+        bound = self.flush_timeout if timeout is None else timeout
+        if not await self._worker.drained(bound):
+            logger.warning("trace records not written within %.1f s", bound)
+
+    def _idle(self) -> None:
+        """Called in the tracer's thread whenever it has nothing queued."""
+
+    def _jsonable(self, value: Any) -> Any:
+        return None if value is None else to_jsonable(value, max_chars=self.max_field_chars)
+
+    def _handle(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "run_start":
+            meta = dict(event.metadata or {})
+            self._runs[event.run_id] = run = _Run(trace_id_for(event.run_id), meta)
+            run.spans[event.path] = _Open(
+                new_span_id(),
+                None,
+                event.name or event.path,
+                "run",
+                event.time,
+                self._jsonable(event.input),
+            )
+            return
+        found = self._runs.get(event.run_id)
+        if found is None:
+            return
+        run = found
+        if kind == "node_start":
+            parent = run.spans.get(event.parent or "")
+            run.spans[event.path] = _Open(
+                new_span_id(),
+                parent.id if parent is not None else None,
+                event.name or event.path,
+                event.type or "node",
+                event.time,
+                self._jsonable(event.input),
+            )
+        elif kind == "llm" and event.llm is not None:
+            owner = run.spans.get(event.path)
+            name = event.name or (owner.name if owner is not None else "llm")
+            self._emit(self._generation(run, event, owner, name, event.llm))
+        elif kind in ("node_end", "run_end"):
+            opened = run.spans.pop(event.path, None)
+            if opened is not None:
+                self._emit(self._span(run, event, opened))
+            if kind == "run_end":
+                self._runs.pop(event.run_id, None)
+
+    def _base(self, run: _Run, event: Event, opened: _Open, start: float, end: float) -> Record:
+        return {
+            "run_id": event.run_id,
+            "trace_id": run.trace_id,
+            "id": opened.id,
+            "parent_id": opened.parent_id,
+            "name": opened.name,
+            "kind": opened.kind,
+            "start_time": _iso(start),
+            "end_time": _iso(end),
+            "duration_ms": round((end - start) * 1000, 3),
+        }
+
+    def _span(self, run: _Run, event: Event, opened: _Open) -> Record:
+        record = self._base(run, event, opened, opened.start, event.time)
+        error = describe_error(event.error) if event.error is not None else None
+        metadata = {str(k): self._jsonable(v) for k, v in (event.metadata or {}).items()}
+        record.update(
+            type="span",
+            input=opened.input,
+            output=self._jsonable(event.output),
+            level="ERROR" if error is not None else "DEFAULT",
+            error=error,
+            status=event.status,
+            metadata=metadata,
+        )
+        if opened.kind == "run":
+            record.update(
+                user_id=run.root.get("user_id"),
+                session_id=run.root.get("session_id"),
+                tags=list(run.root.get("tags") or ()),
+                metadata={
+                    **{
+                        str(k): self._jsonable(v)
+                        for k, v in (run.root.get("metadata") or {}).items()
+                    },
+                    **metadata,
+                },
+            )
+        return record
+
+    def _generation(
+        self, run: _Run, event: Event, owner: _Open | None, name: str, llm: LLMCall
+    ) -> Record:
+        opened = _Open(
+            new_span_id(), owner.id if owner else None, name, "generation", llm.started, None
+        )
+        record = self._base(run, event, opened, llm.started, llm.ended)
+        ttft = llm.time_to_first_token
+        record.update(
+            type="generation",
+            input=self._jsonable(llm.messages),
+            output=self._jsonable(llm.output),
+            level="ERROR" if llm.error else "DEFAULT",
+            error=llm.error,
+            status=None,
+            metadata={str(k): self._jsonable(v) for k, v in (event.metadata or {}).items()},
+            model=llm.response_model or llm.model,
+            model_parameters={str(k): self._jsonable(v) for k, v in llm.params.items()} or None,
+            usage=usage_details(llm.usage),
+            time_to_first_token_ms=None if ttft is None else round(ttft * 1000, 3),
+        )
+        return record
+
+    def _emit(self, record: Record) -> None:
         try:
             self._sink(record)
         except Exception:
-            with self._lock:
-                self._failures += 1
-                first = self._failures == 1
-            logger.log(
-                logging.WARNING if first else logging.DEBUG,
-                "could not store a trace record",
-                exc_info=first,
-            )
+            logger.warning("could not store a trace record", exc_info=True)
 
 
 def _iso(timestamp: float) -> str:

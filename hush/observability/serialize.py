@@ -16,9 +16,12 @@ import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hush.core.redaction import redact
+
+if TYPE_CHECKING:
+    from hush.core.errors import NodeError
 
 DEFAULT_MAX_CHARS = 32_000
 """Default size limit, in characters of JSON, of one input, output or metadata value."""
@@ -38,6 +41,8 @@ def to_jsonable(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
     Values that would encode to more than ``max_chars`` characters become a
     truncated JSON string ending with a ``[truncated N chars]`` marker.
     """
+    if _plain_json(value, max_chars) is not None:
+        return value
     try:
         data = _convert(value, max_chars, 0, set())
         if isinstance(data, str):
@@ -52,6 +57,11 @@ def to_jsonable(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
 
 def to_json_text(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """``value`` as JSON text bounded like :func:`to_jsonable`; a string is returned as is."""
+    if isinstance(value, str):
+        return _truncate(value, max_chars)
+    text = _plain_json(value, max_chars)
+    if text is not None:
+        return text
     try:
         data = _convert(value, max_chars, 0, set())
         if isinstance(data, str):
@@ -78,6 +88,13 @@ def error_message(error: BaseException, *, max_chars: int = 2_000) -> str:
     return _truncate(f"{name}: {text}" if text else name, max_chars)
 
 
+def describe_error(error: NodeError | BaseException) -> str:
+    """``"TypeName: message"`` for a node's error or an exception, bounded."""
+    if isinstance(error, BaseException):
+        return error_message(error)
+    return _truncate(f"{error.type}: {error.message}" if error.message else error.type, 2_000)
+
+
 def usage_details(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
     """Map OpenAI-style token usage to Langfuse's ``{"input", "output", "total"}``.
 
@@ -101,6 +118,23 @@ def usage_details(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
     if "total" not in details and ("input" in details or "output" in details):
         details["total"] = details.get("input", 0) + details.get("output", 0)
     return details or None
+
+
+def _plain_json(value: Any, max_chars: int) -> str | None:
+    """The JSON text of a small value made only of JSON types (``None`` otherwise): the
+    common case, encoded at C speed. Small enough that no list or mapping in it can reach
+    ``MAX_ITEMS``."""
+    if isinstance(value, str):
+        return None
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return text if len(text) <= min(max_chars, _PLAIN_CHARS) else None
+
+
+_PLAIN_CHARS = 2 * MAX_ITEMS
+"""Below this many characters of JSON, no container holds ``MAX_ITEMS`` items."""
 
 
 def _convert(value: Any, max_chars: int, depth: int, seen: set[int]) -> Any:

@@ -1,21 +1,41 @@
-"""The tracer interface the engine reports to.
+"""What a tracer is to the engine, and the spans you can open by hand.
 
-The engine holds one :class:`Span` per traced unit (run, graph, map item, node)
-and passes parents explicitly, so concurrent items and concurrent runs never
-mix up their parents. When no tracer is given the engine skips every call.
+A tracer subscribes to a run's events (:mod:`hush.core.events`): the engine
+calls :meth:`Tracer.subscribe` with the ``run_start`` event and hands every
+later event of that run to what it returns, on the event loop. The tracers
+here only queue the event there; spans are built and exported in a thread of
+their own. When no tracer is given, the engine builds no event.
+
+``tracer.start_run(...)`` gives a :class:`Span` to trace work that does not run
+in a graph; it emits the same events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from hush.core.events import Event, Subscriber
 
 SpanKind = Literal["graph", "map", "item", "node", "llm"]
 
 
 @runtime_checkable
+class Tracer(Protocol):
+    """Receives the events of each run it is given to, and exports them."""
+
+    def subscribe(self, start: Event) -> Subscriber:
+        """Begin the trace of the run that ``start`` (its ``run_start`` event) opens;
+        return what receives the run's events, ``start`` included. Must be thread-safe."""
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Export what is queued, waiting at most ``timeout`` seconds (``None``: the
+        tracer's own ``flush_timeout``); never raises."""
+
+
+@runtime_checkable
 class Generation(Protocol):
-    """One LLM call, child of the LLM node's span."""
+    """One LLM call opened by hand, child of a span."""
 
     def end(
         self,
@@ -31,10 +51,10 @@ class Generation(Protocol):
 
 @runtime_checkable
 class Span(Protocol):
-    """A traced unit of work; children are created from it."""
+    """A unit of work opened by hand; children are opened from it."""
 
     def child(self, name: str, *, kind: SpanKind, input: Any = None) -> Span:
-        """Start a child span (a nested graph, a map item or a node)."""
+        """Open a child span."""
 
     def generation(
         self,
@@ -44,7 +64,7 @@ class Span(Protocol):
         input: Any,
         model_parameters: Mapping[str, Any] | None = None,
     ) -> Generation:
-        """Start an LLM generation under this span."""
+        """Open an LLM generation under this span."""
 
     def end(
         self,
@@ -54,25 +74,4 @@ class Span(Protocol):
         status: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Close the span; ``error`` marks it with level ERROR and the message."""
-
-
-@runtime_checkable
-class Tracer(Protocol):
-    """Receives one root span per run and is flushed when the run ends."""
-
-    def start_run(
-        self,
-        name: str,
-        *,
-        run_id: str,
-        input: Any = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Span:
-        """Start the trace of one run and return its root span."""
-
-    async def flush(self, timeout: float) -> None:
-        """Export what is queued, waiting at most ``timeout`` seconds; never raises."""
+        """Close the span; ``error`` marks it failed. A second ``end`` does nothing."""

@@ -25,7 +25,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ import httpx2
 import openai
 import pydantic
 from openai.resources.chat.completions import AsyncCompletions
+from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
@@ -79,6 +80,8 @@ class LLMResult:
     """From the call to the result, including limiter waits and retries."""
     attempts: int
     resource_key: str
+    first_token_s: float | None = None
+    """Streamed calls: from the call to the first token of the reply that was kept."""
 
 
 class _AttemptFailed(Exception):
@@ -160,11 +163,15 @@ class LLMClient:
         tools: Sequence[Mapping[str, Any]] | None = None,
         attempts: int | None = None,
         timeout: float | None = None,
+        on_token: TokenCallback | None = None,
     ) -> LLMResult:
         """Send one chat completion, retrying transient failures; raise :class:`LLMCallError`.
 
         ``attempts`` (requests at most) and ``timeout`` (seconds per request,
         once sent) override the resource's ``max_retries + 1`` and ``timeout``.
+        With ``on_token`` the reply is streamed (usage requested in the stream)
+        and each piece of content is passed to it as it arrives; a retried
+        attempt streams again from its start.
         """
         body, model_type = self._body(messages, params, response_format, tools)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -175,7 +182,7 @@ class LLMClient:
         )
         self._in_flight += 1
         try:
-            return await self._complete(body, model_type, estimate, attempts, timeout)
+            return await self._complete(body, model_type, estimate, attempts, timeout, on_token)
         finally:
             self._in_flight -= 1
             self._close_if_idle()
@@ -187,6 +194,7 @@ class LLMClient:
         estimate: int,
         attempts: int | None,
         timeout: float | None,
+        on_token: TokenCallback | None,
     ) -> LLMResult:
         started = time.monotonic()
         limit = attempts if attempts is not None else self.resource.max_retries + 1
@@ -196,7 +204,9 @@ class LLMClient:
         async def attempt() -> LLMResult:
             nonlocal sent
             sent += 1
-            return await self._attempt(body, model_type, estimate, started, sent, per_request)
+            return await self._attempt(
+                body, model_type, estimate, started, sent, per_request, on_token
+            )
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(limit),
@@ -272,12 +282,16 @@ class LLMClient:
         started: float,
         attempts: int,
         timeout: float,
+        on_token: TokenCallback | None,
     ) -> LLMResult:
         permit = await self.limiter.acquire(estimate)
         with permit:
-            completion, headers = await self._send(permit, body, model_type, timeout)
+            stream = _Stream(on_token, started, attempts) if on_token is not None else None
+            completion, headers = await self._send(permit, body, model_type, timeout, stream)
             try:
                 result = self._result(completion, model_type, started, attempts)
+                if stream is not None:
+                    result.first_token_s = stream.first_token_s
             except _AttemptFailed:
                 permit.failed(headers)
                 raise
@@ -290,12 +304,21 @@ class LLMClient:
         body: dict[str, Any],
         model_type: type[pydantic.BaseModel] | None,
         timeout: float,
+        stream: _Stream | None,
     ) -> tuple[Any, httpx2.Headers]:
         completions = self._openai.chat.completions.with_raw_response
         try:
             async with asyncio.timeout(timeout):
+                if stream is not None:
+                    raw: Any = await completions.create(
+                        **body,
+                        stream=True,
+                        stream_options={"include_usage": True},
+                        timeout=timeout,
+                    )
+                    return await stream.collect(raw.parse()), raw.headers
                 if model_type is not None:
-                    raw: Any = await completions.parse(**body, timeout=timeout)
+                    raw = await completions.parse(**body, timeout=timeout)
                 else:
                     raw = await completions.create(**body, timeout=timeout)
                 return raw.parse(), raw.headers
@@ -329,7 +352,7 @@ class LLMClient:
         except (openai.APITimeoutError, TimeoutError) as exc:
             permit.failed(unreachable=f"no answer within {timeout:g} s")
             raise _AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
             cause = exc.__cause__ or exc
             reason = redact(str(cause) or type(cause).__name__)
             permit.failed(unreachable=reason)
@@ -469,3 +492,74 @@ def _tool_call(call: Any) -> dict[str, Any]:
     if isinstance(function, dict):
         function.pop("parsed_arguments", None)
     return data
+
+
+TokenCallback = Callable[[str, int], object]
+"""Receives each piece of a streamed reply's content and the number of the request's
+attempt (a retried request streams again from its start)."""
+
+
+class _Stream:
+    """Reads one streamed reply: passes content pieces on, rebuilds the whole completion."""
+
+    __slots__ = ("attempt", "first_token_s", "on_token", "started")
+
+    def __init__(self, on_token: TokenCallback, started: float, attempt: int) -> None:
+        self.on_token = on_token
+        self.started = started
+        self.attempt = attempt
+        self.first_token_s: float | None = None
+
+    async def collect(self, chunks: Any) -> ChatCompletion:
+        content: list[str] = []
+        tools: dict[int, dict[str, Any]] = {}
+        usage: dict[str, Any] | None = None
+        finish: str | None = None
+        head: dict[str, Any] = {"id": "stream", "created": 0, "model": ""}
+        async for chunk in chunks:
+            head = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
+            if chunk.usage is not None:
+                usage = chunk.usage.model_dump()
+            for choice in chunk.choices:
+                if choice.index != 0:
+                    continue
+                delta = choice.delta
+                if delta.content:
+                    if self.first_token_s is None:
+                        self.first_token_s = time.monotonic() - self.started
+                    content.append(delta.content)
+                    self.on_token(delta.content, self.attempt)
+                for part in delta.tool_calls or ():
+                    _merge_tool_delta(tools, part)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(content) if content or not tools else None,
+        }
+        if tools:
+            message["tool_calls"] = [tools[i] for i in sorted(tools)]
+        try:
+            return ChatCompletion.model_validate(
+                {
+                    **head,
+                    "object": "chat.completion",
+                    "choices": [
+                        {"index": 0, "finish_reason": finish or "stop", "message": message}
+                    ],
+                    "usage": usage,
+                }
+            )
+        except pydantic.ValidationError as exc:
+            raise ValueError(f"malformed streamed reply: {exc.error_count()} problem(s)") from None
+
+
+def _merge_tool_delta(tools: dict[int, dict[str, Any]], part: Any) -> None:
+    slot = tools.setdefault(
+        part.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if part.id:
+        slot["id"] = part.id
+    if part.function is not None:
+        slot["function"]["name"] += part.function.name or ""
+        slot["function"]["arguments"] += part.function.arguments or ""

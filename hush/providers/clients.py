@@ -21,7 +21,7 @@ from typing import Any
 
 import pydantic
 
-from hush.providers.client import FALLBACK_STATUS, LLMClient, LLMResult
+from hush.providers.client import FALLBACK_STATUS, LLMClient, LLMResult, TokenCallback
 from hush.providers.errors import LLMCallError, ResourceUnavailableError
 from hush.providers.resources import ResourceRegistry, get_registry, normalize_key
 
@@ -98,6 +98,7 @@ async def complete(
     registry: ResourceRegistry | None = None,
     attempts: int | None = None,
     timeout: float | None = None,
+    on_token: TokenCallback | None = None,
 ) -> LLMResult:
     """Call the first resource; when it fails for availability, try the next ones in order.
 
@@ -106,7 +107,8 @@ async def complete(
     reached or asked to wait too long. Other failures (a 400, a reply not matching
     ``response_format``) are raised at once. When every resource fails, the
     :class:`LLMCallError` lists each one's failure in ``failures``. ``attempts`` and
-    ``timeout`` apply to each resource (see :meth:`LLMClient.complete`).
+    ``timeout`` apply to each resource; ``on_token`` streams the reply (see
+    :meth:`LLMClient.complete`).
     """
     keys = [resource_keys] if isinstance(resource_keys, str) else list(resource_keys)
     if not keys:
@@ -123,6 +125,7 @@ async def complete(
                 tools=tools,
                 attempts=attempts,
                 timeout=timeout,
+                on_token=on_token,
             )
         except LLMCallError as error:
             failures.append(error)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hush.core.errors import GraphDefinitionError
+from hush.core.events import LLMCall
 from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
+from hush.core.redaction import redact
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -38,6 +41,12 @@ class LLMNode(BaseNode):
     (429, 5xx, timeouts, connection errors, malformed replies; never another
     4xx), and ``timeout`` bounds each request once it is sent (instead of the
     resource's ``timeout``), not the wait for the rate limiter.
+
+    With ``stream=True`` the reply is streamed (usage requested in the stream):
+    each piece of content is a ``token`` event for :meth:`Hush.stream
+    <hush.core.engine.Hush.stream>` and tracers, the outputs are the same as
+    without streaming, and the time to the first token is recorded on the LLM
+    call's trace. A pydantic ``response_format`` cannot be streamed.
     """
 
     kind = "llm"
@@ -56,10 +65,19 @@ class LLMNode(BaseNode):
         tools: Sequence[Mapping[str, Any]] | None = None,
         retry: int | RetryPolicy | dict[str, Any] | None = None,
         timeout: float | None = None,
+        stream: bool = False,
         **params: Any,
     ) -> None:
         if not isinstance(resource_key, str) or not resource_key:
             raise GraphDefinitionError(f"LLMNode '{name}': resource_key must be a non-empty string")
+        if not isinstance(stream, bool):
+            raise GraphDefinitionError(f"LLMNode '{name}': stream must be True or False")
+        if stream and isinstance(response_format, type):
+            raise GraphDefinitionError(
+                f"LLMNode '{name}': stream=True cannot be combined with a pydantic "
+                "response_format (the reply is parsed once it is complete)"
+            )
+        self.stream = stream
         self.resource_key = resource_key
         self.fallback = list(fallback or [])
         self.response_format = response_format
@@ -122,14 +140,7 @@ class LLMNode(BaseNode):
                 f"got {type(messages).__name__}"
             )
         params = {**self.params, **{k: v for k, v in inputs.items() if k not in _OWN_INPUTS}}
-        generation = None
-        if call.span is not None:
-            try:
-                generation = call.span.generation(
-                    self.name, model=self.resource_key, input=messages, model_parameters=params
-                )
-            except Exception:
-                generation = None
+        started = time.time()
         try:
             result = await complete(
                 self.resource_keys,
@@ -139,15 +150,16 @@ class LLMNode(BaseNode):
                 tools=self.tools,
                 attempts=call.retry.attempts if call.retry is not None else None,
                 timeout=call.timeout,
+                on_token=call.token if self.stream else None,
             )
         except BaseException as exc:
             call.attempt = max(1, getattr(exc, "attempts", 1))
-            if generation is not None:
-                _end_quietly(generation, error=exc)
+            if call.observed:
+                call.llm_call(self._failed_call(messages, params, started, exc, call.attempt))
             raise
         call.attempt = result.attempts
-        if generation is not None:
-            _end_quietly(generation, result=result)
+        if call.observed:
+            call.llm_call(self._finished_call(messages, params, started, result))
         return {
             "content": result.content,
             "usage": result.usage,
@@ -158,19 +170,49 @@ class LLMNode(BaseNode):
             "latency": result.latency_s,
         }
 
+    def _finished_call(
+        self, messages: Any, params: dict[str, Any], started: float, result: LLMResult
+    ) -> LLMCall:
+        first = result.first_token_s
+        return LLMCall(
+            model=self._model_of(result.resource_key),
+            messages=messages,
+            params=params,
+            started=started,
+            ended=started + result.latency_s,
+            first_token=None if first is None else started + first,
+            response_model=result.model,
+            output=result.content if result.parsed is None else result.parsed,
+            usage=result.usage,
+            finish_reason=result.finish_reason,
+            resource=result.resource_key,
+            attempts=result.attempts,
+        )
 
-def _end_quietly(
-    generation: Any, *, result: LLMResult | None = None, error: BaseException | None = None
-) -> None:
-    try:
-        if result is not None:
-            generation.end(
-                output=result.content if result.parsed is None else result.parsed,
-                usage=result.usage,
-                model=result.model,
-                metadata={"resource": result.resource_key, "attempts": result.attempts},
-            )
-        else:
-            generation.end(error=error)
-    except Exception:
-        return
+    def _failed_call(
+        self,
+        messages: Any,
+        params: dict[str, Any],
+        started: float,
+        exc: BaseException,
+        attempts: int,
+    ) -> LLMCall:
+        return LLMCall(
+            model=self._model_of(self.resource_key),
+            messages=messages,
+            params=params,
+            started=started,
+            ended=time.time(),
+            resource=getattr(exc, "resource_key", None) or self.resource_key,
+            attempts=attempts,
+            error=f"{type(exc).__name__}: {redact(str(exc))}",
+        )
+
+    def _model_of(self, key: str) -> str:
+        from hush.providers.errors import ResourceError
+        from hush.providers.resources import get_registry
+
+        try:
+            return get_registry().get_llm(key).model
+        except ResourceError:
+            return key

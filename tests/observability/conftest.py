@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from otlp_receiver import HangingServer, OtlpReceiver
 
 from hush.observability.langfuse import LangfuseTracer
+from hush.providers import get_registry
+from hush.testing import MockLLMServer
 
 SECRET_KEY = "sk-lf-test-0123456789abcdef-secret"
 
@@ -54,3 +56,19 @@ def make_tracer(
     yield make
     for tracer in made:
         tracer.close(timeout=0.2)
+
+
+@pytest.fixture
+async def llm_resource() -> AsyncIterator[MockLLMServer]:
+    async with MockLLMServer() as server:
+        get_registry().register(
+            "llm:traced",
+            {
+                "base_url": server.base_url,
+                "api_key": "sk-llm-secret-xyz",
+                "model": "gpt-4o-mini",
+                "rpm": 10**6,
+            },
+        )
+        yield server
+        get_registry().unregister("llm:traced")

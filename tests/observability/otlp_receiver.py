@@ -1,7 +1,8 @@
 """Loopback stand-ins for a Langfuse server's OTLP endpoint.
 
-``OtlpReceiver`` accepts ``POST /api/public/otel/v1/traces``, decodes the OTLP
-protobuf (gzip or not) and keeps the spans as plain dicts. ``HangingServer``
+``OtlpReceiver`` accepts ``POST /api/public/otel/v1/traces`` (Langfuse) and
+``POST /v1/traces`` (any OTLP backend), decodes the OTLP protobuf (gzip or not)
+and keeps the spans as plain dicts. ``HangingServer``
 accepts connections and never answers.
 """
 
@@ -22,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 TRACES_PATH = "/api/public/otel/v1/traces"
+OTLP_PATH = "/v1/traces"
 
 
 @dataclass
@@ -51,6 +53,8 @@ class ReceivedSpan:
     status_message: str
     start_ns: int
     end_ns: int
+    kind: int = 0
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def type(self) -> str | None:
@@ -92,7 +96,7 @@ class OtlpReceiver:
                         body,
                     )
                 )
-                if self.path != TRACES_PATH:
+                if self.path not in (TRACES_PATH, OTLP_PATH):
                     self.send_response(404)
                     self.end_headers()
                     return
@@ -129,7 +133,7 @@ class OtlpReceiver:
             return list(self.spans)
 
     def _receive(self, request: ReceivedRequest) -> None:
-        spans = decode_spans(request.body) if request.path == TRACES_PATH else []
+        spans = decode_spans(request.body) if request.path in (TRACES_PATH, OTLP_PATH) else []
         with self._lock:
             self.requests.append(request)
             self.spans.extend(spans)
@@ -156,6 +160,8 @@ def decode_spans(body: bytes) -> list[ReceivedSpan]:
                         status_message=span.status.message,
                         start_ns=span.start_time_unix_nano,
                         end_ns=span.end_time_unix_nano,
+                        kind=span.kind,
+                        events=[(e.name, _attributes(e.attributes)) for e in span.events],
                     )
                 )
     return spans

@@ -10,56 +10,13 @@ from typing import Any
 
 import anyio
 import pytest
+from graphs import QUERIES, batch_graph
 from otlp_receiver import HangingServer, OtlpReceiver, closed_port_url
 
-from hush.core import END, PARENT, START, GraphNode, Hush
-from hush.core.nodes.iteration import MapNode
-from hush.core.nodes.iteration.base import Each
+from hush.core import Hush
 from hush.observability import LocalTracer, read_trace
 from hush.observability.langfuse import LangfuseTracer
-from hush.providers import LLMNode, PromptNode, get_registry
 from hush.testing import MockLLMServer
-
-
-@pytest.fixture
-async def llm_resource() -> Any:
-    async with MockLLMServer() as server:
-        get_registry().register(
-            "llm:traced",
-            {
-                "base_url": server.base_url,
-                "api_key": "sk-llm-secret-xyz",
-                "model": "gpt-4o-mini",
-                "rpm": 10**6,
-            },
-        )
-        yield server
-        get_registry().unregister("llm:traced")
-
-
-def batch_graph() -> GraphNode:
-    with GraphNode(name="traced-batch") as g:
-        with MapNode(
-            name="llm_batch", inputs={"query": Each(PARENT["queries"])}, max_concurrency=8
-        ) as m:
-            p = PromptNode(
-                name="prompt",
-                inputs={
-                    "prompt": {"system": "Be brief.", "user": "{query}"},
-                    "query": PARENT["query"],
-                },
-            )
-            llm = LLMNode(
-                name="llm", resource_key="traced", inputs={"messages": p["messages"]}, temperature=0
-            )
-            llm["content"] >> PARENT["answer"]
-            START >> p >> llm >> END
-        m["answer"] >> PARENT["answers"]
-        START >> m >> END
-    return g
-
-
-QUERIES = [f"question {i}" + (" [[fail:400]]" if i == 13 else "") for i in range(20)]
 
 
 async def test_run_is_one_trace_nested_as_the_graph(

@@ -80,6 +80,7 @@ class MapNode(IterationNode):
         items, total = self._items(inputs, call.attempt)
         broadcast = {k: v for k, v in inputs.items() if k not in self.each_keys}
         counters = call.counters(total)
+        report = call.progress if call.observed else None
         columns = Columns(plan.writes_parent | call.demanded)
         pulled = enumerate(items)
 
@@ -98,6 +99,8 @@ class MapNode(IterationNode):
                 if outcome.resumed:
                     counters.resumed += 1
                 counters.done += 1
+                if report is not None:
+                    report(counters)
                 if saving is not None:
                     await call.saved(saving)
                 saving = outcome.saving
@@ -114,6 +117,8 @@ class MapNode(IterationNode):
             except BaseExceptionGroup as group:
                 raise group.exceptions[0] from None
         counters.total = columns.size
+        if report is not None:
+            report(counters)
         return columns.lists()
 
     def _items(

@@ -99,4 +99,5 @@ class WhileLoopNode(IterationNode):
             state.update(outcome.written)
             n += 1
             counters.done = n
+            call.progress(counters)
         return {**state, "iterations": n}

@@ -1,0 +1,139 @@
+"""What a run reports as it goes: one stream of typed events.
+
+The attempt lifecycle emits them; tracers, the progress display, ``on_progress``
+and :meth:`Hush.stream <hush.core.engine.Hush.stream>` subscribe to them. A run
+with no subscriber builds no event at all.
+
+Kinds, in the order a run produces them:
+
+``run_start``   the run began (``path`` is the graph's name, ``input`` its inputs)
+``node_start``  a node, or a map item (``path`` with its index, ``g/batch[3]``), began
+``token``       an LLM node streamed a piece of its reply (``text``)
+``llm``         an LLM call ended (``llm`` holds model, usage, latency, time to first token)
+``progress``    an iteration node's counters changed (``counters``)
+``node_end``    the node or item ended (``status``, ``duration``, ``output`` or ``error``)
+``run_end``     the run ended; ``result`` is what ``run()`` returns
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from hush.core.errors import NodeError
+    from hush.core.state import IterationCounters
+
+logger = logging.getLogger("hush.events")
+
+EventKind = Literal["run_start", "node_start", "token", "llm", "progress", "node_end", "run_end"]
+
+SpanType = Literal["run", "graph", "map", "item", "node", "llm"]
+"""What a ``node_start``/``node_end`` pair stands for: the run, a nested graph, an
+iteration node, one item of it, a plain node, an LLM node."""
+
+
+@dataclass(slots=True)
+class LLMCall:
+    """One LLM request as it went: what was asked, what came back, and when."""
+
+    model: str
+    """The model asked for (the resource's)."""
+    messages: Any
+    params: Mapping[str, Any]
+    started: float
+    """Wall-clock seconds (``time.time()``) when the call was made."""
+    ended: float
+    first_token: float | None = None
+    """When the first streamed token arrived (streamed calls only)."""
+    response_model: str | None = None
+    output: Any = None
+    usage: Mapping[str, int] | None = None
+    """``prompt_tokens``, ``completion_tokens``, ``total_tokens``."""
+    finish_reason: str | None = None
+    resource: str | None = None
+    attempts: int = 1
+    error: str | None = None
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the call to its reply (retries and limiter waits included)."""
+        return self.ended - self.started
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        """Seconds from the call to its first streamed token."""
+        return None if self.first_token is None else self.first_token - self.started
+
+
+@dataclass(slots=True)
+class Event:
+    """One thing that happened in a run. Fields a kind does not use stay ``None``."""
+
+    kind: EventKind
+    path: str
+    """Node path, with item indices (``g/batch[3]/llm``); the graph's name for run events."""
+    run_id: str
+    time: float = field(default_factory=time.time)
+    """Wall-clock seconds (``time.time()``)."""
+    parent: str | None = None
+    """Path of the enclosing node or item (the run's path for top-level nodes)."""
+    type: SpanType | None = None
+    name: str | None = None
+    input: Any = None
+    output: Any = None
+    status: str | None = None
+    """``ok``, ``error``, ``timeout`` or ``cancelled`` (``node_end``, ``run_end``)."""
+    error: NodeError | None = None
+    duration: float | None = None
+    attempts: int | None = None
+    text: str | None = None
+    llm: LLMCall | None = None
+    counters: IterationCounters | None = None
+    node: str | None = None
+    """The node's path without item indices (``g/batch/llm``): the same for every item."""
+    result: dict[str, Any] | None = None
+    metadata: Mapping[str, Any] | None = None
+    """``run_start``: ``user_id``, ``session_id``, ``tags`` and the run's metadata."""
+
+    def __repr__(self) -> str:
+        extra = f" {self.status}" if self.status else ""
+        if self.text is not None:
+            extra += f" {self.text!r}"
+        return f"Event({self.kind} {self.path}{extra})"
+
+
+Subscriber = Callable[[Event], object]
+"""Receives every event of a run, on the event loop; it must be quick and must not raise."""
+
+
+class Emitter:
+    """Hands each event to every subscriber of one run; a failing subscriber is logged once
+    and then ignored, so it can never break the run."""
+
+    __slots__ = ("_failed", "_subscribers")
+
+    def __init__(self, subscribers: Sequence[Subscriber]) -> None:
+        self._subscribers = list(subscribers)
+        self._failed: set[int] = set()
+
+    def __call__(self, event: Event) -> None:
+        for i, subscriber in enumerate(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:
+                if i not in self._failed:
+                    self._failed.add(i)
+                    logger.warning("an event subscriber failed on %r", event, exc_info=True)
+
+
+def status_of(error: NodeError | None, *, cancelled: bool = False) -> str:
+    """The status a node or run ended with."""
+    if cancelled:
+        return "cancelled"
+    if error is None:
+        return "ok"
+    return "timeout" if error.type == "NodeTimeoutError" else "error"
