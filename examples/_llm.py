@@ -36,3 +36,8 @@ def ensure_llm(key: str = "gpt-4o-mini", **limits: int) -> str:
         {"base_url": _local.base_url, "model": key, "rpm": 3000, **limits},
     )
     return key
+
+
+def local_server() -> MockLLMServer | None:
+    """The bundled server the examples started, if they use it (no key and no resources.yaml)."""
+    return _local

@@ -1,7 +1,10 @@
-"""The batch LLM graph, traced: to Langfuse when LANGFUSE_* keys are set, else to a local JSONL file.
+"""The batch LLM graph, traced: to Langfuse when LANGFUSE_* keys are set, to any OTLP backend
+(Jaeger, Tempo, Phoenix) when OTEL_EXPORTER_OTLP_ENDPOINT is set, else to a local JSONL file.
 
 python examples/traced_batch.py
 hush trace batch_trace.jsonl
+
+No inputs file: the questions are in the script.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from _llm import ensure_llm
 from hush.core import END, PARENT, START, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
 from hush.core.nodes.iteration.base import Each
-from hush.observability import LocalTracer, format_tree, read_trace
+from hush.observability import LocalTracer, Tracer, format_tree, read_trace
 from hush.providers import LLMNode, PromptNode
 
 MODEL = ensure_llm("gpt-4o-mini")
@@ -38,11 +41,17 @@ with GraphNode(name="traced-batch") as graph:
 
 
 async def main() -> None:
+    tracer: Tracer
     if os.environ.get("LANGFUSE_PUBLIC_KEY"):
         from hush.observability import LangfuseTracer
 
         tracer = LangfuseTracer()
         where = "Langfuse"
+    elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        from hush.observability import OTLPTracer
+
+        tracer = OTLPTracer(service_name="traced-batch")
+        where = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
     else:
         tracer = LocalTracer("batch_trace.jsonl")
         where = "batch_trace.jsonl"
