@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hush.observability.local import LocalTracer, read_trace
 from hush.observability.memory import MemoryTracer
-from hush.observability.tracer import Generation, Span, SpanKind, Tracer
+from hush.observability.tracer import Tracer
 from hush.observability.tree import format_tree
 
 if TYPE_CHECKING:
@@ -23,14 +23,11 @@ if TYPE_CHECKING:
     from hush.observability.otlp import OTLPTracer
 
 __all__ = [
-    "Generation",
     "LangfuseTracer",
     "LocalTracer",
     "MemoryTracer",
     "OTLPTracer",
     "OTelTracer",
-    "Span",
-    "SpanKind",
     "Tracer",
     "format_tree",
     "read_trace",

@@ -28,71 +28,49 @@ class LangfuseCredentials:
 
 
 def resolve_credentials(
-    public_key: str | None = None,
-    secret_key: str | None = None,
-    host: str | None = None,
+    public_key: str | None = None, secret_key: str | None = None, host: str | None = None
 ) -> LangfuseCredentials:
     """Find keys in the arguments, else the ``langfuse:default`` resource, else ``LANGFUSE_*``.
 
     The keys of a pair always come from the same place. The host is the
     argument, else the host stored with the keys, else ``LANGFUSE_BASE_URL`` /
-    ``LANGFUSE_HOST``, else Langfuse Cloud.
-
-    Raises:
-        MissingCredentialsError: no source holds both keys; the message names
-            every place that was looked at.
+    ``LANGFUSE_HOST``, else Langfuse Cloud. Raises :class:`MissingCredentialsError`,
+    naming every place looked at, when no source holds both keys.
     """
+    env = os.environ.get
+    found: tuple[str | None, str | None, str | None, str]
     if public_key or secret_key:
         if not (public_key and secret_key):
-            given, missing = (
-                ("public_key", "secret_key") if public_key else ("secret_key", "public_key")
-            )
+            given, missing = ("public", "secret") if public_key else ("secret", "public")
             raise MissingCredentialsError(
-                f"LangfuseTracer got {given} but no {missing}; pass both keys "
+                f"LangfuseTracer got {given}_key but no {missing}_key; pass both keys "
                 "(or neither, to use the langfuse:default resource or LANGFUSE_* variables)"
             )
-        return LangfuseCredentials(public_key, secret_key, _host(host, None), "arguments")
-
-    resource = _resource()
-    if resource is not None:
-        pk, sk, resource_host = resource
-        return LangfuseCredentials(pk, sk, _host(host, resource_host), f"resource {RESOURCE_KEY}")
-
-    env_pk = os.environ.get("LANGFUSE_PUBLIC_KEY")
-    env_sk = os.environ.get("LANGFUSE_SECRET_KEY")
-    if env_pk and env_sk:
-        return LangfuseCredentials(env_pk, env_sk, _host(host, None), "environment")
-
-    missing_env = [
-        name
-        for name, value in (("LANGFUSE_PUBLIC_KEY", env_pk), ("LANGFUSE_SECRET_KEY", env_sk))
-        if not value
-    ]
-    raise MissingCredentialsError(
-        "LangfuseTracer found no Langfuse keys. Looked at: the public_key/secret_key "
-        f"arguments (not given), the {RESOURCE_KEY!r} resource (not registered), and the "
-        f"environment ({', '.join(missing_env)} not set)."
-    )
+        found = (public_key, secret_key, None, "arguments")
+    else:
+        found = _resource() or (
+            env("LANGFUSE_PUBLIC_KEY"),
+            env("LANGFUSE_SECRET_KEY"),
+            None,
+            "environment",
+        )
+    pk, sk, stored_host, source = found
+    if not (pk and sk):
+        unset = [n for n in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY") if not env(n)]
+        raise MissingCredentialsError(
+            "LangfuseTracer found no Langfuse keys. Looked at: the public_key/secret_key "
+            f"arguments (not given), the {RESOURCE_KEY!r} resource (not registered), and the "
+            f"environment ({', '.join(unset)} not set)."
+        )
+    chosen = host or stored_host or env("LANGFUSE_BASE_URL") or env("LANGFUSE_HOST")
+    return LangfuseCredentials(pk, sk, (chosen or DEFAULT_HOST).rstrip("/"), source)
 
 
-def _host(explicit: str | None, stored: str | None) -> str:
-    host = (
-        explicit
-        or stored
-        or os.environ.get("LANGFUSE_BASE_URL")
-        or os.environ.get("LANGFUSE_HOST")
-        or DEFAULT_HOST
-    )
-    return host.rstrip("/")
-
-
-def _resource() -> tuple[str, str, str | None] | None:
+def _resource() -> tuple[str, str, str | None, str] | None:
     """The keys of the ``langfuse:default`` resource, or ``None`` if it is not available."""
     try:
         from hush.providers.resources import get_registry
-    except ImportError:
-        return None
-    try:
+
         registry = get_registry()
         if not registry.has(RESOURCE_KEY):
             return None
@@ -107,4 +85,4 @@ def _resource() -> tuple[str, str, str | None] | None:
     if not (public_key and secret_key):
         logger.warning("the %s resource has no public_key/secret_key; ignoring it", RESOURCE_KEY)
         return None
-    return str(public_key), str(secret_key), str(host) if host else None
+    return str(public_key), str(secret_key), str(host) if host else None, f"resource {RESOURCE_KEY}"

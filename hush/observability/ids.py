@@ -13,6 +13,6 @@ def trace_id_for(run_id: str) -> str:
     return hashlib.sha256(run_id.encode("utf-8")).digest()[:16].hex()
 
 
-def new_span_id() -> str:
-    """A random 16-hex-digit span id (unique, not secret: no need for ``os.urandom``)."""
-    return f"{_ids.getrandbits(64):016x}"
+def new_span_id() -> int:
+    """A random non-zero 64-bit span id (unique, not secret: no need for ``os.urandom``)."""
+    return _ids.getrandbits(64) or 1

@@ -13,15 +13,16 @@ keys; no key is ever put in a span.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from langfuse import LangfuseOtelSpanAttributes as A
 from langfuse import __version__ as langfuse_version
 from langfuse._client.span_processor import LangfuseSpanProcessor
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -32,10 +33,6 @@ from hush.observability.otel import (
     DEFAULT_MAX_QUEUE_SIZE,
     Attributes,
     OTelTracer,
-    QuietExporter,
-    RunTrace,
-    keep_exports_quiet,
-    meta_value,
     private_provider,
 )
 from hush.observability.serialize import (
@@ -44,6 +41,7 @@ from hush.observability.serialize import (
     to_jsonable,
     usage_details,
 )
+from hush.observability.spans import RunSpans
 
 logger = logging.getLogger(__name__)
 
@@ -54,21 +52,19 @@ MAX_TRACE_ATTRIBUTE_CHARS = 200
 class LangfuseTracer(OTelTracer):
     """Sends each run to Langfuse as one trace: graph → map → item → node spans, LLM generations.
 
-    Keys come from the arguments, else the ``langfuse:default`` resource, else
-    ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` (host: ``LANGFUSE_BASE_URL``
-    or ``LANGFUSE_HOST``, default Langfuse Cloud). The trace id of a run is
-    :func:`~hush.observability.ids.trace_id_for` of its ``run_id``.
-
-    ``flush_timeout`` bounds the wait for the export at the end of each run;
-    ``timeout`` each request to Langfuse (default: ``flush_timeout``). ``flush_at`` spans make a batch,
-    ``flush_interval`` seconds pass at most between exports; ``max_queue_size``
-    finished spans wait for export (default ``OTEL_BSP_MAX_QUEUE_SIZE`` if set,
-    else 16384), beyond which spans are dropped. Each input, output and metadata
-    value holds at most ``max_field_chars`` characters. Pass ``tracer_provider``
-    to use your own provider (the Langfuse processor is added to it).
+    Keys: the arguments, else the ``langfuse:default`` resource, else ``LANGFUSE_PUBLIC_KEY``
+    / ``LANGFUSE_SECRET_KEY`` (host: ``LANGFUSE_BASE_URL`` or ``LANGFUSE_HOST``, default
+    Langfuse Cloud). A run's trace id is :func:`~hush.observability.ids.trace_id_for` of its
+    ``run_id``. ``flush_timeout`` bounds the wait for the export at the end of each run,
+    ``timeout`` each request (default: ``flush_timeout``); ``flush_at`` spans make a batch,
+    sent at least every ``flush_interval`` seconds; ``max_queue_size`` finished spans wait
+    (default ``OTEL_BSP_MAX_QUEUE_SIZE`` if set, else 16384), more are dropped. Each input,
+    output and metadata value holds at most ``max_field_chars`` characters. With
+    ``tracer_provider``, the Langfuse processor is added to your provider.
     """
 
     backend = "Langfuse"
+    input_key, output_key = A.OBSERVATION_INPUT, A.OBSERVATION_OUTPUT
 
     def __init__(
         self,
@@ -99,14 +95,17 @@ class LangfuseTracer(OTelTracer):
             resource_attributes={"langfuse.environment": environment, "langfuse.release": release},
         )
         super().__init__(
-            provider, flush_timeout=flush_timeout, max_field_chars=max_field_chars, log=logger
+            provider,
+            own=tracer_provider is None,
+            flush_timeout=flush_timeout,
+            max_field_chars=max_field_chars,
+            log=logger,
         )
-        keep_exports_quiet()
-        exporter = OTLPSpanExporter(
-            endpoint=f"{self.host}/api/public/otel/v1/traces",
-            headers=_headers(credentials.public_key, credentials.secret_key),
-            timeout=timeout if timeout is not None else flush_timeout,
-            compression=Compression.Gzip if compression else Compression.NoCompression,
+        exporter = self.otlp_exporter(
+            f"{self.host}/api/public/otel/v1/traces",
+            _headers(credentials.public_key, credentials.secret_key),
+            timeout if timeout is not None else flush_timeout,
+            gzip=compression,
         )
         processor = _Processor(
             queue_size=_queue_size(max_queue_size),
@@ -116,12 +115,9 @@ class LangfuseTracer(OTelTracer):
             flush_at=flush_at,
             flush_interval=flush_interval,
             should_export_span=lambda span: True,
-            span_exporter=QuietExporter(exporter, self),
+            span_exporter=exporter,
         )
-        if tracer_provider is None:
-            self.add_processor(processor)
-        else:
-            tracer_provider.add_span_processor(processor)
+        provider.add_span_processor(processor)
         logger.debug("Langfuse tracing to %s (keys from %s)", self.host, credentials.source)
 
     @staticmethod
@@ -134,9 +130,6 @@ class LangfuseTracer(OTelTracer):
         """The Langfuse host."""
         return self.host
 
-    def _jsonable(self, value: Any) -> Any:
-        return to_jsonable(value, max_chars=self.max_field_chars)
-
     def _meta(self, prefix: str, values: dict[str, Any]) -> Attributes:
         return {
             f"{prefix}.{key}": meta_value(value, self.max_field_chars)
@@ -144,7 +137,7 @@ class LangfuseTracer(OTelTracer):
             if value is not None
         }
 
-    def run_attributes(self, run: RunTrace) -> Attributes:
+    def run_attributes(self, run: RunSpans) -> Attributes:
         """The trace-level fields Langfuse reads from every span of the run."""
         fields = run.fields
         attributes: Attributes = {A.TRACE_NAME: _short(run.name) or "run"}
@@ -164,7 +157,7 @@ class LangfuseTracer(OTelTracer):
                 attributes[f"{A.TRACE_METADATA}.{key}"] = text
         return attributes
 
-    def span_start(self, run: RunTrace, event: Event) -> Attributes:
+    def span_start(self, run: RunSpans, event: Event) -> Attributes:
         attributes: Attributes = {A.OBSERVATION_TYPE: "span"}
         if event.input is not None:
             attributes[A.OBSERVATION_INPUT] = self.text(event.input)
@@ -175,7 +168,7 @@ class LangfuseTracer(OTelTracer):
         attributes.update(self._meta(A.OBSERVATION_METADATA, metadata))
         return attributes
 
-    def span_end(self, run: RunTrace, event: Event) -> Attributes:
+    def span_end(self, run: RunSpans, event: Event) -> Attributes:
         attributes: Attributes = {}
         if event.output is not None:
             attributes[A.OBSERVATION_OUTPUT] = self.text(event.output)
@@ -197,15 +190,10 @@ class LangfuseTracer(OTelTracer):
             return event.name
         return event.path.rsplit("/", 1)[-1]
 
-    def generation_attributes(self, run: RunTrace, event: Event, llm: LLMCall) -> Attributes:
+    def generation_attributes(self, run: RunSpans, event: Event, llm: LLMCall) -> Attributes:
         attributes = super().generation_attributes(run, event, llm)
-        attributes.pop("hush.input", None)
-        attributes.pop("hush.output", None)
         attributes[A.OBSERVATION_TYPE] = "generation"
         attributes[A.OBSERVATION_MODEL] = llm.response_model or llm.model
-        attributes[A.OBSERVATION_INPUT] = self.text(llm.messages)
-        if llm.output is not None:
-            attributes[A.OBSERVATION_OUTPUT] = self.text(llm.output)
         parameters = _model_parameters(llm.params)
         if parameters:
             attributes[A.OBSERVATION_MODEL_PARAMETERS] = self.text(parameters)
@@ -213,15 +201,9 @@ class LangfuseTracer(OTelTracer):
         if usage:
             attributes[A.OBSERVATION_USAGE_DETAILS] = self.text(usage)
         if llm.first_token is not None:
-            from datetime import UTC, datetime
-
             stamp = datetime.fromtimestamp(llm.first_token, tz=UTC).isoformat()
             attributes[A.OBSERVATION_COMPLETION_START_TIME] = self.text(stamp)
-        metadata = {
-            "resource": llm.resource,
-            "attempts": llm.attempts,
-            **dict(event.metadata or {}),
-        }
+        metadata = {"resource": llm.resource, "attempts": llm.attempts, **(event.metadata or {})}
         attributes.update(self._meta(A.OBSERVATION_METADATA, metadata))
         if llm.error is not None:
             attributes[A.OBSERVATION_LEVEL] = "ERROR"
@@ -264,11 +246,7 @@ def _queue_size(size: int | None) -> int | None:
 
 
 def _sample_rate(sample_rate: float | None) -> float:
-    rate = (
-        sample_rate
-        if sample_rate is not None
-        else float(os.environ.get("LANGFUSE_SAMPLE_RATE", 1.0))
-    )
+    rate = sample_rate if sample_rate is not None else float(os.getenv("LANGFUSE_SAMPLE_RATE", 1))
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"sample_rate must be between 0 and 1, got {rate}")
     return rate
@@ -282,14 +260,17 @@ def _short(value: Any) -> str | None:
     return text if len(text) <= MAX_TRACE_ATTRIBUTE_CHARS else None
 
 
-def _model_parameters(parameters: Any) -> dict[str, Any] | None:
+def _model_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Model parameters as the scalar or string values Langfuse accepts."""
-    if not parameters:
-        return None
-    out: dict[str, Any] = {}
-    for key, value in parameters.items():
-        if value is None or isinstance(value, str | int | float | bool):
-            out[str(key)] = value
-        else:
-            out[str(key)] = str(to_jsonable(value, max_chars=2_000))
-    return out
+    return {
+        str(key): value
+        if value is None or isinstance(value, str | int | float | bool)
+        else meta_value(value, 2_000)
+        for key, value in parameters.items()
+    }
+
+
+def meta_value(value: Any, max_chars: int) -> str:
+    """A metadata value as compact JSON text (strings quoted), bounded."""
+    data = to_jsonable(value, max_chars=max_chars)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

@@ -26,10 +26,8 @@ logger = logging.getLogger(__name__)
 class LocalTracer(RecordingTracer):
     """Appends one JSON line per finished span and generation to ``path``.
 
-    Lines are written by the tracer's thread, and flushed to the file whenever
-    it has nothing else to do;
-    :meth:`flush` waits until everything ended so far is in the file. The file
-    is opened, and its directory created, at construction, so a bad path fails
+    The tracer's thread writes the lines and flushes the file whenever it has nothing else to
+    do. The file is opened (its directory created) at construction, so a bad path fails
     early. Several runs may share a file; use one tracer per file.
     """
 
@@ -40,10 +38,11 @@ class LocalTracer(RecordingTracer):
         self._lock = threading.Lock()
         super().__init__(self._write, max_field_chars=max_field_chars)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Write pending lines and close the file; later spans are dropped."""
-        self._worker.drained_sync(timeout)
-        self._worker.close()
+    @property
+    def destination(self) -> str:
+        return str(self.path)
+
+    def _closing(self) -> None:
         with self._lock:
             self._file.close()
 

@@ -1,28 +1,19 @@
-"""OpenTelemetry spans from a run's events, built and exported off the event loop.
+"""OpenTelemetry spans from a run's events, built and exported in the tracer's thread.
 
-:class:`OTelTracer` queues each event on the loop (a fraction of a microsecond)
-and builds spans in a thread of its own through a private ``TracerProvider``
-(never the global one unless you pass yours): one root span per run named
-after the graph, a span per nested graph, map, item and node, and for each LLM
-call a span following the OpenTelemetry GenAI conventions. Start and end times
-are the events' own, so building late changes nothing in the trace. Errors are
-the span's status plus an ``exception`` event.
-
-A dead, hanging or failing backend costs a run at most ``flush_timeout`` at its
-end and one warning. Exports run in daemon threads; at interpreter exit a
-tracer not closed before exports what is left, for at most ``flush_timeout``.
+One root span per run named after the graph, a span per nested graph, map,
+item and node, and for each LLM call a span following the OpenTelemetry GenAI
+conventions; times are the events' own. Errors are the span's status plus an
+``exception`` event. A dead, hanging or failing backend costs a run at most
+``flush_timeout`` at its end and one warning; at interpreter exit, a tracer not
+closed exports what is left for at most ``flush_timeout``.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
+import functools
 import logging
-import random
 import threading
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
@@ -31,15 +22,13 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from hush import __version__
-from hush.core.events import Event, LLMCall, Subscriber
-from hush.observability.bounded import BoundedCall
-from hush.observability.handles import RunSpan, start_run
-from hush.observability.ids import trace_id_for
-from hush.observability.serialize import DEFAULT_MAX_CHARS, describe_error, to_json_text
-from hush.observability.worker import EventWorker
+from hush.core.events import Event, LLMCall
+from hush.observability.ids import new_span_id
+from hush.observability.serialize import DEFAULT_MAX_CHARS, to_json_text, usage_details
+from hush.observability.spans import OpenSpan, RunSpans, SpanTracer
 
 logger = logging.getLogger(__name__)
 
@@ -47,307 +36,150 @@ DEFAULT_MAX_QUEUE_SIZE = 16_384
 """Finished spans held for export; OpenTelemetry's default (2048) drops spans of big fast maps."""
 
 _GENAI_PARAMS = {
-    "temperature": "gen_ai.request.temperature",
-    "max_tokens": "gen_ai.request.max_tokens",
+    **{p: f"gen_ai.request.{p}" for p in ("temperature", "max_tokens", "top_p", "seed")},
+    **{p: f"gen_ai.request.{p}" for p in ("frequency_penalty", "presence_penalty")},
     "max_completion_tokens": "gen_ai.request.max_tokens",
-    "top_p": "gen_ai.request.top_p",
-    "frequency_penalty": "gen_ai.request.frequency_penalty",
-    "presence_penalty": "gen_ai.request.presence_penalty",
-    "seed": "gen_ai.request.seed",
 }
 
 Attributes = dict[str, Any]
 
 
-@dataclass(slots=True)
-class Pending:
-    """A span started and not yet ended: what it will be made of."""
-
-    name: str
-    context: SpanContext
-    parent: SpanContext | None
-    start: int
-    attributes: Attributes
-    kind: trace.SpanKind = trace.SpanKind.INTERNAL
-    live: trace.Span | None = None
-    """The SDK span, when spans go through a provider given by the user."""
-
-
-@dataclass(slots=True)
-class RunTrace:
-    """What the spans of one run share."""
-
-    run_id: str
-    name: str
-    fields: Mapping[str, Any]
-    """``user_id``, ``session_id``, ``tags`` and ``metadata`` of the run."""
-    trace_id: int = 0
-    common: Attributes = field(default_factory=dict)
-    """Attributes put on every span of the run."""
-    spans: dict[str, Pending] = field(default_factory=dict)
-    sampled: bool = True
-
-
-class OTelTracer:
-    """Traces runs as OpenTelemetry spans through ``provider``; see the module docstring.
-
-    Subclasses choose the provider's processors and exporter and may add the
-    attributes their backend reads (:class:`~hush.observability.LangfuseTracer`).
-    """
+class OTelTracer(SpanTracer):
+    """Traces runs as OpenTelemetry spans to the span processors of ``provider`` (a private
+    one, or yours: never shut down by the tracer). Subclasses may add the attributes their
+    backend reads (:class:`~hush.observability.LangfuseTracer`)."""
 
     backend = "OpenTelemetry"
+    input_key, output_key = "hush.input", "hush.output"
 
     def __init__(
         self,
         provider: TracerProvider,
         *,
+        own: bool = False,
         flush_timeout: float = 5.0,
         max_field_chars: int = DEFAULT_MAX_CHARS,
         include_io: bool = True,
         log: logging.Logger | None = None,
     ) -> None:
+        processors = getattr(provider, "_active_span_processor", None)
+        if not isinstance(provider, TracerProvider) or processors is None:
+            raise TypeError(
+                f"tracer_provider must be an OpenTelemetry SDK TracerProvider, got {provider!r}"
+            )
         self.provider = provider
-        self.flush_timeout = flush_timeout
+        self.own = own
+        """Whether the provider is the tracer's own (shut down by :meth:`close`)."""
         self.max_field_chars = max_field_chars
         self.include_io = include_io
-        self._log = log or logger
-        self._tracer = provider.get_tracer("hush")
+        self._processors: SpanProcessor = processors
         self._scope = InstrumentationScope("hush", __version__)
-        self._processors: list[SpanProcessor] | None = None
-        """Processors fed directly with finished spans (a provider of the tracer's own);
-        ``None``: spans go through the provider's public API."""
-        self._runs: dict[str, RunTrace] = {}
-        self._worker = EventWorker(self._handle, name=f"hush-{type(self).__name__}")
-        self._flusher = BoundedCall(self._export_now, name=f"hush-{type(self).__name__}-flush")
-        self._closer = BoundedCall(self.provider.shutdown, name=f"hush-{type(self).__name__}-close")
-        self._closed = False
-        self.warned = False
-        """Whether a warning about this tracer's exports was already logged."""
-        atexit.register(self.close)
+        super().__init__(flush_timeout=flush_timeout, log=log or logger)
 
-    # ---- the engine's side ----------------------------------------------------------
+    def otlp_exporter(
+        self, endpoint: str, headers: Mapping[str, str] | None, timeout: float, gzip: bool = False
+    ) -> SpanExporter:
+        """An OTLP/HTTP protobuf exporter to ``endpoint`` whose failures are one warning."""
+        from opentelemetry.exporter.otlp.proto.http import Compression
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    def subscribe(self, start: Event) -> Subscriber:
-        """Trace the run that ``start`` opens: its events are queued for the tracer's thread."""
-        return self._worker.put
+        keep_exports_quiet()
+        compression = Compression.Gzip if gzip else Compression.NoCompression
+        exporter = OTLPSpanExporter(
+            endpoint=endpoint, headers=dict(headers or {}), timeout=timeout, compression=compression
+        )
+        return QuietExporter(exporter, self)
 
-    def start_run(self, name: str, *, run_id: str, **fields: Any) -> RunSpan:
-        """Open the root span of a run traced by hand (see :func:`~hush.observability.handles.start_run`)."""
-        return start_run(self, name, run_id=run_id, **fields)
+    def _closing(self) -> None:
+        if self.own:
+            self.provider.shutdown()
+        else:
+            self.provider.force_flush()
 
-    async def flush(self, timeout: float | None = None) -> None:
-        """Build the spans of every event so far and export them, waiting at most ``timeout``
-        seconds (default ``flush_timeout``); on timeout, one warning and the export goes on in
-        the background. Never raises."""
-        bound = self.flush_timeout if timeout is None else timeout
-        deadline = time.monotonic() + bound
-        finished = await self._worker.drained(bound)
-        if finished:
-            finished = await self._flusher.run(max(deadline - time.monotonic(), 0.0))
-        if not finished:
-            self.warned = True
-            self._log.warning(
-                "%s export to %s did not finish within %.1f s (backend unreachable or slow?); "
-                "the run is not affected and export continues in the background",
-                self.backend,
-                self.destination,
-                bound,
-            )
-
-    def close(self, timeout: float | None = None) -> None:
-        """Export what is queued and shut the provider down, blocking at most ``timeout``."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self.close)
-        bound = self.flush_timeout if timeout is None else timeout
-        self._worker.drained_sync(bound)
-        self._worker.close()
-        if not self._closer.run_sync(bound):
-            self._log.warning("%s exporter did not shut down within %.1f s", self.backend, bound)
-
-    async def aclose(self, timeout: float | None = None) -> None:
-        """:meth:`close` without blocking the event loop."""
-        await self.flush(timeout)
-        if not self._closed:
-            self._closed = True
-            atexit.unregister(self.close)
-            self._worker.close()
-            await self._closer.run(self.flush_timeout if timeout is None else timeout)
-
-    @property
-    def destination(self) -> str:
-        """Where spans go, for messages."""
-        return "the tracer provider"
-
-    def _export_now(self) -> None:
+    def _export(self) -> None:
         self.provider.force_flush()
 
-    # ---- the tracer's thread --------------------------------------------------------
+    # ---- spans, in the tracer's thread ----------------------------------------------
 
-    def add_processor(self, processor: SpanProcessor) -> None:
-        """Send this tracer's spans to ``processor`` (added to the tracer's own provider)."""
-        self.provider.add_span_processor(processor)
-        if self._processors is None:
-            self._processors = []
-        self._processors.append(processor)
-
-    def _handle(self, event: Event) -> None:
-        kind = event.kind
-        if kind == "run_start":
-            self._start_run(event)
-            return
-        run = self._runs.get(event.run_id)
-        if run is None or not run.sampled:
-            if kind == "run_end":
-                self._runs.pop(event.run_id, None)
-            return
-        if kind == "node_start":
-            parent = run.spans.get(event.parent or "")
-            run.spans[event.path] = self._open(
-                run,
-                event.name or event.path,
-                parent,
-                event.time,
-                {**run.common, **self.span_start(run, event)},
-            )
-        elif kind == "llm" and event.llm is not None:
-            llm = event.llm
-            pending = self._open(
-                run,
-                self.generation_name(event, llm),
-                run.spans.get(event.path),
-                llm.started,
-                {**run.common, **self.generation_attributes(run, event, llm)},
-                kind=trace.SpanKind.CLIENT,
-            )
-            error = None
-            if llm.error is not None:
-                error = (llm.error.partition(":")[0], llm.error, "")
-            self._close(run, pending, {}, llm.error, error, llm.ended)
-        elif kind in ("node_end", "run_end"):
-            ended = run.spans.pop(event.path, None)
-            if ended is not None:
-                failure = event.error
-                self._close(
-                    run,
-                    ended,
-                    self.span_end(run, event),
-                    describe_error(failure) if failure is not None else None,
-                    (failure.type, failure.message, failure.traceback or "")
-                    if failure is not None
-                    else None,
-                    event.time,
-                )
-            if kind == "run_end":
-                for orphan in list(run.spans.values()):
-                    self._close(run, orphan, {"hush.status": "unfinished"}, None, None, event.time)
-                self._runs.pop(event.run_id, None)
-
-    def _start_run(self, event: Event) -> None:
-        fields = dict(event.metadata or {})
-        run = RunTrace(event.run_id, event.name or event.path, fields)
-        run.trace_id = int(trace_id_for(event.run_id), 16)
+    def run_started(self, run: RunSpans) -> bool:
+        decision = self.provider.sampler.should_sample(None, run.trace_id, run.name)
+        if decision.decision != Decision.RECORD_AND_SAMPLE:
+            return False
         run.common = self.run_attributes(run)
-        self._runs[event.run_id] = run
-        if self._processors is not None:
-            decision = self.provider.sampler.should_sample(None, run.trace_id, run.name)
-            run.sampled = decision.decision == Decision.RECORD_AND_SAMPLE
-            if not run.sampled:
-                return
-        remote = SpanContext(
-            trace_id=run.trace_id,
-            span_id=_span_id(),
-            is_remote=True,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED),
-        )
-        run.spans[event.path] = self._open(
+        return True
+
+    def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
+        error = end.error
+        self._export_span(
             run,
-            run.name,
-            Pending("", remote, None, 0, {}),
-            event.time,
-            {**run.common, **self.span_start(run, event)},
+            span.id,
+            span.parent,
+            span.name,
+            span.start.time,
+            end.time,
+            {**run.common, **self.span_start(run, span.start), **self.span_end(run, end)},
+            (error.type, error.message, error.traceback or "") if error else None,
         )
 
-    def _open(
+    def llm_called(self, run: RunSpans, owner: OpenSpan | None, event: Event) -> None:
+        llm = event.llm
+        assert llm is not None
+        failed = llm.error.partition(": ") if llm.error else None
+        self._export_span(
+            run,
+            new_span_id(),
+            owner,
+            self.generation_name(event, llm),
+            llm.started,
+            llm.ended,
+            {**run.common, **self.generation_attributes(run, event, llm)},
+            failed and (failed[0], failed[2], ""),
+            trace.SpanKind.CLIENT,
+        )
+
+    def _export_span(
         self,
-        run: RunTrace,
+        run: RunSpans,
+        span_id: int,
+        parent: OpenSpan | None,
         name: str,
-        parent: Pending | None,
         start: float,
-        attributes: Attributes,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-    ) -> Pending:
-        parent_context = parent.context if parent is not None else None
-        if self._processors is not None:
-            context = SpanContext(
-                trace_id=run.trace_id,
-                span_id=_span_id(),
-                is_remote=False,
-                trace_flags=TraceFlags(TraceFlags.SAMPLED),
-            )
-            return Pending(name, context, parent_context, _ns(start), attributes, kind)
-        carrier: trace.Span | None = None
-        if parent is not None:
-            carrier = parent.live or NonRecordingSpan(parent.context)
-        live = self._tracer.start_span(
-            name,
-            context=trace.set_span_in_context(carrier) if carrier is not None else None,
-            kind=kind,
-            start_time=_ns(start),
-            attributes=attributes,
-        )
-        return Pending(name, live.get_span_context(), parent_context, _ns(start), {}, kind, live)
-
-    def _close(
-        self,
-        run: RunTrace,
-        pending: Pending,
-        attributes: Attributes,
-        message: str | None,
-        exception: tuple[str, str, str] | None,
         end: float,
+        attributes: Attributes,
+        error: tuple[str, str, str] | None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
     ) -> None:
-        end_ns = _ns(end)
-        status = Status(StatusCode.ERROR, message) if message is not None else Status()
+        """Hand the span to the processors; ``error`` (type, message, traceback) is its status
+        and an ``exception`` event."""
+        end_ns = int(end * 1e9)
+        status = Status()
         events: tuple[SdkEvent, ...] = ()
-        if exception is not None:
-            events = (
-                SdkEvent(
-                    "exception",
-                    {
-                        "exception.type": exception[0],
-                        "exception.message": exception[1],
-                        "exception.stacktrace": exception[2],
-                    },
-                    end_ns,
-                ),
-            )
-        live = pending.live
-        if live is not None:
-            live.set_attributes(attributes)
-            if message is not None:
-                live.set_status(status)
-            for item in events:
-                live.add_event(item.name, item.attributes, timestamp=item.timestamp)
-            live.end(end_time=end_ns)
-            return
-        assert self._processors is not None
+        if error is not None:
+            type_, message, stack = error
+            status = Status(StatusCode.ERROR, f"{type_}: {message}"[:2_000] if message else type_)
+            exception = {
+                "exception.type": type_,
+                "exception.message": message,
+                "exception.stacktrace": stack,
+            }
+            events = (SdkEvent("exception", exception, end_ns),)
+        flags = TraceFlags(TraceFlags.SAMPLED)
         span = ReadableSpan(
-            pending.name,
-            context=pending.context,
-            parent=pending.parent,
+            name,
+            context=SpanContext(run.trace_id, span_id, is_remote=False, trace_flags=flags),
+            parent=None
+            if parent is None
+            else SpanContext(run.trace_id, parent.id, is_remote=False, trace_flags=flags),
             resource=self.provider.resource,
-            attributes={**pending.attributes, **attributes},
+            attributes=attributes,
             events=events,
-            kind=pending.kind,
+            kind=kind,
             status=status,
-            start_time=pending.start,
+            start_time=int(start * 1e9),
             end_time=end_ns,
             instrumentation_scope=self._scope,
         )
-        for processor in self._processors:
-            processor.on_end(span)
+        self._processors.on_end(span)
 
     # ---- attributes: what a backend reads (subclasses extend these) ----------------
 
@@ -355,11 +187,11 @@ class OTelTracer:
         """An input or output as bounded JSON text (a string stays as it is)."""
         return to_json_text(value, max_chars=self.max_field_chars)
 
-    def run_attributes(self, run: RunTrace) -> Attributes:
+    def run_attributes(self, run: RunSpans) -> Attributes:
         """Attributes for every span of the run."""
         return {"hush.run_id": run.run_id}
 
-    def span_start(self, run: RunTrace, event: Event) -> Attributes:
+    def span_start(self, run: RunSpans, event: Event) -> Attributes:
         """Attributes of a span known when it starts."""
         attributes: Attributes = {"hush.kind": event.type or "node", "hush.path": event.path}
         if event.type == "run":
@@ -372,23 +204,23 @@ class OTelTracer:
             if fields.get("metadata"):
                 attributes["hush.metadata"] = self.text(fields["metadata"])
         if self.include_io and event.input is not None:
-            attributes["hush.input"] = self.text(event.input)
+            attributes[self.input_key] = self.text(event.input)
         return attributes
 
-    def span_end(self, run: RunTrace, event: Event) -> Attributes:
+    def span_end(self, run: RunSpans, event: Event) -> Attributes:
         """Attributes of a span known when it ends."""
         attributes: Attributes = {"hush.status": event.status or "ok"}
         if event.attempts is not None:
             attributes["hush.attempts"] = event.attempts
         if self.include_io and event.output is not None:
-            attributes["hush.output"] = self.text(event.output)
+            attributes[self.output_key] = self.text(event.output)
         return attributes
 
     def generation_name(self, event: Event, llm: LLMCall) -> str:
         """The GenAI convention: ``"{operation} {model}"``."""
         return f"chat {llm.model}"
 
-    def generation_attributes(self, run: RunTrace, event: Event, llm: LLMCall) -> Attributes:
+    def generation_attributes(self, run: RunSpans, event: Event, llm: LLMCall) -> Attributes:
         """GenAI semantic-convention attributes of one LLM call."""
         attributes: Attributes = {
             "gen_ai.operation.name": "chat",
@@ -399,14 +231,10 @@ class OTelTracer:
         }
         if llm.response_model:
             attributes["gen_ai.response.model"] = llm.response_model
-        usage = llm.usage or {}
-        for key, attribute in (
-            ("prompt_tokens", "gen_ai.usage.input_tokens"),
-            ("completion_tokens", "gen_ai.usage.output_tokens"),
-        ):
-            count = usage.get(key)
-            if isinstance(count, int) and not isinstance(count, bool):
-                attributes[attribute] = count
+        usage = usage_details(llm.usage) or {}
+        for key in ("input", "output"):
+            if key in usage:
+                attributes[f"gen_ai.usage.{key}_tokens"] = usage[key]
         if llm.finish_reason:
             attributes["gen_ai.response.finish_reasons"] = [llm.finish_reason]
         for key, value in llm.params.items():
@@ -419,9 +247,9 @@ class OTelTracer:
         if llm.resource:
             attributes["hush.resource"] = llm.resource
         if self.include_io:
-            attributes["hush.input"] = self.text(llm.messages)
+            attributes[self.input_key] = self.text(llm.messages)
             if llm.output is not None:
-                attributes["hush.output"] = self.text(llm.output)
+                attributes[self.output_key] = self.text(llm.output)
         return attributes
 
 
@@ -489,24 +317,16 @@ class _KeepExportsQuiet(logging.Filter):
         return False
 
 
-_filter_installed = False
-_filter_lock = threading.Lock()
-
-
+@functools.cache
 def keep_exports_quiet() -> None:
     """Install the filter on the OTLP exporter's loggers (once per process)."""
-    global _filter_installed
-    with _filter_lock:
-        if _filter_installed:
-            return
-        _filter_installed = True
-        for name in (
-            "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-            "opentelemetry.exporter.otlp.proto.http",
-            "opentelemetry.exporter.http_transport",
-            "opentelemetry.sdk._shared_internal",
-        ):
-            logging.getLogger(name).addFilter(_KeepExportsQuiet())
+    for name in (
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        "opentelemetry.exporter.otlp.proto.http",
+        "opentelemetry.exporter.http_transport",
+        "opentelemetry.sdk._shared_internal",
+    ):
+        logging.getLogger(name).addFilter(_KeepExportsQuiet())
 
 
 def private_provider(
@@ -525,20 +345,3 @@ def private_provider(
         sampler=TraceIdRatioBased(sample_rate) if sample_rate < 1.0 else None,
         shutdown_on_exit=False,
     )
-
-
-def meta_value(value: Any, max_chars: int) -> str:
-    """A metadata value as compact JSON text (strings quoted), bounded."""
-    from hush.observability.serialize import to_jsonable
-
-    return json.dumps(
-        to_jsonable(value, max_chars=max_chars), ensure_ascii=False, separators=(",", ":")
-    )
-
-
-def _ns(seconds: float) -> int:
-    return int(seconds * 1e9)
-
-
-def _span_id() -> int:
-    return random.getrandbits(64) or 1

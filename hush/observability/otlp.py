@@ -6,15 +6,12 @@ import logging
 import os
 from collections.abc import Mapping
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from hush.observability.otel import (
     DEFAULT_MAX_QUEUE_SIZE,
     OTelTracer,
-    QuietExporter,
-    keep_exports_quiet,
     private_provider,
 )
 from hush.observability.serialize import DEFAULT_MAX_CHARS
@@ -61,21 +58,16 @@ class OTLPTracer(OTelTracer):
         )
         super().__init__(
             provider,
+            own=own,
             flush_timeout=flush_timeout,
             max_field_chars=max_field_chars,
             include_io=include_io,
             log=logger,
         )
         if own:
-            keep_exports_quiet()
-            exporter = OTLPSpanExporter(
-                endpoint=self.endpoint,
-                headers=dict(headers) if headers else None,
-                timeout=flush_timeout,
-            )
-            self.add_processor(
+            provider.add_span_processor(
                 BatchSpanProcessor(
-                    QuietExporter(exporter, self),
+                    self.otlp_exporter(self.endpoint, headers, flush_timeout),
                     max_queue_size=max_queue_size,
                     schedule_delay_millis=flush_interval * 1000,
                 )

@@ -32,7 +32,16 @@ MAX_ITEMS = 1_000
 MAX_DEPTH = 32
 """Nesting kept before a value is replaced by its ``repr``."""
 
-_TRUNCATED = "… [truncated {total} chars]"
+_PLAIN_CHARS = 2 * MAX_ITEMS
+"""Below this many characters of JSON, no container holds ``MAX_ITEMS`` items."""
+
+_USAGE_NAMES = {
+    "prompt_tokens": "input",
+    "input_tokens": "input",
+    "completion_tokens": "output",
+    "output_tokens": "output",
+    "total_tokens": "total",
+}
 
 
 def to_jsonable(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
@@ -43,16 +52,8 @@ def to_jsonable(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
     """
     if _plain_json(value, max_chars) is not None:
         return value
-    try:
-        data = _convert(value, max_chars, 0, set())
-        if isinstance(data, str):
-            return data
-        text = json.dumps(data, ensure_ascii=False)
-        if len(text) > max_chars:
-            return _truncate(text, max_chars)
-        return data
-    except Exception:
-        return _truncate(_safe_repr(value), max_chars)
+    data, text = _encoded(value, max_chars)
+    return data if data is text or len(text) <= max_chars else _truncate(text, max_chars)
 
 
 def to_json_text(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
@@ -60,16 +61,10 @@ def to_json_text(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     if isinstance(value, str):
         return _truncate(value, max_chars)
     text = _plain_json(value, max_chars)
-    if text is not None:
-        return text
-    try:
-        data = _convert(value, max_chars, 0, set())
-        if isinstance(data, str):
-            return data
-        text = json.dumps(data, ensure_ascii=False)
-    except Exception:
-        text = _safe_repr(value)
-    return _truncate(text, max_chars)
+    if text is None:
+        data, text = _encoded(value, max_chars)
+        return text if data is text else _truncate(text, max_chars)
+    return text
 
 
 def error_message(error: BaseException, *, max_chars: int = 2_000) -> str:
@@ -101,20 +96,11 @@ def usage_details(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
     Other integer counters are kept under their own names; a missing total is
     the sum of input and output.
     """
-    if not usage:
-        return None
-    aliases = {
-        "prompt_tokens": "input",
-        "input_tokens": "input",
-        "completion_tokens": "output",
-        "output_tokens": "output",
-        "total_tokens": "total",
+    details = {
+        _USAGE_NAMES.get(key, key): value
+        for key, value in (usage or {}).items()
+        if isinstance(value, int) and not isinstance(value, bool)
     }
-    details: dict[str, int] = {}
-    for key, value in usage.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            continue
-        details[aliases.get(key, key)] = value
     if "total" not in details and ("input" in details or "output" in details):
         details["total"] = details.get("input", 0) + details.get("output", 0)
     return details or None
@@ -122,8 +108,7 @@ def usage_details(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
 
 def _plain_json(value: Any, max_chars: int) -> str | None:
     """The JSON text of a small value made only of JSON types (``None`` otherwise): the
-    common case, encoded at C speed. Small enough that no list or mapping in it can reach
-    ``MAX_ITEMS``."""
+    common case, encoded at C speed."""
     if isinstance(value, str):
         return None
     try:
@@ -133,8 +118,15 @@ def _plain_json(value: Any, max_chars: int) -> str | None:
     return text if len(text) <= min(max_chars, _PLAIN_CHARS) else None
 
 
-_PLAIN_CHARS = 2 * MAX_ITEMS
-"""Below this many characters of JSON, no container holds ``MAX_ITEMS`` items."""
+def _encoded(value: Any, max_chars: int) -> tuple[Any, str]:
+    """``value`` converted, and its JSON text (a string result, already bounded, is its own
+    text)."""
+    try:
+        data = _convert(value, max_chars, 0, set())
+        return data, data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    except Exception:
+        text = _safe_repr(value)
+        return text, text
 
 
 def _convert(value: Any, max_chars: int, depth: int, seen: set[int]) -> Any:
@@ -158,33 +150,32 @@ def _convert(value: Any, max_chars: int, depth: int, seen: set[int]) -> Any:
         return _truncate(_safe_repr(value), max_chars)
     seen.add(id(value))
     try:
-        return _convert_container(value, max_chars, depth, seen)
+        return _convert_container(value, max_chars, depth + 1, seen)
     finally:
         seen.discard(id(value))
 
 
 def _convert_container(value: Any, max_chars: int, depth: int, seen: set[int]) -> Any:
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for index, (key, item) in enumerate(value.items()):
-            if index >= MAX_ITEMS:
-                out["…"] = f"{len(value) - MAX_ITEMS} more keys"
-                break
-            name = key if isinstance(key, str) else _safe_repr(key)
-            out[name] = _convert(item, max_chars, depth + 1, seen)
+        out = {
+            key if isinstance(key, str) else _safe_repr(key): _convert(item, max_chars, depth, seen)
+            for _, (key, item) in zip(range(MAX_ITEMS), value.items(), strict=False)
+        }
+        if len(value) > MAX_ITEMS:
+            out["…"] = f"{len(value) - MAX_ITEMS} more keys"
         return out
     if isinstance(value, list | tuple | set | frozenset):
         items = list(value)
-        converted = [_convert(item, max_chars, depth + 1, seen) for item in items[:MAX_ITEMS]]
+        converted = [_convert(item, max_chars, depth, seen) for item in items[:MAX_ITEMS]]
         if len(items) > MAX_ITEMS:
             converted.append(f"… {len(items) - MAX_ITEMS} more items")
         return converted
     dump = getattr(value, "model_dump", None)
     if callable(dump) and not isinstance(value, type):
-        return _convert(dump(mode="json"), max_chars, depth + 1, seen)
+        return _convert(dump(mode="json"), max_chars, depth, seen)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return _convert(fields, max_chars, depth + 1, seen)
+        return _convert(fields, max_chars, depth, seen)
     return _truncate(_safe_repr(value), max_chars)
 
 
@@ -198,4 +189,4 @@ def _safe_repr(value: Any) -> str:
 def _truncate(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text
-    return text[:max_chars] + _TRUNCATED.format(total=len(text))
+    return f"{text[:max_chars]}… [truncated {len(text)} chars]"

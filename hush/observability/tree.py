@@ -1,13 +1,18 @@
-"""Render trace records as indented trees, one per run."""
+"""Render trace records as indented trees, one per run (drawn by ``rich``)."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_BRANCH, _LAST, _PIPE, _SPACE = "├── ", "└── ", "│   ", "    "
+from rich.console import Console
+from rich.text import Text
+from rich.tree import Tree
+
+Children = Mapping[Any, list[Mapping[str, Any]]]
 
 
 def format_tree(
@@ -28,35 +33,39 @@ def format_tree(
     roots: list[Mapping[str, Any]] = []
     for record in items:
         parent = record.get("parent_id")
-        if parent is not None and parent in ids:
-            children[parent].append(record)
-        else:
-            roots.append(record)
-
-    blocks: list[str] = []
-    for root in sorted(roots, key=_start_key):
-        lines = [_label(root, top=True)]
-        lines += _io_lines(root, _io_prefix(root, children, ""), show_io, width)
-        _render_children(root, children, "", lines, show_io, width)
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+        (children[parent] if parent is not None and parent in ids else roots).append(record)
+    out = io.StringIO()
+    console = Console(file=out, width=1_000_000, color_system=None, highlight=False)
+    for number, root in enumerate(sorted(roots, key=_start_key)):
+        if number:
+            console.print()
+        tree = Tree(_text(root, children, 0, show_io, width, top=True))
+        _add_children(tree, root, children, 1, show_io, width)
+        console.print(tree)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
-def _render_children(
-    record: Mapping[str, Any],
-    children: Mapping[Any, list[Mapping[str, Any]]],
-    prefix: str,
-    lines: list[str],
-    show_io: bool,
-    width: int,
+def _add_children(
+    tree: Tree, record: Mapping[str, Any], children: Children, depth: int, show_io: bool, width: int
 ) -> None:
-    kids = sorted(children.get(record.get("id"), []), key=_start_key)
-    for index, child in enumerate(kids):
-        last = index == len(kids) - 1
-        lines.append(prefix + (_LAST if last else _BRANCH) + _label(child, top=False))
-        inner = prefix + (_SPACE if last else _PIPE)
-        lines += _io_lines(child, _io_prefix(child, children, inner), show_io, width)
-        _render_children(child, children, inner, lines, show_io, width)
+    for child in sorted(children.get(record.get("id"), []), key=_start_key):
+        branch = tree.add(_text(child, children, depth, show_io, width, top=False))
+        _add_children(branch, child, children, depth + 1, show_io, width)
+
+
+def _text(
+    record: Mapping[str, Any], children: Children, depth: int, show_io: bool, width: int, top: bool
+) -> Text:
+    lines = [_label(record, top=top)]
+    if show_io:
+        bar = "│ " if children.get(record.get("id")) else "  "
+        for key, label in (("input", "in: "), ("output", "out:")):
+            if record.get(key) is not None:
+                text = json.dumps(record[key], ensure_ascii=False, default=repr)
+                room = max(width - 4 * depth - len(label) - 3, 10)
+                shown = text if len(text) <= room else text[: room - 1] + "…"
+                lines.append(f"{bar}{label} {shown}")
+    return Text("\n".join(lines))
 
 
 def _label(record: Mapping[str, Any], *, top: bool) -> str:
@@ -92,26 +101,6 @@ def _run_fields(record: Mapping[str, Any]) -> list[str]:
         if record.get("tags"):
             fields.append("tags=" + ",".join(str(t) for t in record["tags"]))
     return fields
-
-
-def _io_prefix(
-    record: Mapping[str, Any], children: Mapping[Any, list[Mapping[str, Any]]], prefix: str
-) -> str:
-    """Indent of a record's input/output lines, continuing the bar to its children."""
-    return prefix + ("│ " if children.get(record.get("id")) else "  ")
-
-
-def _io_lines(record: Mapping[str, Any], prefix: str, show_io: bool, width: int) -> list[str]:
-    if not show_io:
-        return []
-    lines = []
-    for key, label in (("input", "in: "), ("output", "out:")):
-        if record.get(key) is not None:
-            text = json.dumps(record[key], ensure_ascii=False, default=repr)
-            room = max(width - len(prefix) - len(label) - 1, 10)
-            shown = text if len(text) <= room else text[: room - 1] + "…"
-            lines.append(f"{prefix}{label} {shown}")
-    return lines
 
 
 def _duration(ms: Any) -> str:

@@ -79,12 +79,9 @@ async def test_an_unconfigured_map_runs_at_its_cap_from_the_first_call(
     async with MockLLMServer(latency=0.05) as server:
         name = resource("unlimited-24", server.base_url)
         engine = Hush(batch(name, cap=12))
-        start = time.monotonic()
         result = await engine.run({"qs": [f"q{i}" for i in range(24)]})
-        elapsed = time.monotonic() - start
         assert result["errors"] == [None] * 24
         assert server.peak_in_flight == 12
-        assert elapsed < 0.5, f"24 items at cap 12 over a 50 ms server took {elapsed:.2f}s"
 
 
 def test_two_threads_share_one_resource_and_its_limit(resource: Callable[..., str]) -> None:

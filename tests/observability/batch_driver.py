@@ -7,7 +7,9 @@ import random
 from collections.abc import Collection
 from typing import Any
 
-from hush.observability import Span, Tracer
+from hand_spans import Hand, start_run
+
+from hush.observability import Tracer
 
 MODEL = "gpt-4o-mini"
 RESOLVED_MODEL = "gpt-4o-mini-2024-07-18"
@@ -41,7 +43,8 @@ async def drive_batch(
     fail in the LLM call; items in ``threaded`` do their node work from worker threads.
     """
     questions = [f"question {i}" for i in range(items)]
-    root = tracer.start_run(
+    root = start_run(
+        tracer,
         "batch",
         run_id=run_id,
         input={"questions": questions},
@@ -65,7 +68,7 @@ async def drive_batch(
     await tracer.flush(flush_timeout)
 
 
-def _item_body(item: Span, index: int, fails: bool) -> str | None:
+def _item_body(item: Hand, index: int, fails: bool) -> str | None:
     messages = [
         {"role": "system", "content": "Answer briefly."},
         {"role": "user", "content": f"question {index}"},

@@ -15,11 +15,12 @@ from typing import Any
 import anyio
 import pytest
 from batch_driver import MODEL, RESOLVED_MODEL, drive_batch, usage_of
+from hand_spans import start_run
 from langfuse import Langfuse
 from opentelemetry import trace as otel_trace
 from otlp_receiver import HangingServer, OtlpReceiver, ReceivedSpan, closed_port_url
 
-from hush.observability import Span, Tracer
+from hush.observability import Tracer
 from hush.observability.langfuse import LangfuseTracer
 
 ITEMS = 20
@@ -197,7 +198,7 @@ async def test_unserializable_and_huge_values_are_made_safe(
         def __repr__(self) -> str:
             return "<Opaque thing>"
 
-    root = tracer.start_run("odd", run_id=f"run-{uuid.uuid4().hex}", input={"obj": Opaque()})
+    root = start_run(tracer, "odd", run_id=f"run-{uuid.uuid4().hex}", input={"obj": Opaque()})
     node = root.child("big", kind="node", input="x" * 50_000)
     node.end(output={"set": {1}, "bytes": b"\x00" * 10, "nan": float("nan")})
     root.end(output=None, metadata={"huge": "y" * 5_000})
@@ -218,16 +219,13 @@ async def test_unserializable_and_huge_values_are_made_safe(
     assert len(json.loads(root_span.attributes["langfuse.observation.metadata.huge"])) < 1_100
 
 
-async def test_spans_from_worker_threads_and_ending_twice(
-    receiver: OtlpReceiver, make_tracer: MakeTracer
-) -> None:
+async def test_spans_from_worker_threads(receiver: OtlpReceiver, make_tracer: MakeTracer) -> None:
     tracer = make_tracer(receiver.url)
-    root = tracer.start_run("threads", run_id=f"run-{uuid.uuid4().hex}", user_id="u-t")
+    root = start_run(tracer, "threads", run_id=f"run-{uuid.uuid4().hex}", user_id="u-t")
 
     def work(index: int) -> None:
-        span: Span = root.child(f"node{index}", kind="node")
+        span = root.child(f"node{index}", kind="node")
         span.end(output=index)
-        span.end(output="again")
 
     await asyncio.gather(*(asyncio.to_thread(work, i) for i in range(8)))
     root.end()
@@ -280,7 +278,7 @@ async def test_tracer_failures_are_swallowed(
     receiver: OtlpReceiver, make_tracer: MakeTracer, caplog: pytest.LogCaptureFixture
 ) -> None:
     tracer = make_tracer(receiver.url)
-    root = tracer.start_run("broken", run_id=f"run-{uuid.uuid4().hex}")
+    root = start_run(tracer, "broken", run_id=f"run-{uuid.uuid4().hex}")
 
     class Exploding:
         def __repr__(self) -> str:

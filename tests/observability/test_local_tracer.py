@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from batch_driver import RESOLVED_MODEL, drive_batch, usage_of
+from hand_spans import start_run
 
 from hush.observability import LocalTracer, Tracer, format_tree, read_trace
 from hush.observability.ids import trace_id_for
@@ -78,7 +79,7 @@ async def test_batch_run_is_written_as_linked_records(tmp_path: Path) -> None:
 async def test_tree_rendering(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     tracer = LocalTracer(path)
-    root = tracer.start_run("batch", run_id="r1", user_id="u1", session_id="s1", tags=["a", "b"])
+    root = start_run(tracer, "batch", run_id="r1", user_id="u1", session_id="s1", tags=["a", "b"])
     batch = root.child("llm_batch", kind="map")
     for index in range(2):
         item = batch.child(f"llm_batch[{index}]", kind="item", input={"q": index})
@@ -177,7 +178,7 @@ async def test_concurrent_runs_from_tasks_and_threads_share_one_file(tmp_path: P
 async def test_flush_writes_without_close_and_close_drops_later_spans(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     tracer = LocalTracer(path)
-    root = tracer.start_run("g", run_id="r")
+    root = start_run(tracer, "g", run_id="r")
     root.child("n", kind="node", input=b"raw").end(output={1, 2})
     await tracer.flush(5.0)
     (record,) = read_trace(path)

@@ -146,9 +146,19 @@ async def test_your_own_tracer_provider_gets_the_spans() -> None:
     with GraphNode(name="mine") as graph:
         node = CodeNode(name="n", code_fn=lambda: {"v": 1}, outputs={"v": PARENT})
         START >> node >> END
-    await Hush(graph).run(tracer=OTLPTracer(tracer_provider=provider))
+    tracer = OTLPTracer(tracer_provider=provider)
+    await Hush(graph).run(tracer=tracer)
     assert sorted(s.name for s in exported.get_finished_spans()) == ["mine", "n"]
     assert otel_trace.get_tracer_provider() is before
+    tracer.close()
+    with provider.get_tracer("still-yours").start_as_current_span("after"):
+        pass
+    assert exported.get_finished_spans()[-1].name == "after"
+
+
+def test_a_tracer_provider_that_is_not_the_sdks_is_refused() -> None:
+    with pytest.raises(TypeError, match="OpenTelemetry SDK TracerProvider"):
+        OTLPTracer(tracer_provider=otel_trace.NoOpTracerProvider())  # type: ignore[arg-type]
 
 
 async def test_a_dead_backend_costs_the_flush_timeout_and_one_warning(

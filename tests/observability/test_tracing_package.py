@@ -1,4 +1,4 @@
-"""The package surface, the optional langfuse dependency, and the bounded blocking call."""
+"""The package surface, the optional langfuse dependency, and the tracer thread's bounded waits."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 
-from hush.observability.bounded import BoundedCall
+import pytest
+
+from hush.core.events import Event
+from hush.observability.spans import OpenSpan, RunSpans, SpanTracer
 
 
 def test_package_imports_without_langfuse() -> None:
@@ -19,7 +23,7 @@ def test_package_imports_without_langfuse() -> None:
         sys.modules["langfuse"] = None
         import hush.observability as obs
         assert not any(m.startswith(("langfuse", "opentelemetry")) for m in sys.modules if sys.modules[m])
-        assert {"Tracer", "Span", "Generation", "LocalTracer", "MemoryTracer"} <= set(obs.__all__)
+        assert {"Tracer", "LocalTracer", "MemoryTracer", "OTLPTracer"} <= set(obs.__all__)
         try:
             obs.LangfuseTracer
         except ImportError as exc:
@@ -40,7 +44,20 @@ def test_langfuse_tracer_is_exported() -> None:
     assert LangfuseTracer is Direct
 
 
-def test_hanging_call_is_bounded_joined_and_does_not_hold_up_asyncio_run() -> None:
+class Collecting(SpanTracer):
+    def __init__(self, export: Callable[[], None]) -> None:
+        self.ended: list[str] = []
+        self.export = export
+        super().__init__()
+
+    def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
+        self.ended.append(f"{span.name}:{end.status}")
+
+    def _export(self) -> None:
+        self.export()
+
+
+def test_hanging_export_is_bounded_queued_and_does_not_hold_up_asyncio_run() -> None:
     release = threading.Event()
     calls = 0
 
@@ -49,23 +66,31 @@ def test_hanging_call_is_bounded_joined_and_does_not_hold_up_asyncio_run() -> No
         calls += 1
         release.wait(30)
 
-    bounded = BoundedCall(hang, name="test-hang")
+    tracer = Collecting(hang)
 
     async def main() -> list[bool]:
-        return [await bounded.run(0.1), await bounded.run(0.1)]
+        return [await tracer._drained(0.1, hang), await tracer._drained(0.1, hang)]
 
     started = time.monotonic()
     assert asyncio.run(main()) == [False, False]
     assert time.monotonic() - started < 1.0
-    assert calls == 1 and bounded.running
+    sink = tracer.subscribe(Event("run_start", "g", "r"))
+    sink(Event("run_start", "g", "r", name="g"))
+    sink(Event("node_start", "g/n", "r", parent="g", name="n"))
+    assert calls == 1 and tracer.ended == []
     release.set()
-    assert bounded.run_sync(5.0)
-    assert asyncio.run(bounded.run(1.0)) is True
-    assert calls == 2
+    asyncio.run(tracer.flush(5.0))
+    assert calls == 3 and tracer.ended == []
+    sink(Event("run_end", "g", "r", status="ok"))
+    assert tracer._stop(1.0, hang) and calls == 4
+    assert tracer.ended == ["g:ok", "n:unfinished"]
+    sink(Event("run_start", "late", "r2"))
+    assert tracer._runs == {}
 
 
-def test_failing_call_is_logged_not_raised() -> None:
+def test_failing_export_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     def fail() -> None:
         raise RuntimeError("boom")
 
-    assert asyncio.run(BoundedCall(fail, name="test-fail").run(1.0)) is True
+    assert asyncio.run(Collecting(fail).flush(1.0)) is None
+    assert "tracing export failed" in caplog.text
