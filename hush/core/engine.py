@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sqlite3
 import sys
 import time
 import uuid
@@ -17,7 +18,7 @@ import anyio
 
 from hush.core.checkpointing import RunCheckpoint
 from hush.core.context import RunContext
-from hush.core.errors import MissingInputError, NodeError, RunError
+from hush.core.errors import MissingInputError, NodeError, RunError, RunOptionError
 from hush.core.events import Emitter, Event, Subscriber
 from hush.core.nodes.graph.graph_node import GraphNode
 from hush.core.nodes.iteration.base import IterationNode
@@ -25,11 +26,14 @@ from hush.core.options import check_run_options
 from hush.core.progress import ProgressCallback, ProgressReporter, want_display
 from hush.core.runtime import GraphOutcome, execute
 from hush.core.state import RunRecord
+from hush.providers.spend import RunSpend
+from hush.providers.spend import current as current_spend
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
     from hush.core.plan import GraphPlan
     from hush.observability.tracer import Tracer
+    from hush.providers.cache import ResponseCache
 
 logger = logging.getLogger("hush.engine")
 
@@ -96,6 +100,9 @@ class Hush:
         flush_timeout: float | None = None,
         progress: bool | None = None,
         on_progress: ProgressCallback | None = None,
+        max_cost: float | None = None,
+        max_total_tokens: int | None = None,
+        cache: bool | str | os.PathLike[str] | ResponseCache | None = None,
     ) -> dict[str, Any]:
         """Run the graph once and return what its nodes wrote to ``PARENT``.
 
@@ -110,6 +117,13 @@ class Hush:
         same counters a few times a second. ``tracer`` receives the run's events;
         at the end the run waits at most ``flush_timeout`` seconds (default: the
         tracer's own) for it to export them.
+
+        ``max_cost`` (USD) and ``max_total_tokens`` (prompt plus completion tokens of
+        every LLM call) bound what the run's LLM calls may spend: a call that does not
+        fit is not sent and fails with ``BudgetExceededError`` (resumable with a larger
+        budget). ``cache`` (a SQLite path, ``True`` for the default location) answers
+        LLM calls asked before from it and stores every new answer. ``$state.cost`` is
+        what the run's priced calls cost, in USD (see :mod:`hush.providers.spend`).
         """
         return await self._run(
             inputs,
@@ -127,6 +141,9 @@ class Hush:
             flush_timeout=flush_timeout,
             progress=progress,
             on_progress=on_progress,
+            max_cost=max_cost,
+            max_total_tokens=max_total_tokens,
+            cache=cache,
         )
 
     async def stream(
@@ -176,6 +193,9 @@ class Hush:
         flush_timeout: float | None = None,
         progress: bool | None = None,
         on_progress: ProgressCallback | None = None,
+        max_cost: float | None = None,
+        max_total_tokens: int | None = None,
+        cache: bool | str | os.PathLike[str] | ResponseCache | None = None,
         subscriber: Subscriber | None = None,
     ) -> dict[str, Any]:
         if inputs is None:
@@ -194,8 +214,12 @@ class Hush:
             session_id=session_id,
             tags=tags,
             metadata=metadata,
+            max_cost=max_cost,
+            max_total_tokens=max_total_tokens,
+            cache=cache,
         )
         self.check_inputs(inputs)
+        spend = self._open_spend(max_cost, max_total_tokens, cache)
         run_id = run_id or uuid.uuid4().hex
         record = RunRecord(run_id=run_id, graph=self.name, started_at=time.time())
         store = await self._open_store(checkpoint, run_id, on_checkpoint_mismatch, restart)
@@ -232,19 +256,24 @@ class Hush:
         result: dict[str, Any] = {}
         if emit is not None:
             emit(started)
+        spending = current_spend.set(spend)
         try:
             outcome = await execute(
                 self.plan, dict(inputs), ctx, self.name, static=True, defer=False
             )
         finally:
+            current_spend.reset(spending)
             record.duration = ctx.now()
-            record.llm = _llm_delta(llm_before, _llm_stats())
+            record.llm = _llm_delta(llm_before, _llm_stats(), spend)
+            record.cost = spend.cost
+            record.tokens = spend.tokens
             if outcome is not None:
                 record.errors = list(outcome.errors)
                 record.unhandled = list(outcome.unhandled)
             record.status = "cancelled" if outcome is None else ("error" if record.errors else "ok")
             with anyio.CancelScope(shield=True):
                 await _close_store(store, ctx, record)
+                await _close_cache(spend, opened=spend.cache is not cache)
                 if outcome is not None:
                     result.update(outcome.written)
                 result["$state"] = record
@@ -274,6 +303,34 @@ class Hush:
             return await self.run(inputs, **options)
 
         return anyio.run(main)
+
+    def _open_spend(
+        self,
+        max_cost: float | None,
+        max_total_tokens: int | None,
+        cache: bool | str | os.PathLike[str] | ResponseCache | None,
+    ) -> RunSpend:
+        """The run's spending ledger; with ``max_cost``, every LLM resource the graph names
+        must have a price."""
+        from hush.providers.cache import ResponseCache, default_cache_path
+
+        if max_cost is not None:
+            unpriced = _unpriced_resources(self.graph)
+            if unpriced:
+                names = ", ".join(repr(k) for k in unpriced)
+                which = f"resource {names} has" if len(unpriced) == 1 else f"resources {names} have"
+                raise RunOptionError(
+                    f"max_cost needs a price for every LLM resource of graph '{self.name}', "
+                    f"but {which} none (set input_cost_per_mtok and output_cost_per_mtok)"
+                )
+        store: ResponseCache | None = None
+        if isinstance(cache, ResponseCache):
+            store = cache
+        elif cache is True:
+            store = _open_cache(default_cache_path())
+        elif cache is not None and cache is not False:
+            store = _open_cache(cache)
+        return RunSpend(max_cost=max_cost, max_total_tokens=max_total_tokens, cache=store)
 
     async def _open_store(
         self,
@@ -338,16 +395,64 @@ def _llm_stats() -> dict[str, dict[str, Any]]:
 
 
 def _llm_delta(
-    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], spend: RunSpend
 ) -> dict[str, dict[str, Any]]:
-    """Per resource: current rates and limits, and what the counters did during the run."""
-    out = {}
+    """Per resource: current rates and limits, what the counters did during the run, and
+    what the run's calls spent (calls, cached, tokens, cost)."""
+    out: dict[str, dict[str, Any]] = {}
     for key, now in after.items():
         old = before.get(key, {})
         delta = {c: now[c] - old.get(c, 0) for c in _COUNTERS}
         if delta["sent"] or delta["errors"] or delta["rate_limited"]:
             out[key] = {**now, **delta}
+    for key, spent in spend.summary().items():
+        out[key] = {**out.get(key, {}), **spent}
     return out
+
+
+def _unpriced_resources(graph: GraphNode) -> list[str]:
+    """The LLM resources the graph's nodes name that have no price."""
+    from hush.providers.errors import ResourceError
+    from hush.providers.pricing import price_of
+    from hush.providers.resources import get_registry
+
+    keys: dict[str, None] = {}
+    graphs = [graph]
+    while graphs:
+        for node in graphs.pop().nodes.values():
+            keys.update(dict.fromkeys(getattr(node, "resource_keys", ())))
+            if isinstance(node, GraphNode):
+                graphs.append(node)
+    unpriced = []
+    for key in keys:
+        try:
+            if price_of(get_registry().get_llm(key)) is None:
+                unpriced.append(key)
+        except ResourceError:
+            unpriced.append(key)
+    return unpriced
+
+
+async def _close_cache(spend: RunSpend, *, opened: bool) -> None:
+    """Commit the answers the run stored (and close the cache if the run opened it)."""
+    if spend.cache is None:
+        return
+    try:
+        if opened:
+            await asyncio.to_thread(spend.cache.close)
+        else:
+            await spend.cache.aflush()
+    except Exception:
+        logger.warning("response cache: could not commit the run's answers", exc_info=True)
+
+
+def _open_cache(path: str | os.PathLike[str]) -> ResponseCache:
+    from hush.providers.cache import ResponseCache
+
+    try:
+        return ResponseCache(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise RunOptionError(f"cache: cannot open {os.fspath(path)!r} ({exc})") from exc
 
 
 def _run_metadata(

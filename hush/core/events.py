@@ -57,6 +57,10 @@ class LLMCall:
     resource: str | None = None
     attempts: int = 1
     error: str | None = None
+    cost: float | None = None
+    """USD (``None``: the resource has no price)."""
+    cached: bool = False
+    """Answered from the response cache: nothing was sent."""
 
     @property
     def latency(self) -> float:

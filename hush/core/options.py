@@ -25,6 +25,9 @@ def check_run_options(
     session_id: Any,
     tags: Any,
     metadata: Any,
+    max_cost: Any = None,
+    max_total_tokens: Any = None,
+    cache: Any = None,
 ) -> None:
     """Raise :class:`RunOptionError` naming the first option that is wrong."""
     if not isinstance(inputs, Mapping):
@@ -72,6 +75,25 @@ def check_run_options(
         raise RunOptionError(f"tags must be a list of strings, got {_show(tags)}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise RunOptionError(f"metadata must be a dict, got {_show(metadata)}")
+    if max_cost is not None and (
+        isinstance(max_cost, bool)
+        or not isinstance(max_cost, int | float)
+        or not (max_cost >= 0 and math.isfinite(max_cost))
+    ):
+        raise RunOptionError(f"max_cost must be a number of USD >= 0, got {_show(max_cost)}")
+    if max_total_tokens is not None and (
+        isinstance(max_total_tokens, bool)
+        or not isinstance(max_total_tokens, int)
+        or max_total_tokens < 0
+    ):
+        raise RunOptionError(f"max_total_tokens must be an int >= 0, got {_show(max_total_tokens)}")
+    if cache is not None and not isinstance(cache, bool | str | os.PathLike):
+        from hush.providers.cache import ResponseCache
+
+        if not isinstance(cache, ResponseCache):
+            raise RunOptionError(
+                f"cache must be a file path, True or a ResponseCache, got {_show(cache)}"
+            )
 
 
 def _show(value: Any) -> str:

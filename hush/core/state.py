@@ -107,7 +107,9 @@ class RunRecord:
     used, the limiter's current rates and limits and what its counters (sent,
     ok, rate_limited, retries, errors, tokens_used, wait time) did during the
     run; limiters are shared by the process, so concurrent runs on the same
-    resource count in each other's window.
+    resource count in each other's window. Its ``calls``, ``cached``,
+    ``prompt_tokens``, ``completion_tokens``, ``total_tokens`` and ``cost`` (USD,
+    ``None`` without a price) are this run's own.
     """
 
     run_id: str
@@ -122,6 +124,10 @@ class RunRecord:
     order: list[str] = field(default_factory=list)
     iterations: dict[str, IterationCounters] = field(default_factory=dict)
     llm: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cost: float = 0.0
+    """USD spent by the run's priced LLM calls (cached answers cost nothing)."""
+    tokens: int = 0
+    """Prompt plus completion tokens of the run's LLM requests (cached answers not counted)."""
     clock: float = field(default=0.0, repr=False, compare=False)
     """``time.perf_counter()`` when the run started (node times are relative to it)."""
     logs: list[NodeLog] = field(default_factory=list, repr=False, compare=False)
@@ -172,4 +178,6 @@ class RunRecord:
             "order": list(self.order),
             "iterations": {k: asdict(v) for k, v in self.iterations.items()},
             "llm": {k: dict(v) for k, v in self.llm.items()},
+            "cost": self.cost,
+            "tokens": self.tokens,
         }

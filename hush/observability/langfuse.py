@@ -200,10 +200,17 @@ class LangfuseTracer(OTelTracer):
         usage = usage_details(llm.usage)
         if usage:
             attributes[A.OBSERVATION_USAGE_DETAILS] = self.text(usage)
+        if llm.cost is not None:
+            attributes[A.OBSERVATION_COST_DETAILS] = self.text({"total": llm.cost})
         if llm.first_token is not None:
             stamp = datetime.fromtimestamp(llm.first_token, tz=UTC).isoformat()
             attributes[A.OBSERVATION_COMPLETION_START_TIME] = self.text(stamp)
-        metadata = {"resource": llm.resource, "attempts": llm.attempts, **(event.metadata or {})}
+        metadata = {
+            "resource": llm.resource,
+            "attempts": llm.attempts,
+            "cached": llm.cached or None,
+            **(event.metadata or {}),
+        }
         attributes.update(self._meta(A.OBSERVATION_METADATA, metadata))
         if llm.error is not None:
             attributes[A.OBSERVATION_LEVEL] = "ERROR"

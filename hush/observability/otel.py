@@ -246,6 +246,10 @@ class OTelTracer(SpanTracer):
             attributes["hush.time_to_first_token_s"] = round(ttft, 6)
         if llm.resource:
             attributes["hush.resource"] = llm.resource
+        if llm.cost is not None:
+            attributes["hush.cost_usd"] = llm.cost
+        if llm.cached:
+            attributes["hush.cached"] = True
         if self.include_io:
             attributes[self.input_key] = self.text(llm.messages)
             if llm.output is not None:

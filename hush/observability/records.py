@@ -7,7 +7,8 @@ llm), ``start_time`` and ``end_time`` (ISO 8601, UTC), ``duration_ms``,
 ``input``, ``output``, ``level`` (``"DEFAULT"`` or ``"ERROR"``), ``error``,
 ``status``, ``metadata``; the root adds ``user_id``, ``session_id`` and
 ``tags``; generations add ``model``, ``model_parameters``, ``usage``
-(``{"input", "output", "total"}``) and ``time_to_first_token_ms``.
+(``{"input", "output", "total"}``), ``time_to_first_token_ms``, ``cost``
+(USD or ``None``) and ``cached``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class RecordingTracer(SpanTracer):
             model_parameters=self._meta(llm.params) or None,
             usage=usage_details(llm.usage),
             time_to_first_token_ms=None if ttft is None else round(ttft * 1000, 3),
+            cost=llm.cost,
+            cached=llm.cached,
         )
         self._emit(record)
 

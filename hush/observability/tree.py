@@ -79,6 +79,9 @@ def _label(record: Mapping[str, Any], *, top: bool) -> str:
             f"tokens {usage.get('input', '?')} in / {usage.get('output', '?')} out"
             f" / {usage.get('total', '?')} total"
         )
+    cost = record.get("cost")
+    if isinstance(cost, int | float) and not isinstance(cost, bool):
+        parts.append(f"{cost:.6f} USD" + (" (cached)" if record.get("cached") else ""))
     if record.get("status"):
         parts.append(f"({record['status']})")
     if top:

@@ -38,6 +38,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_base
 
 from hush.core.redaction import redact, register_secret
+from hush.providers.cache import request_key
 from hush.providers.errors import LLMCallError
 from hush.providers.headers import parse_retry_after
 from hush.providers.limiter import (
@@ -46,8 +47,10 @@ from hush.providers.limiter import (
     ResourceLimiter,
     get_limiter,
 )
+from hush.providers.pricing import price_of
 from hush.providers.resources import LLMResource
-from hush.providers.tokens import estimate_request_tokens
+from hush.providers.spend import RunSpend
+from hush.providers.tokens import DEFAULT_COMPLETION_TOKENS, estimate_prompt_tokens
 
 __all__ = ["LLMClient", "LLMResult"]
 
@@ -61,6 +64,7 @@ FALLBACK_STATUS = frozenset({401, 403, 404, 429})
 """Besides retryable failures, statuses that mean this resource (not the request) is unusable
 (a 429 that must not be retried is an exhausted quota)."""
 _RESERVED_PARAMS = frozenset({"messages", "stream"})
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 _SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
 
 
@@ -82,6 +86,31 @@ class LLMResult:
     resource_key: str
     first_token_s: float | None = None
     """Streamed calls: from the call to the first token of the reply that was kept."""
+    cost: float | None = None
+    """USD, from the resource's price; ``None`` when it has none (0 for a cached answer)."""
+    cached: bool = False
+    """Answered from the response cache: nothing was sent."""
+
+    def answer(self) -> dict[str, Any]:
+        """What the response cache keeps of it."""
+        return {
+            "content": self.content,
+            "usage": self.usage,
+            "model": self.model,
+            "finish_reason": self.finish_reason,
+            "tool_calls": self.tool_calls,
+            "parsed": None if self.parsed is None else self.parsed.model_dump(mode="json"),
+        }
+
+
+@dataclass(slots=True)
+class Estimate:
+    """A request's tokens before it is sent."""
+
+    prompt: int
+    max_tokens: int | None
+    limiter: int
+    """Prompt plus reply allowance, as the tokens-per-minute limit counts them."""
 
 
 class _AttemptFailed(Exception):
@@ -132,6 +161,8 @@ class LLMClient:
         for name, value in resource.headers.items():
             register_secret(value.get_secret_value(), what=f"{key}: header {name}")
         self._openai = _make_openai(resource)
+        self.price = price_of(resource)
+        """USD per million tokens, or ``None`` (see :mod:`hush.providers.pricing`)."""
         self._in_flight = 0
         self._retired = False
         self._closing: asyncio.Task[None] | None = None
@@ -164,6 +195,7 @@ class LLMClient:
         attempts: int | None = None,
         timeout: float | None = None,
         on_token: TokenCallback | None = None,
+        spend: RunSpend | None = None,
     ) -> LLMResult:
         """Send one chat completion, retrying transient failures; raise :class:`LLMCallError`.
 
@@ -171,18 +203,20 @@ class LLMClient:
         once sent) override the resource's ``max_retries + 1`` and ``timeout``.
         With ``on_token`` the reply is streamed (usage requested in the stream)
         and each piece of content is passed to it as it arrives; a retried
-        attempt streams again from its start.
+        attempt streams again from its start. With ``spend``, each request is
+        reserved against the run's budget first and counted once answered.
         """
         body, model_type = self._body(messages, params, response_format, tools)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        estimate = estimate_request_tokens(
-            messages,
-            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-            tools=body.get("tools"),
-        )
+        cap = max_tokens if isinstance(max_tokens, int) else None
+        prompt = estimate_prompt_tokens(messages, tools=body.get("tools"))
+        reply = DEFAULT_COMPLETION_TOKENS if cap is None else max(0, cap)
+        estimate = Estimate(prompt, cap, prompt + reply)
         self._in_flight += 1
         try:
-            return await self._complete(body, model_type, estimate, attempts, timeout, on_token)
+            return await self._complete(
+                body, model_type, estimate, attempts, timeout, on_token, spend
+            )
         finally:
             self._in_flight -= 1
             self._close_if_idle()
@@ -191,10 +225,11 @@ class LLMClient:
         self,
         body: dict[str, Any],
         model_type: type[pydantic.BaseModel] | None,
-        estimate: int,
+        estimate: Estimate,
         attempts: int | None,
         timeout: float | None,
         on_token: TokenCallback | None,
+        spend: RunSpend | None,
     ) -> LLMResult:
         started = time.monotonic()
         limit = attempts if attempts is not None else self.resource.max_retries + 1
@@ -205,7 +240,7 @@ class LLMClient:
             nonlocal sent
             sent += 1
             return await self._attempt(
-                body, model_type, estimate, started, sent, per_request, on_token
+                body, model_type, estimate, started, sent, per_request, on_token, spend
             )
 
         retrying = AsyncRetrying(
@@ -278,25 +313,72 @@ class LLMClient:
         self,
         body: dict[str, Any],
         model_type: type[pydantic.BaseModel] | None,
-        estimate: int,
+        estimate: Estimate,
         started: float,
         attempts: int,
         timeout: float,
         on_token: TokenCallback | None,
+        spend: RunSpend | None,
     ) -> LLMResult:
-        permit = await self.limiter.acquire(estimate)
-        with permit:
-            stream = _Stream(on_token, started, attempts) if on_token is not None else None
-            completion, headers = await self._send(permit, body, model_type, timeout, stream)
-            try:
-                result = self._result(completion, model_type, started, attempts)
-                if stream is not None:
-                    result.first_token_s = stream.first_token_s
-            except _AttemptFailed:
-                permit.failed(headers)
-                raise
-            permit.commit(_charged_tokens(result.usage, body) or estimate, headers)
-            return result
+        hold = None
+        if spend is not None:
+            hold = await spend.reserve(self.key, self.price, estimate.prompt, estimate.max_tokens)
+        result: LLMResult | None = None
+        try:
+            permit = await self.limiter.acquire(estimate.limiter)
+            with permit:
+                stream = _Stream(on_token, started, attempts) if on_token is not None else None
+                completion, headers = await self._send(permit, body, model_type, timeout, stream)
+                try:
+                    result = self._result(completion, model_type, started, attempts)
+                    if stream is not None:
+                        result.first_token_s = stream.first_token_s
+                except _AttemptFailed:
+                    permit.failed(headers)
+                    raise
+                permit.commit(_charged_tokens(result.usage, body) or estimate.limiter, headers)
+                return result
+        finally:
+            if hold is not None:
+                hold.settle(result.usage if result else None, result.cost if result else None)
+
+    def request_key(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any] | None,
+        response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None,
+        tools: Sequence[Mapping[str, Any]] | None,
+    ) -> str:
+        """The response-cache key of this request to this resource."""
+        body, _ = self._body(messages, params, response_format, tools)
+        return request_key(body)
+
+    def cached_result(
+        self,
+        answer: Mapping[str, Any],
+        response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None,
+    ) -> LLMResult | None:
+        """A stored answer as this resource's result (``None`` if it no longer fits)."""
+        parsed = None
+        try:
+            if isinstance(response_format, type) and answer.get("parsed") is not None:
+                parsed = response_format.model_validate(answer["parsed"])
+            usage = {k: int(answer["usage"][k]) for k in _USAGE_KEYS}
+            return LLMResult(
+                content=answer.get("content"),
+                usage=usage,
+                model=str(answer.get("model") or self.resource.model),
+                finish_reason=answer.get("finish_reason"),
+                tool_calls=answer.get("tool_calls"),
+                parsed=parsed,
+                latency_s=0.0,
+                attempts=0,
+                resource_key=self.key,
+                cost=0.0,
+                cached=True,
+            )
+        except (KeyError, TypeError, ValueError, pydantic.ValidationError):
+            return None
 
     async def _send(
         self,
@@ -403,6 +485,8 @@ class LLMClient:
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion_tokens
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = int(getattr(details, "cached_tokens", 0) or 0)
         return LLMResult(
             content=message.content,
             usage={
@@ -417,6 +501,7 @@ class LLMClient:
             latency_s=time.monotonic() - started,
             attempts=attempts,
             resource_key=self.key,
+            cost=None if self.price is None else self.price.cost(prompt, completion_tokens, cached),
         )
 
     def __repr__(self) -> str:

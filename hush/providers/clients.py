@@ -24,6 +24,8 @@ import pydantic
 from hush.providers.client import FALLBACK_STATUS, LLMClient, LLMResult, TokenCallback
 from hush.providers.errors import LLMCallError, ResourceUnavailableError
 from hush.providers.resources import ResourceRegistry, get_registry, normalize_key
+from hush.providers.spend import RunSpend
+from hush.providers.spend import current as current_spend
 
 __all__ = ["aclose_all", "complete", "get_client"]
 
@@ -99,6 +101,8 @@ async def complete(
     attempts: int | None = None,
     timeout: float | None = None,
     on_token: TokenCallback | None = None,
+    spend: RunSpend | None = None,
+    cache: bool = True,
 ) -> LLMResult:
     """Call the first resource; when it fails for availability, try the next ones in order.
 
@@ -109,16 +113,35 @@ async def complete(
     :class:`LLMCallError` lists each one's failure in ``failures``. ``attempts`` and
     ``timeout`` apply to each resource; ``on_token`` streams the reply (see
     :meth:`LLMClient.complete`).
+
+    ``spend`` (default: the running run's, see :mod:`hush.providers.spend`) counts the
+    call, holds it to the run's budget and, unless ``cache=False``, answers it from
+    the run's response cache when any of the resources was asked the same before
+    (nothing is sent; a streamed call gets the whole reply as one token).
     """
     keys = [resource_keys] if isinstance(resource_keys, str) else list(resource_keys)
     if not keys:
         raise ValueError("complete() needs at least one resource key")
     registry = registry or get_registry()
     clients = [get_client(key, registry=registry) for key in keys]
+    if spend is None:
+        spend = current_spend.get()
+    store = spend.cache if spend is not None and cache else None
+    request = (messages, params, response_format, tools)
+    if store is not None:
+        assert spend is not None
+        for client in clients:
+            answer = store.get(client.request_key(*request))
+            found = client.cached_result(answer, response_format) if answer else None
+            if found is not None:
+                spend.answered_from_cache(client.key, client.price)
+                if on_token is not None and found.content:
+                    on_token(found.content, 1)
+                return found
     failures: list[LLMCallError] = []
     for position, client in enumerate(clients):
         try:
-            return await client.complete(
+            result = await client.complete(
                 messages,
                 params=params,
                 response_format=response_format,
@@ -126,7 +149,11 @@ async def complete(
                 attempts=attempts,
                 timeout=timeout,
                 on_token=on_token,
+                spend=spend,
             )
+            if store is not None:
+                store.put(client.request_key(*request), client.resource.model, result.answer())
+            return result
         except LLMCallError as error:
             failures.append(error)
             unusable = isinstance(error, ResourceUnavailableError)

@@ -52,3 +52,12 @@ class ResourceUnavailableError(LLMCallError):
         super().__init__(message, resource_key=resource_key, retryable=False, attempts=0)
         self.unreachable = unreachable
         """The resource could not be connected to (else it asked to wait)."""
+
+
+class BudgetExceededError(LLMCallError):
+    """A call was not sent: it does not fit in what is left of the run's ``max_cost`` or
+    ``max_total_tokens``. Run again (same ``run_id`` and checkpoint) with a larger budget to
+    continue; finished calls are not asked again."""
+
+    def __init__(self, message: str, *, resource_key: str) -> None:
+        super().__init__(message, resource_key=resource_key, retryable=False, attempts=0)

@@ -20,7 +20,18 @@ if TYPE_CHECKING:
 
 _OWN_INPUTS = ("messages",)
 _OUTPUT_KEYS = frozenset(
-    {"content", "usage", "model", "finish_reason", "tool_calls", "parsed", "latency", "error"}
+    {
+        "content",
+        "usage",
+        "model",
+        "finish_reason",
+        "tool_calls",
+        "parsed",
+        "latency",
+        "cost",
+        "cached",
+        "error",
+    }
 )
 
 
@@ -29,8 +40,10 @@ class LLMNode(BaseNode):
 
     Outputs ``content``, ``usage`` (prompt/completion/total tokens), ``model``,
     ``finish_reason``, ``tool_calls``, ``latency`` (seconds, retries and rate
-    limit waits included) and ``parsed`` (an instance of
-    ``response_format`` when a pydantic model is given). Generation parameters
+    limit waits included), ``parsed`` (an instance of ``response_format`` when a
+    pydantic model is given), ``cost`` (USD, ``None`` when the resource has no
+    price) and ``cached`` (answered from the run's response cache; ``cache=False``
+    opts the node out of it). Generation parameters
     (``temperature``, ``max_tokens``, ...) are keyword arguments or extra
     inputs. ``fallback`` lists other resources tried in order when this one
     fails after its retries. Rate limits come from the resource's configuration.
@@ -66,18 +79,21 @@ class LLMNode(BaseNode):
         retry: int | RetryPolicy | dict[str, Any] | None = None,
         timeout: float | None = None,
         stream: bool = False,
+        cache: bool = True,
         **params: Any,
     ) -> None:
         if not isinstance(resource_key, str) or not resource_key:
             raise GraphDefinitionError(f"LLMNode '{name}': resource_key must be a non-empty string")
-        if not isinstance(stream, bool):
-            raise GraphDefinitionError(f"LLMNode '{name}': stream must be True or False")
+        for flag, value in (("stream", stream), ("cache", cache)):
+            if not isinstance(value, bool):
+                raise GraphDefinitionError(f"LLMNode '{name}': {flag} must be True or False")
         if stream and isinstance(response_format, type):
             raise GraphDefinitionError(
                 f"LLMNode '{name}': stream=True cannot be combined with a pydantic "
                 "response_format (the reply is parsed once it is complete)"
             )
         self.stream = stream
+        self.cache = cache
         self.resource_key = resource_key
         self.fallback = list(fallback or [])
         self.response_format = response_format
@@ -151,6 +167,7 @@ class LLMNode(BaseNode):
                 attempts=call.retry.attempts if call.retry is not None else None,
                 timeout=call.timeout,
                 on_token=call.token if self.stream else None,
+                cache=self.cache,
             )
         except BaseException as exc:
             call.attempt = max(1, getattr(exc, "attempts", 1))
@@ -168,6 +185,8 @@ class LLMNode(BaseNode):
             "tool_calls": result.tool_calls,
             "parsed": result.parsed,
             "latency": result.latency_s,
+            "cost": result.cost,
+            "cached": result.cached,
         }
 
     def _finished_call(
@@ -187,6 +206,8 @@ class LLMNode(BaseNode):
             finish_reason=result.finish_reason,
             resource=result.resource_key,
             attempts=result.attempts,
+            cost=result.cost,
+            cached=result.cached,
         )
 
     def _failed_call(

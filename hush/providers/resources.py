@@ -30,6 +30,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -98,11 +99,30 @@ class LLMResource(BaseModel):
     """Extra HTTP headers sent with every request (values are treated as secrets)."""
     rate_limit_headers: bool = True
     """Learn limits and remaining budget from ``x-ratelimit-*`` response headers."""
+    input_cost_per_mtok: NonNegativeFloat | None = None
+    """USD per million prompt tokens (with ``output_cost_per_mtok``; unset: the price table's,
+    if it knows the model at this endpoint, else calls cost ``None``)."""
+    output_cost_per_mtok: NonNegativeFloat | None = None
+    """USD per million completion tokens."""
+    cached_input_cost_per_mtok: NonNegativeFloat | None = None
+    """USD per million prompt tokens served from the provider's prompt cache (default: the
+    input price)."""
 
     @model_validator(mode="after")
     def _azure_needs_version(self) -> LLMResource:
         if self.api_type == "azure" and not self.api_version:
             raise ValueError("api_version is required when api_type is 'azure'")
+        return self
+
+    @model_validator(mode="after")
+    def _prices_come_in_pairs(self) -> LLMResource:
+        given = [self.input_cost_per_mtok is not None, self.output_cost_per_mtok is not None]
+        if any(given) and not all(given):
+            raise ValueError("set both input_cost_per_mtok and output_cost_per_mtok, or neither")
+        if self.cached_input_cost_per_mtok is not None and not all(given):
+            raise ValueError(
+                "cached_input_cost_per_mtok needs input_cost_per_mtok and output_cost_per_mtok"
+            )
         return self
 
 

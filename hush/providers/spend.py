@@ -1,0 +1,212 @@
+"""What one run spends on LLM calls, the budget it stays within, and its response cache.
+
+The engine opens a :class:`RunSpend` per run and makes it current for the run's
+tasks (a context variable), so every call made through
+:func:`~hush.providers.clients.complete` during the run (``LLMNode`` or your own
+code) is counted, held to the budget, and answered from the cache when it can.
+
+Before each request is sent, its cost and tokens are estimated and reserved
+against what is left: the prompt as counted by the token estimator, the reply as
+``max_tokens`` when the request sets it, else the mean reply of the run's answered
+calls to that resource (256 tokens before the first). A request that does not fit
+next to the requests in flight waits for them to finish (their real usage often
+leaves room); one that does not fit next to what was actually spent is not sent
+and fails with :class:`~hush.providers.errors.BudgetExceededError`. When a reply
+comes, its reservation is replaced by its real usage; a failed request spends
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hush.providers.errors import BudgetExceededError
+
+if TYPE_CHECKING:
+    from hush.providers.cache import ResponseCache
+    from hush.providers.pricing import Price
+
+DEFAULT_REPLY_TOKENS = 256
+"""Reply tokens reserved for a request without ``max_tokens`` before any reply is known."""
+
+
+@dataclass(slots=True)
+class ResourceSpend:
+    """One resource's calls in one run."""
+
+    calls: int = 0
+    """Requests answered by the provider."""
+    cached: int = 0
+    """Calls answered from the response cache (nothing sent, nothing spent)."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    """USD; ``None`` when the resource has no price."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class RunSpend:
+    """Totals, budget and response cache of one run (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        max_cost: float | None = None,
+        max_total_tokens: int | None = None,
+        cache: ResponseCache | None = None,
+    ) -> None:
+        self.max_cost = max_cost
+        self.max_total_tokens = max_total_tokens
+        self.cache = cache
+        self.cost = 0.0
+        """USD spent by the run's priced calls."""
+        self.tokens = 0
+        """Prompt plus completion tokens of every answered request."""
+        self.resources: dict[str, ResourceSpend] = {}
+        self._held_cost = 0.0
+        self._held_tokens = 0
+        self._changed: asyncio.Event | None = None
+
+    def resource(self, key: str, price: Price | None) -> ResourceSpend:
+        """The ledger of ``key`` (created on first use)."""
+        found = self.resources.get(key)
+        if found is None:
+            found = self.resources[key] = ResourceSpend(cost=None if price is None else 0.0)
+        return found
+
+    async def reserve(
+        self,
+        key: str,
+        price: Price | None,
+        prompt_tokens: int,
+        max_tokens: int | None,
+    ) -> Hold:
+        """Hold the estimated cost and tokens of one request until it is answered; wait while
+        requests in flight hold what it needs; raise :class:`BudgetExceededError` when what is
+        spent leaves no room for it."""
+        ledger = self.resource(key, price)
+        if self.max_cost is not None and price is None:
+            raise BudgetExceededError(
+                f"max_cost is set but resource '{key}' has no price: set its "
+                "input_cost_per_mtok and output_cost_per_mtok",
+                resource_key=key,
+            )
+        while True:
+            if max_tokens is not None:
+                reply = max(0, max_tokens)
+            elif ledger.calls:
+                reply = -(-ledger.completion_tokens // ledger.calls)
+            else:
+                reply = DEFAULT_REPLY_TOKENS
+            tokens = prompt_tokens + reply
+            cost = price.cost(prompt_tokens, reply) if price is not None else 0.0
+            refused = self._refusal(cost, tokens, held=False)
+            if refused is not None:
+                if max_tokens is None and not ledger.calls:
+                    refused += (
+                        f" ({DEFAULT_REPLY_TOKENS} reply tokens assumed before the first reply;"
+                        " set max_tokens to reserve less)"
+                    )
+                raise BudgetExceededError(refused, resource_key=key)
+            if self._refusal(cost, tokens, held=True) is None:
+                break
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+        self._held_cost += cost
+        self._held_tokens += tokens
+        return Hold(self, ledger, price, cost, tokens)
+
+    def answered_from_cache(self, key: str, price: Price | None) -> None:
+        """Count a call the cache answered."""
+        self.resource(key, price).cached += 1
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per resource: ``calls``, ``cached``, ``prompt_tokens``, ``completion_tokens``,
+        ``total_tokens`` and ``cost``."""
+        return {
+            key: {
+                "calls": r.calls,
+                "cached": r.cached,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "total_tokens": r.total_tokens,
+                "cost": r.cost,
+            }
+            for key, r in self.resources.items()
+        }
+
+    def _refusal(self, cost: float, tokens: int, *, held: bool) -> str | None:
+        spent_cost = self.cost + (self._held_cost if held else 0.0)
+        spent_tokens = self.tokens + (self._held_tokens if held else 0)
+        if self.max_cost is not None and spent_cost + cost > self.max_cost:
+            return (
+                f"budget of {_usd(self.max_cost)} USD reached: {_usd(spent_cost)} spent, "
+                f"{_usd(cost)} needed"
+            )
+        if self.max_total_tokens is not None and spent_tokens + tokens > self.max_total_tokens:
+            return (
+                f"token budget of {self.max_total_tokens:,} reached: {spent_tokens:,} spent, "
+                f"{tokens:,} needed"
+            )
+        return None
+
+    def _release(self, cost: float, tokens: int) -> None:
+        self._held_cost -= cost
+        self._held_tokens -= tokens
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+
+class Hold:
+    """One request's reservation; :meth:`settle` replaces it with what the reply used."""
+
+    __slots__ = ("_done", "cost", "ledger", "price", "spend", "tokens")
+
+    def __init__(
+        self, spend: RunSpend, ledger: ResourceSpend, price: Price | None, cost: float, tokens: int
+    ) -> None:
+        self.spend = spend
+        self.ledger = ledger
+        self.price = price
+        self.cost = cost
+        self.tokens = tokens
+        self._done = False
+
+    def settle(self, usage: Mapping[str, Any] | None, cost: float | None = None) -> None:
+        """Count the reply's ``usage`` and ``cost`` (``None`` usage: nothing was spent)."""
+        if self._done:
+            return
+        self._done = True
+        spend, ledger = self.spend, self.ledger
+        if usage is not None:
+            prompt = int(usage.get("prompt_tokens") or 0)
+            completion = int(usage.get("completion_tokens") or 0)
+            ledger.calls += 1
+            ledger.prompt_tokens += prompt
+            ledger.completion_tokens += completion
+            spend.tokens += prompt + completion
+            if cost is not None:
+                ledger.cost = (ledger.cost or 0.0) + cost
+                spend.cost += cost
+        spend._release(self.cost, self.tokens)
+
+
+current: contextvars.ContextVar[RunSpend | None] = contextvars.ContextVar(
+    "hush_run_spend", default=None
+)
+"""The running run's :class:`RunSpend` (``None`` outside a run)."""
+
+
+def _usd(amount: float) -> str:
+    if amount >= 0.01 or amount <= 0:
+        return f"{amount:.2f}"
+    return f"{amount:.8f}".rstrip("0")
