@@ -23,7 +23,15 @@ from hush.providers import get_registry
 from hush.testing import MockLLMServer
 
 HUSH = [sys.executable, "-m", "hush.cli"]
-RESULT_COLUMNS = ["answer", "error", "latency_s", "model", "prompt_tokens", "completion_tokens"]
+RESULT_COLUMNS = [
+    "answer",
+    "error",
+    "latency_s",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+]
 
 AWKWARD = [
     {"id": "007", "text": 'She said "hi", then left', "lang": "en"},
@@ -346,3 +354,56 @@ def test_run_batch_sync_with_a_dataframe(workdir: Path, server: MockLLMServer) -
         assert "1: một" in rows[0]["answer"]
     finally:
         registry.unregister("batch-test")
+
+
+def test_max_cost_stops_cleanly_and_a_larger_budget_resumes(
+    workdir: Path, server: MockLLMServer
+) -> None:
+    resources = workdir / "resources.yaml"
+    resources.write_text(
+        resources.read_text() + "  input_cost_per_mtok: 1000\n  output_cost_per_mtok: 1000\n"
+    )
+    rows = [{"id": str(i), "text": f"row {i} asks something"} for i in range(30)]
+    write_rows(workdir / "in.csv", rows)
+    args = ["batch", "in.csv", "-o", "out.csv", "--prompt", "{text}", "--concurrency", "4"]
+
+    first = hush(workdir, *args, "--max-cost", "0.3")
+    assert first.returncode == 1, first.stderr
+    assert "the budget was reached" in first.stderr and "larger --max-cost" in first.stderr
+    assert "Traceback" not in first.stderr
+    _, written = read_rows(workdir / "out.csv")
+    answered = [r for r in written if r["answer"]]
+    refused = [r for r in written if r["error"]]
+    assert 3 <= len(answered) < 30
+    assert len(answered) + len(refused) == 30
+    assert all(r["error"].startswith("BudgetExceededError: budget of 0.30 USD") for r in refused)
+    assert sum(float(r["cost_usd"]) for r in answered) <= 0.3
+    assert server.total_requests == len(answered)
+    assert "USD" in first.stderr
+
+    second = hush(workdir, *args, "--max-cost", "100")
+    assert second.returncode == 0, second.stderr
+    assert server.total_requests == 30, "a row answered before was asked again"
+    _, final = read_rows(workdir / "out.csv")
+    assert all(r["answer"] for r in final)
+    assert [r["answer"] for r in final if r["id"] in {a["id"] for a in answered}] == [
+        a["answer"] for a in answered
+    ]
+
+
+def test_batch_cache_answers_a_second_batch_without_requests(
+    workdir: Path, server: MockLLMServer
+) -> None:
+    write_rows(workdir / "in.csv", [{"q": f"question {i}"} for i in range(6)])
+    args = ["batch", "in.csv", "--prompt", "{q}", "--cache", "answers.sqlite"]
+    assert hush(workdir, *args, "-o", "a.csv").returncode == 0
+    assert server.total_requests == 6
+    second = hush(workdir, *args, "-o", "b.csv")
+    assert second.returncode == 0, second.stderr
+    assert server.total_requests == 6
+    assert "(6 cached)" in second.stderr
+    assert [r["answer"] for r in read_rows(workdir / "a.csv")[1]] == [
+        r["answer"] for r in read_rows(workdir / "b.csv")[1]
+    ]
+    cleared = hush(workdir, "cache", "clear", "answers.sqlite")
+    assert cleared.returncode == 0 and "deleted 6 answer(s)" in cleared.stderr

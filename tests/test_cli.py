@@ -276,3 +276,29 @@ def test_mock_llm_port_in_use_is_a_short_error(tmp_path: Path) -> None:
         port = str(taken.getsockname()[1])
         lines = short_failure(hush("mock-llm", "--port", port, cwd=tmp_path))
     assert f"port {port} is in use" in lines[0] and "--port" in lines[1]
+
+
+def test_hush_run_cache_and_token_budget(workdir: Path) -> None:
+    args = [
+        "run",
+        "examples/spreadsheet_batch.py:graph",
+        "--inputs",
+        "examples/inputs/spreadsheet.json",
+        "--output",
+        "out.json",
+        "--no-progress",
+    ]
+    first = hush(*args, "--cache", "answers.sqlite", cwd=workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "LLM: " in first.stderr and "cost unknown (no price)" in first.stderr
+    answers = json.loads((workdir / "out.json").read_text())
+    second = hush(*args, "--cache", "answers.sqlite", cwd=workdir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "LLM: 0 call(s) (" in second.stderr and " cached), 0 tokens" in second.stderr
+    assert json.loads((workdir / "out.json").read_text()) == answers
+
+    starved = hush(*args, "--max-total-tokens", "1", cwd=workdir)
+    assert starved.returncode == 1
+    assert "BudgetExceededError: token budget of 1 reached" in starved.stderr
+    assert "run the same command with a larger --max-cost / --max-total-tokens" in starved.stderr
+    assert "Traceback" not in starved.stderr

@@ -33,7 +33,9 @@ from hush.providers.errors import ResourceError
 
 logger = logging.getLogger("hush.batch")
 
-RESULT_COLUMNS = ("error", "latency_s", "model", "prompt_tokens", "completion_tokens")
+RESULT_COLUMNS = ("error", "latency_s", "model", "prompt_tokens", "completion_tokens", "cost_usd")
+ANSWER_KEYS = ("content", "latency", "model", "usage", "cost")
+"""What each row's LLM call gives the table (and its checkpoint keeps)."""
 RUN_ID = "batch"
 FLUSH_SECONDS = 5.0
 
@@ -76,6 +78,9 @@ async def run_batch(
     progress: bool | None = None,
     tracer: Any = None,
     max_concurrency: int | None = None,
+    max_cost: float | None = None,
+    max_total_tokens: int | None = None,
+    cache: Any = None,
 ) -> BatchResult:
     """Send every row of ``source`` through ``prompt`` on resource ``model``; write ``output``.
 
@@ -83,9 +88,12 @@ async def run_batch(
     pandas DataFrame. ``prompt`` and ``system`` are templates with ``{column}``
     placeholders (or ``@file`` to read one). With an ``output`` path, the rows
     are written there with ``answer_column``, ``error``, ``latency_s``, ``model``,
-    ``prompt_tokens`` and ``completion_tokens`` after the input's columns.
-    ``checkpoint=True`` saves finished rows next to ``output`` (a path picks
-    another file, ``False`` none); ``restart`` forgets what was saved.
+    ``prompt_tokens``, ``completion_tokens`` and ``cost_usd`` after the input's
+    columns. ``checkpoint=True`` saves finished rows next to ``output`` (a path
+    picks another file, ``False`` none); ``restart`` forgets what was saved.
+    ``max_cost``, ``max_total_tokens`` and ``cache`` are those of ``engine.run``:
+    rows the budget leaves unsent fail with ``BudgetExceededError`` and are sent
+    when the batch runs again with a larger budget.
     Raises :class:`BatchUsageError` before anything is sent when something is wrong.
     """
     out = Path(output) if output is not None else None
@@ -111,8 +119,8 @@ async def run_batch(
     done: dict[int, dict[str, Any]] = saved_rows(db)
     resumed = len(done)
 
-    def record(position: int, content: Any, latency: Any, model: Any, usage: Any) -> None:
-        done[position] = _row_result(content, latency, model, usage, None)
+    def record(position: int, **answer: Any) -> None:
+        done[position] = _row_result(answer, None)
 
     engine = Hush(_graph(rows, aliases, user, system_text, model, concurrency, record))
     out_columns = [*columns, answer_column, *RESULT_COLUMNS]
@@ -130,6 +138,9 @@ async def run_batch(
             progress=progress,
             tracer=tracer,
             max_concurrency=max_concurrency,
+            max_cost=max_cost,
+            max_total_tokens=max_total_tokens,
+            cache=cache,
         )
     except CheckpointMismatchError:
         raise BatchUsageError(
@@ -227,17 +238,16 @@ def _graph(
                 inputs={"prompt": template, **{a: fields[a] for a in aliases.values()}},
             )
             llm = LLMNode(name="llm", resource_key=model, inputs={"messages": prompt["messages"]})
-            for key in ("content", "latency", "model", "usage"):
+            for key in ANSWER_KEYS:
                 llm[key] >> PARENT[key]
             answered = CodeNode(
                 name="answered",
                 code_fn=record,
-                inputs={"position": PARENT["position"]}
-                | {key: llm[key] for key in ("content", "latency", "model", "usage")},
+                inputs={"position": PARENT["position"]} | {key: llm[key] for key in ANSWER_KEYS},
                 thread=False,
             )
             START >> fields >> prompt >> llm >> answered >> END
-        for key in ("content", "latency", "model", "usage", "error"):
+        for key in (*ANSWER_KEYS, "error"):
             items[key] >> PARENT[key]
         START >> items >> END
     return graph
@@ -252,28 +262,30 @@ def _fields(row: dict[str, Any], aliases: dict[str, str]) -> dict[str, str]:
 
 
 def _results(result: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for content, latency, model, usage, error in zip(
-        result["content"],
-        result["latency"],
-        result["model"],
-        result["usage"],
-        result["error"],
-        strict=True,
-    ):
-        out.append(_row_result(content, latency, model, usage, error))
-    return out
+    columns = [result[key] for key in ANSWER_KEYS]
+    return [
+        _row_result(dict(zip(ANSWER_KEYS, values, strict=True)), error)
+        for *values, error in zip(*columns, result["error"], strict=True)
+    ]
 
 
-def _row_result(content: Any, latency: Any, model: Any, usage: Any, error: Any) -> dict[str, Any]:
-    usage = usage or {}
+def _row_result(answer: dict[str, Any], error: Any) -> dict[str, Any]:
+    if error is not None:
+        return {
+            "answer": None,
+            "error": f"{error.type}: {error.message}",
+            **dict.fromkeys(RESULT_COLUMNS[1:]),
+        }
+    usage = answer.get("usage") or {}
+    latency, cost = answer.get("latency"), answer.get("cost")
     return {
-        "answer": content if error is None else None,
-        "error": "" if error is None else f"{error.type}: {error.message}",
-        "latency_s": round(latency, 3) if isinstance(latency, float) and error is None else None,
-        "model": model if error is None else None,
-        "prompt_tokens": usage.get("prompt_tokens") if error is None else None,
-        "completion_tokens": usage.get("completion_tokens") if error is None else None,
+        "answer": answer.get("content"),
+        "error": "",
+        "latency_s": round(latency, 3) if isinstance(latency, float) else None,
+        "model": answer.get("model"),
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+        "cost_usd": round(cost, 8) if isinstance(cost, float) else None,
     }
 
 
@@ -291,13 +303,7 @@ def saved_rows(db: Path | None) -> dict[int, dict[str, Any]]:
         if path.startswith(prefix) and path.endswith("]") and isinstance(value, dict):
             index = path[len(prefix) : -1]
             if index.isdigit():
-                done[int(index)] = _row_result(
-                    value.get("content"),
-                    value.get("latency"),
-                    value.get("model"),
-                    value.get("usage"),
-                    None,
-                )
+                done[int(index)] = _row_result(value, None)
     return done
 
 

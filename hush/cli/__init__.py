@@ -17,6 +17,7 @@ from hush import __version__
 from hush.cli.batch import batch
 from hush.cli.errors import UserError
 from hush.cli.run import run
+from hush.cli.spending import cache
 from hush.cli.tools import demo, graph, mock_llm, trace
 
 
@@ -30,7 +31,7 @@ def cli(debug: bool) -> None:
     )
 
 
-for command in (run, batch, graph, mock_llm, demo, trace):
+for command in (run, batch, graph, mock_llm, demo, trace, cache):
     cli.add_command(command)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from hush.cli.errors import UserError
+from hush.cli.spending import budget_hint, cache_option, spend_line, spend_options
 
 
 @click.command(short_help="Send every row of a spreadsheet through one prompt.")
@@ -60,6 +61,7 @@ from hush.cli.errors import UserError
     metavar="FILE",
     help="Write a local JSONL trace here.",
 )
+@spend_options
 def batch(
     source: Path,
     output: Path,
@@ -72,11 +74,14 @@ def batch(
     restart: bool,
     progress: bool | None,
     trace: Path | None,
+    max_cost: float | None,
+    max_total_tokens: int | None,
+    cache: str | None,
 ) -> int:
     """Send every row of INPUT (.csv, .xlsx, .jsonl) through one prompt; write OUTPUT.
 
     OUTPUT has INPUT's columns and rows in order, then the answer, error,
-    latency_s, model, prompt_tokens and completion_tokens. Finished rows are
+    latency_s, model, prompt_tokens, completion_tokens and cost_usd. Finished rows are
     saved as they finish in OUTPUT.checkpoint.db next to OUTPUT: after a crash,
     Ctrl-C or kill, the same command continues and never asks for a finished row
     twice. Exits 0 when every row was answered, 1 when some failed, 2 for usage
@@ -105,6 +110,9 @@ def batch(
                 restart=restart,
                 progress=progress,
                 tracer=tracer,
+                max_cost=max_cost,
+                max_total_tokens=max_total_tokens,
+                cache=cache_option(cache),
             )
         )
     except BatchUsageError as exc:
@@ -121,10 +129,14 @@ def batch(
     total = len(result.rows)
     click.echo(
         f"{total} rows: {total - result.failed} answered, {result.failed} failed, "
-        f"{result.resumed} from the checkpoint, in {time.monotonic() - started:.1f}s; "
-        f"wrote {output}",
+        f"{result.resumed} from the checkpoint, in {time.monotonic() - started:.1f}s"
+        f"{spend_line(result.state)}; wrote {output}",
         err=True,
     )
+    hint = budget_hint(result.state)
+    if hint is not None:
+        click.echo(hint, err=True)
+        return 1
     if result.failed:
         click.echo(
             f"{result.failed} row(s) failed (their error column says why); run the same "

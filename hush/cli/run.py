@@ -14,6 +14,7 @@ import click
 from hush.checkpoint import CheckpointMismatchError, list_runs
 from hush.cli.errors import UserError
 from hush.cli.loading import load_graph, load_inputs, to_jsonable
+from hush.cli.spending import budget_hint, cache_option, spend_line, spend_options
 from hush.core.engine import Hush
 from hush.core.errors import MissingInputError
 from hush.core.state import RunRecord
@@ -58,6 +59,7 @@ from hush.core.state import RunRecord
     metavar="FILE",
     help="Write a local JSONL trace here.",
 )
+@spend_options
 def run(
     target: str,
     inputs: Path | None,
@@ -68,6 +70,9 @@ def run(
     progress: bool | None,
     max_concurrency: int | None,
     trace: Path | None,
+    max_cost: float | None,
+    max_total_tokens: int | None,
+    cache: str | None,
 ) -> int:
     """Run a graph and print its result and a summary.
 
@@ -94,6 +99,9 @@ def run(
                 progress=progress,
                 max_concurrency=max_concurrency,
                 tracer=tracer,
+                max_cost=max_cost,
+                max_total_tokens=max_total_tokens,
+                cache=cache_option(cache),
             )
         )
     except MissingInputError as exc:
@@ -125,13 +133,16 @@ def _summary(state: RunRecord) -> None:
     handled_note = f" ({handled} handled)" if handled else ""
     click.echo(
         f"run {state.run_id}: {state.status} in {state.duration:.2f}s, {len(state.nodes)} nodes, "
-        f"{len(state.errors)} error(s){handled_note}{resumed}",
+        f"{len(state.errors)} error(s){handled_note}{resumed}{spend_line(state)}",
         err=True,
     )
     for error in state.unhandled[:10]:
         click.echo(f"  {error}", err=True)
     if len(state.unhandled) > 10:
         click.echo(f"  ... and {len(state.unhandled) - 10} more", err=True)
+    hint = budget_hint(state)
+    if hint is not None:
+        click.echo(hint, err=True)
 
 
 def _interrupted(checkpoint: Path | None, run_id: str | None) -> None:

@@ -1,0 +1,116 @@
+"""Budget and cache options shared by ``hush run`` and ``hush batch``, the spend summary,
+and ``hush cache``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from hush.core.state import RunRecord
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT = "default"
+"""``--cache`` given without a path: the default cache file."""
+
+
+def spend_options(command: F) -> F:
+    """Add ``--max-cost``, ``--max-total-tokens`` and ``--cache [PATH]``."""
+    command = click.option(
+        "--cache",
+        "cache",
+        metavar="[PATH]",
+        is_flag=False,
+        flag_value=DEFAULT,
+        default=None,
+        help="Answer LLM calls asked before from this SQLite cache, and store new answers "
+        "(no PATH: the default cache file).",
+    )(command)
+    command = click.option(
+        "--max-total-tokens",
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="Stop sending LLM requests once N prompt+completion tokens are spent.",
+    )(command)
+    command = click.option(
+        "--max-cost",
+        type=click.FloatRange(min=0),
+        metavar="USD",
+        help="Stop sending LLM requests once they would cost more than USD.",
+    )(command)
+    return command
+
+
+def cache_option(value: str | None) -> bool | Path | None:
+    """What ``engine.run(cache=...)`` takes for the ``--cache`` given."""
+    if value is None:
+        return None
+    return True if value == DEFAULT else Path(value)
+
+
+def spend_line(state: RunRecord) -> str:
+    """``", LLM: 40 calls (12 cached), 18,230 tokens, 0.0123 USD"``, or ``""`` without calls."""
+    calls = sum(int(r.get("calls", 0)) for r in state.llm.values())
+    cached = sum(int(r.get("cached", 0)) for r in state.llm.values())
+    if not calls and not cached:
+        return ""
+    priced = any(r.get("cost") is not None for r in state.llm.values())
+    cost = f", {usd(state.cost)} USD" if priced else ", cost unknown (no price)"
+    from_cache = f" ({cached} cached)" if cached else ""
+    return f", LLM: {calls} call(s){from_cache}, {state.tokens:,} tokens{cost}"
+
+
+def budget_hint(state: RunRecord) -> str | None:
+    """What to do when calls were refused for the budget, else ``None``."""
+    refused = sum(1 for e in state.unhandled if e.type == "BudgetExceededError")
+    if not refused:
+        return None
+    return (
+        f"{refused} call(s) were not sent: the budget was reached; run the same command "
+        "with a larger --max-cost / --max-total-tokens to continue"
+    )
+
+
+def usd(amount: float) -> str:
+    """A USD amount with the precision small amounts need."""
+    return f"{amount:.2f}" if amount >= 1 else f"{amount:.4f}"
+
+
+@click.group(short_help="Look at or clear the LLM response cache.")
+def cache() -> None:
+    """The LLM response cache used by --cache (see the docs' cost and caching page)."""
+
+
+@cache.command(short_help="Delete cached answers.")
+@click.argument("path", metavar="[PATH]", required=False, type=click.Path(path_type=Path))
+@click.option("--model", metavar="NAME", help="Only the answers of this model.")
+def clear(path: Path | None, model: str | None) -> None:
+    """Delete the answers in the cache at PATH (default: the default cache file)."""
+    from hush.providers.cache import ResponseCache, default_cache_path
+
+    target = path or default_cache_path()
+    if not target.is_file():
+        click.echo(f"{target}: no cache there", err=True)
+        return
+    store = ResponseCache(target)
+    deleted = store.clear(model)
+    store.close()
+    click.echo(f"{target}: deleted {deleted} answer(s)", err=True)
+
+
+@cache.command(short_help="Where the cache is and how many answers it holds.")
+@click.argument("path", metavar="[PATH]", required=False, type=click.Path(path_type=Path))
+def info(path: Path | None) -> None:
+    """Print the cache file and how many answers it holds."""
+    from hush.providers.cache import ResponseCache, default_cache_path
+
+    target = path or default_cache_path()
+    if not target.is_file():
+        click.echo(f"{target}: no cache there yet")
+        return
+    store = ResponseCache(target)
+    click.echo(f"{target}: {len(store)} answer(s)")
+    store.close()
