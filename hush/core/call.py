@@ -15,6 +15,7 @@ from hush.core.state import IterationCounters
 if TYPE_CHECKING:
     from hush.core.checkpointing import Snapshot
     from hush.core.errors import NodeError
+    from hush.core.executor import ItemExecutor
     from hush.core.items import ItemOutcome
     from hush.core.nodes.base import BaseNode
     from hush.core.plan import GraphPlan, NodePlan
@@ -101,13 +102,16 @@ class NodeCall:
         own: dict[str, Any],
         *,
         wait_saved: bool = True,
+        executor: ItemExecutor | None = None,
     ) -> Coroutine[Any, Any, ItemOutcome]:
         """Run item ``index`` of an iteration node (await the result).
 
         ``shared`` inputs are the same dict for every item (digested once),
         ``own`` are this item's. See :func:`hush.core.items.run_item`.
         """
-        return items.run_item(self, plan, index, shared, own, wait_saved=wait_saved)
+        return items.run_item(
+            self, plan, index, shared, own, wait_saved=wait_saved, executor=executor
+        )
 
     async def saved(self, saving: asyncio.Future[None] | None) -> None:
         """Wait until an item's result is committed (a failed write is kept for the run)."""

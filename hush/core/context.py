@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hush.core.checkpointing import RunCheckpoint
     from hush.core.events import Emitter
+    from hush.core.executor import ItemExecutor
     from hush.core.state import RunRecord
 
 
 class RunContext:
     """One run's record, checkpoint, event emitter and run-wide slot (``max_concurrency``)."""
 
-    __slots__ = ("checkpoint", "emit", "plain", "record", "run_id", "slot", "t0")
+    __slots__ = ("checkpoint", "emit", "executor", "plain", "record", "run_id", "slot", "t0")
 
     def __init__(
         self,
@@ -25,8 +26,11 @@ class RunContext:
         emit: Emitter | None = None,
         slot: asyncio.Semaphore | None = None,
         checkpoint: RunCheckpoint | None = None,
+        executor: ItemExecutor | None = None,
     ) -> None:
         self.run_id = run_id
+        self.executor = executor
+        """Where top-level map items run by default (``engine.run(executor=...)``)."""
         self.record = record
         self.emit = emit
         """Hands events to the run's subscribers; ``None`` when nothing subscribes."""

@@ -31,6 +31,7 @@ from hush.providers.spend import current as current_spend
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
+    from hush.core.executor import ItemExecutor
     from hush.core.plan import GraphPlan
     from hush.observability.tracer import Tracer
     from hush.providers.cache import ResponseCache
@@ -103,6 +104,7 @@ class Hush:
         max_cost: float | None = None,
         max_total_tokens: int | None = None,
         cache: bool | str | os.PathLike[str] | ResponseCache | None = None,
+        executor: ItemExecutor | None = None,
     ) -> dict[str, Any]:
         """Run the graph once and return what its nodes wrote to ``PARENT``.
 
@@ -124,6 +126,8 @@ class Hush:
         budget). ``cache`` (a SQLite path, ``True`` for the default location) answers
         LLM calls asked before from it and stores every new answer. ``$state.cost`` is
         what the run's priced calls cost, in USD (see :mod:`hush.providers.spend`).
+        ``executor`` (a :class:`~hush.distributed.RayExecutor`) runs the items of every
+        map that sets none and is not inside another map's item.
         """
         return await self._run(
             inputs,
@@ -144,6 +148,7 @@ class Hush:
             max_cost=max_cost,
             max_total_tokens=max_total_tokens,
             cache=cache,
+            executor=executor,
         )
 
     async def stream(
@@ -196,6 +201,7 @@ class Hush:
         max_cost: float | None = None,
         max_total_tokens: int | None = None,
         cache: bool | str | os.PathLike[str] | ResponseCache | None = None,
+        executor: ItemExecutor | None = None,
         subscriber: Subscriber | None = None,
     ) -> dict[str, Any]:
         if inputs is None:
@@ -217,6 +223,7 @@ class Hush:
             max_cost=max_cost,
             max_total_tokens=max_total_tokens,
             cache=cache,
+            executor=executor,
         )
         self.check_inputs(inputs)
         spend = self._open_spend(max_cost, max_total_tokens, cache)
@@ -250,6 +257,7 @@ class Hush:
             emit=emit,
             slot=asyncio.Semaphore(max_concurrency) if max_concurrency else None,
             checkpoint=RunCheckpoint(store) if store is not None else None,
+            executor=executor,
         )
         outcome: GraphOutcome | None = None
         llm_before = _llm_stats()

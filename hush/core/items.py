@@ -15,8 +15,11 @@ from hush.core import runtime
 from hush.core.events import Event, status_of
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from hush.core.call import NodeCall
     from hush.core.errors import NodeError
+    from hush.core.executor import ItemExecutor
     from hush.core.plan import GraphPlan
     from hush.core.runtime import GraphOutcome
 
@@ -39,8 +42,10 @@ async def run_item(
     own: dict[str, Any],
     *,
     wait_saved: bool = True,
+    executor: ItemExecutor | None = None,
 ) -> ItemOutcome:
-    """One map item (or loop iteration): look up, run the body, save.
+    """One map item (or loop iteration): look up, run the body (here, or with ``executor``
+    elsewhere), save.
 
     A clean item is saved whole; one with failures inside saves its clean nodes
     instead, so that resuming redoes only what failed. With ``wait_saved=False``
@@ -56,13 +61,10 @@ async def run_item(
         saved = checkpoint.load(path, key)
         if saved is not None:
             return ItemOutcome(dict(saved), None, True)
-    emit = call.run.emit
-    if emit is None:
-        outcome = await runtime.execute(
-            plan, state, call.run, path, static=False, defer=True, owner=call
-        )
+    if call.run.emit is None:
+        outcome = await _body(call, plan, path, state, executor)
     else:
-        outcome = await _traced(call, plan, index, path, state)
+        outcome = await _traced(call, plan, index, path, state, executor)
     call.errors.extend(outcome.errors)
     call.unhandled.extend(outcome.unhandled)
     waiter = None
@@ -77,8 +79,25 @@ async def run_item(
     return ItemOutcome(outcome.written, outcome.error, False, waiter)
 
 
+def _body(
+    call: NodeCall,
+    plan: GraphPlan,
+    path: str,
+    state: dict[str, Any],
+    executor: ItemExecutor | None,
+) -> Coroutine[Any, Any, GraphOutcome]:
+    if executor is not None:
+        return executor.run_body(call, plan, path, state)
+    return runtime.execute(plan, state, call.run, path, static=False, defer=True, owner=call)
+
+
 async def _traced(
-    call: NodeCall, plan: GraphPlan, index: int, path: str, state: dict[str, Any]
+    call: NodeCall,
+    plan: GraphPlan,
+    index: int,
+    path: str,
+    state: dict[str, Any],
+    executor: ItemExecutor | None,
 ) -> GraphOutcome:
     """Run the item's body between its ``node_start`` and ``node_end`` events."""
     emit = call.run.emit
@@ -99,9 +118,7 @@ async def _traced(
     started = perf_counter()
     outcome: GraphOutcome | None = None
     try:
-        outcome = await runtime.execute(
-            plan, state, call.run, path, static=False, defer=True, owner=call
-        )
+        outcome = await _body(call, plan, path, state, executor)
         return outcome
     finally:
         error = outcome.error if outcome is not None else None

@@ -28,6 +28,7 @@ def check_run_options(
     max_cost: Any = None,
     max_total_tokens: Any = None,
     cache: Any = None,
+    executor: Any = None,
 ) -> None:
     """Raise :class:`RunOptionError` naming the first option that is wrong."""
     if not isinstance(inputs, Mapping):
@@ -87,6 +88,13 @@ def check_run_options(
         or max_total_tokens < 0
     ):
         raise RunOptionError(f"max_total_tokens must be an int >= 0, got {_show(max_total_tokens)}")
+    if executor is not None:
+        from hush.core.executor import ItemExecutor
+
+        if not isinstance(executor, ItemExecutor):
+            raise RunOptionError(
+                f"executor must be an item executor such as RayExecutor(...), got {_show(executor)}"
+            )
     if cache is not None and not isinstance(cache, bool | str | os.PathLike):
         from hush.providers.cache import ResponseCache
 

@@ -256,6 +256,19 @@ class ResourceLimiter:
                 queue.dispatch()
             raise
 
+    def try_acquire(self, tokens: int = 0) -> Permit | None:
+        """A permit if one request may be sent right now (nobody waiting on this loop and
+        the budget allows it), else ``None``; never waits. Raises like :meth:`acquire`."""
+        queue = self._queue()
+        with self._lock:
+            now = self._clock()
+            refusal = self._refusal(now)
+            if refusal is not None:
+                raise refusal
+            if not queue.waiters and self._state.wait(tokens, now) == 0.0:
+                return self._grant(queue, tokens, now, now)
+        return None
+
     def note_retry(self) -> None:
         """Count a retry (for :meth:`stats`)."""
         with self._lock:
@@ -427,6 +440,7 @@ class ResourceLimiter:
 
 _limiters: dict[str, tuple[LLMResource, ResourceLimiter]] = {}
 _limiters_lock = threading.Lock()
+_factory: Callable[[str, LLMResource], ResourceLimiter] | None = None
 
 
 def get_limiter(key: str, resource: LLMResource) -> ResourceLimiter:
@@ -434,9 +448,19 @@ def get_limiter(key: str, resource: LLMResource) -> ResourceLimiter:
     with _limiters_lock:
         entry = _limiters.get(key)
         if entry is None or entry[0] != resource:
-            entry = (resource, ResourceLimiter.from_resource(key, resource))
+            make = _factory or ResourceLimiter.from_resource
+            entry = (resource, make(key, resource))
             _limiters[key] = entry
         return entry[1]
+
+
+def use_limiters(factory: Callable[[str, LLMResource], ResourceLimiter] | None) -> None:
+    """Make :func:`get_limiter` build limiters with ``factory`` from now on (``None``: the
+    process's own). A Ray worker uses it to draw on the cluster's limiters."""
+    global _factory
+    with _limiters_lock:
+        _factory = factory
+        _limiters.clear()
 
 
 def all_limiters() -> dict[str, ResourceLimiter]:

@@ -128,6 +128,22 @@ class RunSpend:
         """Count a call the cache answered."""
         self.resource(key, price).cached += 1
 
+    def absorb(self, summary: Mapping[str, Mapping[str, Any]]) -> None:
+        """Count what another process spent for this run (a :meth:`summary` of its own);
+        its calls were not held to this run's budget."""
+        for key, spent in summary.items():
+            ledger = self.resources.get(key)
+            if ledger is None:
+                ledger = self.resources[key] = ResourceSpend(cost=spent.get("cost"))
+            elif spent.get("cost") is not None:
+                ledger.cost = (ledger.cost or 0.0) + spent["cost"]
+            ledger.calls += spent.get("calls", 0)
+            ledger.cached += spent.get("cached", 0)
+            ledger.prompt_tokens += spent.get("prompt_tokens", 0)
+            ledger.completion_tokens += spent.get("completion_tokens", 0)
+            self.tokens += spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)
+            self.cost += spent.get("cost") or 0.0
+
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per resource: ``calls``, ``cached``, ``prompt_tokens``, ``completion_tokens``,
         ``total_tokens`` and ``cost``."""

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hush.core.errors import GraphDefinitionError, NodeError, NodeInputError
+from hush.core.executor import ItemExecutor
 from hush.core.nodes.iteration.base import IterationNode
 from hush.core.policies import RetryPolicy
 from hush.core.refs import Each
@@ -25,7 +26,9 @@ class MapNode(IterationNode):
     are an error), the others are given to every item. Items are pulled lazily,
     so an iterator or generator input is never loaded whole. What the body
     writes to ``PARENT`` becomes lists in input order, with ``error`` holding
-    each item's error or ``None``. A failed item never fails the map.
+    each item's error or ``None``. A failed item never fails the map. With
+    ``executor`` (a :class:`~hush.distributed.RayExecutor`) the items run there; a
+    map outside any map item uses the run's ``executor=`` when it sets none.
 
     With a checkpoint, each worker starts its next item while the previous
     one's commit is under way and waits for that commit before going on, so
@@ -44,7 +47,14 @@ class MapNode(IterationNode):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         retry: int | RetryPolicy | dict[str, Any] | None = None,
         timeout: float | None = None,
+        executor: ItemExecutor | None = None,
     ) -> None:
+        if executor is not None and not isinstance(executor, ItemExecutor):
+            raise GraphDefinitionError(
+                f"{type(self).__name__} '{name}': executor must be an item executor such as "
+                f"RayExecutor(...), got {type(executor).__name__}"
+            )
+        self.executor = executor
         if (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)
@@ -83,6 +93,9 @@ class MapNode(IterationNode):
         report = call.progress if call.observed else None
         columns = Columns(plan.writes_parent | call.demanded)
         pulled = enumerate(items)
+        executor = self.executor
+        if executor is None and "[" not in call.path:
+            executor = call.run.executor
 
         async def worker() -> None:
             saving = None
@@ -90,7 +103,9 @@ class MapNode(IterationNode):
                 columns.grow()
                 counters.running += 1
                 try:
-                    outcome = await call.run_item(plan, i, broadcast, values, wait_saved=False)
+                    outcome = await call.run_item(
+                        plan, i, broadcast, values, wait_saved=False, executor=executor
+                    )
                 finally:
                     counters.running -= 1
                 columns.fill(i, outcome.written, outcome.error)

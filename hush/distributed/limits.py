@@ -1,0 +1,238 @@
+"""One rate limiter per LLM resource for a whole Ray cluster.
+
+A named async actor per resource (``hush-limiter:<key>:<config digest>``) holds the resource's
+real :class:`~hush.providers.limiter.ResourceLimiter`. In each Ray worker,
+:class:`ClusterLimiter` stands in for it: the requests waiting in that worker
+ask together, and the actor grants as many as may go at once (the first waits
+for its turn, the others only if they may go right away), so a burst costs one
+round trip, not one per request. What each request learned (its real tokens,
+rate-limit headers, a 429, a failure) goes back to the actor without waiting
+for an answer, so every worker slows down when one is told to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import ray
+
+from hush.providers.errors import ResourceUnavailableError
+from hush.providers.limiter import Permit, ResourceLimiter
+from hush.providers.resources import LLMResource
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "hush"
+BATCH = 16
+"""Waiting requests of one worker asked for in one round trip."""
+
+
+@ray.remote(num_cpus=0)
+class LimiterActor:
+    """The cluster's limiter of one resource (runs on the actor's event loop)."""
+
+    def __init__(self, key: str, resource: LLMResource) -> None:
+        self.limiter = ResourceLimiter.from_resource(key, resource)
+        self.permits: dict[int, Permit] = {}
+        self.ids = itertools.count(1)
+
+    async def grant(self, tokens: list[int]) -> list[int] | tuple[str, str, bool]:
+        """Permits for the first requests of ``tokens``: the first waits its turn, the rest
+        go only if they may go now. A refusal comes back as ``(key, message, unreachable)``."""
+        try:
+            granted = [await self.limiter.acquire(tokens[0])]
+            for more in tokens[1:]:
+                permit = self.limiter.try_acquire(more)
+                if permit is None:
+                    break
+                granted.append(permit)
+        except ResourceUnavailableError as exc:
+            return (exc.resource_key or "", str(exc), exc.unreachable)
+        ids = []
+        for permit in granted:
+            number = next(self.ids)
+            self.permits[number] = permit
+            ids.append(number)
+        return ids
+
+    def feedback(self, reports: list[tuple[Any, ...]]) -> None:
+        """Apply what requests learned: ``(kind, permit id, *arguments)``."""
+        for kind, number, *args in reports:
+            permit = self.permits.get(number)
+            if permit is None:
+                continue
+            if kind == "commit":
+                permit.commit(args[0], args[1])
+            elif kind == "rate_limited":
+                permit.rate_limited(args[0], args[1])
+            elif kind == "failed":
+                permit.failed(args[0], unreachable=args[1])
+            elif kind == "release":
+                permit.release()
+                del self.permits[number]
+            elif kind == "retry":
+                self.limiter.note_retry()
+
+    def stats(self) -> dict[str, Any]:
+        """The limiter's counters and rates."""
+        import dataclasses
+
+        return dataclasses.asdict(self.limiter.stats())
+
+
+def limiter_actor(key: str, resource: LLMResource) -> Any:
+    """The cluster's limiter actor of ``key`` (started by the first who asks)."""
+    digest = hashlib.sha256(resource.model_dump_json().encode()).hexdigest()[:12]
+    return LimiterActor.options(  # type: ignore[attr-defined]
+        name=f"hush-limiter:{key}:{digest}",
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        lifetime=None,
+        max_concurrency=1000,
+    ).remote(key, resource)
+
+
+class ClusterLimiter(ResourceLimiter):
+    """A worker's stand-in for the cluster's limiter of one resource."""
+
+    def __init__(self, key: str, resource: LLMResource) -> None:
+        super().__init__(
+            key,
+            max_concurrency=resource.max_concurrency,
+            max_retry_wait=resource.max_retry_wait,
+            base_url=resource.base_url,
+        )
+        self.actor = limiter_actor(key, resource)
+        self._waiting: deque[tuple[int, asyncio.Future[Permit]]] = deque()
+        self._asking = False
+        self._reports: list[tuple[Any, ...]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def acquire(self, tokens: int = 0) -> Permit:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Permit] = loop.create_future()
+        self._waiting.append((tokens, future))
+        if not self._asking:
+            self._asking = True
+            self._task = loop.create_task(self._ask())
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().release()
+            raise
+
+    def try_acquire(self, tokens: int = 0) -> Permit | None:
+        return None
+
+    def note_retry(self) -> None:
+        self.report(("retry", 0))
+
+    def report(self, item: tuple[Any, ...]) -> None:
+        """Queue one request's news for the actor; what queued in one turn of the event loop
+        goes in one message, not waited for."""
+        self._reports.append(item)
+        if len(self._reports) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._send)
+            except RuntimeError:
+                self._send()
+
+    def _send(self) -> None:
+        reports, self._reports = self._reports, []
+        if reports:
+            self.actor.feedback.remote(reports)
+
+    async def _ask(self) -> None:
+        try:
+            while self._waiting:
+                asked = [tokens for tokens, _ in itertools.islice(self._waiting, BATCH)]
+                try:
+                    answer = await self.actor.grant.remote(asked)
+                except Exception as exc:
+                    _, future = self._waiting.popleft()
+                    if not future.done():
+                        future.set_exception(exc)
+                    continue
+                if isinstance(answer, tuple):
+                    key, message, unreachable = answer
+                    _, future = self._waiting.popleft()
+                    if not future.done():
+                        future.set_exception(
+                            ResourceUnavailableError(
+                                message, resource_key=key, unreachable=unreachable
+                            )
+                        )
+                    continue
+                now = time.monotonic()
+                for number in answer:
+                    tokens, future = self._waiting.popleft()
+                    permit = RemotePermit(self, number, tokens, now)
+                    if future.done():
+                        permit.release()
+                    else:
+                        future.set_result(permit)
+        finally:
+            self._asking = False
+
+
+class RemotePermit(Permit):
+    """A permit granted by the cluster's limiter: what happens to the request is reported
+    back to it."""
+
+    __slots__ = ("_cluster", "_number")
+
+    def __init__(self, cluster: ClusterLimiter, number: int, tokens: int, sent_at: float) -> None:
+        self._cluster = cluster
+        self._number = number
+        self._released = False
+        self.tokens = tokens
+        self.sent_at = sent_at
+        self.waited_s = 0.0
+
+    def commit(self, actual_tokens: int, headers: Mapping[str, str] | None = None) -> None:
+        self._cluster.report(("commit", self._number, actual_tokens, _plain(headers)))
+
+    def rate_limited(
+        self, headers: Mapping[str, str] | None = None, retry_after: float | None = None
+    ) -> float:
+        self._cluster.report(("rate_limited", self._number, _plain(headers), retry_after))
+        return retry_after or 0.0
+
+    def failed(
+        self, headers: Mapping[str, str] | None = None, *, unreachable: str | None = None
+    ) -> None:
+        self._cluster.report(("failed", self._number, _plain(headers), unreachable))
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._cluster.report(("release", self._number))
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _plain(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    if headers is None:
+        return None
+    with contextlib.suppress(Exception):
+        return {str(k): str(v) for k, v in headers.items()}
+    return None

@@ -1,0 +1,256 @@
+"""Maps on a local Ray cluster (2 CPUs, started once for this module): the same results,
+errors, checkpoints, traces and rate limits as in one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush  # noqa: E402
+from hush.core.nodes.iteration import MapNode  # noqa: E402
+from hush.distributed import RayExecutor  # noqa: E402
+from hush.observability import MemoryTracer  # noqa: E402
+from hush.providers import LLMNode, get_registry  # noqa: E402
+from hush.testing import MockLLMConfig, MockLLMServer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[RayExecutor]:
+    with RayExecutor(num_cpus=2) as ex:
+        ex.start()
+        yield ex
+
+
+def crunch(x: int) -> dict[str, Any]:
+    """A few milliseconds of pure Python; items 3, 10, 17... fail."""
+    if x % 7 == 3:
+        raise ValueError(f"item {x} is bad")
+    total = sum(i * i for i in range(20_000 + x))
+    return {"y": total % 1009, "pid": os.getpid()}
+
+
+def cpu_graph(executor: Any = None) -> GraphNode:
+    with GraphNode(name="cpu") as graph:
+        with MapNode(
+            name="items", inputs={"x": Each(PARENT["xs"])}, max_concurrency=6, executor=executor
+        ) as items:
+            node = CodeNode(name="crunch", code_fn=crunch, inputs={"x": PARENT["x"]})
+            node["y"] >> PARENT["y"]
+            node["pid"] >> PARENT["pid"]
+            START >> node >> END
+        items["y"] >> PARENT["ys"]
+        items["pid"] >> PARENT["pids"]
+        items["error"] >> PARENT["errors"]
+        START >> items >> END
+    return graph
+
+
+def described(errors: list[Any]) -> list[Any]:
+    return [None if e is None else (e.node, e.type, e.message) for e in errors]
+
+
+async def test_results_and_errors_match_a_local_run_and_items_ran_in_workers(
+    executor: RayExecutor,
+) -> None:
+    xs = list(range(40))
+    local = await Hush(cpu_graph()).run({"xs": xs})
+    tracer = MemoryTracer()
+    remote = await Hush(cpu_graph(executor)).run({"xs": xs}, tracer=tracer)
+    assert remote["ys"] == local["ys"]
+    assert described(remote["errors"]) == described(local["errors"])
+    assert sum(e is not None for e in remote["errors"]) == 6
+    workers = {pid for pid in remote["pids"] if pid is not None}
+    assert os.getpid() not in workers and len(workers) == 2
+    assert remote["$state"].iterations["cpu/items"].failed == 6
+    items = {r["name"]: r for r in tracer.find(kind="item")}
+    inner = tracer.find("crunch")
+    assert len(items) == 40 and len(inner) == 40
+    assert {r["parent_id"] for r in inner} == {r["id"] for r in items.values()}
+    failed = [r for r in inner if r["level"] == "ERROR"]
+    assert len(failed) == 6 and "is bad" in failed[0]["error"]
+
+
+async def test_the_run_option_sets_the_executor_of_top_level_maps(executor: RayExecutor) -> None:
+    result = await Hush(cpu_graph()).run({"xs": [1, 2]}, executor=executor)
+    assert os.getpid() not in result["pids"]
+
+
+class Locked:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __call__(self, x: int) -> dict[str, Any]:
+        return {"y": x}
+
+
+async def test_unpicklable_code_and_inputs_are_named(executor: RayExecutor) -> None:
+    with GraphNode(name="bad") as graph:
+        with MapNode(name="items", inputs={"x": Each(PARENT["xs"])}, executor=executor) as items:
+            node = CodeNode(name="locked", code_fn=Locked(), inputs={"x": PARENT["x"]})
+            node["y"] >> PARENT["y"]
+            START >> node >> END
+        items["y"] >> PARENT["ys"]
+        START >> items >> END
+    result = await Hush(graph).run({"xs": [1]})
+    (error,) = result["$state"].errors
+    assert "'items' cannot be sent to Ray workers" in error.message
+    assert "node 'bad/items/locked': its code function" in error.message
+
+    lock = threading.Lock()
+    result = await Hush(cpu_graph(executor)).run({"xs": [1, lock]})
+    (error,) = result["$state"].errors
+    assert "input 'x' (lock) cannot be sent to a Ray worker" in error.message
+
+
+def dies_once(x: int, marker: str) -> dict[str, Any]:
+    """Kill this worker process the first time item 2 runs."""
+    if x == 2 and not os.path.exists(marker):
+        Path(marker).write_text("died")
+        os._exit(1)
+    return {"y": x * 10}
+
+
+async def test_a_lost_workers_item_is_sent_again(executor: RayExecutor, tmp_path: Path) -> None:
+    with GraphNode(name="lossy") as graph:
+        with MapNode(
+            name="items",
+            inputs={"x": Each(PARENT["xs"]), "marker": str(tmp_path / "died")},
+            executor=executor,
+        ) as items:
+            node = CodeNode(
+                name="work",
+                code_fn=dies_once,
+                inputs={"x": PARENT["x"], "marker": PARENT["marker"]},
+            )
+            node["y"] >> PARENT["y"]
+            START >> node >> END
+        items["y"] >> PARENT["ys"]
+        items["error"] >> PARENT["errors"]
+        START >> items >> END
+    result = await Hush(graph).run({"xs": list(range(5))})
+    assert (tmp_path / "died").exists()
+    assert result["ys"] == [0, 10, 20, 30, 40]
+    assert result["errors"] == [None] * 5
+
+
+async def test_llm_calls_in_workers_share_one_cluster_limit(executor: RayExecutor) -> None:
+    io_bound = RayExecutor(items_per_worker=16, cpus_per_worker=0)
+    async with MockLLMServer(MockLLMConfig(latency=0.02, rpm=1200, burst_seconds=0.5)) as server:
+        get_registry().register(
+            "llm:ray-shared",
+            {"base_url": server.base_url, "model": "gpt-4o-mini", "rpm": 1200},
+        )
+        try:
+            with GraphNode(name="llm") as graph:
+                with MapNode(
+                    name="asks",
+                    inputs={"q": Each(PARENT["qs"])},
+                    max_concurrency=32,
+                    executor=io_bound,
+                ) as asks:
+                    llm = LLMNode(
+                        name="llm",
+                        resource_key="ray-shared",
+                        inputs={"messages": [{"role": "user", "content": PARENT["q"]}]},
+                    )
+                    llm["content"] >> PARENT["content"]
+                    START >> llm >> END
+                asks["content"] >> PARENT["answers"]
+                asks["error"] >> PARENT["errors"]
+                START >> asks >> END
+            qs = [f"question {i}" for i in range(120)]
+            result = await Hush(graph).run({"qs": qs})
+        finally:
+            io_bound.shutdown()
+            get_registry().unregister("llm:ray-shared")
+        assert result["errors"] == [None] * 120
+        assert all(a and q in a for a, q in zip(result["answers"], qs, strict=True))
+        statuses = server.status_counts
+        assert statuses.get(429, 0) < 0.01 * sum(statuses.values()), statuses
+        assert result["$state"].llm["llm:ray-shared"]["calls"] == 120
+
+
+DRIVER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
+    from hush.core.nodes.iteration import MapNode
+    from hush.distributed import RayExecutor
+
+    def slow(x, log):
+        time.sleep(0.15)
+        with open(log, "a") as f:
+            f.write(f"{x}\\n")
+        return {"y": x + 1000}
+
+    log, db = sys.argv[1], sys.argv[2]
+    with GraphNode(name="resumable") as graph:
+        with MapNode(name="items", inputs={"x": Each(PARENT["xs"]), "log": log},
+                     max_concurrency=4, executor=RayExecutor(items_per_worker=2, cpus_per_worker=0)) as items:
+            node = CodeNode(name="slow", code_fn=slow, inputs={"x": PARENT["x"], "log": PARENT["log"]})
+            node["y"] >> PARENT["y"]
+            START >> node >> END
+        items["y"] >> PARENT["ys"]
+        START >> items >> END
+    result = Hush(graph).run_sync({"xs": list(range(40))}, checkpoint=db, run_id="ray-resume")
+    assert result["ys"] == [x + 1000 for x in range(40)], result["ys"]
+    print("resumed", result["$state"].iterations["resumable/items"].resumed, flush=True)
+    """
+)
+
+
+def test_a_checkpointed_ray_map_resumes_after_the_driver_is_killed(
+    executor: RayExecutor, tmp_path: Path
+) -> None:
+    log, db = tmp_path / "ran.log", tmp_path / "run.db"
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    args = [sys.executable, "-c", DRIVER, str(log), str(db)]
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().split()) >= 12:
+            break
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    ran_first = log.read_text().split()
+    assert 12 <= len(ran_first) < 40
+
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr[-2000:]
+    resumed = int(second.stdout.split()[-1])
+    ran = log.read_text().split()
+    assert set(map(int, ran)) == set(range(40))
+    assert resumed >= len(ran_first) - 4 - 4, "more than the items in flight were lost"
+    assert len(ran) - 40 <= 8, f"{len(ran) - 40} items ran twice"
+
+
+def test_without_ray_the_error_says_how_to_install_it() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["ray"] = None
+        import hush.distributed
+        try:
+            hush.distributed.RayExecutor
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.strip() == (
+        "RayExecutor needs Ray, which is not installed: pip install 'hush[ray]'"
+    )
