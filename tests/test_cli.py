@@ -300,5 +300,17 @@ def test_hush_run_cache_and_token_budget(workdir: Path) -> None:
     starved = hush(*args, "--max-total-tokens", "1", cwd=workdir)
     assert starved.returncode == 1
     assert "BudgetExceededError: token budget of 1 reached" in starved.stderr
-    assert "run the same command with a larger --max-cost / --max-total-tokens" in starved.stderr
+    assert "with --checkpoint FILE --run-id ID (or --cache FILE), a rerun" in starved.stderr
     assert "Traceback" not in starved.stderr
+
+
+def test_max_cost_without_prices_and_a_bad_cache_are_short_usage_errors(workdir: Path) -> None:
+    args = ["run", "examples/spreadsheet_batch.py:graph", "--inputs"]
+    args += ["examples/inputs/spreadsheet.json", "--no-progress"]
+    unpriced = hush(*args, "--max-cost", "1", cwd=workdir)
+    assert unpriced.returncode == 2
+    assert "max_cost needs a price" in unpriced.stderr and "Traceback" not in unpriced.stderr
+    (workdir / "not-a-cache.sqlite").write_text("hello, I am text")
+    info = hush("cache", "info", "not-a-cache.sqlite", cwd=workdir)
+    assert info.returncode == 2 and "is not a response cache" in info.stderr
+    assert "Traceback" not in info.stderr

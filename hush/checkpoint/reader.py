@@ -36,7 +36,7 @@ def list_runs(path: str | os.PathLike[str]) -> list[RunInfo]:
     with _reading(path) as conn:
         rows = conn.execute(
             "SELECT r.run_id, r.fingerprint, r.created_at, r.updated_at, r.status, "
-            "(SELECT count(*) FROM entries e WHERE e.run_id = r.run_id) "
+            "(SELECT count(*) FROM entries e WHERE e.run_id = r.run_id AND e.path NOT LIKE '$%') "
             "FROM runs r ORDER BY r.updated_at DESC, r.run_id"
         ).fetchall()
     return [
@@ -53,7 +53,8 @@ def list_runs(path: str | os.PathLike[str]) -> list[RunInfo]:
 
 
 def load_entries(path: str | os.PathLike[str], run_id: str) -> dict[str, Any]:
-    """Return the saved results of ``run_id`` by node or item path, in finishing order.
+    """Return the saved results of ``run_id`` by node or item path, in finishing order
+    (not the run's own bookkeeping, kept under paths starting with ``$``).
 
     When a path was saved for several different inputs, the latest one is returned.
     """
@@ -61,7 +62,8 @@ def load_entries(path: str | os.PathLike[str], run_id: str) -> dict[str, Any]:
         if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
             raise UnknownRunError(f"no run {run_id!r} in checkpoint file {os.fspath(path)}")
         rows = conn.execute(
-            "SELECT path, value FROM entries WHERE run_id = ? ORDER BY finished_at, path",
+            "SELECT path, value FROM entries WHERE run_id = ? AND path NOT LIKE '$%' "
+            "ORDER BY finished_at, path",
             (run_id,),
         ).fetchall()
     entries: dict[str, Any] = {}

@@ -344,7 +344,7 @@ def _claim_run(
         return {}
     if row[0] != fingerprint or restart:
         (count,) = conn.execute(
-            "SELECT count(*) FROM entries WHERE run_id = ?", (run_id,)
+            "SELECT count(*) FROM entries WHERE run_id = ? AND path NOT LIKE '$%'", (run_id,)
         ).fetchone()
         if on_mismatch == "error" and not restart:
             raise CheckpointMismatchError(

@@ -10,6 +10,7 @@ import click
 
 from hush.cli.errors import UserError
 from hush.cli.spending import budget_hint, cache_option, spend_line, spend_options
+from hush.core.errors import RunOptionError
 
 
 @click.command(short_help="Send every row of a spreadsheet through one prompt.")
@@ -115,7 +116,7 @@ def batch(
                 cache=cache_option(cache),
             )
         )
-    except BatchUsageError as exc:
+    except (BatchUsageError, RunOptionError) as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
         done = len(saved_rows(checkpoint_for(output)))
@@ -133,7 +134,7 @@ def batch(
         f"{spend_line(result.state)}; wrote {output}",
         err=True,
     )
-    hint = budget_hint(result.state)
+    hint = budget_hint(result.state, resumable=True)
     if hint is not None:
         click.echo(hint, err=True)
         return 1

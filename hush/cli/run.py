@@ -16,7 +16,7 @@ from hush.cli.errors import UserError
 from hush.cli.loading import load_graph, load_inputs, to_jsonable
 from hush.cli.spending import budget_hint, cache_option, spend_line, spend_options
 from hush.core.engine import Hush
-from hush.core.errors import MissingInputError
+from hush.core.errors import MissingInputError, RunOptionError
 from hush.core.state import RunRecord
 
 
@@ -106,6 +106,8 @@ def run(
         )
     except MissingInputError as exc:
         raise UserError(str(exc), "give them in a JSON file with --inputs FILE") from None
+    except RunOptionError as exc:
+        raise UserError(str(exc)) from None
     except CheckpointMismatchError as exc:
         raise UserError(
             f"run '{exc.run_id}' in {exc.file} was saved by a different graph "
@@ -121,11 +123,11 @@ def run(
         output.write_text(text, encoding="utf-8")
     else:
         click.echo(text[:4000] + ("\n..." if len(text) > 4000 else ""))
-    _summary(state)
+    _summary(state, resumable=checkpoint is not None)
     return 1 if state.unhandled else 0
 
 
-def _summary(state: RunRecord) -> None:
+def _summary(state: RunRecord, *, resumable: bool = False) -> None:
     items = sum(c.resumed for c in state.iterations.values())
     nodes = sum(1 for n in state.nodes.values() if n.resumed)
     resumed = f", resumed: {nodes} node(s), {items} item(s)" if items or nodes else ""
@@ -140,7 +142,7 @@ def _summary(state: RunRecord) -> None:
         click.echo(f"  {error}", err=True)
     if len(state.unhandled) > 10:
         click.echo(f"  ... and {len(state.unhandled) - 10} more", err=True)
-    hint = budget_hint(state)
+    hint = budget_hint(state, resumable=resumable)
     if hint is not None:
         click.echo(hint, err=True)
 

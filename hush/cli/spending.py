@@ -9,25 +9,24 @@ from typing import Any, TypeVar
 
 import click
 
+from hush.cli.errors import UserError
 from hush.core.state import RunRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT = "default"
-"""``--cache`` given without a path: the default cache file."""
+"""``--cache default``: the default cache file."""
 
 
 def spend_options(command: F) -> F:
-    """Add ``--max-cost``, ``--max-total-tokens`` and ``--cache [PATH]``."""
+    """Add ``--max-cost``, ``--max-total-tokens`` and ``--cache PATH``."""
     command = click.option(
         "--cache",
         "cache",
-        metavar="[PATH]",
-        is_flag=False,
-        flag_value=DEFAULT,
+        metavar="PATH",
         default=None,
-        help="Answer LLM calls asked before from this SQLite cache, and store new answers "
-        "(no PATH: the default cache file).",
+        help="Answer LLM calls asked before from this SQLite file, and store new answers "
+        "('default': the default cache file, see hush cache info).",
     )(command)
     command = click.option(
         "--max-total-tokens",
@@ -63,14 +62,20 @@ def spend_line(state: RunRecord) -> str:
     return f", LLM: {calls} call(s){from_cache}, {state.tokens:,} tokens{cost}"
 
 
-def budget_hint(state: RunRecord) -> str | None:
-    """What to do when calls were refused for the budget, else ``None``."""
+def budget_hint(state: RunRecord, *, resumable: bool) -> str | None:
+    """What to do when calls were refused for the budget, else ``None``; ``resumable``: the
+    run had a checkpoint (running it again continues it)."""
     refused = sum(1 for e in state.unhandled if e.type == "BudgetExceededError")
     if not refused:
         return None
+    if resumable:
+        return (
+            f"{refused} call(s) were not sent: the budget was reached; run the same command "
+            "with a larger --max-cost / --max-total-tokens to continue"
+        )
     return (
-        f"{refused} call(s) were not sent: the budget was reached; run the same command "
-        "with a larger --max-cost / --max-total-tokens to continue"
+        f"{refused} call(s) were not sent: the budget was reached; with --checkpoint FILE "
+        "--run-id ID (or --cache FILE), a rerun with a larger budget keeps the finished calls"
     )
 
 
@@ -89,13 +94,13 @@ def cache() -> None:
 @click.option("--model", metavar="NAME", help="Only the answers of this model.")
 def clear(path: Path | None, model: str | None) -> None:
     """Delete the answers in the cache at PATH (default: the default cache file)."""
-    from hush.providers.cache import ResponseCache, default_cache_path
+    from hush.providers.cache import default_cache_path
 
     target = path or default_cache_path()
     if not target.is_file():
         click.echo(f"{target}: no cache there", err=True)
         return
-    store = ResponseCache(target)
+    store = _open(target)
     deleted = store.clear(model)
     store.close()
     click.echo(f"{target}: deleted {deleted} answer(s)", err=True)
@@ -105,12 +110,25 @@ def clear(path: Path | None, model: str | None) -> None:
 @click.argument("path", metavar="[PATH]", required=False, type=click.Path(path_type=Path))
 def info(path: Path | None) -> None:
     """Print the cache file and how many answers it holds."""
-    from hush.providers.cache import ResponseCache, default_cache_path
+    from hush.providers.cache import default_cache_path
 
     target = path or default_cache_path()
     if not target.is_file():
         click.echo(f"{target}: no cache there yet")
         return
-    store = ResponseCache(target)
+    store = _open(target)
     click.echo(f"{target}: {len(store)} answer(s)")
     store.close()
+
+
+def _open(path: Path) -> Any:
+    import sqlite3
+
+    from hush.providers.cache import ResponseCache
+
+    try:
+        store = ResponseCache(path)
+        len(store)
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path} is not a response cache ({exc})") from None
+    return store

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import sqlite3
@@ -226,7 +227,8 @@ class Hush:
             executor=executor,
         )
         self.check_inputs(inputs)
-        spend = self._open_spend(max_cost, max_total_tokens, cache)
+        if max_cost is not None:
+            self._check_prices()
         run_id = run_id or uuid.uuid4().hex
         record = RunRecord(run_id=run_id, graph=self.name, started_at=time.time())
         store = await self._open_store(checkpoint, run_id, on_checkpoint_mismatch, restart)
@@ -264,6 +266,7 @@ class Hush:
         result: dict[str, Any] = {}
         if emit is not None:
             emit(started)
+        spend = self._open_spend(max_cost, max_total_tokens, cache, store)
         spending = current_spend.set(spend)
         try:
             outcome = await execute(
@@ -271,6 +274,7 @@ class Hush:
             )
         finally:
             current_spend.reset(spending)
+            spend.save()
             record.duration = ctx.now()
             record.llm = _llm_delta(llm_before, _llm_stats(), spend)
             record.cost = spend.cost
@@ -312,33 +316,48 @@ class Hush:
 
         return anyio.run(main)
 
+    def _check_prices(self) -> None:
+        """With ``max_cost``, every LLM resource the graph names must have a price."""
+        unpriced = _unpriced_resources(self.graph)
+        if unpriced:
+            names = ", ".join(repr(k) for k in unpriced)
+            which = f"resource {names} has" if len(unpriced) == 1 else f"resources {names} have"
+            raise RunOptionError(
+                f"max_cost needs a price for every LLM resource of graph '{self.name}', "
+                f"but {which} none (set input_cost_per_mtok and output_cost_per_mtok)"
+            )
+
     def _open_spend(
         self,
         max_cost: float | None,
         max_total_tokens: int | None,
         cache: bool | str | os.PathLike[str] | ResponseCache | None,
+        store: CheckpointStore | None,
     ) -> RunSpend:
-        """The run's spending ledger; with ``max_cost``, every LLM resource the graph names
-        must have a price."""
+        """The run's spending ledger: inside the enclosing run's (a run started by a node),
+        starting from what the run spent before it was resumed, saved in its checkpoint."""
         from hush.providers.cache import ResponseCache, default_cache_path
 
-        if max_cost is not None:
-            unpriced = _unpriced_resources(self.graph)
-            if unpriced:
-                names = ", ".join(repr(k) for k in unpriced)
-                which = f"resource {names} has" if len(unpriced) == 1 else f"resources {names} have"
-                raise RunOptionError(
-                    f"max_cost needs a price for every LLM resource of graph '{self.name}', "
-                    f"but {which} none (set input_cost_per_mtok and output_cost_per_mtok)"
-                )
-        store: ResponseCache | None = None
+        opened: ResponseCache | None = None
         if isinstance(cache, ResponseCache):
-            store = cache
+            opened = cache
         elif cache is True:
-            store = _open_cache(default_cache_path())
+            opened = _open_cache(default_cache_path())
         elif cache is not None and cache is not False:
-            store = _open_cache(cache)
-        return RunSpend(max_cost=max_cost, max_total_tokens=max_total_tokens, cache=store)
+            opened = _open_cache(cache)
+        enclosing = current_spend.get()
+        spend = RunSpend(
+            max_cost=max_cost,
+            max_total_tokens=max_total_tokens,
+            cache=opened if opened is not None else (enclosing.cache if enclosing else None),
+            parent=enclosing,
+        )
+        if store is not None:
+            saved = store.get(SPEND_PATH, SPEND_KEY)
+            if isinstance(saved, dict):
+                spend.absorb(saved, propagate=False)
+            spend.on_change = functools.partial(_save_spend, store)
+        return spend
 
     async def _open_store(
         self,
@@ -441,9 +460,22 @@ def _unpriced_resources(graph: GraphNode) -> list[str]:
     return unpriced
 
 
+SPEND_PATH, SPEND_KEY = "$spend", "totals"
+"""Where a checkpoint keeps what its run's LLM calls spent."""
+
+
+def _save_spend(store: CheckpointStore, summary: dict[str, dict[str, Any]]) -> None:
+    if store.failed:
+        return
+    try:
+        store.put(SPEND_PATH, SPEND_KEY, summary)
+    except Exception:
+        logger.warning("checkpoint: could not save the run's LLM spend", exc_info=True)
+
+
 async def _close_cache(spend: RunSpend, *, opened: bool) -> None:
     """Commit the answers the run stored (and close the cache if the run opened it)."""
-    if spend.cache is None:
+    if spend.cache is None or (spend.parent is not None and spend.cache is spend.parent.cache):
         return
     try:
         if opened:

@@ -123,8 +123,11 @@ class _AttemptFailed(Exception):
         status_code: int | None = None,
         retryable: bool,
         retry_after: float | None = None,
+        usage: dict[str, int] | None = None,
     ) -> None:
         super().__init__(message)
+        self.usage = usage
+        """Tokens the provider billed for a reply that came but could not be used."""
         self.message = message
         self.status_code = status_code
         self.retryable = retryable
@@ -323,12 +326,21 @@ class LLMClient:
         hold = None
         if spend is not None:
             hold = await spend.reserve(self.key, self.price, estimate.prompt, estimate.max_tokens)
-        result: LLMResult | None = None
+        spent: dict[str, int] | None = None
+        """What the provider billed this attempt, once a reply came (even one that fails)."""
+        cost: float | None = None
         try:
             permit = await self.limiter.acquire(estimate.limiter)
             with permit:
                 stream = _Stream(on_token, started, attempts) if on_token is not None else None
-                completion, headers = await self._send(permit, body, model_type, timeout, stream)
+                try:
+                    completion, headers = await self._send(
+                        permit, body, model_type, timeout, stream
+                    )
+                except _AttemptFailed as failure:
+                    spent = failure.usage
+                    raise
+                spent = _usage_of(completion)
                 try:
                     result = self._result(completion, model_type, started, attempts)
                     if stream is not None:
@@ -336,11 +348,16 @@ class LLMClient:
                 except _AttemptFailed:
                     permit.failed(headers)
                     raise
+                cost = result.cost
+                if spent is None:
+                    spent = dict(result.usage)
                 permit.commit(_charged_tokens(result.usage, body) or estimate.limiter, headers)
                 return result
         finally:
             if hold is not None:
-                hold.settle(result.usage if result else None, result.cost if result else None)
+                if spent is not None and cost is None and self.price is not None:
+                    cost = self.price.usage_cost(spent)
+                hold.settle(spent, cost)
 
     def request_key(
         self,
@@ -348,21 +365,20 @@ class LLMClient:
         params: Mapping[str, Any] | None,
         response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None,
         tools: Sequence[Mapping[str, Any]] | None,
-    ) -> str:
-        """The response-cache key of this request to this resource."""
-        body, _ = self._body(messages, params, response_format, tools)
-        return request_key(body)
+    ) -> tuple[str, type[pydantic.BaseModel] | None]:
+        """The response-cache key of this request to this resource, and the pydantic model
+        its reply is parsed into (from ``response_format``, given or in ``params``)."""
+        body, model_type = self._body(messages, params, response_format, tools)
+        return request_key(body), model_type
 
     def cached_result(
-        self,
-        answer: Mapping[str, Any],
-        response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None,
+        self, answer: Mapping[str, Any], model_type: type[pydantic.BaseModel] | None
     ) -> LLMResult | None:
         """A stored answer as this resource's result (``None`` if it no longer fits)."""
         parsed = None
         try:
-            if isinstance(response_format, type) and answer.get("parsed") is not None:
-                parsed = response_format.model_validate(answer["parsed"])
+            if model_type is not None:
+                parsed = model_type.model_validate(answer["parsed"])
             usage = {k: int(answer["usage"][k]) for k in _USAGE_KEYS}
             return LLMResult(
                 content=answer.get("content"),
@@ -453,7 +469,11 @@ class LLMClient:
                 if isinstance(exc, openai.LengthFinishReasonError)
                 else "the content filter stopped it"
             )
-            raise _AttemptFailed(f"reply did not match {name}: {why}", retryable=False) from exc
+            raise _AttemptFailed(
+                f"reply did not match {name}: {why}",
+                retryable=False,
+                usage=_usage_of(getattr(exc, "completion", None)),
+            ) from exc
         except (openai.APIResponseValidationError, ValueError) as exc:
             permit.failed()
             raise _AttemptFailed(
@@ -552,6 +572,19 @@ def _server_message(exc: openai.APIStatusError) -> str:
     except Exception:
         text = ""
     return text[:500] or exc.message
+
+
+def _usage_of(completion: Any) -> dict[str, int] | None:
+    """``prompt_tokens``, ``completion_tokens`` and ``cached_tokens`` of a reply, if it says."""
+    usage = getattr(completion, "usage", None)
+    if usage is None:
+        return None
+    details = getattr(usage, "prompt_tokens_details", None)
+    return {
+        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        "cached_tokens": int(getattr(details, "cached_tokens", 0) or 0),
+    }
 
 
 def _charged_tokens(usage: Mapping[str, int], body: Mapping[str, Any]) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import pydantic
 
 from hush.providers.client import FALLBACK_STATUS, LLMClient, LLMResult, TokenCallback
-from hush.providers.errors import LLMCallError, ResourceUnavailableError
+from hush.providers.errors import BudgetExceededError, LLMCallError, ResourceUnavailableError
 from hush.providers.resources import ResourceRegistry, get_registry, normalize_key
 from hush.providers.spend import RunSpend
 from hush.providers.spend import current as current_spend
@@ -131,8 +131,9 @@ async def complete(
     if store is not None:
         assert spend is not None
         for client in clients:
-            answer = store.get(client.request_key(*request))
-            found = client.cached_result(answer, response_format) if answer else None
+            key, model_type = client.request_key(*request)
+            answer = store.get(key)
+            found = client.cached_result(answer, model_type) if answer else None
             if found is not None:
                 spend.answered_from_cache(client.key, client.price)
                 if on_token is not None and found.content:
@@ -152,7 +153,7 @@ async def complete(
                 spend=spend,
             )
             if store is not None:
-                store.put(client.request_key(*request), client.resource.model, result.answer())
+                store.put(client.request_key(*request)[0], client.resource.model, result.answer())
             return result
         except LLMCallError as error:
             failures.append(error)
@@ -166,8 +167,9 @@ async def complete(
                     error,
                     clients[position + 1].key,
                 )
-    if len(failures) == 1:
-        raise failures[0]
+    refused = [error for error in failures if isinstance(error, BudgetExceededError)]
+    if len(failures) == 1 or refused:
+        raise (refused[-1] if refused else failures[0])
     summary = "; ".join(str(error) for error in failures)
     last = failures[-1]
     raise LLMCallError(

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from hush.providers.cache import ResponseCache
     from hush.providers.pricing import Price
 
+SAVE_EVERY = 1.0
+"""Seconds between two saves of the totals in the run's checkpoint."""
 DEFAULT_REPLY_TOKENS = 256
 """Reply tokens reserved for a request without ``max_tokens`` before any reply is known."""
 
@@ -53,7 +56,13 @@ class ResourceSpend:
 
 
 class RunSpend:
-    """Totals, budget and response cache of one run (see the module docstring)."""
+    """Totals, budget and response cache of one run (see the module docstring).
+
+    ``parent`` is the spend of the run this one runs inside (an ``engine.run`` in a
+    node): every request is held to both budgets and counted in both. ``on_change``
+    receives :meth:`summary` at most once a second as calls are counted (the engine
+    saves it in the run's checkpoint, so a resumed run starts from what it spent).
+    """
 
     def __init__(
         self,
@@ -61,10 +70,14 @@ class RunSpend:
         max_cost: float | None = None,
         max_total_tokens: int | None = None,
         cache: ResponseCache | None = None,
+        parent: RunSpend | None = None,
+        on_change: Callable[[dict[str, dict[str, Any]]], object] | None = None,
     ) -> None:
         self.max_cost = max_cost
         self.max_total_tokens = max_total_tokens
         self.cache = cache
+        self.parent = parent
+        self.on_change = on_change
         self.cost = 0.0
         """USD spent by the run's priced calls."""
         self.tokens = 0
@@ -72,7 +85,9 @@ class RunSpend:
         self.resources: dict[str, ResourceSpend] = {}
         self._held_cost = 0.0
         self._held_tokens = 0
+        self._holds = 0
         self._changed: asyncio.Event | None = None
+        self._saved_at = 0.0
 
     def resource(self, key: str, price: Price | None) -> ResourceSpend:
         """The ledger of ``key`` (created on first use)."""
@@ -90,7 +105,7 @@ class RunSpend:
     ) -> Hold:
         """Hold the estimated cost and tokens of one request until it is answered; wait while
         requests in flight hold what it needs; raise :class:`BudgetExceededError` when what is
-        spent leaves no room for it."""
+        spent leaves no room for it (here or in the enclosing run)."""
         ledger = self.resource(key, price)
         if self.max_cost is not None and price is None:
             raise BudgetExceededError(
@@ -120,17 +135,23 @@ class RunSpend:
             if self._changed is None:
                 self._changed = asyncio.Event()
             await self._changed.wait()
+        outer = None
+        if self.parent is not None:
+            outer = await self.parent.reserve(key, price, prompt_tokens, max_tokens)
         self._held_cost += cost
         self._held_tokens += tokens
-        return Hold(self, ledger, price, cost, tokens)
+        self._holds += 1
+        return Hold(self, ledger, price, cost, tokens, outer)
 
     def answered_from_cache(self, key: str, price: Price | None) -> None:
         """Count a call the cache answered."""
         self.resource(key, price).cached += 1
+        if self.parent is not None:
+            self.parent.answered_from_cache(key, price)
 
-    def absorb(self, summary: Mapping[str, Mapping[str, Any]]) -> None:
-        """Count what another process spent for this run (a :meth:`summary` of its own);
-        its calls were not held to this run's budget."""
+    def absorb(self, summary: Mapping[str, Mapping[str, Any]], *, propagate: bool = True) -> None:
+        """Count what was spent for this run elsewhere (a :meth:`summary`: of a Ray worker, or
+        of the run's earlier attempts read from its checkpoint)."""
         for key, spent in summary.items():
             ledger = self.resources.get(key)
             if ledger is None:
@@ -143,6 +164,9 @@ class RunSpend:
             ledger.completion_tokens += spent.get("completion_tokens", 0)
             self.tokens += spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)
             self.cost += spent.get("cost") or 0.0
+        if propagate and self.parent is not None:
+            self.parent.absorb(summary)
+        self._changed_totals(force=False)
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per resource: ``calls``, ``cached``, ``prompt_tokens``, ``completion_tokens``,
@@ -175,26 +199,49 @@ class RunSpend:
         return None
 
     def _release(self, cost: float, tokens: int) -> None:
-        self._held_cost -= cost
-        self._held_tokens -= tokens
+        self._holds -= 1
+        if self._holds == 0:
+            self._held_cost, self._held_tokens = 0.0, 0
+        else:
+            self._held_cost -= cost
+            self._held_tokens -= tokens
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+    def save(self) -> None:
+        """Hand the totals to ``on_change`` now."""
+        self._changed_totals(force=True)
+
+    def _changed_totals(self, *, force: bool) -> None:
+        if self.on_change is None:
+            return
+        now = time.monotonic()
+        if force or now - self._saved_at >= SAVE_EVERY:
+            self._saved_at = now
+            self.on_change(self.summary())
 
 
 class Hold:
     """One request's reservation; :meth:`settle` replaces it with what the reply used."""
 
-    __slots__ = ("_done", "cost", "ledger", "price", "spend", "tokens")
+    __slots__ = ("_done", "cost", "ledger", "outer", "price", "spend", "tokens")
 
     def __init__(
-        self, spend: RunSpend, ledger: ResourceSpend, price: Price | None, cost: float, tokens: int
+        self,
+        spend: RunSpend,
+        ledger: ResourceSpend,
+        price: Price | None,
+        cost: float,
+        tokens: int,
+        outer: Hold | None = None,
     ) -> None:
         self.spend = spend
         self.ledger = ledger
         self.price = price
         self.cost = cost
         self.tokens = tokens
+        self.outer = outer
         self._done = False
 
     def settle(self, usage: Mapping[str, Any] | None, cost: float | None = None) -> None:
@@ -214,6 +261,10 @@ class Hold:
                 ledger.cost = (ledger.cost or 0.0) + cost
                 spend.cost += cost
         spend._release(self.cost, self.tokens)
+        if usage is not None:
+            spend._changed_totals(force=False)
+        if self.outer is not None:
+            self.outer.settle(usage, cost)
 
 
 current: contextvars.ContextVar[RunSpend | None] = contextvars.ContextVar(

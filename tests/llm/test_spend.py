@@ -3,6 +3,7 @@ to the local server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -388,3 +389,106 @@ def test_answers_committed_before_a_crash_survive_it(tmp_path: Path) -> None:
     cache = ResponseCache(path)
     assert len(cache) == 50
     assert cache.get("k49") == {"content": "49"}
+
+
+async def test_a_run_inside_a_node_is_held_to_the_enclosing_budget(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    name = register("nested", server.base_url)
+    inner = Hush(batch(name, max_tokens=20))
+
+    async def ask_inside(qs: list[str]) -> dict[str, Any]:
+        result = await inner.run({"qs": qs})
+        return {"errors": result["errors"], "tokens": result["$state"].tokens}
+
+    with GraphNode(name="outer") as graph:
+        node = CodeNode(name="inner", code_fn=ask_inside, inputs={"qs": PARENT["qs"]})
+        node["errors"] >> PARENT["errors"]
+        node["tokens"] >> PARENT["inner_tokens"]
+        START >> node >> END
+    result = await Hush(graph).run({"qs": questions(20)}, max_total_tokens=150)
+    sent = server.total_requests
+    assert 1 <= sent < 20
+    assert sum(e is not None for e in result["errors"]) == 20 - sent
+    assert result["$state"].tokens == result["inner_tokens"] <= 150
+
+
+class Short(BaseModel):
+    answer: str
+    details: str
+
+
+async def test_replies_that_come_but_cannot_be_used_are_still_counted(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    name = register(
+        "cutoff", server.base_url, max_retries=0, input_cost_per_mtok=1, output_cost_per_mtok=1
+    )
+    graph = batch(name, response_format=Short, max_tokens=3)
+    result = await Hush(graph).run({"qs": questions(4)})
+    assert all(e is not None for e in result["errors"])
+    state = result["$state"]
+    assert server.total_requests == 4
+    assert state.tokens > 0 and state.cost > 0
+    assert state.llm[f"llm:{name}"]["calls"] == 4
+
+
+async def test_a_resumed_run_starts_from_what_it_spent(
+    server: MockLLMServer, register: Callable[..., str], tmp_path: Path
+) -> None:
+    name = register("resumed", server.base_url)
+    engine = Hush(batch(name, max_tokens=30))
+    db = tmp_path / "run.db"
+    first = await engine.run({"qs": questions(30)}, checkpoint=db, run_id="r", max_total_tokens=600)
+    answered = sum(e is None for e in first["errors"])
+    assert 0 < answered < 30
+    server.reset()
+    again = await engine.run({"qs": questions(30)}, checkpoint=db, run_id="r", max_total_tokens=600)
+    assert server.total_requests <= 1, "the same budget is not a new allowance"
+    assert again["$state"].tokens >= first["$state"].tokens
+
+
+async def test_a_budget_refusal_stays_one_after_a_fallback(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    from hush.providers import BudgetExceededError, complete
+    from hush.providers.spend import RunSpend
+
+    broken = register("broken", server.base_url, max_retries=0)
+    priced = register(
+        "priced-fallback", server.base_url, input_cost_per_mtok=1, output_cost_per_mtok=1
+    )
+    spend = RunSpend(max_total_tokens=0)
+    with pytest.raises(BudgetExceededError, match="token budget of 0 reached"):
+        await complete(
+            [broken, priced],
+            [{"role": "user", "content": "hi [[fail:503]]"}],
+            spend=spend,
+        )
+
+
+async def test_holds_released_in_any_order_leave_nothing_held() -> None:
+    from hush.providers.pricing import Price
+    from hush.providers.spend import RunSpend
+
+    spend = RunSpend(max_cost=0.25)
+    price = Price(0.0, 1_000_000.0, 0.0, "resource")
+    holds = [await spend.reserve("k", price, 0, max_tokens=t) for t in (0.05, 0.15, 0.05)]
+    for hold in (holds[1], holds[0], holds[2]):
+        hold.settle(None)
+    last = await asyncio.wait_for(spend.reserve("k", price, 0, max_tokens=0.25), 1)  # type: ignore[arg-type]
+    last.settle(None)
+
+
+async def test_a_format_given_as_a_parameter_is_parsed_from_the_cache(
+    server: MockLLMServer, register: Callable[..., str], tmp_path: Path
+) -> None:
+    from hush.providers import complete
+    from hush.providers.spend import RunSpend
+
+    name = register("format-param", server.base_url)
+    spend = RunSpend(cache=ResponseCache(tmp_path / "c.sqlite"))
+    ask = [{"role": "user", "content": "hi"}]
+    first = await complete(name, ask, params={"response_format": Answer}, spend=spend)
+    again = await complete(name, ask, params={"response_format": Answer}, spend=spend)
+    assert again.cached and isinstance(again.parsed, Answer) and again.parsed == first.parsed
