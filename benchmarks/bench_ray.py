@@ -1,0 +1,107 @@
+"""A CPU-bound map in one process and on Ray, and what the Ray path costs per item.
+
+Same graph, same process, best of ``--repeat``:
+
+cpu      ``--items`` items of about 20 ms of pure Python each (calibrated here),
+         locally and with ``RayExecutor(num_cpus=2)`` (a local Ray instance
+         started by the benchmark; its start-up is not timed)
+trivial  ``--trivial`` items that do nothing: the per-item overhead of the Ray
+         path (ship the item, run it in a worker, send back result and events)
+
+    python benchmarks/bench_ray.py [--items 200] [--trivial 2000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
+from hush.core.nodes.iteration import MapNode
+from hush.distributed import RayExecutor
+
+
+def crunch(x: int, n: int) -> dict[str, Any]:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return {"y": (total + x) % 1009}
+
+
+def graph(executor: RayExecutor | None, cap: int) -> GraphNode:
+    with GraphNode(name="bench") as root:
+        with MapNode(
+            name="items",
+            inputs={"x": Each(PARENT["xs"]), "n": PARENT["n"]},
+            max_concurrency=cap,
+            executor=executor,
+        ) as items:
+            node = CodeNode(
+                name="crunch", code_fn=crunch, inputs={"x": PARENT["x"], "n": PARENT["n"]}
+            )
+            node["y"] >> PARENT["y"]
+            START >> node >> END
+        items["y"] >> PARENT["ys"]
+        START >> items >> END
+    return root
+
+
+def calibrate(seconds: float) -> int:
+    """Loop iterations that take about ``seconds`` here."""
+    n = 10_000
+    while True:
+        started = time.perf_counter()
+        crunch(0, n)
+        took = time.perf_counter() - started
+        if took > 0.005:
+            return int(n * seconds / took)
+        n *= 2
+
+
+async def best(engine: Hush, inputs: dict[str, Any], repeat: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = await engine.run(inputs)
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+async def main(items: int, trivial: int, repeat: int) -> None:
+    n = calibrate(0.02)
+    cpu = {"xs": list(range(items)), "n": n}
+    noop = {"xs": list(range(trivial)), "n": 0}
+    local_engine = Hush(graph(None, 8))
+    with RayExecutor(num_cpus=2) as executor:
+        executor.start()
+        ray_engine = Hush(graph(executor, 8))
+        await ray_engine.run({"xs": [0, 1], "n": 1})
+        local_cpu, local_result = await best(local_engine, cpu, repeat)
+        ray_cpu, ray_result = await best(ray_engine, cpu, repeat)
+        assert local_result["ys"] == ray_result["ys"]
+        local_noop, _ = await best(local_engine, noop, repeat)
+        ray_noop, _ = await best(ray_engine, noop, repeat)
+    print(f"cpu: {items} items of ~20 ms of pure Python, cap 8, best of {repeat}")
+    print(f"  local (one process)       {local_cpu * 1e3:8.0f} ms")
+    print(
+        f"  RayExecutor(num_cpus=2)   {ray_cpu * 1e3:8.0f} ms   "
+        f"{local_cpu / ray_cpu:.2f}x faster than local"
+    )
+    print(f"trivial: {trivial} items that do nothing")
+    print(f"  local                     {local_noop / trivial * 1e6:8.0f} us/item")
+    print(f"  RayExecutor               {ray_noop / trivial * 1e6:8.0f} us/item")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--trivial", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.items, args.trivial, args.repeat))
