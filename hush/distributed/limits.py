@@ -20,7 +20,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import ray
@@ -217,17 +216,6 @@ class RemotePermit(Permit):
         if not self._released:
             self._released = True
             self._cluster.report(("release", self._number))
-
-    def __enter__(self) -> Permit:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 def _plain(headers: Mapping[str, str] | None) -> dict[str, str] | None:

@@ -235,13 +235,10 @@ class ResourceLimiter:
         """
         queue = self._queue()
         with self._lock:
-            now = self._clock()
-            refusal = self._refusal(now)
-            if refusal is not None:
-                raise refusal
-            if not queue.waiters and self._state.wait(tokens, now) == 0.0:
-                return self._grant(queue, tokens, now, now)
-            waiter = _Waiter(tokens, queue.loop.create_future(), now)
+            permit = self._now(queue, tokens)
+            if permit is not None:
+                return permit
+            waiter = _Waiter(tokens, queue.loop.create_future(), self._clock())
             queue.waiters.append(waiter)
         if len(queue.waiters) == 1:
             queue.dispatch()
@@ -261,12 +258,16 @@ class ResourceLimiter:
         the budget allows it), else ``None``; never waits. Raises like :meth:`acquire`."""
         queue = self._queue()
         with self._lock:
-            now = self._clock()
-            refusal = self._refusal(now)
-            if refusal is not None:
-                raise refusal
-            if not queue.waiters and self._state.wait(tokens, now) == 0.0:
-                return self._grant(queue, tokens, now, now)
+            return self._now(queue, tokens)
+
+    def _now(self, queue: _Queue, tokens: int) -> Permit | None:
+        """A permit if the request may go at once (under the lock), else ``None``."""
+        now = self._clock()
+        refusal = self._refusal(now)
+        if refusal is not None:
+            raise refusal
+        if not queue.waiters and self._state.wait(tokens, now) == 0.0:
+            return self._grant(queue, tokens, now, now)
         return None
 
     def note_retry(self) -> None:
