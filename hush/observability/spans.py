@@ -18,6 +18,7 @@ import contextlib
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter, sleep
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 YIELD_EVERY = 0.001
 """Seconds of work after which the thread lets the event loop have the GIL."""
+IDLE_EXIT = 10.0
+"""Seconds with nothing queued after which the thread ends (the next event starts another),
+so an unused tracer holds no thread and can be garbage-collected."""
 
 
 @dataclass(slots=True)
@@ -80,9 +84,9 @@ class SpanTracer:
         self._stopped = False
         self.warned = False
         """Whether a warning about this tracer's exports was already logged."""
-        name = f"hush-{type(self).__name__}"
-        threading.Thread(target=self._loop, name=name, daemon=True).start()
-        atexit.register(self.close)
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        _live.add(self)
 
     def subscribe(self, start: Event) -> Subscriber:
         """Trace the run that ``start`` opens: its events are queued for the tracer's thread."""
@@ -101,7 +105,7 @@ class SpanTracer:
         interpreter exit for a tracer not closed."""
         if self._stopped:
             return
-        atexit.unregister(self.close)
+        _live.discard(self)
         bound = self.flush_timeout if timeout is None else timeout
         if not self._stop(bound, self._closing):
             self._late(bound, "at close; what is left is dropped")
@@ -149,6 +153,20 @@ class SpanTracer:
     def _put(self, event: Event) -> None:
         if not self._stopped:
             self._queue.put(event)
+            if self._thread is None:
+                self._start_thread()
+
+    def _send(self, barrier: _Barrier) -> None:
+        self._queue.put(barrier)
+        if self._thread is None:
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        with self._thread_lock:
+            if self._thread is None:
+                name = f"hush-{type(self).__name__}"
+                self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+                self._thread.start()
 
     async def _drained(self, timeout: float, then: Callable[[], object] | None = None) -> bool:
         """Wait until what was queued before is handled and ``then`` (run in the thread)
@@ -157,7 +175,7 @@ class SpanTracer:
             return True
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Barrier(then, lambda: _resolve_soon(loop, future)))
+        self._send(_Barrier(then, lambda: _resolve_soon(loop, future)))
         try:
             await asyncio.wait_for(asyncio.shield(future), max(timeout, 0.0))
         except TimeoutError:
@@ -171,15 +189,22 @@ class SpanTracer:
             return True
         self._stopped = True
         done = threading.Event()
-        self._queue.put(_Barrier(then, done.set))
-        self._queue.put(_Barrier(None, None))
+        self._send(_Barrier(then, done.set))
+        self._send(_Barrier(None, None))
         return done.wait(max(timeout, 0.0))
 
     def _loop(self) -> None:
         get, empty = self._queue.get, self._queue.empty
         held = perf_counter()
         while True:
-            item = get()
+            try:
+                item = get(timeout=IDLE_EXIT)
+            except queue.Empty:
+                with self._thread_lock:
+                    if empty():
+                        self._thread = None
+                        return
+                continue
             if isinstance(item, _Barrier):
                 self._run_idle()
                 if item.release is None:
@@ -264,3 +289,14 @@ def _resolve_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None])
 
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(resolve)
+
+
+_live: weakref.WeakSet[SpanTracer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit, export what the tracers not closed still hold (each bounded by
+    its ``flush_timeout``)."""
+    for tracer in list(_live):
+        tracer.close()

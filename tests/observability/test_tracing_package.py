@@ -94,3 +94,32 @@ def test_failing_export_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -
 
     assert asyncio.run(Collecting(fail).flush(1.0)) is None
     assert "tracing export failed" in caplog.text
+
+
+def test_an_idle_tracer_holds_no_thread_and_wakes_on_the_next_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+    import weakref
+
+    from hush.observability import spans
+
+    monkeypatch.setattr(spans, "IDLE_EXIT", 0.05)
+    tracer = Collecting(lambda: None)
+    sink = tracer.subscribe(Event("run_start", "g", "r"))
+    sink(Event("run_start", "g", "r", name="g"))
+    sink(Event("run_end", "g", "r", status="ok"))
+    assert asyncio.run(tracer._drained(5.0))
+    thread = tracer._thread
+    assert thread is not None
+    thread.join(5.0)
+    assert not thread.is_alive() and tracer._thread is None
+    sink(Event("run_start", "h", "r2", name="h"))
+    sink(Event("run_end", "h", "r2", status="ok"))
+    assert asyncio.run(tracer._drained(5.0))
+    assert tracer.ended == ["g:ok", "h:ok"]
+    tracer._thread.join(5.0)  # type: ignore[union-attr]
+    ref = weakref.ref(tracer)
+    del tracer, sink
+    gc.collect()
+    assert ref() is None, "an unused tracer is kept alive"
