@@ -82,6 +82,8 @@ class RayExecutor:
         self._lock = threading.Lock()
         self._pool: list[Any] = []
         self._busy: list[int] = []
+        self._holds: list[set[str]] = []
+        """Per worker, the bodies already sent to it (later items carry no ref)."""
         self._bodies: dict[int, tuple[GraphPlan, str, Any]] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -108,6 +110,7 @@ class RayExecutor:
             count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
             self._pool = [self._runner() for _ in range(count)]
             self._busy = [0] * count
+            self._holds = [set() for _ in range(count)]
             try:
                 ray.get([runner.ping.remote() for runner in self._pool], timeout=self.start_timeout)
             except ray.exceptions.GetTimeoutError:
@@ -130,7 +133,7 @@ class RayExecutor:
         with self._lock:
             for runner in self._pool:
                 ray.kill(runner)
-            self._pool, self._busy, self._bodies = [], [], {}
+            self._pool, self._busy, self._holds, self._bodies = [], [], [], {}
             if self.started_ray and ray.is_initialized():
                 ray.shutdown()
                 self.started_ray = False
@@ -185,7 +188,10 @@ class RayExecutor:
             index = min(range(len(self._pool)), key=self._busy.__getitem__)
             runner = self._pool[index]
             try:
-                pending = runner.run.remote(body_id, [body_ref], state, path, run.run_id, observed)
+                first = body_id not in self._holds[index]
+                carried = [body_ref] if first else []
+                pending = runner.run.remote(body_id, carried, state, path, run.run_id, observed)
+                self._holds[index].add(body_id)
             except (TypeError, ValueError, pickle.PicklingError) as exc:
                 raise _unshippable_input(call, path, state, exc) from None
             self._busy[index] += 1
@@ -228,6 +234,7 @@ class RayExecutor:
     def _replace(self, index: int, lost: Any) -> None:
         if self._pool[index] is lost:
             self._pool[index] = self._runner()
+            self._holds[index] = set()
 
 
 def _with_driver_path(runtime_env: dict[str, Any] | None) -> dict[str, Any]:

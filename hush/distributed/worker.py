@@ -46,7 +46,7 @@ class ItemRunner:
         from hush.providers.limiter import use_limiters
 
         use_limiters(ClusterLimiter)
-        self.bodies: dict[str, Any] = {}
+        self.bodies: dict[str, asyncio.Future[Any]] = {}
 
     def pid(self) -> int:
         """This worker's process id."""
@@ -61,16 +61,17 @@ class ItemRunner:
         run_id: str,
         observed: bool,
     ) -> ItemResult:
-        """Run one item of the body ``body_id`` (``body`` holds its object ref, fetched the
-        first time only) with ``state`` as its ``PARENT``."""
+        """Run one item of the body ``body_id`` with ``state`` as its ``PARENT``. The first
+        item of a body sent to this worker carries its object ref in ``body`` (the driver
+        sends it once per worker; Ray starts an actor's calls in the order they were sent,
+        so the items after it wait for that fetch)."""
         from hush.providers.spend import RunSpend
         from hush.providers.spend import current as current_spend
 
-        plan = self.bodies.get(body_id)
-        if plan is None:
-            plan, resources = await body[0]
-            _register(resources)
-            self.bodies[body_id] = plan
+        loading = self.bodies.get(body_id)
+        if loading is None:
+            loading = self.bodies[body_id] = asyncio.ensure_future(_load(body[0]))
+        plan = await loading
         events: list[Event] = []
         ctx = RunContext(
             run_id,
@@ -98,6 +99,13 @@ class ItemRunner:
     async def ping(self) -> None:
         """Returns once the actor is up."""
         await asyncio.sleep(0)
+
+
+async def _load(ref: Any) -> Any:
+    """Fetch a body and make its LLM resources this worker's."""
+    plan, resources = await ref
+    _register(resources)
+    return plan
 
 
 def _register(resources: Mapping[str, LLMResource]) -> None:
