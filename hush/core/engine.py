@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -38,6 +39,12 @@ if TYPE_CHECKING:
     from hush.providers.cache import ResponseCache
 
 logger = logging.getLogger("hush.engine")
+
+_streamed_to: contextvars.ContextVar[Subscriber | None] = contextvars.ContextVar(
+    "hush_streamed_to", default=None
+)
+"""Where :meth:`Hush.stream` wants the events of the run it starts (that run only: the run
+clears it for the tasks it starts)."""
 
 
 class Hush:
@@ -130,81 +137,9 @@ class Hush:
         ``executor`` (a :class:`~hush.distributed.RayExecutor`) runs the items of every
         map that sets none and is not inside another map's item.
         """
-        return await self._run(
-            inputs,
-            tracer=tracer,
-            raise_on_error=raise_on_error,
-            max_concurrency=max_concurrency,
-            run_id=run_id,
-            checkpoint=checkpoint,
-            on_checkpoint_mismatch=on_checkpoint_mismatch,
-            restart=restart,
-            user_id=user_id,
-            session_id=session_id,
-            tags=tags,
-            metadata=metadata,
-            flush_timeout=flush_timeout,
-            progress=progress,
-            on_progress=on_progress,
-            max_cost=max_cost,
-            max_total_tokens=max_total_tokens,
-            cache=cache,
-            executor=executor,
-        )
-
-    async def stream(
-        self, inputs: Mapping[str, Any] | None = None, **options: Any
-    ) -> AsyncIterator[Event]:
-        """Run the graph and yield its events as they happen (see :mod:`hush.core.events`).
-
-        Takes the same options as :meth:`run`. The last event is ``run_end``,
-        whose ``result`` is what :meth:`run` returns. Leaving the loop early
-        (``break``, an exception) cancels the run; wrap the call in
-        ``contextlib.aclosing`` to have that happen at once rather than when the
-        iterator is garbage-collected.
-        """
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        task = asyncio.ensure_future(self._run(inputs, subscriber=queue.put_nowait, **options))
-        task.add_done_callback(lambda _: queue.put_nowait(None))
-        try:
-            while True:
-                event = await queue.get()
-                if event is None:
-                    break
-                yield event
-                if event.kind == "run_end" and event.path == self.name:
-                    break
-            await task
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(task)
-
-    async def _run(
-        self,
-        inputs: Mapping[str, Any] | None = None,
-        *,
-        tracer: Tracer | None = None,
-        raise_on_error: bool = False,
-        max_concurrency: int | None = None,
-        run_id: str | None = None,
-        checkpoint: str | os.PathLike[str] | None = None,
-        on_checkpoint_mismatch: Literal["error", "restart"] = "error",
-        restart: bool = False,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        flush_timeout: float | None = None,
-        progress: bool | None = None,
-        on_progress: ProgressCallback | None = None,
-        max_cost: float | None = None,
-        max_total_tokens: int | None = None,
-        cache: bool | str | os.PathLike[str] | ResponseCache | None = None,
-        executor: ItemExecutor | None = None,
-        subscriber: Subscriber | None = None,
-    ) -> dict[str, Any]:
+        subscriber = _streamed_to.get()
+        if subscriber is not None:
+            _streamed_to.set(None)
         if inputs is None:
             inputs = {}
         check_run_options(
@@ -297,6 +232,37 @@ class Hush:
         if raise_on_error and record.errors:
             raise RunError(record.errors, result)
         return result
+
+    async def stream(
+        self, inputs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncIterator[Event]:
+        """Run the graph and yield its events as they happen (see :mod:`hush.core.events`).
+
+        Takes the same options as :meth:`run`. The last event is ``run_end``,
+        whose ``result`` is what :meth:`run` returns. Leaving the loop early
+        (``break``, an exception) cancels the run; wrap the call in
+        ``contextlib.aclosing`` to have that happen at once rather than when the
+        iterator is garbage-collected.
+        """
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        context = contextvars.copy_context()
+        context.run(_streamed_to.set, queue.put_nowait)
+        task = asyncio.get_running_loop().create_task(self.run(inputs, **options), context=context)
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    break
+                yield event
+                if event.kind == "run_end" and event.path == self.name:
+                    break
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(task)
 
     def run_sync(self, inputs: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
         """Blocking ``run`` for scripts; inside a running event loop (Jupyter, an
