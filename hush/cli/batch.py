@@ -10,6 +10,7 @@ import click
 
 from hush.cli.errors import UserError
 from hush.cli.spending import budget_hint, cache_option, spend_line, spend_options
+from hush.cli.tracing import trace_option, tracer_for
 from hush.core.errors import RunOptionError
 
 
@@ -56,12 +57,7 @@ from hush.core.errors import RunOptionError
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
-@click.option(
-    "--trace",
-    type=click.Path(path_type=Path),
-    metavar="FILE",
-    help="Write a local JSONL trace here.",
-)
+@trace_option
 @spend_options
 def batch(
     source: Path,
@@ -91,11 +87,7 @@ def batch(
     from hush.batch import BatchUsageError, checkpoint_for, run_batch
     from hush.batch.runner import saved_rows
 
-    tracer = None
-    if trace is not None:
-        from hush.observability import LocalTracer
-
-        tracer = LocalTracer(trace)
+    tracer = tracer_for(trace)
     started = time.monotonic()
     try:
         result = asyncio.run(

@@ -15,6 +15,7 @@ from hush.checkpoint import CheckpointMismatchError, list_runs
 from hush.cli.errors import UserError
 from hush.cli.loading import load_graph, load_inputs, to_jsonable
 from hush.cli.spending import budget_hint, cache_option, spend_line, spend_options
+from hush.cli.tracing import trace_option, tracer_for
 from hush.core.engine import Hush
 from hush.core.errors import MissingInputError, RunOptionError
 from hush.core.state import RunRecord
@@ -53,12 +54,7 @@ from hush.core.state import RunRecord
     metavar="N",
     help="Run-wide cap on leaf nodes running at once.",
 )
-@click.option(
-    "--trace",
-    type=click.Path(path_type=Path),
-    metavar="FILE",
-    help="Write a local JSONL trace here.",
-)
+@trace_option
 @spend_options
 def run(
     target: str,
@@ -83,11 +79,7 @@ def run(
         raise UserError("--checkpoint needs --run-id", "add --run-id NAME; the same name resumes")
     graph = load_graph(target)
     data = load_inputs(inputs)
-    tracer = None
-    if trace is not None:
-        from hush.observability import LocalTracer
-
-        tracer = LocalTracer(trace)
+    tracer = tracer_for(trace)
     engine = Hush(graph)
     try:
         result = asyncio.run(
