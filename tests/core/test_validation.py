@@ -152,3 +152,23 @@ def test_graph_cannot_change_after_build() -> None:
     g.build()
     with pytest.raises(ValueError, match="already built"), g:
         CodeNode(name="late", code_fn=noop, inputs={})
+
+
+def test_an_executor_that_is_not_one_is_named() -> None:
+    from hush.core.errors import GraphDefinitionError
+    from hush.core.nodes.iteration import MapNode
+    from hush.core.refs import Each
+
+    with pytest.raises(GraphDefinitionError, match="'m': executor must be an item executor"):
+        MapNode(name="m", inputs={"x": Each([1])}, executor="ray")  # type: ignore[arg-type]
+
+
+async def test_a_run_executor_that_is_not_one_is_named() -> None:
+    from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
+    from hush.core.errors import RunOptionError
+
+    with GraphNode(name="g") as graph:
+        node = CodeNode(name="n", code_fn=lambda: {"v": 1}, outputs={"v": PARENT})
+        START >> node >> END
+    with pytest.raises(RunOptionError, match="executor must be an item executor"):
+        await Hush(graph).run({}, executor=object())

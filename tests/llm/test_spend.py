@@ -492,3 +492,38 @@ async def test_a_format_given_as_a_parameter_is_parsed_from_the_cache(
     first = await complete(name, ask, params={"response_format": Answer}, spend=spend)
     again = await complete(name, ask, params={"response_format": Answer}, spend=spend)
     assert again.cached and isinstance(again.parsed, Answer) and again.parsed == first.parsed
+
+
+async def test_requests_that_never_answer_release_what_they_held(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    name = register("hangs", server.base_url, max_retries=0, timeout=0.2)
+    server.configure(hang_rate=1.0)
+    graph = batch(name, max_tokens=20)
+    result = await asyncio.wait_for(Hush(graph).run({"qs": questions(8)}, max_total_tokens=100), 30)
+    errors = result["errors"]
+    assert all(e is not None for e in errors)
+    assert not [e for e in errors if e.type == "BudgetExceededError"], (
+        "a hold left behind by a request that never answered refused later calls"
+    )
+    assert result["$state"].tokens == 0
+    server.configure(hang_rate=0.0)
+
+
+def test_the_trace_tree_shows_what_a_call_cost() -> None:
+    from hush.observability import format_tree
+
+    records = [
+        {"id": "a", "parent_id": None, "name": "g", "kind": "run", "run_id": "r"},
+        {
+            "id": "b",
+            "parent_id": "a",
+            "name": "llm",
+            "kind": "generation",
+            "type": "generation",
+            "model": "m",
+            "cost": 0.00123,
+            "cached": True,
+        },
+    ]
+    assert "m  0.001230 USD (cached)" in format_tree(records)
