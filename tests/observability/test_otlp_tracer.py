@@ -179,3 +179,22 @@ async def test_a_dead_backend_costs_the_flush_timeout_and_one_warning(
     assert len(loud) == 1, [r.getMessage() for r in loud]
     assert loud[0].getMessage().startswith(f"OTLP export to {tracer.endpoint} ")
     tracer.close(timeout=0.2)
+
+
+async def test_a_run_started_inside_a_streamed_run_does_not_stream_into_it() -> None:
+    with GraphNode(name="inner") as inner_graph:
+        leaf = CodeNode(name="leaf", code_fn=lambda: {"v": 1}, outputs={"v": PARENT})
+        START >> leaf >> END
+    inner = Hush(inner_graph)
+
+    async def nested() -> dict[str, int]:
+        result = await inner.run({})
+        return {"v": result["v"] + 1}
+
+    with GraphNode(name="outer") as outer_graph:
+        node = CodeNode(name="calls_inner", code_fn=nested, outputs={"v": PARENT})
+        START >> node >> END
+    events = [event async for event in Hush(outer_graph).stream({})]
+    assert {event.run_id for event in events} == {events[0].run_id}
+    assert not [event for event in events if event.path.startswith("inner")]
+    assert events[-1].kind == "run_end" and events[-1].result["v"] == 2  # type: ignore[index]
