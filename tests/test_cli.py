@@ -207,22 +207,6 @@ def test_checkpoint_mismatch_points_to_restart_and_restart_starts_over(workdir: 
     assert "resumed" not in forced.stderr, "--restart on an unchanged graph must start over"
 
 
-def test_a_run_whose_errors_were_all_handled_exits_0(workdir: Path) -> None:
-    (workdir / "handled.py").write_text(
-        "from hush import END, PARENT, START, CodeNode, GraphNode\n"
-        "def boom():\n    raise ValueError('bad')\n"
-        "with GraphNode(name='handled') as graph:\n"
-        "    n = CodeNode(name='n', code_fn=boom)\n"
-        "    h = CodeNode(name='h', code_fn=lambda error: {'note': error.type},\n"
-        "                 inputs={'error': n['error']}, outputs={'note': PARENT})\n"
-        "    START >> n >> h >> END\n"
-    )
-    out = hush("run", "handled.py:graph", cwd=workdir)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["note"] == "ValueError"
-    assert "1 error(s) (1 handled)" in out.stderr
-
-
 def test_ctrl_c_on_a_checkpointed_run_says_what_was_saved_and_how_to_resume(
     workdir: Path,
 ) -> None:

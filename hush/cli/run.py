@@ -14,11 +14,12 @@ import click
 from hush.checkpoint import CheckpointMismatchError, list_runs
 from hush.cli.errors import UserError
 from hush.cli.loading import load_graph, load_inputs, to_jsonable
-from hush.cli.spending import budget_hint, cache_option, spend_line, spend_options
+from hush.cli.spending import budget_hint, cache_option, sent_here, spend_line, spend_options
 from hush.cli.tracing import trace_option, tracer_for
 from hush.core.engine import Hush
 from hush.core.errors import MissingInputError, RunOptionError
 from hush.core.state import RunRecord
+from hush.providers.spend import RunSpend
 
 
 @click.command(short_help="Run a graph from a Python file.")
@@ -77,25 +78,31 @@ def run(
     """
     if checkpoint is not None and run_id is None:
         raise UserError("--checkpoint needs --run-id", "add --run-id NAME; the same name resumes")
+    if checkpoint is None and (run_id is not None or restart):
+        given = "--run-id" if run_id is not None else "--restart"
+        raise UserError(
+            f"{given} needs --checkpoint FILE: without one nothing is saved to resume or restart"
+        )
     graph = load_graph(target)
     data = load_inputs(inputs)
     tracer = tracer_for(trace)
     engine = Hush(graph)
     try:
-        result = asyncio.run(
-            engine.run(
-                data,
-                checkpoint=checkpoint,
-                run_id=run_id,
-                restart=restart,
-                progress=progress,
-                max_concurrency=max_concurrency,
-                tracer=tracer,
-                max_cost=max_cost,
-                max_total_tokens=max_total_tokens,
-                cache=cache_option(cache),
+        with sent_here() as sent:
+            result = asyncio.run(
+                engine.run(
+                    data,
+                    checkpoint=checkpoint,
+                    run_id=run_id,
+                    restart=restart,
+                    progress=progress,
+                    max_concurrency=max_concurrency,
+                    tracer=tracer,
+                    max_cost=max_cost,
+                    max_total_tokens=max_total_tokens,
+                    cache=cache_option(cache),
+                )
             )
-        )
     except MissingInputError as exc:
         raise UserError(str(exc), "give them in a JSON file with --inputs FILE") from None
     except RunOptionError as exc:
@@ -115,19 +122,18 @@ def run(
         output.write_text(text, encoding="utf-8")
     else:
         click.echo(text[:4000] + ("\n..." if len(text) > 4000 else ""))
-    _summary(state, resumable=checkpoint is not None)
+    _summary(state, sent, resumable=checkpoint is not None)
     return 1 if state.unhandled else 0
 
 
-def _summary(state: RunRecord, *, resumable: bool = False) -> None:
+def _summary(state: RunRecord, sent: RunSpend, *, resumable: bool = False) -> None:
     items = sum(c.resumed for c in state.iterations.values())
     nodes = sum(1 for n in state.nodes.values() if n.resumed)
     resumed = f", resumed: {nodes} node(s), {items} item(s)" if items or nodes else ""
-    handled = len(state.errors) - len(state.unhandled)
-    handled_note = f" ({handled} handled)" if handled else ""
+    outcome, errors = _outcome(state)
     click.echo(
-        f"run {state.run_id}: {state.status} in {state.duration:.2f}s, {len(state.nodes)} nodes, "
-        f"{len(state.errors)} error(s){handled_note}{resumed}{spend_line(state)}",
+        f"run {state.run_id}: {outcome} in {state.duration or 0:.2f}s, {len(state.nodes)} nodes"
+        f"{errors}{resumed}{spend_line(state, sent)}",
         err=True,
     )
     for error in state.unhandled[:10]:
@@ -137,6 +143,16 @@ def _summary(state: RunRecord, *, resumable: bool = False) -> None:
     hint = budget_hint(state, resumable=resumable)
     if hint is not None:
         click.echo(hint, err=True)
+
+
+def _outcome(state: RunRecord) -> tuple[str, str]:
+    """The run's word and its error count: ``ok (2 handled)`` when error handlers took care
+    of every error (the run exits 0), else the status and ``, 3 error(s) (1 handled)``."""
+    handled = len(state.errors) - len(state.unhandled)
+    if state.status in ("ok", "error") and not state.unhandled:
+        return (f"ok ({handled} handled)" if handled else "ok"), ""
+    note = f" ({handled} handled)" if handled else ""
+    return state.status, f", {len(state.errors)} error(s){note}"
 
 
 def _interrupted(checkpoint: Path | None, run_id: str | None) -> None:

@@ -3,7 +3,8 @@ and ``hush cache``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,6 +12,8 @@ import click
 
 from hush.cli.errors import UserError
 from hush.core.state import RunRecord
+from hush.providers.spend import RunSpend
+from hush.providers.spend import current as current_spend
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,16 +53,52 @@ def cache_option(value: str | None) -> bool | Path | None:
     return True if value == DEFAULT else Path(value)
 
 
-def spend_line(state: RunRecord) -> str:
-    """``", LLM: 40 calls (12 cached), 18,230 tokens, 0.0123 USD"``, or ``""`` without calls."""
-    calls = sum(int(r.get("calls", 0)) for r in state.llm.values())
-    cached = sum(int(r.get("cached", 0)) for r in state.llm.values())
-    if not calls and not cached:
+@contextmanager
+def sent_here() -> Iterator[RunSpend]:
+    """A ledger of the LLM calls this process sends, for the run started inside the block.
+
+    The run counts each call in it as a nested run counts into its enclosing one; what a
+    resumed run's checkpoint says its earlier attempts spent is not counted here, so
+    ``spend_line(state, sent)`` can tell "sent now" from "run total". The ledger has no
+    budget and no cache: it only counts.
+    """
+    ledger = RunSpend()
+    token = current_spend.set(ledger)
+    try:
+        yield ledger
+    finally:
+        current_spend.reset(token)
+
+
+def spend_line(state: RunRecord, sent: RunSpend | None = None) -> str:
+    """``", LLM: 40 call(s) (12 cached), 18,230 tokens, 0.0123 USD"``, or ``""`` without calls.
+
+    With ``sent`` (from :func:`sent_here`) and a resumed run that spent some of it before:
+    ``", LLM sent now: 148 call(s), ...; run total: 197 call(s), ..."``.
+    """
+    total = _totals(state.llm)
+    if not total["calls"] and not total["cached"]:
         return ""
     priced = any(r.get("cost") is not None for r in state.llm.values())
-    cost = f", {usd(state.cost)} USD" if priced else ", cost unknown (no price)"
-    from_cache = f" ({cached} cached)" if cached else ""
-    return f", LLM: {calls} call(s){from_cache}, {state.tokens:,} tokens{cost}"
+    run_total = _spent(total, state.tokens, state.cost, priced)
+    if sent is None:
+        return f", LLM: {run_total}"
+    now = _totals(sent.summary())
+    if (now["calls"], now["cached"]) == (total["calls"], total["cached"]):
+        return f", LLM: {run_total}"
+    return f", LLM sent now: {_spent(now, sent.tokens, sent.cost, priced)}; run total: {run_total}"
+
+
+def _totals(per_resource: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    return {
+        key: sum(int(r.get(key, 0)) for r in per_resource.values()) for key in ("calls", "cached")
+    }
+
+
+def _spent(counts: Mapping[str, int], tokens: int, cost: float, priced: bool) -> str:
+    from_cache = f" ({counts['cached']} cached)" if counts["cached"] else ""
+    money = f", {usd(cost)} USD" if priced else ", cost unknown (no price)"
+    return f"{counts['calls']} call(s){from_cache}, {tokens:,} tokens{money}"
 
 
 def budget_hint(state: RunRecord, *, resumable: bool) -> str | None:

@@ -1,0 +1,125 @@
+"""The hush command tried as a new user would: wrong arguments, odd files, resumed runs.
+
+Every user error is one line (or two, with a hint) on stderr and exit status 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HUSH = [sys.executable, "-m", "hush.cli"]
+
+
+def hush(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HUSH, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def user_error(out: subprocess.CompletedProcess[str], *, lines: int = 2) -> list[str]:
+    """A user error: exit 2, at most ``lines`` lines on stderr, no traceback."""
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr, out.stderr
+    said = out.stderr.strip().splitlines()
+    assert 1 <= len(said) <= lines, out.stderr
+    return said
+
+
+LLM_GRAPH = """\
+from pathlib import Path
+
+from hush import END, PARENT, START, CodeNode, Each, GraphNode, MapNode
+from hush.providers import LLMNode, PromptNode, get_registry
+from hush.testing import MockLLMServer
+
+server = MockLLMServer().start_in_thread()
+get_registry().register(
+    "llm:m",
+    {"base_url": server.base_url, "model": "m", "input_cost_per_mtok": 1000,
+     "output_cost_per_mtok": 1000},
+)
+
+
+def gate(x):
+    if x >= 3 and Path("fail").exists():
+        raise ValueError(f"item {x} fails while the file 'fail' exists")
+    return {"q": f"say {x}"}
+
+
+with GraphNode(name="ask") as graph:
+    with MapNode(name="items", inputs={"x": Each(PARENT["xs"])}) as items:
+        g = CodeNode(name="gate", code_fn=gate, inputs={"x": PARENT["x"]})
+        p = PromptNode(name="prompt", inputs={"prompt": "{q}", "q": g["q"]})
+        llm = LLMNode(name="llm", resource_key="m", inputs={"messages": p["messages"]},
+                      outputs={"content": PARENT["answer"]})
+        START >> g >> p >> llm >> END
+    items["answer"] >> PARENT["answers"]
+    START >> items >> END
+"""
+
+
+def test_a_resumed_run_says_what_was_sent_now_and_the_run_total(tmp_path: Path) -> None:
+    (tmp_path / "ask.py").write_text(LLM_GRAPH)
+    (tmp_path / "in.json").write_text('{"xs": [0, 1, 2, 3, 4]}')
+    (tmp_path / "fail").touch()
+    args = ["run", "ask.py:graph", "-i", "in.json", "--checkpoint", "c.db", "--run-id", "r"]
+    first = hush(*args, "--no-progress", cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    assert "LLM: 3 call(s)" in first.stderr and "sent now" not in first.stderr
+    (tmp_path / "fail").unlink()
+    second = hush(*args, "--no-progress", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["answers"] == [f"[m] reply to: say {x}" for x in range(5)]
+    line = next(x for x in second.stderr.splitlines() if x.startswith("run r:"))
+    match = re.search(
+        r"LLM sent now: 2 call\(s\), ([\d,]+) tokens, ([\d.]+) USD; "
+        r"run total: 5 call\(s\), ([\d,]+) tokens, ([\d.]+) USD",
+        line,
+    )
+    assert match, line
+    now_tokens, now_usd, total_tokens, total_usd = match.groups()
+    assert 0 < int(now_tokens.replace(",", "")) < int(total_tokens.replace(",", ""))
+    assert 0 < float(now_usd) < float(total_usd)
+    third = hush(*args, "--no-progress", cwd=tmp_path)
+    assert "LLM sent now: 0 call(s), 0 tokens, 0.0000 USD; run total: 5 call(s)" in third.stderr
+
+
+HANDLED = """\
+from hush import END, PARENT, START, CodeNode, GraphNode
+
+def boom():
+    raise ValueError("bad")
+
+with GraphNode(name="handled") as graph:
+    n = CodeNode(name="n", code_fn=boom)
+    h = CodeNode(name="h", code_fn=lambda error: {"note": error.type},
+                 inputs={"error": n["error"]}, outputs={"note": PARENT})
+    START >> n >> h >> END
+"""
+
+
+def test_a_run_whose_errors_were_all_handled_prints_ok(tmp_path: Path) -> None:
+    (tmp_path / "handled.py").write_text(HANDLED)
+    out = hush("run", "handled.py:graph", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["note"] == "ValueError"
+    summary = [x for x in out.stderr.splitlines() if x.startswith("run ")]
+    assert len(summary) == 1, out.stderr
+    assert ": ok (1 handled) in " in summary[0] and "error" not in summary[0]
+
+
+def test_an_unhandled_error_next_to_a_handled_one_still_prints_error(tmp_path: Path) -> None:
+    (tmp_path / "mixed.py").write_text(
+        HANDLED.replace(
+            "h >> END", "h >> END\n    m = CodeNode(name='m', code_fn=boom)\n    START >> m >> END"
+        )
+    )
+    out = hush("run", "mixed.py:graph", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert ": error in " in out.stderr and "2 error(s) (1 handled)" in out.stderr
+    assert "handled/m: ValueError: bad" in out.stderr
