@@ -20,6 +20,8 @@ from hush.core.nodes.base import END, START, BaseNode
 from hush.core.nodes.code_node import CodeNode, code_node
 from hush.core.nodes.flow.branch_node import BranchNode
 from hush.core.nodes.graph.graph_node import GraphNode
+from hush.core.nodes.parser_node import ParserNode
+from hush.core.parsing import ParseError
 from hush.core.policies import RetryPolicy
 from hush.core.refs import PARENT, Each, Ref
 from hush.core.state import RunRecord
@@ -45,6 +47,8 @@ __all__ = [
     "NodeInputError",
     "NodeReturnError",
     "NodeTimeoutError",
+    "ParseError",
+    "ParserNode",
     "Ref",
     "RetryPolicy",
     "RunError",
