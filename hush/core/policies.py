@@ -33,10 +33,18 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
 
     attempts: int = Field(default=3, ge=1, description="total attempts, the first one included")
-    initial: float = Field(default=0.5, ge=0, description="first backoff, seconds")
-    max_delay: float = Field(default=30.0, ge=0, description="cap on one backoff, seconds")
-    multiplier: float = Field(default=2.0, ge=1, description="backoff growth per attempt")
-    jitter: float = Field(default=0.5, ge=0, description="random seconds added to each backoff")
+    initial: float = Field(
+        default=0.5, ge=0, allow_inf_nan=False, description="first backoff, seconds"
+    )
+    max_delay: float = Field(
+        default=30.0, ge=0, allow_inf_nan=False, description="cap on one backoff, seconds"
+    )
+    multiplier: float = Field(
+        default=2.0, ge=1, allow_inf_nan=False, description="backoff growth per attempt"
+    )
+    jitter: float = Field(
+        default=0.5, ge=0, allow_inf_nan=False, description="random seconds added to each backoff"
+    )
     on: tuple[type[BaseException], ...] = Field(
         default=(Exception,), description="exception types that may be retried"
     )
@@ -67,7 +75,10 @@ class RetryPolicy(BaseModel):
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        base = self.initial * self.multiplier ** (attempt - 1)
+        try:
+            base = self.initial * self.multiplier ** (attempt - 1)
+        except OverflowError:
+            base = math.inf
         return min(self.max_delay, base) + random.uniform(0, self.jitter)
 
     @classmethod

@@ -6,15 +6,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from hush.core.errors import GraphDefinitionError
 from hush.core.events import LLMCall
 from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
 from hush.core.redaction import redact
+from hush.providers.params import check_params
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from hush.core.call import NodeCall
     from hush.providers.client import LLMResult
 
@@ -28,6 +29,7 @@ _OUTPUT_KEYS = frozenset(
         "tool_calls",
         "parsed",
         "latency",
+        "queued",
         "cost",
         "cached",
         "error",
@@ -39,8 +41,9 @@ class LLMNode(BaseNode):
     """Sends ``inputs["messages"]`` to the resource ``resource_key``.
 
     Outputs ``content``, ``usage`` (prompt/completion/total tokens), ``model``,
-    ``finish_reason``, ``tool_calls``, ``latency`` (seconds, retries and rate
-    limit waits included), ``parsed`` (an instance of ``response_format`` when a
+    ``finish_reason``, ``tool_calls``, ``latency`` (seconds the requests took, retries
+    included), ``queued`` (seconds waiting for the budget and the rate limiter),
+    ``parsed`` (an instance of ``response_format`` when a
     pydantic model is given), ``cost`` (USD, ``None`` when the resource has no
     price) and ``cached`` (answered from the run's response cache; ``cache=False``
     opts the node out of it). Generation parameters
@@ -73,7 +76,7 @@ class LLMNode(BaseNode):
         resource_key: str,
         inputs: Mapping[str, Any],
         outputs: Mapping[str, Any] | None = None,
-        fallback: Sequence[str] | None = None,
+        fallback: str | Sequence[str] | None = None,
         response_format: type[BaseModel] | Mapping[str, Any] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         retry: int | RetryPolicy | dict[str, Any] | None = None,
@@ -95,13 +98,14 @@ class LLMNode(BaseNode):
         self.stream = stream
         self.cache = cache
         self.resource_key = resource_key
-        self.fallback = list(fallback or [])
-        self.response_format = response_format
-        self.tools = list(tools) if tools else None
+        self.fallback = _fallback_keys(name, fallback)
+        self.response_format = _response_format(name, response_format)
+        self.tools = _tools(name, tools)
         self.params = params
         super().__init__(name, inputs=inputs, outputs=outputs, retry=retry, timeout=timeout)
         if "messages" not in self.inputs:
             raise GraphDefinitionError(f"LLMNode '{name}': inputs need 'messages'")
+        check_params(name, params, (key for key in self.inputs if key not in _OWN_INPUTS))
 
     def output_keys(self) -> frozenset[str] | None:
         """What one completion produces."""
@@ -185,6 +189,7 @@ class LLMNode(BaseNode):
             "tool_calls": result.tool_calls,
             "parsed": result.parsed,
             "latency": result.latency_s,
+            "queued": result.queued_s,
             "cost": result.cost,
             "cached": result.cached,
         }
@@ -198,7 +203,7 @@ class LLMNode(BaseNode):
             messages=messages,
             params=params,
             started=started,
-            ended=started + result.latency_s,
+            ended=started + result.queued_s + result.latency_s,
             first_token=None if first is None else started + first,
             response_model=result.model,
             output=result.content if result.parsed is None else result.parsed,
@@ -237,3 +242,59 @@ class LLMNode(BaseNode):
             return get_registry().get_llm(key).model
         except ResourceError:
             return key
+
+
+def _fallback_keys(node: str, fallback: str | Sequence[str] | None) -> list[str]:
+    """``fallback`` as a list of resource keys (one string is one key)."""
+    if fallback is None:
+        return []
+    keys = [fallback] if isinstance(fallback, str) else fallback
+    if not isinstance(keys, Sequence):
+        raise GraphDefinitionError(
+            f"LLMNode '{node}': fallback must be a resource key or a list of them, "
+            f"got {type(fallback).__name__}"
+        )
+    for key in keys:
+        if not isinstance(key, str) or not key:
+            raise GraphDefinitionError(
+                f"LLMNode '{node}': fallback resource keys are non-empty strings, got {key!r}"
+            )
+    return list(keys)
+
+
+def _response_format(node: str, value: object) -> type[BaseModel] | Mapping[str, Any] | None:
+    """A pydantic model class, an OpenAI ``response_format`` dict, or ``None``."""
+    if value is None or (isinstance(value, type) and issubclass(value, BaseModel)):
+        return value
+    if isinstance(value, Mapping):
+        if not isinstance(value.get("type"), str):
+            raise GraphDefinitionError(
+                f"LLMNode '{node}': a response_format dict needs a 'type' "
+                f"('json_object' or 'json_schema'), got {value!r}"
+            )
+        return value
+    if isinstance(value, BaseModel):
+        raise GraphDefinitionError(
+            f"LLMNode '{node}': response_format is an instance of {type(value).__name__}; "
+            "pass the class itself"
+        )
+    raise GraphDefinitionError(
+        f"LLMNode '{node}': response_format must be a pydantic model class or a dict "
+        f"like {{'type': 'json_object'}}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _tools(node: str, tools: object) -> list[Mapping[str, Any]] | None:
+    """``tools`` as a list of tool dicts, or ``None``."""
+    if tools is None:
+        return None
+    if isinstance(tools, str | bytes | Mapping) or not isinstance(tools, Sequence):
+        raise GraphDefinitionError(
+            f"LLMNode '{node}': tools must be a list of tool dicts, got {type(tools).__name__}"
+        )
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, Mapping):
+            raise GraphDefinitionError(
+                f"LLMNode '{node}': tool {i} must be a dict, got {type(tool).__name__} {tool!r}"
+            )
+    return list(tools) or None

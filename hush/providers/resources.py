@@ -23,19 +23,19 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeFloat,
     NonNegativeInt,
-    PositiveFloat,
     PositiveInt,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -45,8 +45,10 @@ from hush.providers.errors import ResourceError
 __all__ = [
     "CONFIG_ENV",
     "CONFIG_FILENAMES",
+    "EmbeddingResource",
     "LLMResource",
     "LangfuseResource",
+    "RerankResource",
     "Resource",
     "ResourceRegistry",
     "get_registry",
@@ -60,6 +62,39 @@ CONFIG_ENV = "HUSH_CONFIG"
 CONFIG_FILENAMES = ("resources.yaml", "resources.yml")
 """File names looked for in the working directory and its parents."""
 
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A finite number above zero (``.inf`` and ``.nan`` are refused)."""
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A finite number, zero or more."""
+
+_stripped_warned: set[tuple[str, str]] = set()
+_stripped_lock = threading.Lock()
+
+
+def _strip_credential(value: Any, info: ValidationInfo) -> Any:
+    """A key without the spaces or line break pasted around it, warned about once per
+    resource and field (never showing the key)."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not isinstance(raw, str) or raw == raw.strip():
+        return value
+    context = info.context if isinstance(info.context, Mapping) else {}
+    where = str(context.get("resource") or (info.config or {}).get("title") or "a resource")
+    field = "a value in headers" if info.field_name == "headers" else str(info.field_name)
+    with _stripped_lock:
+        first = (where, field) not in _stripped_warned
+        _stripped_warned.add((where, field))
+    if first:
+        logger.warning(
+            "%s: %s has spaces or a line break around it (pasted with the key?); they were removed",
+            where,
+            field,
+        )
+    return raw.strip()
+
+
+Credential = Annotated[SecretStr, BeforeValidator(_strip_credential)]
+"""A secret, stripped of surrounding whitespace on load."""
+
 
 class LLMResource(BaseModel):
     """An OpenAI-compatible chat endpoint and the limits it is used under."""
@@ -70,7 +105,7 @@ class LLMResource(BaseModel):
     """``openai`` for any OpenAI-compatible server (OpenAI, vLLM, Ollama, ...); ``azure``
     for Azure OpenAI (``base_url`` is the Azure endpoint, ``model`` the deployment)."""
     base_url: str = "https://api.openai.com/v1"
-    api_key: SecretStr | None = None
+    api_key: Credential | None = None
     """``None`` sends no real key (a placeholder), never one taken from the environment."""
     model: str = Field(min_length=1)
     api_version: str | None = None
@@ -95,7 +130,7 @@ class LLMResource(BaseModel):
     """Longest ``Retry-After`` (or pause) honoured, in seconds. A server asking for more
     (a spent daily quota) fails that call at once, and calls to the resource fail at
     once until then; the run can be resumed later."""
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: dict[str, Credential] = Field(default_factory=dict)
     """Extra HTTP headers sent with every request (values are treated as secrets)."""
     rate_limit_headers: bool = True
     """Learn limits and remaining budget from ``x-ratelimit-*`` response headers."""
@@ -131,9 +166,38 @@ class LangfuseResource(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    public_key: str = Field(min_length=1)
-    secret_key: SecretStr
+    public_key: Annotated[str, BeforeValidator(_strip_credential), Field(min_length=1)]
+    secret_key: Credential
     host: str = "https://cloud.langfuse.com"
+
+
+class _InputPriced(LLMResource):
+    """A resource billed for input tokens only: ``input_cost_per_mtok`` alone is its price."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _output_price_is_zero(cls, data: Any) -> Any:
+        if (
+            isinstance(data, Mapping)
+            and data.get("input_cost_per_mtok") is not None
+            and data.get("output_cost_per_mtok") is None
+        ):
+            return {**data, "output_cost_per_mtok": 0.0}
+        return data
+
+
+class EmbeddingResource(_InputPriced):
+    """An OpenAI-compatible ``/embeddings`` endpoint (OpenAI, vLLM, TEI, Ollama), with the
+    same limits, retries and prices (per million input tokens) as an LLM resource."""
+
+    batch_size: PositiveInt = 64
+    """Texts sent in one request."""
+
+
+class RerankResource(_InputPriced):
+    """A rerank endpoint (Jina, Cohere v2, TEI, vLLM): requests go to ``{base_url}/rerank``."""
+
+    base_url: str = Field(min_length=1)
 
 
 Resource = LLMResource | LangfuseResource
@@ -141,8 +205,13 @@ Resource = LLMResource | LangfuseResource
 CATEGORIES: dict[str, type[LLMResource] | type[LangfuseResource]] = {
     "llm": LLMResource,
     "langfuse": LangfuseResource,
+    "embedding": EmbeddingResource,
+    "rerank": RerankResource,
 }
 """Known key categories and the model validating each."""
+
+CATEGORY_ALIASES = {"reranking": "rerank", "embeddings": "embedding"}
+"""Other spellings of a category (upstream Hush writes ``reranking:``)."""
 
 _R = TypeVar("_R", LLMResource, LangfuseResource)
 
@@ -153,8 +222,9 @@ _CODE_SOURCE = "registered in code"
 def normalize_key(key: str, default_category: str = "llm") -> str:
     """``"gpt-4o-mini"`` → ``"llm:gpt-4o-mini"``; a key with a known category is kept."""
     category, sep, name = key.partition(":")
+    category = CATEGORY_ALIASES.get(category, category)
     if sep and category in CATEGORIES and name:
-        return key
+        return f"{category}:{name}"
     return f"{default_category}:{key}"
 
 
@@ -306,6 +376,20 @@ class ResourceRegistry:
         """The :class:`LLMResource` for ``key`` (``"gpt-4o-mini"`` means ``"llm:gpt-4o-mini"``)."""
         return self._typed(normalize_key(key), LLMResource)
 
+    def get_embedding(self, key: str) -> EmbeddingResource:
+        """The :class:`EmbeddingResource` for ``key`` (``"name"`` means ``"embedding:name"``)."""
+        resource = self._typed(normalize_key(key, "embedding"), LLMResource)
+        if not isinstance(resource, EmbeddingResource):
+            raise ResourceError(f"{normalize_key(key, 'embedding')} is not an embedding resource")
+        return resource
+
+    def get_rerank(self, key: str) -> RerankResource:
+        """The :class:`RerankResource` for ``key`` (``"name"`` means ``"rerank:name"``)."""
+        resource = self._typed(normalize_key(key, "rerank"), LLMResource)
+        if not isinstance(resource, RerankResource):
+            raise ResourceError(f"{normalize_key(key, 'rerank')} is not a rerank resource")
+        return resource
+
     def get_langfuse(self, name: str = "default") -> LangfuseResource:
         """The :class:`LangfuseResource` for ``name`` (``"default"`` means ``"langfuse:default"``)."""
         return self._typed(normalize_key(name, "langfuse"), LangfuseResource)
@@ -353,16 +437,25 @@ def _read_file(path: Path) -> dict[str, Any]:
     entries: dict[str, Any] = {}
     for key, value in data.items():
         category, sep, name = str(key).partition(":")
-        if not sep or not name or category not in CATEGORIES:
+        category = CATEGORY_ALIASES.get(category, category)
+        if not sep or not name:
             raise ResourceError(
                 f"{path}: key '{key}' must be 'category:name' with category one of "
                 f"{', '.join(CATEGORIES)} (e.g. 'llm:gpt-4o-mini')"
             )
+        if category not in CATEGORIES:
+            logger.warning(
+                "%s: '%s' is ignored: hush knows the categories %s",
+                path,
+                key,
+                ", ".join(CATEGORIES),
+            )
+            continue
         if not isinstance(value, dict):
             raise ResourceError(
                 f"{path}: {key}: expected a mapping of settings, got {type(value).__name__}"
             )
-        entries[str(key)] = value
+        entries[f"{category}:{name}"] = value
     return entries
 
 
@@ -399,7 +492,7 @@ def _validate(key: str, settings: Mapping[str, Any], source: str) -> Resource:
     model = CATEGORIES[key.partition(":")[0]]
     data = _substitute(dict(settings), key, source, field=None)
     try:
-        resource: Resource = model.model_validate(data)
+        resource: Resource = model.model_validate(data, context={"resource": key})
     except ValidationError as exc:
         problems = "; ".join(
             f"field '{'.'.join(str(p) for p in err['loc']) or '(entry)'}': {err['msg']}"
