@@ -123,3 +123,95 @@ def test_an_unhandled_error_next_to_a_handled_one_still_prints_error(tmp_path: P
     assert out.returncode == 1, out.stderr
     assert ": error in " in out.stderr and "2 error(s) (1 handled)" in out.stderr
     assert "handled/m: ValueError: bad" in out.stderr
+
+
+GRAPH = """\
+from hush import END, PARENT, START, CodeNode, GraphNode, Hush
+
+def make():
+    with GraphNode(name="g") as g:
+        n = CodeNode(name="n", code_fn=lambda: {"y": 1}, outputs={"y": PARENT})
+        START >> n >> END
+    return g
+"""
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """A folder of the files a new user points hush at."""
+    (tmp_path / "fn.py").write_text(GRAPH)
+    (tmp_path / "two.py").write_text(GRAPH + "a = make()\nb = make()\n")
+    (tmp_path / "one.py").write_text(GRAPH + "graph = make()\nengine = Hush(graph)\n")
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    (tmp_path / "syntax.py").write_text("x = 1\ndef f(:\n")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "folder").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["run", "two.py"], ["two.py defines 2 graphs: a, b", "name the one to run: two.py:a"]),
+        (["run", "fn.py"], ["fn.py defines no root graph (functions: make)", "fn.py:make"]),
+        (["run", "empty.py"], ["empty.py defines no root graph", "empty.py:NAME"]),
+        (["graph", "fn.py:nope"], ["fn.py has no attribute 'nope'", "fn.py:make"]),
+        (["run", "empty.py:x"], ["empty.py:x is an int, not a graph"]),
+        (["run", "syntax.py"], ["syntax.py:2: SyntaxError: invalid syntax"]),
+        (["run", "folder"], ["hush run: folder is a directory"]),
+        (["graph", "folder:g"], ["hush graph: folder is a directory"]),
+        (["run", "list.json"], ["list.json is not a Python file"]),
+        (["run", "absent.py:g"], ["no such file: absent.py"]),
+        (["run", "one.py", "-i", "list.json"], ["the inputs file list.json holds a JSON list"]),
+        (["run", "one.py", "-i", "folder"], ["cannot read the inputs file folder"]),
+        (["run", "one.py", "-o", "folder"], ["--output folder is a directory"]),
+        (["run", "one.py", "--trace", "folder"], ["cannot write the trace file folder"]),
+        (["run", "one.py", "--checkpoint", "folder", "--run-id", "r"], ["cannot open checkpoint"]),
+        (["run", "one.py", "--checkpoint", "list.json", "--run-id", "r"], ["not a database"]),
+        (["cache", "info", "folder"], ["folder is a directory, not a cache file"]),
+        (["cache", "clear", "folder"], ["folder is a directory, not a cache file"]),
+        (["rn", "one.py"], ["hush: no such command 'rn' (did you mean 'run'?)"]),
+        (["cache", "inf"], ["hush cache: no such command 'inf' (did you mean 'info'?)"]),
+        (["run"], ["hush run: Missing argument 'FILE.py:GRAPH'"]),
+        (["run", "one.py", "--max-concurrency", "0"], ["--max-concurrency"]),
+    ],
+)
+def test_a_new_users_mistake_is_a_short_error(
+    files: Path, args: list[str], said: list[str]
+) -> None:
+    lines = user_error(hush(*args, cwd=files))
+    for expected, line in zip(said, lines, strict=False):
+        assert expected in line, (expected, lines)
+
+
+@pytest.mark.parametrize("flag", [["--run-id", "r"], ["--restart"]])
+def test_run_id_or_restart_without_checkpoint_is_one_line(files: Path, flag: list[str]) -> None:
+    (line,) = user_error(hush("run", "one.py", *flag, cwd=files), lines=1)
+    assert f"hush run: {flag[0]} needs --checkpoint FILE" in line
+    assert not (files / "r").exists()
+
+
+@pytest.mark.parametrize("args", [[], ["cache"]])
+def test_a_group_without_its_command_prints_its_help_and_exits_2(
+    files: Path, args: list[str]
+) -> None:
+    out = hush(*args, cwd=files)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"Usage: hush {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND")
+
+
+def test_the_one_graph_or_engine_of_a_file_runs_without_a_name(files: Path) -> None:
+    out = hush("run", "one.py", cwd=files)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"y": 1}
+
+
+def test_an_output_that_cannot_be_written_prints_the_result_instead(files: Path) -> None:
+    (files / "taken").write_text("a file where a folder should be")
+    out = hush("run", "one.py", "-o", "taken/out.json", cwd=files)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert json.loads(out.stdout) == {"y": 1}, "the finished run's result must not be lost"
+    assert "cannot write --output taken/out.json" in out.stderr.strip().splitlines()[-1]
+    made = hush("run", "one.py", "-o", "new/dir/out.json", cwd=files)
+    assert made.returncode == 0, made.stderr
+    assert json.loads((files / "new/dir/out.json").read_text()) == {"y": 1}

@@ -16,12 +16,13 @@ import click
 from hush import __version__
 from hush.cli.batch import batch
 from hush.cli.errors import UserError
+from hush.cli.groups import CommandGroup
 from hush.cli.run import run
 from hush.cli.spending import cache
 from hush.cli.tools import demo, graph, mock_llm, trace
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="hush")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def cli(debug: bool) -> None:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     name = next((a for a in args if not a.startswith("-")), "")
-    prefix = f"hush {name}".strip()
+    prefix = f"hush {name}" if name in cli.commands else "hush"
     try:
         status = cli.main(args, prog_name="hush", standalone_mode=False)
     except click.exceptions.Exit as exc:

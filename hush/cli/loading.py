@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import sys
 import traceback
+import types
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -13,43 +15,22 @@ from typing import Any
 from hush.cli.errors import UserError
 from hush.core.engine import Hush
 from hush.core.errors import GraphBuildError
+from hush.core.nodes.base import BaseNode
 from hush.core.nodes.graph.graph_node import GraphNode
 from hush.core.state import RunRecord
 
 
 def load_graph(target: str) -> GraphNode:
-    """Load ``FILE.py:name`` (a GraphNode, a Hush engine, or a function returning one)."""
+    """Load ``FILE.py:name`` (a GraphNode, a Hush engine, or a function returning one); without
+    ``:name``, the file's one root graph or engine."""
     file, _, attr = target.partition(":")
     path = Path(file)
-    if not path.is_file():
-        raise UserError(
-            f"no such file: {file}", "give FILE.py:GRAPH, a Python file and a name in it"
-        )
-    spec = importlib.util.spec_from_file_location(f"hush_user_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise UserError(f"cannot import {file}", "is it a Python file?")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    sys.path.insert(0, str(path.resolve().parent))
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise UserError(
-            f"importing {file} failed: {_where(exc, path)}{type(exc).__name__}: {exc}",
-            "run with 'hush --debug ...' to see the traceback",
-        ) from exc
+    module = _import(path)
     if not attr:
-        found = [v for v in vars(module).values() if isinstance(v, GraphNode) and v.parent is None]
-        if len(found) != 1:
-            raise UserError(
-                f"{file} has {len(found)} root graphs", f"name the one to run: {file}:NAME"
-            )
-        obj: Any = found[0]
+        obj: Any = _only_graph(module, file)
+    elif not hasattr(module, attr):
+        raise UserError(f"{file} has no attribute '{attr}'", _pick(module, file))
     else:
-        if not hasattr(module, attr):
-            raise UserError(
-                f"{file} has no attribute '{attr}'", f"use {file}:NAME with a graph in it"
-            )
         obj = getattr(module, attr)
     if callable(obj) and not isinstance(obj, GraphNode | Hush):
         try:
@@ -62,12 +43,101 @@ def load_graph(target: str) -> GraphNode:
     if isinstance(obj, Hush):
         return obj.graph
     if not isinstance(obj, GraphNode):
-        raise UserError(f"{target} is a {type(obj).__name__}, not a GraphNode")
+        raise UserError(f"{target} is {_a(obj)}, not a graph", _pick(module, file))
+    if obj.parent is not None:
+        raise UserError(
+            f"{target} is the graph '{obj.name}' inside another graph", _pick(module, file)
+        )
     try:
         obj.build()
     except GraphBuildError as exc:
         raise UserError(str(exc)) from None
     return obj
+
+
+def _import(path: Path) -> types.ModuleType:
+    """Import the user's file as a module of its own (its folder importable, like a script)."""
+    if path.is_dir():
+        raise UserError(f"{path} is a directory", "give FILE.py:GRAPH, a Python file in it")
+    if not path.is_file():
+        raise UserError(f"no such file: {path}", "give FILE.py:GRAPH, a Python file and a name")
+    if path.suffix != ".py":
+        raise UserError(f"{path} is not a Python file", "give FILE.py:GRAPH, a .py file")
+    spec = importlib.util.spec_from_file_location(f"hush_user_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"cannot import {path}", "give FILE.py:GRAPH, a .py file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise UserError(
+            f"{path.name}:{exc.lineno}: SyntaxError: {exc.msg}", "fix the file and run again"
+        ) from exc
+    except Exception as exc:
+        raise UserError(
+            f"importing {path} failed: {_where(exc, path)}{type(exc).__name__}: {exc}",
+            "run with 'hush --debug ...' to see the traceback",
+        ) from exc
+    return module
+
+
+def _only_graph(module: types.ModuleType, file: str) -> GraphNode | Hush:
+    """The one root graph (or engine) ``module`` defines; else a UserError listing what it
+    defines."""
+    found = _defined(module)
+    roots = found["graphs"] + found["engines"]
+    if len(roots) == 1:
+        obj: GraphNode | Hush = getattr(module, roots[0])
+        return obj
+    if roots:
+        raise UserError(
+            f"{file} defines {len(roots)} graphs: {_names(roots)}",
+            f"name the one to run: {file}:{roots[0]}",
+        )
+    listed = "; ".join(f"{kind}: {_names(names)}" for kind, names in found.items() if names)
+    raise UserError(
+        f"{file} defines no root graph ({listed or 'nothing hush can run'})", _pick(module, file)
+    )
+
+
+def _defined(module: types.ModuleType) -> dict[str, list[str]]:
+    """Module-level names by kind: root ``graphs``, ``engines``, ``nodes`` inside a graph,
+    and ``functions`` defined in the file (a function returning a graph can be run)."""
+    found: dict[str, list[str]] = {"graphs": [], "engines": [], "nodes": [], "functions": []}
+    engine_graphs = {id(v.graph) for v in vars(module).values() if isinstance(v, Hush)}
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, GraphNode) and value.parent is None:
+            if id(value) not in engine_graphs:
+                found["graphs"].append(name)
+        elif isinstance(value, Hush):
+            found["engines"].append(name)
+        elif isinstance(value, BaseNode):
+            found["nodes"].append(name)
+        elif inspect.isfunction(value) and value.__module__ == module.__name__:
+            found["functions"].append(name)
+    return found
+
+
+def _pick(module: types.ModuleType, file: str) -> str:
+    """How to name what to run, with a name the file defines when there is one."""
+    found = _defined(module)
+    runnable = found["graphs"] + found["engines"] + found["functions"]
+    example = f"{file}:{runnable[0]}" if runnable else f"{file}:NAME"
+    return f"name a GraphNode, a Hush engine or a function returning one: {example}"
+
+
+def _names(names: list[str], most: int = 8) -> str:
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def _a(obj: object) -> str:
+    kind = type(obj).__name__
+    return f"an {kind}" if kind[:1].lower() in "aeiou" else f"a {kind}"
 
 
 def _where(exc: BaseException, path: Path) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from hush.checkpoint import CheckpointMismatchError, list_runs
+from hush.checkpoint import CheckpointError, CheckpointMismatchError, list_runs
 from hush.cli.errors import UserError
 from hush.cli.loading import load_graph, load_inputs, to_jsonable
 from hush.cli.spending import budget_hint, cache_option, sent_here, spend_line, spend_options
@@ -83,9 +83,14 @@ def run(
         raise UserError(
             f"{given} needs --checkpoint FILE: without one nothing is saved to resume or restart"
         )
+    if output is not None and output.is_dir():
+        raise UserError(f"--output {output} is a directory", "give a file name, like out.json")
     graph = load_graph(target)
     data = load_inputs(inputs)
-    tracer = tracer_for(trace)
+    try:
+        tracer = tracer_for(trace)
+    except OSError as exc:
+        raise UserError(f"cannot write the trace file {trace}: {exc.strerror}") from None
     engine = Hush(graph)
     try:
         with sent_here() as sent:
@@ -113,17 +118,32 @@ def run(
             f"({exc.entries} saved result(s))",
             "add --restart to start it over, or use another --run-id",
         ) from None
+    except CheckpointError as exc:
+        raise UserError(str(exc), "--checkpoint takes a SQLite file hush writes") from None
     except KeyboardInterrupt:
         _interrupted(checkpoint, run_id)
         return 130
     state: RunRecord = result.pop("$state")
     text = json.dumps(to_jsonable(result), indent=2, ensure_ascii=False)
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
-    else:
+    unwritten = _write(output, text) if output is not None else None
+    if output is None:
         click.echo(text[:4000] + ("\n..." if len(text) > 4000 else ""))
     _summary(state, sent, resumable=checkpoint is not None)
+    if unwritten is not None:
+        raise UserError(f"cannot write --output {output}: {unwritten}; the result is printed above")
     return 1 if state.unhandled else 0
+
+
+def _write(output: Path, text: str) -> str | None:
+    """Write the result to ``output`` (its folder made as needed); on failure print the
+    result on stdout, so the finished run is not lost, and return why it failed."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        click.echo(text)
+        return exc.strerror or str(exc)
+    return None
 
 
 def _summary(state: RunRecord, sent: RunSpend, *, resumable: bool = False) -> None:

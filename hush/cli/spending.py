@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from hush.cli.errors import UserError
+from hush.cli.groups import CommandGroup
 from hush.core.state import RunRecord
 from hush.providers.spend import RunSpend
 from hush.providers.spend import current as current_spend
@@ -123,7 +124,7 @@ def usd(amount: float) -> str:
     return f"{amount:.2f}" if amount >= 1 else f"{amount:.4f}"
 
 
-@click.group(short_help="Look at or clear the LLM response cache.")
+@click.group(cls=CommandGroup, short_help="Look at or clear the LLM response cache.")
 def cache() -> None:
     """The LLM response cache used by --cache (see the docs' cost and caching page)."""
 
@@ -135,7 +136,7 @@ def clear(path: Path | None, model: str | None) -> None:
     """Delete the answers in the cache at PATH (default: the default cache file)."""
     from hush.providers.cache import default_cache_path
 
-    target = path or default_cache_path()
+    target = _cache_file(path or default_cache_path())
     if not target.is_file():
         click.echo(f"{target}: no cache there", err=True)
         return
@@ -151,13 +152,19 @@ def info(path: Path | None) -> None:
     """Print the cache file and how many answers it holds."""
     from hush.providers.cache import default_cache_path
 
-    target = path or default_cache_path()
+    target = _cache_file(path or default_cache_path())
     if not target.is_file():
         click.echo(f"{target}: no cache there yet")
         return
     store = _open(target)
     click.echo(f"{target}: {len(store)} answer(s)")
     store.close()
+
+
+def _cache_file(path: Path) -> Path:
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a cache file", "give the cache's SQLite file")
+    return path
 
 
 def _open(path: Path) -> Any:
