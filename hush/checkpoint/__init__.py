@@ -1,5 +1,6 @@
 """Checkpoint and resume: finished nodes and map items saved as they finish."""
 
+from hush.checkpoint.digest import UndigestableError, digest
 from hush.checkpoint.errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -21,8 +22,10 @@ __all__ = [
     "CheckpointWriteError",
     "RunInfo",
     "SQLiteCheckpointStore",
+    "UndigestableError",
     "UnknownRunError",
     "WriterStats",
+    "digest",
     "fingerprint",
     "list_runs",
     "load_entries",

@@ -1,7 +1,7 @@
-"""Stable digests: of a run's graph description (the fingerprint), of a node's inputs
-(the content key of a saved result), and of a function's code.
+"""Stable digests of a run's graph description (the fingerprint) and of a function's code.
 
-All three are equal across processes and hash seeds for equal values.
+Both are equal across processes and hash seeds for equal values. The digest of
+a node's inputs (the content key of a saved result) is :mod:`hush.checkpoint.digest`.
 """
 
 from __future__ import annotations
@@ -24,32 +24,6 @@ from hush.checkpoint.errors import UnstableValueError
 logger = logging.getLogger("hush.checkpoint")
 
 _Json = None | bool | int | float | str | list["_Json"] | dict[str, "_Json"]
-
-
-def digest(value: object) -> str:
-    """A short content digest of ``value`` (32 hex digits), for keying saved results.
-
-    The fast path hashes the pickle; values holding sets (whose pickle follows
-    the per-process hash order) and values that do not pickle are encoded
-    canonically instead. Raises :class:`UnstableValueError` when ``value`` has
-    no encoding that is stable across processes.
-    """
-    try:
-        data = pickle.dumps(value, protocol=5)
-    except Exception:
-        data = b""
-    if not data or _SET_OPCODES[0] in data or _SET_OPCODES[1] in data:
-        text = json.dumps(
-            _canonical(value, strict=True),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        data = text.encode("utf-8")
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-_SET_OPCODES = (pickle.EMPTY_SET, pickle.FROZENSET)
 
 
 def code_identity(fn: Callable[..., Any]) -> list[Any]:

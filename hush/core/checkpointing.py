@@ -18,8 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hush.checkpoint.digest import digest
 from hush.checkpoint.errors import CheckpointValueError, CheckpointWriteError
-from hush.checkpoint.hashing import digest
 from hush.core.errors import NodeError
 
 if TYPE_CHECKING:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hush.checkpoint.digest import digest
 from hush.checkpoint.errors import FingerprintError, UnstableValueError
-from hush.checkpoint.hashing import code_identity, digest
+from hush.checkpoint.hashing import code_identity
 from hush.core.nodes.base import BaseNode
 from hush.core.nodes.graph.graph_node import GraphNode
 from hush.core.refs import Each, Ref
