@@ -1,42 +1,54 @@
 """``run_batch``: every row of a table through one prompt, answers written back next to it.
 
-Underneath it is a graph like any other: a ``MapNode`` over the rows, each
-item a ``PromptNode`` and an ``LLMNode``; rate limits, retries, progress and
-tracing work as in ``engine.run``. The run is checkpointed (by default next to
-the output, as ``<output>.checkpoint.db``): running the same batch again after a
-crash, Ctrl-C or ``kill -9`` continues where it stopped and never asks for a
-finished row twice. The output is written atomically at the end and every few
-seconds while the batch runs, so it always holds the rows done so far.
+Underneath it is a graph like any other: a ``MapNode`` over the rows' requests
+(what each row asks, not where it is), each item a ``PromptNode`` and an
+``LLMNode``; rate limits, retries, progress and tracing work as in
+``engine.run``. The run is checkpointed (by default next to the output, as
+``<output>.checkpoint.db``) and items are keyed by their content: running the
+same batch again after a crash, Ctrl-C or ``kill -9`` continues where it
+stopped and never asks for a finished row twice, and rows changed since are
+asked, never given another row's answer.
+
+Everything that can refuse the batch is checked before the first request, and
+the output is first written only once the run is known to be valid (its first
+answer arrived), then every few seconds off the event loop, atomically, and at
+the end; a refused run leaves an existing output as it was.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hush.batch.answers import (
+    RESULT_COLUMNS,
+    RUN_ID,
+    Answers,
+    failed,
+    render,
+    request_key,
+    saved_answers,
+    with_saved,
+)
 from hush.batch.errors import BatchUsageError, TableError
-from hush.batch.tables import read_table, write_table
+from hush.batch.output import OutputWriter
+from hush.batch.tables import check_output, read_table
 from hush.batch.template import check_columns, load_template, placeholders, with_aliases
-from hush.checkpoint import CheckpointMismatchError, load_entries
-from hush.checkpoint.errors import CheckpointError
+from hush.checkpoint import CheckpointMismatchError
 from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
 from hush.providers import LLMNode, PromptNode, get_registry
 from hush.providers.errors import ResourceError
+from hush.providers.spend import DEFAULT_REPLY_TOKENS
 
 logger = logging.getLogger("hush.batch")
 
-RESULT_COLUMNS = ("error", "latency_s", "model", "prompt_tokens", "completion_tokens", "cost_usd")
-ANSWER_KEYS = ("content", "latency", "model", "usage", "cost")
-"""What each row's LLM call gives the table (and its checkpoint keeps)."""
-RUN_ID = "batch"
+ANSWER_KEYS = ("content", "latency", "queued", "model", "usage", "cost")
+"""What a row's LLM call gives its result (``queued`` where the LLM node reports it)."""
 FLUSH_SECONDS = 5.0
 
 
@@ -81,20 +93,25 @@ async def run_batch(
     max_cost: float | None = None,
     max_total_tokens: int | None = None,
     cache: Any = None,
+    params: Mapping[str, Any] | None = None,
 ) -> BatchResult:
     """Send every row of ``source`` through ``prompt`` on resource ``model``; write ``output``.
 
     ``source`` is a .csv/.xlsx/.jsonl/.parquet path, a list of row dicts, or a
     pandas DataFrame. ``prompt`` and ``system`` are templates with ``{column}``
     placeholders (or ``@file`` to read one). With an ``output`` path, the rows
-    are written there with ``answer_column``, ``error``, ``latency_s``, ``model``,
-    ``prompt_tokens``, ``completion_tokens`` and ``cost_usd`` after the input's
-    columns. ``checkpoint=True`` saves finished rows next to ``output`` (a path
-    picks another file, ``False`` none); ``restart`` forgets what was saved.
+    are written there with ``answer_column``, ``error``, ``latency_s``, ``queued_s``,
+    ``model``, ``prompt_tokens``, ``completion_tokens`` and ``cost_usd`` after the
+    input's columns. ``params`` are generation parameters sent with every request
+    (``{"max_tokens": 200}``). ``checkpoint=True`` saves finished rows next to
+    ``output`` (a path picks another file, ``False`` none); ``restart`` forgets what
+    was saved. Saved answers are matched to rows by what the row asks, so rows added,
+    removed or reordered since cost only themselves.
     ``max_cost``, ``max_total_tokens`` and ``cache`` are those of ``engine.run``:
     rows the budget leaves unsent fail with ``BudgetExceededError`` and are sent
     when the batch runs again with a larger budget.
-    Raises :class:`BatchUsageError` before anything is sent when something is wrong.
+    Raises :class:`BatchUsageError` before anything is sent (or written) when
+    something is wrong.
     """
     out = Path(output) if output is not None else None
     columns, rows = _load(source, sheet)
@@ -111,66 +128,59 @@ async def run_batch(
     _check_model(model)
     if not isinstance(concurrency, int) or concurrency < 1:
         raise BatchUsageError(f"--concurrency must be a positive number, got {concurrency!r}")
+    params = dict(params or {})
+    _check_budget(max_total_tokens, params)
+    if out is not None:
+        check_output(out)
     db = _checkpoint_path(checkpoint, out)
     if db is not None and restart:
         for suffix in ("", "-wal", "-shm"):
             Path(str(db) + suffix).unlink(missing_ok=True)
     aliases = {name: f"c{i}" for i, name in enumerate(names)}
-    done: dict[int, dict[str, Any]] = saved_rows(db)
-    resumed = len(done)
-
-    def record(position: int, **answer: Any) -> None:
-        done[position] = _row_result(answer, None)
-
-    engine = Hush(_graph(rows, aliases, user, system_text, model, concurrency, record))
+    requests = [_request(row, aliases) for row in rows]
+    answers = Answers(rows, [r["key"] for r in requests])
     out_columns = [*columns, answer_column, *RESULT_COLUMNS]
+    writer = _writer(out, out_columns, answers, answer_column, sheet, db)
 
-    def flush() -> None:
-        if out is not None:
-            write_table(out, out_columns, _table(rows, done, answer_column), sheet)
+    def answered(key: str, result: dict[str, Any]) -> None:
+        answers.answered(key, result)
+        writer.start()
 
-    writer = asyncio.ensure_future(_flush_periodically(flush))
+    engine = Hush(_graph(aliases, user, system_text, model, concurrency, params, answered))
     try:
-        result = await engine.run(
-            {"positions": list(range(len(rows)))},
-            checkpoint=db,
-            run_id=RUN_ID,
-            progress=progress,
-            tracer=tracer,
-            max_concurrency=max_concurrency,
-            max_cost=max_cost,
-            max_total_tokens=max_total_tokens,
-            cache=cache,
-        )
+        async with writer:
+            result = await engine.run(
+                {"requests": requests},
+                checkpoint=db,
+                run_id=RUN_ID,
+                progress=progress,
+                tracer=tracer,
+                max_concurrency=max_concurrency,
+                max_cost=max_cost,
+                max_total_tokens=max_total_tokens,
+                cache=cache,
+            )
+            for position, row_result in enumerate(_results(result)):
+                answers.set(position, row_result)
     except CheckpointMismatchError:
         raise BatchUsageError(
-            f"{db} was saved by a batch with a different prompt, model or input; run with "
+            f"{db} was saved by a batch with a different prompt, model or parameters; run with "
             "--restart to start over, or write to another output"
         ) from None
-    except BaseException:
-        with contextlib.suppress(TableError):
-            flush()
-        raise
-    finally:
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
-    state = result["$state"]
-    for i, row_result in enumerate(_results(result)):
-        done[i] = row_result
-    table = _table(rows, done, answer_column)
-    try:
-        flush()
     except TableError as exc:
-        saved = f"; the answers are saved in {db}, run the same command again" if db else ""
-        raise TableError(f"{exc}{saved}") from None
+        if db is None:
+            raise
+        raise TableError(
+            f"{exc}; the answers are saved in {db}: free the place and run the same command again"
+        ) from None
+    state = result["$state"]
     return BatchResult(
         columns=out_columns,
-        rows=table,
+        rows=render(rows, answers.results, answer_column),
         output=out,
         checkpoint=db,
-        failed=sum(1 for row in table if row["error"]),
-        resumed=resumed,
+        failed=answers.failed(),
+        resumed=_resumed(state, len(rows)),
         state=state,
     )
 
@@ -209,79 +219,113 @@ def _checkpoint_path(checkpoint: Any, out: Path | None) -> Path | None:
     return Path(checkpoint)
 
 
+def _check_budget(max_total_tokens: int | None, params: Mapping[str, Any]) -> None:
+    """A token budget must leave room for one call's reply reservation."""
+    reply = params.get("max_tokens")
+    reserved = reply if isinstance(reply, int) else DEFAULT_REPLY_TOKENS
+    if max_total_tokens is not None and max_total_tokens < reserved:
+        raise BatchUsageError(
+            f"budget of {max_total_tokens} tokens is below one call's reservation of "
+            f"{reserved} tokens; lower --max-tokens or raise the budget"
+        )
+
+
+def _request(row: Mapping[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
+    """What the row's LLM call is made of (its template values, by alias), and its key."""
+    fields = {
+        alias: "" if row.get(name) is None else str(row.get(name))
+        for name, alias in aliases.items()
+    }
+    return {"key": request_key(fields), "fields": fields}
+
+
+def _writer(
+    out: Path | None,
+    columns: list[str],
+    answers: Answers,
+    answer_column: str,
+    sheet: str | None,
+    db: Path | None,
+) -> OutputWriter:
+    """The output writer: this run's answers, and those saved before (read in its thread)."""
+    saved: list[dict[str, list[dict[str, Any]]]] = []
+
+    def snapshot() -> Callable[[], list[dict[str, Any]]]:
+        results = dict(answers.results)
+
+        def build() -> list[dict[str, Any]]:
+            if not saved:
+                saved.append(saved_answers(db))
+            return render(answers.rows, with_saved(answers.keys, results, saved[0]), answer_column)
+
+        return build
+
+    return OutputWriter(out, columns, snapshot, sheet=sheet, interval=FLUSH_SECONDS)
+
+
 def _graph(
-    rows: list[dict[str, Any]],
     aliases: dict[str, str],
     user: str,
     system: str | None,
     model: str,
     concurrency: int,
-    record: Any,
+    params: Mapping[str, Any],
+    answered: Callable[[str, dict[str, Any]], None],
 ) -> GraphNode:
     template: dict[str, str] = {"user": with_aliases(user, aliases)}
     if system is not None:
         template = {"system": with_aliases(system, aliases), **template}
+
+    def result(request: dict[str, Any], **answer: Any) -> dict[str, Any]:
+        row = {**_row_result(answer), "key": request["key"]}
+        answered(request["key"], row)
+        return {"answer": row}
+
     with GraphNode(name="batch") as graph:
         with MapNode(
             name="rows",
-            inputs={"row": Each(rows), "position": Each(PARENT["positions"])},
+            inputs={"request": Each(PARENT["requests"])},
             max_concurrency=concurrency,
         ) as items:
-            fields = CodeNode(
-                name="fields",
-                code_fn=_fields,
-                inputs={"row": PARENT["row"], "aliases": aliases},
-                thread=False,
-            )
+            fields = PARENT["request"]["fields"]
             prompt = PromptNode(
                 name="prompt",
                 inputs={"prompt": template, **{a: fields[a] for a in aliases.values()}},
             )
-            llm = LLMNode(name="llm", resource_key=model, inputs={"messages": prompt["messages"]})
-            for key in ANSWER_KEYS:
-                llm[key] >> PARENT[key]
-            answered = CodeNode(
-                name="answered",
-                code_fn=record,
-                inputs={"position": PARENT["position"]} | {key: llm[key] for key in ANSWER_KEYS},
+            llm = LLMNode(
+                name="llm", resource_key=model, inputs={"messages": prompt["messages"]}, **params
+            )
+            keys = [key for key in ANSWER_KEYS if key in (llm.output_keys() or ANSWER_KEYS)]
+            answer = CodeNode(
+                name="answer",
+                code_fn=result,
+                inputs={"request": PARENT["request"]} | {key: llm[key] for key in keys},
+                outputs={"answer": PARENT},
                 thread=False,
             )
-            START >> fields >> prompt >> llm >> answered >> END
-        for key in (*ANSWER_KEYS, "error"):
-            items[key] >> PARENT[key]
+            START >> prompt >> llm >> answer >> END
+        items["answer"] >> PARENT["answer"]
+        items["error"] >> PARENT["error"]
         START >> items >> END
     return graph
 
 
-def _fields(row: dict[str, Any], aliases: dict[str, str]) -> dict[str, str]:
-    """A row's values for the template, by alias (an empty cell is an empty string)."""
-    return {
-        alias: "" if row.get(name) is None else str(row.get(name))
-        for name, alias in aliases.items()
-    }
-
-
 def _results(result: dict[str, Any]) -> list[dict[str, Any]]:
-    columns = [result[key] for key in ANSWER_KEYS]
+    """Each row's result, in row order."""
     return [
-        _row_result(dict(zip(ANSWER_KEYS, values, strict=True)), error)
-        for *values, error in zip(*columns, result["error"], strict=True)
+        failed(f"{error.type}: {error.message}") if error is not None else answer
+        for answer, error in zip(result["answer"], result["error"], strict=True)
     ]
 
 
-def _row_result(answer: dict[str, Any], error: Any) -> dict[str, Any]:
-    if error is not None:
-        return {
-            "answer": None,
-            "error": f"{error.type}: {error.message}",
-            **dict.fromkeys(RESULT_COLUMNS[1:]),
-        }
+def _row_result(answer: Mapping[str, Any]) -> dict[str, Any]:
     usage = answer.get("usage") or {}
-    latency, cost = answer.get("latency"), answer.get("cost")
+    cost = answer.get("cost")
     return {
         "answer": answer.get("content"),
         "error": "",
-        "latency_s": round(latency, 3) if isinstance(latency, float) else None,
+        "latency_s": _seconds(answer.get("latency")),
+        "queued_s": _seconds(answer.get("queued")),
         "model": answer.get("model"),
         "prompt_tokens": usage.get("prompt_tokens"),
         "completion_tokens": usage.get("completion_tokens"),
@@ -289,43 +333,14 @@ def _row_result(answer: dict[str, Any], error: Any) -> dict[str, Any]:
     }
 
 
-def saved_rows(db: Path | None) -> dict[int, dict[str, Any]]:
-    """Rows a previous run of this batch finished (read back for the first output write)."""
-    if db is None or not db.is_file():
-        return {}
-    try:
-        entries = load_entries(db, RUN_ID)
-    except (CheckpointError, sqlite3.Error):
-        return {}
-    prefix = "batch/rows["
-    done = {}
-    for path, value in entries.items():
-        if path.startswith(prefix) and path.endswith("]") and isinstance(value, dict):
-            index = path[len(prefix) : -1]
-            if index.isdigit():
-                done[int(index)] = _row_result(value, None)
-    return done
+def _seconds(value: Any) -> float | None:
+    return round(value, 3) if isinstance(value, int | float) else None
 
 
-def _table(
-    rows: list[dict[str, Any]], done: dict[int, dict[str, Any]], answer_column: str
-) -> list[dict[str, Any]]:
-    table = []
-    for i, row in enumerate(rows):
-        result = done.get(i)
-        merged = dict(row)
-        merged[answer_column] = result["answer"] if result else None
-        for column in RESULT_COLUMNS:
-            merged[column] = result[column] if result else ("" if column == "error" else None)
-        table.append(merged)
-    return table
-
-
-async def _flush_periodically(flush: Any) -> None:
-    """Write the output now (rows a previous run finished included), then every few seconds."""
-    while True:
-        try:
-            flush()
-        except TableError as exc:
-            logger.warning("could not write the rows done so far: %s", exc)
-        await asyncio.sleep(FLUSH_SECONDS)
+def _resumed(state: Any, rows: int) -> int:
+    """Rows the run took from its checkpoint (all of them when the whole map was saved)."""
+    record = state.nodes.get("batch/rows")
+    if record is not None and record.resumed:
+        return rows
+    counters = state.iterations.get("batch/rows")
+    return int(counters.resumed) if counters is not None else 0

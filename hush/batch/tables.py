@@ -4,7 +4,8 @@ CSV and JSON Lines use the standard library (``csv`` keeps quoting and embedded
 newlines, files are UTF-8 and a byte-order mark written by Excel is skipped);
 Excel uses ``openpyxl``; Parquet needs ``pyarrow``. Files are written
 atomically: to a temporary file next to the target, then renamed over it, so a
-crash always leaves the previous complete file or the new one.
+crash always leaves the previous complete file or the new one. The new file has
+the mode of the one it replaces, or the umask's (0644 under umask 022) for a new one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import csv
 import datetime
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,26 @@ def table_format(path: Path) -> str:
         known = ", ".join(FORMATS)
         raise TableError(f"{path}: unknown file type '{path.suffix}' (use one of {known})")
     return kind
+
+
+def check_output(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`TableError` unless ``path`` can be written as a table: a known type
+    whose writer is installed, not a directory, in a directory that exists or can be made."""
+    path = Path(path)
+    kind = table_format(path)
+    if kind == "parquet":
+        _pyarrow(path)
+    if path.is_dir():
+        raise TableError(f"{path}: is a directory; name a file to write")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TableError(f"{path}: cannot write it: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TableError(f"{path}: cannot write it: {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise TableError(f"{path}: cannot write it: the file is read-only")
 
 
 def read_table(
@@ -64,6 +86,8 @@ def write_table(
     """Write ``rows`` (``columns`` in order) to ``path``, atomically."""
     path = Path(path)
     kind = table_format(path)
+    if kind == "parquet":
+        _pyarrow(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _replacing(path) as temporary:
@@ -77,14 +101,23 @@ def write_table(
                 _write_parquet(temporary, columns, rows)
     except OSError as exc:
         raise TableError(f"{path}: cannot write it: {exc.strerror or exc}") from None
+    except (ValueError, TypeError, ImportError) as exc:
+        raise TableError(f"{path}: cannot write it: {exc}") from None
 
 
 @contextlib.contextmanager
 def _replacing(path: Path) -> Iterator[Path]:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
+    """A temporary file next to ``path`` that becomes ``path`` when the block succeeds and
+    is removed when it fails: the one outcome of every write."""
     try:
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        if mode is not None:
+            os.chmod(temporary, mode)
         yield temporary
         os.replace(temporary, path)
     finally:
@@ -203,8 +236,8 @@ def _read_parquet(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def _write_parquet(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    pq = _pyarrow(path)
     import pyarrow
+    import pyarrow.parquet as pq
 
     table = pyarrow.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
     pq.write_table(table, path)

@@ -53,6 +53,12 @@ from hush.core.errors import RunOptionError
     help="Column the answers go to.",
 )
 @click.option("--sheet", metavar="NAME", help="Sheet of an .xlsx input (default: the first).")
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Longest reply, in tokens (sent as max_tokens; budgets reserve it per call).",
+)
 @click.option("--restart", is_flag=True, help="Forget saved rows and start over.")
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
@@ -68,6 +74,7 @@ def batch(
     concurrency: int,
     answer_column: str,
     sheet: str | None,
+    max_tokens: int | None,
     restart: bool,
     progress: bool | None,
     trace: Path | None,
@@ -78,14 +85,15 @@ def batch(
     """Send every row of INPUT (.csv, .xlsx, .jsonl) through one prompt; write OUTPUT.
 
     OUTPUT has INPUT's columns and rows in order, then the answer, error,
-    latency_s, model, prompt_tokens, completion_tokens and cost_usd. Finished rows are
+    latency_s (the request), queued_s (waiting for the rate limiter and a slot),
+    model, prompt_tokens, completion_tokens and cost_usd. Finished rows are
     saved as they finish in OUTPUT.checkpoint.db next to OUTPUT: after a crash,
     Ctrl-C or kill, the same command continues and never asks for a finished row
     twice. Exits 0 when every row was answered, 1 when some failed, 2 for usage
-    errors.
+    errors (checked before any request is sent).
     """
     from hush.batch import BatchUsageError, checkpoint_for, run_batch
-    from hush.batch.runner import saved_rows
+    from hush.batch.answers import saved_answers
 
     tracer = tracer_for(trace)
     started = time.monotonic()
@@ -106,12 +114,13 @@ def batch(
                 max_cost=max_cost,
                 max_total_tokens=max_total_tokens,
                 cache=cache_option(cache),
+                params={} if max_tokens is None else {"max_tokens": max_tokens},
             )
         )
     except (BatchUsageError, RunOptionError) as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
-        done = len(saved_rows(checkpoint_for(output)))
+        done = sum(len(found) for found in saved_answers(checkpoint_for(output)).values())
         click.echo(
             f"interrupted: {done} row(s) are answered and saved in {checkpoint_for(output)}; "
             f"{output} holds them",

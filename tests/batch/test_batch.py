@@ -2,119 +2,28 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
 
 from hush.batch import BatchUsageError, run_batch, run_batch_sync
-from hush.batch.runner import saved_rows
+from hush.batch.answers import saved_answers
 from hush.providers import get_registry
 from hush.testing import MockLLMServer
-
-HUSH = [sys.executable, "-m", "hush.cli"]
-RESULT_COLUMNS = [
-    "answer",
-    "error",
-    "latency_s",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-]
-
-AWKWARD = [
-    {"id": "007", "text": 'She said "hi", then left', "lang": "en"},
-    {"id": "2", "text": "Dòng một\nDòng hai, có dấu phẩy", "lang": "vi"},
-    {"id": "3", "text": "Saya suka nasi goreng; 'pedas', ya?", "lang": "id"},
-    {"id": "4", "text": "Tiếng Việt có dấu: ắ ệ ỗ ữ", "lang": "vi"},
-    {"id": "5", "text": "tab\there, trailing space ", "lang": ""},
-]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[MockLLMServer]:
-    with MockLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, server: MockLLMServer) -> Path:
-    server.configure(latency=0.0)
-    server.reset()
-    (tmp_path / "resources.yaml").write_text(
-        f"llm:gpt-4o-mini:\n  base_url: {server.base_url}\n"
-        "  model: gpt-4o-mini\n  max_retries: 1\n  backoff_base: 0.01\n"
-    )
-    return tmp_path
-
-
-def env_for(workdir: Path) -> dict[str, str]:
-    return {**os.environ, "HUSH_CONFIG": str(workdir / "resources.yaml")}
-
-
-def hush(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``hush ARGS``; a batch without ``--model`` uses the configured ``gpt-4o-mini``."""
-    if args[0] == "batch" and "--model" not in args:
-        args = (*args, "--model", "gpt-4o-mini")
-    return subprocess.run(
-        [*HUSH, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=workdir,
-        env=env_for(workdir),
-    )
-
-
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write an input the way a user's tools would (not with hush's own writer)."""
-    columns = list(rows[0])
-    if path.suffix == ".csv":
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    elif path.suffix == ".xlsx":
-        workbook = Workbook()
-        sheet = workbook.active
-        sheet.append(columns)
-        for row in rows:
-            sheet.append([row[c] for c in columns])
-        workbook.save(path)
-    else:
-        path.write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
-        )
-
-
-def read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            return list(reader.fieldnames or []), list(reader)
-    if path.suffix == ".xlsx":
-        sheet = load_workbook(path).worksheets[0]
-        lines = list(sheet.iter_rows(values_only=True))
-        columns = [str(c) for c in lines[0]]
-        return columns, [dict(zip(columns, line, strict=True)) for line in lines[1:]]
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return list(rows[0]), rows
-
-
-def asked(server: MockLLMServer) -> Counter[str]:
-    """How many times the server was asked each user message."""
-    return Counter(r.body["messages"][-1]["content"] for r in server.requests if r.body)
+from tests.batch.conftest import (
+    AWKWARD,
+    HUSH,
+    RESULT_COLUMNS,
+    asked,
+    env_for,
+    hush,
+    read_rows,
+    write_rows,
+)
 
 
 @pytest.mark.parametrize("ext", [".csv", ".xlsx", ".jsonl"])
@@ -206,7 +115,12 @@ def test_batch_killed_mid_run_continues_without_asking_a_finished_row_twice(
             child.stderr.close()
     assert child.returncode == -signal.SIGKILL
 
-    finished = saved_rows(workdir / "out.csv.checkpoint.db")
+    saved = saved_answers(workdir / "out.csv.checkpoint.db")
+    finished = {
+        answer["answer"].rsplit("reply to: ", 1)[1]: answer
+        for found in saved.values()
+        for answer in found
+    }
     assert len(finished) >= 20, "rows answered before the kill were not saved"
     columns, partial = read_rows(workdir / "out.csv")
     assert columns == ["n", "text", *RESULT_COLUMNS]
@@ -218,15 +132,15 @@ def test_batch_killed_mid_run_continues_without_asking_a_finished_row_twice(
     assert out.returncode == 0, out.stderr
     assert f"{len(finished)} from the checkpoint" in out.stderr
     again = asked(server)
-    finished_texts = {f"row number {i}" for i in finished}
-    assert not finished_texts & set(again), "a finished row was asked again"
+    assert not set(finished) & set(again), "a finished row was asked again"
     assert set(before) | set(again) == {r["text"] for r in rows}
     assert sum(again.values()) == 120 - len(finished)
     _, done = read_rows(workdir / "out.csv")
     assert [r["n"] for r in done] == [r["n"] for r in rows]
     assert all(r["answer"] and not r["error"] for r in done)
-    for i, row in finished.items():
-        assert done[i]["answer"] == row["answer"]
+    for row in done:
+        if row["text"] in finished:
+            assert row["answer"] == finished[row["text"]]["answer"]
 
     third = hush(workdir, *args)
     assert third.returncode == 0, third.stderr
