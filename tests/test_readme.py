@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,68 @@ def test_demo_writes_its_answers_and_says_where(tmp_path: Path) -> None:
     assert "hush/demo.py" in out.stdout and "hush batch" in out.stdout
     again = python(tmp_path, "-m", "hush.cli", "demo", "--no-progress")
     assert again.returncode == 0 and "120 from the checkpoint" in again.stdout
+
+
+def test_the_demo_says_its_labels_are_not_a_models(tmp_path: Path) -> None:
+    out = python(tmp_path, "-m", "hush.cli", "demo", "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    notes = [line for line in out.stdout.splitlines() if "not a model's answers" in line]
+    assert len(notes) == 1 and "at random" in notes[0]
+
+
+def test_the_demos_printed_commands_run_as_printed(tmp_path: Path) -> None:
+    demo_dir, by_hand_dir = tmp_path / "demo", tmp_path / "by-hand"
+    demo_dir.mkdir()
+    by_hand_dir.mkdir()
+    out = python(demo_dir, "-m", "hush.cli", "demo", "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    start = lines.index(
+        "Running the equivalent of these two commands (the first in another terminal):"
+    )
+    server_command, batch_command = (line.strip() for line in lines[start + 1 : start + 3])
+    assert server_command == "hush mock-llm", "the resources file expects its default port"
+    env = clean_env()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    server = subprocess.Popen(
+        [*shlex.split(server_command), "--port", "0"],
+        cwd=by_hand_dir,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        ready = server.stderr.readline()
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/v1", ready)
+        assert port, ready
+        env["HUSH_DEMO_PORT"] = port.group(1)
+        ran = subprocess.run(
+            ["bash", "-c", batch_command + " --no-progress"],
+            cwd=by_hand_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "120 answered, 0 failed, 0 from the checkpoint" in ran.stderr
+
+    def answers(folder: Path) -> list[str]:
+        with (folder / "hush-demo-answers.csv").open(newline="", encoding="utf-8") as f:
+            return [row["answer"] for row in csv.DictReader(f)]
+
+    assert answers(by_hand_dir) == answers(demo_dir)
+
+
+def test_the_demos_answers_are_ignored_by_git() -> None:
+    listed = subprocess.run(
+        ["git", "check-ignore", "hush-demo-answers.csv", "hush-demo-answers.csv.checkpoint.db"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2, listed

@@ -81,13 +81,14 @@ def spend_line(state: RunRecord, sent: RunSpend | None = None) -> str:
     if not total["calls"] and not total["cached"]:
         return ""
     priced = any(r.get("cost") is not None for r in state.llm.values())
-    run_total = _spent(total, state.tokens, state.cost, priced)
+    run_total = _spent(total, state.tokens, state.cost, priced=priced)
     if sent is None:
         return f", LLM: {run_total}"
     now = _totals(sent.summary())
     if (now["calls"], now["cached"]) == (total["calls"], total["cached"]):
         return f", LLM: {run_total}"
-    return f", LLM sent now: {_spent(now, sent.tokens, sent.cost, priced)}; run total: {run_total}"
+    sent_now = _spent(now, sent.tokens, sent.cost, priced=priced, unpriced_note=False)
+    return f", LLM sent now: {sent_now}; run total: {run_total}"
 
 
 def _totals(per_resource: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
@@ -96,9 +97,12 @@ def _totals(per_resource: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
     }
 
 
-def _spent(counts: Mapping[str, int], tokens: int, cost: float, priced: bool) -> str:
+def _spent(
+    counts: Mapping[str, int], tokens: int, cost: float, *, priced: bool, unpriced_note: bool = True
+) -> str:
     from_cache = f" ({counts['cached']} cached)" if counts["cached"] else ""
-    money = f", {usd(cost)} USD" if priced else ", cost unknown (no price)"
+    unpriced = ", cost unknown (no price)" if unpriced_note else ""
+    money = f", {usd(cost)} USD" if priced else unpriced
     return f"{counts['calls']} call(s){from_cache}, {tokens:,} tokens{money}"
 
 

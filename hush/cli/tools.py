@@ -106,7 +106,16 @@ def trace(path: Path) -> None:
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
 def demo(output: Path, progress: bool | None) -> int:
-    """Classify a bundled spreadsheet of customer feedback with hush batch, no API key needed."""
+    """Classify a bundled spreadsheet of customer feedback with hush batch, no API key needed.
+
+    The labels come from the local test server (picked at random), not from a model.
+    """
+    from hush.batch import BatchUsageError
     from hush.demo import run_demo
 
-    return run_demo(output, progress=progress)
+    if output.is_dir():
+        raise UserError(f"--output {output} is a directory", "give a file name, like answers.csv")
+    try:
+        return run_demo(output, progress=progress)
+    except BatchUsageError as exc:
+        raise UserError(str(exc)) from None
