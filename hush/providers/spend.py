@@ -135,13 +135,22 @@ class RunSpend:
             if self._changed is None:
                 self._changed = asyncio.Event()
             await self._changed.wait()
-        outer = None
-        if self.parent is not None:
-            outer = await self.parent.reserve(key, price, prompt_tokens, max_tokens)
+        # The hold is recorded before the enclosing run is asked (which may wait), so that
+        # requests checked meanwhile count it; it ends in the one ``finally`` below unless a
+        # Hold takes it over.
         self._held_cost += cost
         self._held_tokens += tokens
         self._holds += 1
-        return Hold(self, ledger, price, cost, tokens, outer)
+        hold: Hold | None = None
+        try:
+            outer = None
+            if self.parent is not None:
+                outer = await self.parent.reserve(key, price, prompt_tokens, max_tokens)
+            hold = Hold(self, ledger, price, cost, tokens, outer)
+            return hold
+        finally:
+            if hold is None:
+                self._release(cost, tokens)
 
     def answered_from_cache(self, key: str, price: Price | None) -> None:
         """Count a call the cache answered."""
