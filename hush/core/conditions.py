@@ -4,6 +4,12 @@ Expressions are parsed with :mod:`ast` and checked against a whitelist
 (comparisons, ``and``/``or``/``not``, arithmetic, literals, membership, names
 of inputs). Calls, attributes, subscripts, lambdas and everything else are
 rejected when the node is created, so no user string ever runs as code.
+
+Size is bounded too: the text (:data:`MAX_LENGTH`), its nesting
+(:data:`MAX_DEPTH`), and what ``*`` and ``%`` can build. A literal string or
+list may not be repeated or used as a format, and at run time a repetition of
+an input is refused beyond :data:`MAX_REPEAT` items, so an evaluation never
+allocates more than its inputs and a small multiple of them.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ class Condition:
             self.text = spec
             tree = _parse(spec)
             self.names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-            self._code = compile(tree, "<condition>", "eval")
+            self._code = _compile(_Bounded().visit(tree), spec)
         elif callable(spec):
             self.text = getattr(spec, "__name__", repr(spec))
             self._fn = spec
@@ -82,7 +88,7 @@ class Condition:
 
     def __call__(self, values: Mapping[str, Any]) -> bool:
         if self._code is not None:
-            return bool(eval(self._code, {"__builtins__": {}}, dict(values)))
+            return bool(eval(self._code, dict(_HELPERS), dict(values)))
         assert self._fn is not None
         if self._params is None:
             return bool(self._fn(**values))
@@ -94,10 +100,20 @@ class Condition:
 
 MAX_LENGTH = 2000
 """Longest condition expression accepted, in characters."""
+MAX_DEPTH = 64
+"""Deepest nesting of a condition expression (``a + b + c`` nests two levels)."""
+MAX_REPEAT = 100_000
+"""Longest string or sequence a condition may build with ``*`` from an input."""
+
+_SEQUENCES = (str, bytes, list, tuple)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _parse(text: str) -> ast.Expression:
-    short = text if len(text) <= 60 else text[:57] + "..."
+    short = _short(text)
     if len(text) > MAX_LENGTH:
         raise ConditionError(
             f"condition {short!r} is {len(text)} characters long (at most {MAX_LENGTH}); "
@@ -105,22 +121,96 @@ def _parse(text: str) -> ast.Expression:
         )
     try:
         tree = ast.parse(text.strip(), mode="eval")
-        nodes = list(ast.walk(tree))
     except SyntaxError as exc:
         raise ConditionError(f"condition {short!r} is not a valid expression: {exc.msg}") from None
     except (RecursionError, MemoryError):
         raise ConditionError(
             f"condition {short!r} is nested too deeply to parse; use a callable"
         ) from None
-    for node in nodes:
+    for node, depth in _walk(tree):
+        if depth > MAX_DEPTH:
+            raise ConditionError(
+                f"condition {short!r} is nested more than {MAX_DEPTH} levels deep; "
+                "use a callable for complex conditions"
+            )
         if not isinstance(node, _ALLOWED):
             raise ConditionError(
-                f"condition {text!r} uses {type(node).__name__}, which is not allowed "
+                f"condition {short!r} uses {type(node).__name__}, which is not allowed "
                 "(only comparisons, and/or/not, arithmetic, literals, membership and input names)"
             )
         if isinstance(node, ast.Name) and node.id.startswith("__"):
-            raise ConditionError(f"condition {text!r} uses the name {node.id!r}")
+            raise ConditionError(f"condition {short!r} uses the name {node.id!r}")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult | ast.Mod):
+            literal = next((side for side in (node.left, node.right) if _is_sequence(side)), None)
+            if literal is not None and (isinstance(node.op, ast.Mult) or literal is node.left):
+                what = "repeats" if isinstance(node.op, ast.Mult) else "formats"
+                raise ConditionError(
+                    f"condition {short!r} {what} the literal {_short(ast.unparse(literal))}, "
+                    "which is not allowed (use a callable to build strings or lists)"
+                )
     return tree
+
+
+def _walk(tree: ast.AST) -> list[tuple[ast.AST, int]]:
+    """Every node with its depth, without recursion (so no depth can overflow the stack)."""
+    out: list[tuple[ast.AST, int]] = []
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        out.append((node, depth))
+        if depth <= MAX_DEPTH:
+            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return out
+
+
+def _is_sequence(node: ast.AST) -> bool:
+    """A string, bytes, list, tuple or set written in the expression."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str | bytes)
+    return isinstance(node, ast.List | ast.Tuple | ast.Set)
+
+
+def _compile(tree: ast.Expression, text: str) -> Any:
+    try:
+        return compile(ast.fix_missing_locations(tree), "<condition>", "eval")
+    except (RecursionError, MemoryError):
+        raise ConditionError(
+            f"condition {_short(text)!r} is nested too deeply to compile; use a callable"
+        ) from None
+
+
+class _Bounded(ast.NodeTransformer):
+    """Route ``*`` and ``%`` through :data:`_HELPERS`, which bound what inputs can build."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        helper = {ast.Mult: "__hush_mul__", ast.Mod: "__hush_mod__"}.get(type(node.op))
+        if helper is None:
+            return node
+        call = ast.Call(ast.Name(helper, ast.Load()), [node.left, node.right], [])
+        return ast.copy_location(call, node)
+
+
+def _mul(left: Any, right: Any) -> Any:
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, _SEQUENCES) and isinstance(times, int):
+            size = len(seq) * times
+            if size > MAX_REPEAT:
+                raise ConditionError(
+                    f"condition repeats a {type(seq).__name__} of {len(seq)} to {size} items "
+                    f"(at most {MAX_REPEAT})"
+                )
+    return left * right
+
+
+def _mod(left: Any, right: Any) -> Any:
+    if isinstance(left, str | bytes):
+        raise ConditionError("condition formats a string with '%', which is not allowed")
+    return left % right
+
+
+_HELPERS: dict[str, Any] = {"__builtins__": {}, "__hush_mul__": _mul, "__hush_mod__": _mod}
+"""What a condition's code sees besides its inputs (users cannot name ``__`` names)."""
 
 
 def _signature_names(fn: Callable[..., Any]) -> tuple[set[str], set[str] | None]:
