@@ -97,10 +97,21 @@ class MapNode(IterationNode):
         if executor is None and "[" not in call.path:
             executor = call.run.executor
 
-        async def worker() -> None:
+        cap = self.max_concurrency
+        started = 1  # workers: the first, then one more with each item taken, up to the cap
+        tg: asyncio.TaskGroup | None = None
+
+        async def worker(item: tuple[int, dict[str, Any]] | None) -> None:
+            nonlocal started
             saving = None
-            for i, values in _pull(pulled):
-                columns.grow()
+            while item is not None:
+                i, values = item
+                if tg is not None and started < cap:
+                    more = _take(pulled)
+                    if more is not None:
+                        started += 1
+                        tg.create_task(worker(more))
+                columns.grow(i)
                 counters.running += 1
                 try:
                     outcome = await call.run_item(
@@ -119,16 +130,16 @@ class MapNode(IterationNode):
                 if saving is not None:
                     await call.saved(saving)
                 saving = outcome.saving
+                item = _take(pulled)
             await call.saved(saving)
 
-        workers = self.max_concurrency if total is None else min(self.max_concurrency, total)
-        if workers <= 1:
-            await worker()
+        first = _take(pulled)
+        if cap <= 1 or total == 1 or first is None:
+            await worker(first)
         else:
             try:
                 async with asyncio.TaskGroup() as tg:
-                    for _ in range(workers):
-                        tg.create_task(worker())
+                    await worker(first)
             except BaseExceptionGroup as group:
                 raise group.exceptions[0] from None
         counters.total = columns.size
@@ -194,18 +205,18 @@ class MapNode(IterationNode):
             yield dict(zip(keys, values, strict=True))
 
 
-def _pull(items: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The items, with a ``CancelledError`` raised by the iterable itself made an error of
-    the map (a worker task raising it would look cancelled and be dropped silently)."""
-    while True:
-        try:
-            yield next(items)
-        except StopIteration:
-            return
-        except asyncio.CancelledError as exc:
-            raise NodeInputError(
-                f"the Each input raised CancelledError while iterated: {exc!r}"
-            ) from exc
+def _take(items: Iterator[tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]] | None:
+    """The next item, or ``None`` at the end; a ``CancelledError`` raised by the iterable
+    itself is an error of the map (a worker task raising it would look cancelled and be
+    dropped silently)."""
+    try:
+        return next(items)
+    except StopIteration:
+        return None
+    except asyncio.CancelledError as exc:
+        raise NodeInputError(
+            f"the Each input raised CancelledError while iterated: {exc!r}"
+        ) from exc
 
 
 class Columns:
@@ -222,12 +233,13 @@ class Columns:
         self.columns: dict[str, list[Any]] = {key: [] for key in keys if key != "error"}
         self.errors: list[NodeError | None] = []
 
-    def grow(self) -> None:
-        """Make room for the next item."""
-        self.size += 1
-        for column in self.columns.values():
-            column.append(None)
-        self.errors.append(None)
+    def grow(self, index: int) -> None:
+        """Make room for item ``index`` (items may be taken out of order by the workers)."""
+        while self.size <= index:
+            self.size += 1
+            for column in self.columns.values():
+                column.append(None)
+            self.errors.append(None)
 
     def fill(self, index: int, written: Mapping[str, Any], error: NodeError | None) -> None:
         """Item ``index`` finished with ``written`` (and its error, if it failed)."""
