@@ -55,7 +55,10 @@ class NodeCall:
         self.run = frame.run
         self.node: BaseNode = np.node
         self.demanded = np.demanded
-        """Output keys read downstream: an iteration node returns them even when no item ran."""
+        """Output keys read downstream: an iteration node returns them even when no item ran
+        (with, after a ``"*"`` write, the keys read later that the graph's state lacks)."""
+        if np.expected:
+            self.demanded = np.demanded | (np.expected - frame.state.keys())
         self.path = path
         self.node_path = np.path
         """The node's path without item indices (the same for every item)."""

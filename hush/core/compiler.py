@@ -32,16 +32,26 @@ def compile_tree(root: GraphNode) -> tuple[list[tuple[GraphNode, GraphPlan]], li
     """Compile ``root`` and every graph inside it; return plans and all problems."""
     plans: list[tuple[GraphNode, GraphPlan]] = []
     problems: list[str] = []
-    stack: list[tuple[GraphNode, set[str] | None]] = [(root, None)]
+    stack: list[tuple[GraphNode, set[str] | None, frozenset[str]]] = [(root, None, frozenset())]
     while stack:
-        graph, available = stack.pop()
-        plan = _compile(graph, problems, available)
+        graph, available, wanted = stack.pop()
+        plan = _compile(graph, problems, available, wanted)
         plans.append((graph, plan))
-        stack.extend((n, n.body_keys()) for n in graph.nodes.values() if isinstance(n, GraphNode))
+        stack.extend(
+            (np.node, np.node.body_keys(), np.demanded)
+            for np in plan.nodes
+            if isinstance(np.node, GraphNode)
+        )
     return plans, problems
 
 
-def _compile(graph: GraphNode, problems: list[str], available: set[str] | None) -> GraphPlan:
+def _compile(
+    graph: GraphNode,
+    problems: list[str],
+    available: set[str] | None,
+    wanted: frozenset[str] = frozenset(),
+) -> GraphPlan:
+    """``wanted``: the keys read from this graph's outputs by the graph around it."""
     gpath = graph.path
     problems.extend(graph.definition_problems)
     nodes = list(graph.nodes.values())
@@ -102,6 +112,7 @@ def _compile(graph: GraphNode, problems: list[str], available: set[str] | None) 
         for b in bs:
             for src in node_sources(b):
                 demanded[src.value].add(src.key)
+    expected = _expected(nodes, bindings, star_writers, writes, wanted, wiring)
     handled = [False] * len(nodes)
     for hs in handles:
         for i in hs:
@@ -123,6 +134,7 @@ def _compile(graph: GraphNode, problems: list[str], available: set[str] | None) 
             is_leaf=n.is_leaf,
             error_handled=handled[i],
             plain=n.plain_call(),
+            expected=expected.get(i, frozenset()),
         )
         for i, n in enumerate(nodes)
     )
@@ -143,6 +155,30 @@ def _compile(graph: GraphNode, problems: list[str], available: set[str] | None) 
         writes_all=bool(star_writers),
         required_inputs=frozenset(required),
     )
+
+
+def _expected(
+    nodes: list[BaseNode],
+    bindings: list[list[Binding]],
+    star_writers: list[int],
+    writes: set[str],
+    wanted: frozenset[str],
+    wiring: Wiring,
+) -> dict[int, frozenset[str]]:
+    """For each node writing ``"*"`` to ``PARENT``: the keys that nodes after it (or the
+    graph around this one) read and that no node writes by name."""
+    out: dict[int, frozenset[str]] = {}
+    if wiring.cyclic:
+        return out
+    for i in star_writers:
+        keys = set(wanted)
+        for j in wiring.descendants([i]):
+            for b in bindings[j]:
+                keys.update(parent_keys(b))
+        keys -= writes
+        if keys:
+            out[i] = frozenset(keys)
+    return out
 
 
 def _edges(

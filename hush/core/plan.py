@@ -54,6 +54,9 @@ class NodePlan:
     error_handled: bool
     plain: Callable[..., Awaitable[Any]] | None
     """For an async ``CodeNode`` without retry or timeout, its function: the fast path."""
+    expected: frozenset[str] = frozenset()
+    """For a node writing ``"*"`` to ``PARENT``: keys read after it that no node writes by
+    name (an iteration node returns them, as lists, even when no item ran)."""
 
 
 @dataclass(frozen=True, slots=True)
