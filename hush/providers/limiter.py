@@ -12,6 +12,12 @@ release (through ``call_soon_threadsafe``), so waiting blocks nothing else.
 A waiter fails at once, with a clear :class:`ResourceUnavailableError`, when the
 resource's breaker is open (it cannot be reached) or when the server asked to
 retry later than the resource's ``max_retry_wait`` (a spent quota).
+
+A :class:`Permit` ends with exactly one outcome: the first of ``commit`` (answered),
+``rate_limited``, ``failed`` (reached the server, or could not connect) that its
+holder reports, else "abandoned" when it is released without one (the request was
+cancelled, or its holder raised). Its release (``with permit:``) is the one place
+that records it: an abandoned breaker probe is cleared, so the next call probes.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 
 from hush.providers.breaker import Breaker
 from hush.providers.errors import ResourceUnavailableError
@@ -48,6 +55,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_CONCURRENCY = 256
 """In-flight cap when a resource sets no ``max_concurrency``."""
 DEFAULT_MAX_RETRY_WAIT = 120.0
+
+Outcome = Literal["answered", "rate_limited", "failed", "unreachable", "abandoned"]
+"""How the request sent under a permit ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +84,14 @@ class LimiterStats:
 
 
 class Permit:
-    """Leave to send one request; release it when the request is over (``with permit:``)."""
+    """Leave to send one request; release it when the request is over (``with permit:``).
 
-    __slots__ = ("_limiter", "_queue", "_released", "sent_at", "tokens", "waited_s")
+    Report how the request ended with :meth:`commit`, :meth:`rate_limited` or
+    :meth:`failed` before releasing it; the first report is its outcome (later ones
+    are ignored). Released without one, its outcome is ``"abandoned"``.
+    """
+
+    __slots__ = ("_limiter", "_queue", "_released", "outcome", "sent_at", "tokens", "waited_s")
 
     def __init__(
         self,
@@ -89,33 +104,52 @@ class Permit:
         self._limiter = limiter
         self._queue = queue
         self._released = False
+        self.outcome: Outcome | None = None
+        """How the request ended, once reported (or released)."""
         self.tokens = tokens
         """Tokens charged up front (the estimate)."""
         self.sent_at = sent_at
         self.waited_s = waited_s
         """Seconds spent waiting for this permit."""
 
+    def _report(self, outcome: Outcome) -> bool:
+        """Record ``outcome`` if none was; ``False`` when one already was."""
+        if self.outcome is not None:
+            logger.debug(
+                "%s: permit already %s; %s ignored", self._limiter.key, self.outcome, outcome
+            )
+            return False
+        self.outcome = outcome
+        return True
+
     def commit(self, actual_tokens: int, headers: Mapping[str, str] | None = None) -> None:
         """The request succeeded and counted ``actual_tokens`` against the limit."""
-        self._limiter._on_answer(self, actual_tokens, headers)
+        if self._report("answered"):
+            self._limiter._on_answer(self, actual_tokens, headers)
 
     def rate_limited(
         self, headers: Mapping[str, str] | None = None, retry_after: float | None = None
     ) -> float:
         """The request got a 429: pause the resource (learning what it can). Returns the pause."""
+        if not self._report("rate_limited"):
+            return 0.0
         return self._limiter._on_429(self, headers, retry_after)
 
     def failed(
         self, headers: Mapping[str, str] | None = None, *, unreachable: str | None = None
     ) -> None:
-        """The request failed otherwise; ``unreachable`` names why it could not connect."""
-        self._limiter._on_failure(headers, unreachable)
+        """The request failed otherwise: it reached the server (a 5xx, a timeout waiting
+        for the reply, a cut or malformed reply), or ``unreachable`` names why it could
+        not connect."""
+        if self._report("failed" if unreachable is None else "unreachable"):
+            self._limiter._on_failure(self, headers, unreachable)
 
     def release(self) -> None:
-        """Free the in-flight slot (idempotent)."""
+        """Free the in-flight slot (idempotent); with no outcome reported, it is abandoned."""
         if not self._released:
             self._released = True
-            self._limiter._release(self._queue, self.sent_at)
+            abandoned = self._report("abandoned")
+            self._limiter._release(self, abandoned=abandoned)
 
     def __enter__(self) -> Permit:
         return self
@@ -203,6 +237,8 @@ class ResourceLimiter:
         limits = Limits(rpm, tpm, self.max_concurrency, learn_from_headers)
         self._state = RateState(limits, clock())
         self._breaker = Breaker()
+        self._probe: Permit | None = None
+        """The permit of the breaker's probe while one is out."""
         self._back_at = 0.0
         self._back_reason = ""
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = (
@@ -213,7 +249,9 @@ class ResourceLimiter:
         self._wait_time = 0.0
 
     @classmethod
-    def from_resource(cls, key: str, resource: LLMResource) -> ResourceLimiter:
+    def from_resource(
+        cls, key: str, resource: LLMResource, *, clock: Callable[[], float] = time.monotonic
+    ) -> ResourceLimiter:
         """A limiter with the resource's configured limits."""
         return cls(
             key,
@@ -223,6 +261,7 @@ class ResourceLimiter:
             learn_from_headers=resource.rate_limit_headers,
             max_retry_wait=resource.max_retry_wait,
             base_url=resource.base_url,
+            clock=clock,
         )
 
     # ---- acquiring -------------------------------------------------------------------
@@ -293,14 +332,26 @@ class ResourceLimiter:
                 for _ in range(queue.in_flight):
                     self._state.release()
                 queue.in_flight = 0
+                if self._probe is not None and self._probe._queue is queue:
+                    self._probe = None
+                    self._breaker.abandoned(probe=True)
 
     def _grant(self, queue: _Queue, tokens: int, now: float, enqueued: float) -> Permit:
         self._state.take(tokens)
-        self._breaker.sending()
         queue.in_flight += 1
         self._sent += 1
         self._wait_time += now - enqueued
-        return Permit(self, queue, tokens, now, now - enqueued)
+        permit = Permit(self, queue, tokens, now, now - enqueued)
+        if self._breaker.sending():
+            self._probe = permit
+        return permit
+
+    def _was_probe(self, permit: Permit) -> bool:
+        """Whether ``permit`` is the breaker's probe (which then is no longer out)."""
+        if self._probe is permit:
+            self._probe = None
+            return True
+        return False
 
     def _refusal(self, now: float) -> ResourceUnavailableError | None:
         """Why no request may be sent now, if there is such a reason."""
@@ -323,12 +374,15 @@ class ResourceLimiter:
 
     # ---- feedback --------------------------------------------------------------------
 
-    def _release(self, queue: _Queue, sent_at: float) -> None:
+    def _release(self, permit: Permit, *, abandoned: bool) -> None:
+        queue = permit._queue
         with self._lock:
             if queue.reaped:
                 return
+            if abandoned:
+                self._breaker.abandoned(probe=self._was_probe(permit))
             queue.in_flight -= 1
-            self._state.release(sent_at)
+            self._state.release(permit.sent_at)
         self._wake()
 
     def _on_answer(
@@ -340,6 +394,7 @@ class ResourceLimiter:
             self._tokens_used += actual_tokens
             info = RateLimitHeaders.parse(headers) if headers is not None else None
             self._state.answered(permit.tokens, actual_tokens, info, now)
+            self._was_probe(permit)
             if self._breaker.connected():
                 logger.warning("%s: %s is reachable again", self.key, self.base_url)
         self._wake()
@@ -350,6 +405,7 @@ class ResourceLimiter:
         with self._lock:
             now = self._clock()
             self._n429 += 1
+            self._was_probe(permit)
             self._breaker.connected()
             info = RateLimitHeaders.parse(headers) if headers is not None else None
             if retry_after is not None and retry_after > self.max_retry_wait:
@@ -372,15 +428,18 @@ class ResourceLimiter:
         self._wake()
         return pause
 
-    def _on_failure(self, headers: Mapping[str, str] | None, unreachable: str | None) -> None:
+    def _on_failure(
+        self, permit: Permit, headers: Mapping[str, str] | None, unreachable: str | None
+    ) -> None:
         with self._lock:
             now = self._clock()
             self._errors += 1
             info = RateLimitHeaders.parse(headers) if headers is not None else None
             self._state.failed(info, now)
+            probe = self._was_probe(permit)
             if unreachable is None:
                 self._breaker.connected()
-            elif self._breaker.unreachable(unreachable, now):
+            elif self._breaker.unreachable(unreachable, now, probe=probe):
                 logger.warning(
                     "%s: cannot connect to %s (%s); calls fail at once until it is reachable",
                     self.key,
