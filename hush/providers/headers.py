@@ -1,14 +1,23 @@
-"""Parse rate-limit response headers: ``Retry-After``, ``retry-after-ms`` and ``x-ratelimit-*``."""
+"""Parse rate-limit response headers: ``Retry-After``, ``retry-after-ms`` and ``x-ratelimit-*``.
+
+A server's numbers are not trusted: a duration that is not finite (``inf``, ``nan``)
+or negative is treated as absent, and a finite one is capped at
+:data:`MAX_SECONDS`, so no header can make a run wait forever.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-__all__ = ["RateLimitHeaders", "parse_duration", "parse_retry_after"]
+__all__ = ["MAX_SECONDS", "RateLimitHeaders", "parse_duration", "parse_retry_after"]
+
+MAX_SECONDS = 86_400.0
+"""Longest duration read from a header (a day: a spent daily quota says this)."""
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -22,7 +31,7 @@ def parse_duration(text: str | None) -> float | None:
     if not text:
         return None
     try:
-        return max(0.0, float(text))
+        return _bounded(float(text))
     except ValueError:
         pass
     total = 0.0
@@ -33,29 +42,39 @@ def parse_duration(text: str | None) -> float | None:
         value, unit = float(match.group(1)), match.group(2)
         total += value * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[unit]
         position = match.end()
-    return total if position == len(text) and position > 0 else None
+    return _bounded(total) if position == len(text) and position > 0 else None
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, else ``Retry-After`` (seconds or HTTP date)."""
+    """Seconds to wait from ``retry-after-ms``, else ``Retry-After`` (seconds or HTTP date);
+    ``None`` when neither gives a usable duration (absent, unreadable, not finite, negative)."""
     millis = _get(headers, "retry-after-ms")
     if millis is not None:
         try:
-            return max(0.0, float(millis) / 1000.0)
+            seconds = _bounded(float(millis) / 1000.0)
         except ValueError:
-            pass
+            seconds = None
+        if seconds is not None:
+            return seconds
     value = _get(headers, "retry-after")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        return _bounded(float(value))
     except ValueError:
         pass
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return _bounded(max(0.0, when.timestamp() - time.time()))
+
+
+def _bounded(seconds: float) -> float | None:
+    """``seconds`` capped at :data:`MAX_SECONDS`; ``None`` if not finite or negative."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +112,7 @@ def _int(text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        return int(float(text))
+        value = float(text)
     except ValueError:
         return None
+    return int(value) if math.isfinite(value) and value >= 0 else None
