@@ -15,7 +15,23 @@ else ``backoff_base * 2**n`` (capped at ``backoff_max``) with jitter. A
 once. Other 4xx fail at once with the server's message; a reply that does not
 match a pydantic ``response_format`` fails at once too. A resource that cannot be
 connected to trips its breaker (see :mod:`hush.providers.breaker`): calls then
-fail at once with "cannot connect". Configured secrets never appear in messages.
+fail at once with "cannot connect". A request that times out waiting for its reply
+reached the server: it is retried like a 5xx and never counts toward the breaker
+(only a connection that cannot be made within :data:`CONNECT_SHARE` of the timeout
+does). Configured secrets never appear in messages.
+
+What a call holds across an await ends in one ``finally`` each: the budget hold
+(settled with what the reply used, or nothing), the limiter permit (``with permit``:
+its one outcome, "abandoned" when cancelled) and the call's count of in-flight
+requests. A streamed reply that is cut or carries an error event fails the attempt
+with what happened; it is retried like a dropped connection unless content was
+already passed to ``on_token``, in which case the call fails (the consumer has
+part of a reply that will not be finished).
+
+Usage: a reply that says none (many servers ignore ``stream_options.include_usage``)
+gets an estimate from the prompt and the reply's text, marked ``"estimated": True``,
+and the budget and the limiter are settled with it. ``cached_tokens`` and
+``reasoning_tokens`` are kept when the server reports them.
 """
 
 from __future__ import annotations
@@ -50,7 +66,11 @@ from hush.providers.limiter import (
 from hush.providers.pricing import price_of
 from hush.providers.resources import LLMResource
 from hush.providers.spend import RunSpend
-from hush.providers.tokens import DEFAULT_COMPLETION_TOKENS, estimate_prompt_tokens
+from hush.providers.tokens import (
+    DEFAULT_COMPLETION_TOKENS,
+    count_text_tokens,
+    estimate_prompt_tokens,
+)
 
 __all__ = ["LLMClient", "LLMResult"]
 
@@ -59,12 +79,16 @@ logger = logging.getLogger(__name__)
 NO_API_KEY = "no-key"
 """Sent when a resource has no ``api_key`` (local servers ignore it)."""
 KEEPALIVE_SECONDS = 120.0
+CONNECT_SHARE = 0.9
+"""Share of a request's timeout within which its connection must be made: a connection
+not made by then is a connection failure (for the breaker), not a slow reply."""
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 FALLBACK_STATUS = frozenset({401, 403, 404, 429})
 """Besides retryable failures, statuses that mean this resource (not the request) is unusable
 (a 429 that must not be retried is an exhausted quota)."""
 _RESERVED_PARAMS = frozenset({"messages", "stream"})
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+_USAGE_DETAILS = ("cached_tokens", "reasoning_tokens")
 _SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
 
 
@@ -74,16 +98,22 @@ class LLMResult:
 
     content: str | None
     usage: dict[str, int]
-    """``prompt_tokens``, ``completion_tokens``, ``total_tokens``."""
+    """``prompt_tokens``, ``completion_tokens``, ``total_tokens``; ``cached_tokens`` and
+    ``reasoning_tokens`` when the server reports them; ``estimated: True`` when the server
+    reported no usage and the counts are hush's estimate."""
     model: str
     finish_reason: str | None
     tool_calls: list[dict[str, Any]] | None
     parsed: pydantic.BaseModel | None
     """The reply as the pydantic ``response_format`` model, when one was given."""
     latency_s: float
-    """From the call to the result, including limiter waits and retries."""
+    """The requests: from the call to the result, across retries and their backoff, less
+    :attr:`queued_s`."""
     attempts: int
     resource_key: str
+    queued_s: float = 0.0
+    """Waiting to send: for the budget, the rate limiter and an in-flight slot (every
+    attempt's wait)."""
     first_token_s: float | None = None
     """Streamed calls: from the call to the first token of the reply that was kept."""
     cost: float | None = None
@@ -101,6 +131,18 @@ class LLMResult:
             "tool_calls": self.tool_calls,
             "parsed": None if self.parsed is None else self.parsed.model_dump(mode="json"),
         }
+
+
+@dataclass(slots=True)
+class _Timing:
+    """When one call started and how long its attempts waited to be sent."""
+
+    started: float
+    queued_s: float = 0.0
+
+    def split(self) -> tuple[float, float]:
+        """``(latency_s, queued_s)`` as of now."""
+        return max(0.0, time.monotonic() - self.started - self.queued_s), self.queued_s
 
 
 @dataclass(slots=True)
@@ -234,7 +276,7 @@ class LLMClient:
         on_token: TokenCallback | None,
         spend: RunSpend | None,
     ) -> LLMResult:
-        started = time.monotonic()
+        timing = _Timing(time.monotonic())
         limit = attempts if attempts is not None else self.resource.max_retries + 1
         per_request = timeout if timeout is not None else self.resource.timeout
         sent = 0
@@ -243,7 +285,7 @@ class LLMClient:
             nonlocal sent
             sent += 1
             return await self._attempt(
-                body, model_type, estimate, started, sent, per_request, on_token, spend
+                body, model_type, estimate, timing, sent, per_request, on_token, spend
             )
 
         retrying = AsyncRetrying(
@@ -317,22 +359,30 @@ class LLMClient:
         body: dict[str, Any],
         model_type: type[pydantic.BaseModel] | None,
         estimate: Estimate,
-        started: float,
+        timing: _Timing,
         attempts: int,
         timeout: float,
         on_token: TokenCallback | None,
         spend: RunSpend | None,
     ) -> LLMResult:
+        queued_from = time.monotonic()
+        waiting = True
         hold = None
-        if spend is not None:
-            hold = await spend.reserve(self.key, self.price, estimate.prompt, estimate.max_tokens)
         spent: dict[str, int] | None = None
         """What the provider billed this attempt, once a reply came (even one that fails)."""
         cost: float | None = None
         try:
+            if spend is not None:
+                hold = await spend.reserve(
+                    self.key, self.price, estimate.prompt, estimate.max_tokens
+                )
             permit = await self.limiter.acquire(estimate.limiter)
+            waiting = False
+            timing.queued_s += time.monotonic() - queued_from
             with permit:
-                stream = _Stream(on_token, started, attempts) if on_token is not None else None
+                stream = None
+                if on_token is not None:
+                    stream = _Stream(on_token, timing.started, attempts)
                 try:
                     completion, headers = await self._send(
                         permit, body, model_type, timeout, stream
@@ -340,20 +390,20 @@ class LLMClient:
                 except _AttemptFailed as failure:
                     spent = failure.usage
                     raise
-                spent = _usage_of(completion)
                 try:
-                    result = self._result(completion, model_type, started, attempts)
-                    if stream is not None:
-                        result.first_token_s = stream.first_token_s
+                    result = self._result(completion, model_type, estimate, timing, attempts)
                 except _AttemptFailed:
+                    spent = _usage_of(completion)
                     permit.failed(headers)
                     raise
-                cost = result.cost
-                if spent is None:
-                    spent = dict(result.usage)
+                if stream is not None:
+                    result.first_token_s = stream.first_token_s
+                cost, spent = result.cost, result.usage
                 permit.commit(_charged_tokens(result.usage, body) or estimate.limiter, headers)
                 return result
         finally:
+            if waiting:
+                timing.queued_s += time.monotonic() - queued_from
             if hold is not None:
                 if spent is not None and cost is None and self.price is not None:
                     cost = self.price.usage_cost(spent)
@@ -379,7 +429,11 @@ class LLMClient:
         try:
             if model_type is not None:
                 parsed = model_type.model_validate(answer["parsed"])
-            usage = {k: int(answer["usage"][k]) for k in _USAGE_KEYS}
+            stored = answer["usage"]
+            usage = {k: int(stored[k]) for k in _USAGE_KEYS}
+            usage.update({k: int(stored[k]) for k in _USAGE_DETAILS if k in stored})
+            if stored.get("estimated"):
+                usage["estimated"] = True
             return LLMResult(
                 content=answer.get("content"),
                 usage=usage,
@@ -404,7 +458,30 @@ class LLMClient:
         timeout: float,
         stream: _Stream | None,
     ) -> tuple[Any, httpx2.Headers]:
+        """One request, its failure classified and reported to ``permit``; a failure after
+        streamed content was passed on is never retried."""
+        try:
+            return await self._request(permit, body, model_type, timeout, stream)
+        except _AttemptFailed as failure:
+            if stream is not None and stream.pieces and failure.retryable:
+                failure.retryable = False
+                failure.retry_after = None
+                failure.message += (
+                    f"; {stream.pieces} piece(s) of the reply were already streamed, so it is "
+                    "not retried"
+                )
+            raise
+
+    async def _request(
+        self,
+        permit: Permit,
+        body: dict[str, Any],
+        model_type: type[pydantic.BaseModel] | None,
+        timeout: float,
+        stream: _Stream | None,
+    ) -> tuple[Any, httpx2.Headers]:
         completions = self._openai.chat.completions.with_raw_response
+        limits = httpx2.Timeout(timeout, connect=timeout * CONNECT_SHARE)
         try:
             async with asyncio.timeout(timeout):
                 if stream is not None:
@@ -412,14 +489,17 @@ class LLMClient:
                         **body,
                         stream=True,
                         stream_options={"include_usage": True},
-                        timeout=timeout,
+                        timeout=limits,
                     )
                     return await stream.collect(raw.parse()), raw.headers
                 if model_type is not None:
-                    raw = await completions.parse(**body, timeout=timeout)
+                    raw = await completions.parse(**body, timeout=limits)
                 else:
-                    raw = await completions.create(**body, timeout=timeout)
+                    raw = await completions.create(**body, timeout=limits)
                 return raw.parse(), raw.headers
+        except _AttemptFailed:
+            permit.failed()
+            raise
         except openai.APIStatusError as exc:
             headers = exc.response.headers
             status = exc.status_code
@@ -448,7 +528,13 @@ class LLMClient:
                 retry_after=retry_after if retryable else None,
             ) from exc
         except (openai.APITimeoutError, TimeoutError) as exc:
-            permit.failed(unreachable=f"no answer within {timeout:g} s")
+            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
+                reason = f"no connection within {timeout * CONNECT_SHARE:g} s"
+                permit.failed(unreachable=reason)
+                raise _AttemptFailed(
+                    f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
+                ) from exc
+            permit.failed()
             raise _AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             cause = exc.__cause__ or exc
@@ -484,7 +570,8 @@ class LLMClient:
         self,
         completion: Any,
         model_type: type[pydantic.BaseModel] | None,
-        started: float,
+        estimate: Estimate,
+        timing: _Timing,
         attempts: int,
     ) -> LLMResult:
         choices = getattr(completion, "choices", None)
@@ -501,27 +588,23 @@ class LLMClient:
                 raise _AttemptFailed(
                     f"reply did not match {model_type.__name__}: {why}", retryable=False
                 )
-        usage = completion.usage
-        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion_tokens
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = int(getattr(details, "cached_tokens", 0) or 0)
+        usage = _usage_or_estimate(completion, estimate)
+        latency, queued = timing.split()
+        cached = usage.get("cached_tokens", 0)
         return LLMResult(
             content=message.content,
-            usage={
-                "prompt_tokens": prompt,
-                "completion_tokens": completion_tokens,
-                "total_tokens": total,
-            },
+            usage=usage,
             model=str(completion.model),
             finish_reason=choice.finish_reason,
             tool_calls=[_tool_call(c) for c in message.tool_calls] if message.tool_calls else None,
             parsed=parsed,
-            latency_s=time.monotonic() - started,
+            latency_s=latency,
+            queued_s=queued,
             attempts=attempts,
             resource_key=self.key,
-            cost=None if self.price is None else self.price.cost(prompt, completion_tokens, cached),
+            cost=None
+            if self.price is None
+            else self.price.cost(usage["prompt_tokens"], usage["completion_tokens"], cached),
         )
 
     def __repr__(self) -> str:
@@ -574,6 +657,45 @@ def _server_message(exc: openai.APIStatusError) -> str:
     return text[:500] or exc.message
 
 
+def _usage_or_estimate(completion: Any, estimate: Estimate) -> dict[str, int]:
+    """The reply's usage (with its cached and reasoning tokens when reported), or, when it
+    reports none, an estimate from the prompt and the reply's text marked ``estimated``."""
+    usage = getattr(completion, "usage", None)
+    if usage is None:
+        prompt = estimate.prompt
+        completion_tokens = sum(
+            count_text_tokens(choice.message.content or "")
+            + sum(
+                count_text_tokens(call.function.name + call.function.arguments)
+                for call in choice.message.tool_calls or ()
+                if getattr(call, "function", None) is not None
+            )
+            for choice in completion.choices
+        )
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+            "estimated": True,
+        }
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion_tokens
+    counted = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion_tokens,
+        "total_tokens": total,
+    }
+    for details, name in (
+        ("prompt_tokens_details", "cached_tokens"),
+        ("completion_tokens_details", "reasoning_tokens"),
+    ):
+        value = getattr(getattr(usage, details, None), name, None)
+        if isinstance(value, int):
+            counted[name] = value
+    return counted
+
+
 def _usage_of(completion: Any) -> dict[str, int] | None:
     """``prompt_tokens``, ``completion_tokens`` and ``cached_tokens`` of a reply, if it says."""
     usage = getattr(completion, "usage", None)
@@ -618,15 +740,24 @@ attempt (a retried request streams again from its start)."""
 
 
 class _Stream:
-    """Reads one streamed reply: passes content pieces on, rebuilds the whole completion."""
+    """Reads one streamed reply: passes content pieces on, rebuilds the whole completion.
 
-    __slots__ = ("attempt", "first_token_s", "on_token", "started")
+    A reply that stops before its ``finish_reason`` (the connection cut, or closed early)
+    or that carries an error event fails the attempt with what happened, as an
+    :class:`_AttemptFailed`; :attr:`pieces` says whether content was already passed on.
+    """
+
+    __slots__ = ("attempt", "chunks", "first_token_s", "on_token", "pieces", "started")
 
     def __init__(self, on_token: TokenCallback, started: float, attempt: int) -> None:
         self.on_token = on_token
         self.started = started
         self.attempt = attempt
         self.first_token_s: float | None = None
+        self.chunks = 0
+        """Chunks received."""
+        self.pieces = 0
+        """Pieces of content passed to ``on_token``."""
 
     async def collect(self, chunks: Any) -> ChatCompletion:
         content: list[str] = []
@@ -634,23 +765,45 @@ class _Stream:
         usage: dict[str, Any] | None = None
         finish: str | None = None
         head: dict[str, Any] = {"id": "stream", "created": 0, "model": ""}
-        async for chunk in chunks:
-            head = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
-            if chunk.usage is not None:
-                usage = chunk.usage.model_dump()
-            for choice in chunk.choices:
-                if choice.index != 0:
-                    continue
-                delta = choice.delta
-                if delta.content:
-                    if self.first_token_s is None:
-                        self.first_token_s = time.monotonic() - self.started
-                    content.append(delta.content)
-                    self.on_token(delta.content, self.attempt)
-                for part in delta.tool_calls or ():
-                    _merge_tool_delta(tools, part)
-                if choice.finish_reason:
-                    finish = choice.finish_reason
+        try:
+            async for chunk in chunks:
+                self.chunks += 1
+                head = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
+                if chunk.usage is not None:
+                    usage = chunk.usage.model_dump()
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue
+                    delta = choice.delta
+                    if delta.content:
+                        if self.first_token_s is None:
+                            self.first_token_s = time.monotonic() - self.started
+                        content.append(delta.content)
+                        self.pieces += 1
+                        self.on_token(delta.content, self.attempt)
+                    for part in delta.tool_calls or ():
+                        _merge_tool_delta(tools, part)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+            if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+                raise
+            cause = exc.__cause__ or exc
+            reason = redact(str(cause) or type(cause).__name__)
+            raise _AttemptFailed(
+                f"the streamed reply was cut after {self.chunks} chunk(s): {reason}",
+                retryable=True,
+            ) from exc
+        except openai.APIStatusError:
+            raise
+        except openai.APIError as exc:
+            raise _stream_error(exc, self.chunks) from exc
+        if finish is None:
+            raise _AttemptFailed(
+                f"the streamed reply was cut after {self.chunks} chunk(s): it ended without "
+                "a finish_reason",
+                retryable=True,
+            )
         message: dict[str, Any] = {
             "role": "assistant",
             "content": "".join(content) if content or not tools else None,
@@ -662,14 +815,23 @@ class _Stream:
                 {
                     **head,
                     "object": "chat.completion",
-                    "choices": [
-                        {"index": 0, "finish_reason": finish or "stop", "message": message}
-                    ],
+                    "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                     "usage": usage,
                 }
             )
         except pydantic.ValidationError as exc:
             raise ValueError(f"malformed streamed reply: {exc.error_count()} problem(s)") from None
+
+
+def _stream_error(exc: openai.APIError, chunks: int) -> _AttemptFailed:
+    """An error event in a streamed reply: retryable unless it blames the request."""
+    body = exc.body if isinstance(exc.body, Mapping) else {}
+    kind = body.get("type") or body.get("code") or "error"
+    return _AttemptFailed(
+        f"the server sent an error after {chunks} chunk(s) of the streamed reply "
+        f"({kind}): {redact(exc.message)}",
+        retryable=kind != "invalid_request_error",
+    )
 
 
 def _merge_tool_delta(tools: dict[int, dict[str, Any]], part: Any) -> None:

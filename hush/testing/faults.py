@@ -10,11 +10,22 @@ from typing import Literal
 
 from hush.testing.config import MockLLMConfig
 
-Fault = int | Literal["hang", "drop", "malformed"]
-"""An HTTP error status (400-599) or a misbehaviour of the connection."""
+Fault = int | Literal["hang", "drop", "malformed", "cut", "cut-early", "stream-error"]
+"""An HTTP error status (400-599) or a misbehaviour of the connection or the reply:
+``cut`` closes the connection after the first piece of the reply, ``cut-early`` before
+any content, ``stream-error`` sends an error event after the first piece of content."""
 
 _MARKER = re.compile(r"\[\[([a-z-]+)(?::([^\]]*))?\]\]")
-_KINDS: dict[str, Fault] = {"hang": "hang", "drop": "drop", "malformed": "malformed"}
+_KINDS: dict[str, Fault] = {
+    "hang": "hang",
+    "drop": "drop",
+    "malformed": "malformed",
+    "cut": "cut",
+    "cut-early": "cut-early",
+    "stream-error": "stream-error",
+}
+BROKEN_REPLIES = frozenset({"cut", "cut-early", "stream-error"})
+"""Faults that start a reply and break it."""
 
 
 @dataclass(slots=True)
@@ -25,6 +36,12 @@ class Markers:
     times: int | None = None
     sleep: float = 0.0
     tool: str | None = None
+    usage: bool = True
+    """``False`` with ``[[no-usage]]``: the reply reports no usage (as servers that ignore
+    ``stream_options.include_usage`` do)."""
+    retry_after: str | None = None
+    """``[[retry-after:VALUE]]``: the ``Retry-After`` an injected 429 or 503 sends, as is
+    (``inf``, ``nan``, ``-1``: what careless servers send)."""
 
 
 def parse_fault(spec: str) -> Fault | None:
@@ -41,8 +58,9 @@ def parse_markers(text: str) -> Markers | None:
     """Read the ``[[...]]`` markers of a message (``None`` when it has none).
 
     ``[[fail:CODE]]``, ``[[hang]]``, ``[[drop]]``, ``[[malformed]]``, ``[[fail-once:F]]``,
-    ``[[fail-times:N:F]]`` (F is a status or hang/drop/malformed), ``[[sleep:SECONDS]]``
-    and ``[[tool:NAME]]``. Unknown markers are plain text.
+    ``[[fail-times:N:F]]`` (F is a status or one of the kinds above), ``[[cut]]``,
+    ``[[cut-early]]``, ``[[stream-error]]``, ``[[sleep:SECONDS]]``, ``[[tool:NAME]]``,
+    ``[[no-usage]]`` and ``[[retry-after:VALUE]]``. Unknown markers are plain text.
     """
     if "[[" not in text:
         return None
@@ -72,6 +90,10 @@ def parse_markers(text: str) -> Markers | None:
                 continue
         elif name == "tool" and arg.strip():
             markers.tool = arg.strip()
+        elif name == "no-usage" and not arg:
+            markers.usage = False
+        elif name == "retry-after" and arg.strip():
+            markers.retry_after = arg.strip()
         else:
             continue
         found = markers
@@ -113,6 +135,28 @@ class FaultInjector:
                 return fault
             draw -= rate
         return None
+
+
+def broken_stream(events: list[bytes], fault: Fault) -> tuple[list[bytes], bool]:
+    """The events of a streamed reply broken by ``fault`` (one of :data:`BROKEN_REPLIES`),
+    and whether the connection is then closed without ending the stream."""
+    if fault == "cut-early":
+        return events[:1], True
+    if fault == "cut":
+        return events[:2], True
+    error = {
+        "error": {
+            "message": "Injected fault: the model server failed mid-reply ([[stream-error]]).",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    return [
+        *events[:2],
+        b"data: " + json.dumps(error).encode() + b"\n\n",
+        b"data: [DONE]\n\n",
+    ], False
 
 
 _ERRORS: dict[int, tuple[str, str | None, str]] = {

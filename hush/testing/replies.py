@@ -201,8 +201,10 @@ def _usage(reply: Reply, n: int) -> dict[str, int]:
     }
 
 
-def completion_body(reply: Reply, model: str, completion_id: str, created: int, n: int) -> bytes:
-    """The JSON body of a non-streamed ``chat.completion``."""
+def completion_body(
+    reply: Reply, model: str, completion_id: str, created: int, n: int, *, usage: bool = True
+) -> bytes:
+    """The JSON body of a non-streamed ``chat.completion`` (without ``usage`` if not ``usage``)."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
     if reply.tool_calls is not None:
         message["tool_calls"] = reply.tool_calls
@@ -210,17 +212,17 @@ def completion_body(reply: Reply, model: str, completion_id: str, created: int, 
         {"index": i, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
         for i in range(n)
     ]
-    return json.dumps(
-        {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": choices,
-            "usage": _usage(reply, n),
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-        }
-    ).encode()
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+    if usage:
+        body["usage"] = _usage(reply, n)
+    return json.dumps(body).encode()
 
 
 def stream_events(

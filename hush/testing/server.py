@@ -16,7 +16,15 @@ from typing import Any, Self
 from aiohttp import web
 
 from hush.testing.config import MockLLMConfig
-from hush.testing.faults import Fault, FaultInjector, Markers, error_body, parse_markers
+from hush.testing.faults import (
+    BROKEN_REPLIES,
+    Fault,
+    FaultInjector,
+    Markers,
+    broken_stream,
+    error_body,
+    parse_markers,
+)
 from hush.testing.limits import RateLimiter
 from hush.testing.records import Recorder, RequestRecord
 from hush.testing.replies import (
@@ -311,20 +319,37 @@ class MockLLMServer:
         delay = self._delay(config, body, markers)
         if delay > 0:
             await asyncio.sleep(delay)
-        if fault is not None:
-            return await self._fault(request, record, fault, headers, config)
+        if fault is not None and fault not in BROKEN_REPLIES:
+            retry_after = markers.retry_after if markers is not None else None
+            return await self._fault(request, record, fault, headers, config, retry_after)
         created = int(time.time())
         completion_id = f"chatcmpl-mock{number:08d}"
         n = choice_count(body)
+        usage = markers is None or markers.usage
         if body.get("stream"):
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
             events = stream_events(
-                reply, model, completion_id, created, n, include_usage, config.stream_chunk_chars
+                reply,
+                model,
+                completion_id,
+                created,
+                n,
+                include_usage and usage,
+                config.stream_chunk_chars,
             )
-            return await self._stream(request, record, events, headers, config.stream_chunk_delay)
+            cut = False
+            if fault is not None:
+                self._recorder.fault(record, str(fault))
+                events, cut = broken_stream(events, fault)
+            return await self._stream(
+                request, record, events, headers, config.stream_chunk_delay, cut=cut
+            )
         record.status = 200
-        payload = completion_body(reply, model, completion_id, created, n)
+        payload = completion_body(reply, model, completion_id, created, n, usage=usage)
+        if fault is not None:
+            self._recorder.fault(record, str(fault))
+            return await _cut_body(request, payload, headers)
         return web.Response(body=payload, content_type="application/json", headers=headers)
 
     def _delay(self, config: MockLLMConfig, body: dict[str, Any], markers: Markers | None) -> float:
@@ -344,7 +369,10 @@ class MockLLMServer:
         events: list[bytes],
         headers: dict[str, str],
         chunk_delay: float,
+        *,
+        cut: bool = False,
     ) -> web.StreamResponse:
+        """Send ``events``; with ``cut``, close the connection after them without ending."""
         headers["Content-Type"] = "text/event-stream; charset=utf-8"
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=200, headers=headers)
@@ -356,6 +384,8 @@ class MockLLMServer:
                 await asyncio.sleep(chunk_delay)
         else:
             await response.write(b"".join(events))
+        if cut:
+            return _drop(request)
         await response.write_eof()
         return response
 
@@ -366,7 +396,9 @@ class MockLLMServer:
         fault: Fault,
         headers: dict[str, str],
         config: MockLLMConfig,
+        retry_after: str | None = None,
     ) -> web.StreamResponse:
+        """Answer with ``fault``; an error status sends ``retry_after`` (as is) when given."""
         self._recorder.fault(record, str(fault))
         if fault == "hang":
             await asyncio.sleep(config.hang_seconds)
@@ -385,6 +417,9 @@ class MockLLMServer:
         status = int(fault)
         if status in (429, 503):
             _retry_after(headers, config.fault_retry_after)
+        if retry_after is not None:
+            headers.pop("retry-after-ms", None)
+            headers["retry-after"] = retry_after
         message = f"Injected fault: HTTP {status} (a [[fail:{status}]] marker or an error rate)."
         return _error(record, status, message, None, headers)
 
@@ -453,6 +488,18 @@ def _drop(request: web.Request) -> web.Response:
     if transport is not None:
         transport.close()
     return web.Response(status=204)
+
+
+async def _cut_body(
+    request: web.Request, payload: bytes, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Announce ``payload``, send half of it and close the connection."""
+    response = web.StreamResponse(status=200, headers=headers)
+    response.content_type = "application/json"
+    response.content_length = len(payload)
+    await response.prepare(request)
+    await response.write(payload[: len(payload) // 2])
+    return _drop(request)
 
 
 def _model_entry(name: str) -> dict[str, Any]:
