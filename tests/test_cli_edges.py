@@ -174,6 +174,8 @@ def files(tmp_path: Path) -> Path:
         (["cache", "inf"], ["hush cache: no such command 'inf' (did you mean 'info'?)"]),
         (["run"], ["hush run: Missing argument 'FILE.py:GRAPH'"]),
         (["run", "one.py", "--max-concurrency", "0"], ["--max-concurrency"]),
+        (["demo", "-o", "answers.txt"], ["hush demo: answers.txt: unknown file type '.txt'"]),
+        (["demo", "-o", "folder"], ["hush demo: folder"]),
     ],
 )
 def test_a_new_users_mistake_is_a_short_error(

@@ -111,11 +111,11 @@ def demo(output: Path, progress: bool | None) -> int:
     The labels come from the local test server (picked at random), not from a model.
     """
     from hush.batch import BatchUsageError
+    from hush.batch.tables import check_output
     from hush.demo import run_demo
 
-    if output.is_dir():
-        raise UserError(f"--output {output} is a directory", "give a file name, like answers.csv")
     try:
+        check_output(output)
         return run_demo(output, progress=progress)
     except BatchUsageError as exc:
         raise UserError(str(exc)) from None
