@@ -1,5 +1,7 @@
 """hush: an asyncio DAG workflow engine for LLM pipelines."""
 
+from typing import TYPE_CHECKING, Any
+
 from hush.core import (
     END,
     PARENT,
@@ -18,6 +20,9 @@ from hush.core import (
 )
 from hush.core.nodes.iteration import ForLoopNode, MapNode, WhileLoopNode
 
+if TYPE_CHECKING:
+    from hush.providers import EmbeddingNode, LLMNode, PromptNode, RerankNode
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -27,16 +32,31 @@ __all__ = [
     "BranchNode",
     "CodeNode",
     "Each",
+    "EmbeddingNode",
     "ForLoopNode",
     "GraphBuildError",
     "GraphNode",
     "Hush",
+    "LLMNode",
     "MapNode",
     "NodeError",
     "ParserNode",
+    "PromptNode",
+    "RerankNode",
     "RetryPolicy",
     "RunError",
     "WhileLoopNode",
     "__version__",
     "code_node",
 ]
+
+_PROVIDED = frozenset({"EmbeddingNode", "LLMNode", "PromptNode", "RerankNode"})
+
+
+def __getattr__(name: str) -> Any:
+    """Provider nodes, imported on first use (so ``import hush`` does not load the SDK)."""
+    if name in _PROVIDED:
+        import hush.providers
+
+        return getattr(hush.providers, name)
+    raise AttributeError(f"module 'hush' has no attribute {name!r}")

@@ -61,6 +61,9 @@ class LLMCall:
     """USD (``None``: the resource has no price)."""
     cached: bool = False
     """Answered from the response cache: nothing was sent."""
+    operation: Literal["chat", "embeddings", "rerank"] = "chat"
+    """What was asked: a chat completion, embeddings (``messages`` holds the texts) or a
+    rerank (``messages`` holds the query and documents)."""
 
     @property
     def latency(self) -> float:

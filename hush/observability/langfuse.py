@@ -192,7 +192,9 @@ class LangfuseTracer(OTelTracer):
 
     def generation_attributes(self, run: RunSpans, event: Event, llm: LLMCall) -> Attributes:
         attributes = super().generation_attributes(run, event, llm)
-        attributes[A.OBSERVATION_TYPE] = "generation"
+        attributes[A.OBSERVATION_TYPE] = (
+            "embedding" if llm.operation == "embeddings" else "generation"
+        )
         attributes[A.OBSERVATION_MODEL] = llm.response_model or llm.model
         parameters = _model_parameters(llm.params)
         if parameters:

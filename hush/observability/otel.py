@@ -218,12 +218,12 @@ class OTelTracer(SpanTracer):
 
     def generation_name(self, event: Event, llm: LLMCall) -> str:
         """The GenAI convention: ``"{operation} {model}"``."""
-        return f"chat {llm.model}"
+        return f"{llm.operation} {llm.model}"
 
     def generation_attributes(self, run: RunSpans, event: Event, llm: LLMCall) -> Attributes:
         """GenAI semantic-convention attributes of one LLM call."""
         attributes: Attributes = {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": llm.operation,
             "gen_ai.provider.name": "openai",
             "gen_ai.request.model": llm.model,
             "hush.kind": "generation",

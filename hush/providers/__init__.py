@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from hush.providers.cache import ResponseCache
     from hush.providers.client import LLMClient, LLMResult
     from hush.providers.clients import aclose_all, complete, get_client
+    from hush.providers.embedding import EmbeddingNode, EmbeddingResult
     from hush.providers.errors import (
         BudgetExceededError,
         LLMCallError,
@@ -24,9 +25,12 @@ if TYPE_CHECKING:
     from hush.providers.llm import LLMNode
     from hush.providers.pricing import Price, price_of
     from hush.providers.prompt import PromptError, PromptNode, render_messages
+    from hush.providers.rerank import RerankNode, RerankResult
     from hush.providers.resources import (
+        EmbeddingResource,
         LangfuseResource,
         LLMResource,
+        RerankResource,
         ResourceRegistry,
         get_registry,
     )
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BudgetExceededError",
+    "EmbeddingNode",
+    "EmbeddingResource",
+    "EmbeddingResult",
     "LLMCallError",
     "LLMClient",
     "LLMNode",
@@ -44,6 +51,9 @@ __all__ = [
     "Price",
     "PromptError",
     "PromptNode",
+    "RerankNode",
+    "RerankResource",
+    "RerankResult",
     "ResourceError",
     "ResourceLimiter",
     "ResourceRegistry",
@@ -86,6 +96,12 @@ _MODULES = {
     "Price": "hush.providers.pricing",
     "price_of": "hush.providers.pricing",
     "RunSpend": "hush.providers.spend",
+    "EmbeddingNode": "hush.providers.embedding",
+    "EmbeddingResult": "hush.providers.embedding",
+    "RerankNode": "hush.providers.rerank",
+    "RerankResult": "hush.providers.rerank",
+    "EmbeddingResource": "hush.providers.resources",
+    "RerankResource": "hush.providers.resources",
 }
 
 

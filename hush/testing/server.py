@@ -35,6 +35,7 @@ from hush.testing.replies import (
     stream_events,
     token_cost,
 )
+from hush.testing.retrieval import add_retrieval_routes
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class MockLLMServer:
             app.router.add_post(f"{prefix}/chat/completions", self._chat)
             app.router.add_get(f"{prefix}/models", self._models)
             app.router.add_get(f"{prefix}/models/{{model}}", self._model)
+        add_retrieval_routes(app, self)
         runner = web.AppRunner(
             app,
             access_log=None,

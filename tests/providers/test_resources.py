@@ -172,7 +172,6 @@ def test_bad_field_names_file_key_and_field(tmp_path: Path) -> None:
     [
         ("- a\n- b\n", "expected a mapping"),
         ("gpt-4o-mini:\n  model: m\n", "key 'gpt-4o-mini' must be 'category:name'"),
-        ("embedding:x:\n  model: m\n", "key 'embedding:x' must be 'category:name'"),
         ("llm:a: just-a-string\n", "llm:a: expected a mapping of settings"),
         ("llm:a:\n  model: m\nllm:a:\n  model: n\n", "duplicate key 'llm:a'"),
     ],
