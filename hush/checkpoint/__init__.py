@@ -9,6 +9,7 @@ from hush.checkpoint.errors import (
     UnknownRunError,
 )
 from hush.checkpoint.hashing import fingerprint
+from hush.checkpoint.lock import RunLockedError
 from hush.checkpoint.reader import RunInfo, list_runs, load_entries
 from hush.checkpoint.sqlite_store import SQLiteCheckpointStore, open_checkpoint
 from hush.checkpoint.store import CheckpointStore
@@ -21,6 +22,7 @@ __all__ = [
     "CheckpointValueError",
     "CheckpointWriteError",
     "RunInfo",
+    "RunLockedError",
     "SQLiteCheckpointStore",
     "UndigestableError",
     "UnknownRunError",

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import anyio.to_thread
 
 from hush.checkpoint.errors import CheckpointError, CheckpointMismatchError, CheckpointValueError
+from hush.checkpoint.lock import RunLock
 from hush.checkpoint.schema import connect
 from hush.checkpoint.writer import (
     MAX_BATCH,
@@ -267,6 +268,9 @@ class SQLiteCheckpointStore:
 class _Opened:
     conn: sqlite3.Connection
     blobs: dict[tuple[str, str], bytes]
+    lock: RunLock
+    identity: tuple[int, int]
+    """The file's device and inode: the writer checks the file is still there."""
 
 
 async def open_checkpoint(
@@ -296,7 +300,7 @@ async def open_checkpoint(
     opened = await anyio.to_thread.run_sync(
         functools.partial(_open_run, file, run_id, fingerprint, on_mismatch, restart)
     )
-    writer = Writer(opened.conn, run_id, file)
+    writer = Writer(opened.conn, run_id, file, lock=opened.lock, identity=opened.identity)
     writer.start()
     return SQLiteCheckpointStore(
         file=file, run_id=run_id, fingerprint=fingerprint, blobs=opened.blobs, writer=writer
@@ -306,21 +310,25 @@ async def open_checkpoint(
 def _open_run(
     file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch, restart: bool
 ) -> _Opened:
+    """Take the run's lock, then open the file and claim the run; on any failure, let go
+    of what was taken (the writer thread releases both once it has started)."""
+    lock = RunLock.take(file, run_id)
+    conn: sqlite3.Connection | None = None
     try:
         conn = connect(file)
-    except sqlite3.Error as exc:
-        raise CheckpointError(f"cannot open checkpoint file {file}: {exc}") from exc
-    try:
+        stat = os.stat(file)
         conn.execute("BEGIN IMMEDIATE")
         blobs = _claim_run(conn, file, run_id, fingerprint, on_mismatch, restart)
         conn.execute("COMMIT")
+        return _Opened(conn, blobs, lock, (stat.st_dev, stat.st_ino))
     except BaseException as exc:
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-        if isinstance(exc, sqlite3.Error):
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        lock.release()
+        if isinstance(exc, sqlite3.Error | OSError):
             raise CheckpointError(f"cannot open checkpoint file {file}: {exc}") from exc
         raise
-    return _Opened(conn, blobs)
 
 
 def _claim_run(

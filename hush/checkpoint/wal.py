@@ -56,8 +56,9 @@ class WalCheckpointer:
                 if self._stop.wait(INTERVAL_S):
                     return
                 self._dirty.clear()
-                if conn is None:
-                    conn = sqlite3.connect(self._file, timeout=BUSY_TIMEOUT_S)
+                if conn is None:  # mode=rw: a removed file is not created again
+                    uri = f"{self._file.resolve().as_uri()}?mode=rw"
+                    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             logger.warning("checkpoint %s: copying the WAL failed (%s)", self._file, exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hush.checkpoint.errors import CheckpointWriteError
+from hush.checkpoint.lock import RunLock
 from hush.checkpoint.schema import SET_STATUS, STATEMENT_SIZES, TOUCH_RUN, upsert_entries
 from hush.checkpoint.wal import WalCheckpointer
 
@@ -92,10 +94,20 @@ class WriterStats:
 class Writer:
     """Owns the write connection of one run and the thread that uses it."""
 
-    def __init__(self, conn: sqlite3.Connection, run_id: str, file: Path) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        file: Path,
+        *,
+        lock: RunLock | None = None,
+        identity: tuple[int, int] | None = None,
+    ) -> None:
         self._conn = conn
         self._run_id = run_id
         self._file = file
+        self._lock = lock
+        self._identity = identity
         self._queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
         self._close_waiters: list[Waiter] = []
         self._closing = False
@@ -172,6 +184,8 @@ class Writer:
                 self._conn.close()
             except sqlite3.Error as exc:
                 self._fail(exc)
+            if self._lock is not None:
+                self._lock.release()
             self._settle(self._close_waiters, failed=False)
 
     def _take(self) -> list[Op]:
@@ -230,6 +244,7 @@ class Writer:
             params += entry[:4]
         params += entries[-1][:4] * (size - len(entries))
         self._conn.execute(upsert_entries(size), params)
+        self._check_file()
         self._wal.committed()
         self._progress_at = now = time.monotonic()
         self._commits += 1
@@ -239,11 +254,28 @@ class Writer:
             self._touched_at = now
             self._conn.execute(TOUCH_RUN, (time.time(), self._run_id))
 
+    def _check_file(self) -> None:
+        """Raise if the file was removed or replaced: what was committed went nowhere."""
+        if self._identity is None:
+            return
+        try:
+            stat = os.stat(self._file)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"checkpoint file {self._file} was removed while the run wrote to it"
+            ) from None
+        if (stat.st_dev, stat.st_ino) != self._identity:
+            raise FileExistsError(
+                f"checkpoint file {self._file} was replaced by another file while the run "
+                "wrote to it"
+            )
+
     def _write_run(self, statuses: list[Status]) -> None:
         """Record the run's latest status and update time."""
         for status in statuses:
             self._conn.execute(SET_STATUS, (status.status, status.at, self._run_id))
         self._conn.execute(TOUCH_RUN, (time.time(), self._run_id))
+        self._check_file()
 
     def _reject_until_closed(self) -> None:
         while not self._closing:
