@@ -48,7 +48,7 @@ async def test_a_checkpoint_file_gone_mid_run_fails_the_run_naming_it(
     assert len(failures) == 1, state.errors
     assert str(db) in failures[0].message and how in failures[0].message
 
-    with pytest.raises(RunError, match="CheckpointWriteError|was "):
+    with pytest.raises(RunError, match=r"checkpoint file .* was "):
         await Hush(graph(tmp_path / "other.db", how)).run(
             {"items": list(range(10))},
             checkpoint=tmp_path / "other.db",
