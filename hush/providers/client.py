@@ -393,7 +393,7 @@ class LLMClient:
                 try:
                     result = self._result(completion, model_type, estimate, timing, attempts)
                 except _AttemptFailed:
-                    spent = _usage_of(completion)
+                    spent = _usage_or_estimate(completion, estimate)
                     permit.failed(headers)
                     raise
                 if stream is not None:
@@ -670,7 +670,7 @@ def _usage_or_estimate(completion: Any, estimate: Estimate) -> dict[str, int]:
                 for call in choice.message.tool_calls or ()
                 if getattr(call, "function", None) is not None
             )
-            for choice in completion.choices
+            for choice in getattr(completion, "choices", None) or ()
         )
         return {
             "prompt_tokens": prompt,
