@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from hush.core.events import Event, LLMCall
+from hush.core.redaction import register_secret
 from hush.observability.credentials import resolve_credentials
 from hush.observability.ids import trace_id_for
 from hush.observability.otel import (
@@ -34,6 +35,7 @@ from hush.observability.otel import (
     Attributes,
     OTelTracer,
     private_provider,
+    register_header_secrets,
 )
 from hush.observability.serialize import (
     DEFAULT_MAX_CHARS,
@@ -41,7 +43,7 @@ from hush.observability.serialize import (
     to_jsonable,
     usage_details,
 )
-from hush.observability.spans import RunSpans
+from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, RunSpans
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +85,12 @@ class LangfuseTracer(OTelTracer):
         compression: bool = True,
         timeout: float | None = None,
         tracer_provider: TracerProvider | None = None,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
     ) -> None:
         credentials = resolve_credentials(public_key, secret_key, host)
+        headers = _headers(credentials.public_key, credentials.secret_key)
+        register_secret(credentials.secret_key, what="Langfuse secret_key")
+        register_header_secrets(headers, what="Langfuse header")
         self.public_key = credentials.public_key
         self.host = credentials.host
         environment = environment or os.environ.get("LANGFUSE_TRACING_ENVIRONMENT") or None
@@ -100,10 +106,11 @@ class LangfuseTracer(OTelTracer):
             flush_timeout=flush_timeout,
             max_field_chars=max_field_chars,
             log=logger,
+            max_queued_events=max_queued_events,
         )
         exporter = self.otlp_exporter(
             f"{self.host}/api/public/otel/v1/traces",
-            _headers(credentials.public_key, credentials.secret_key),
+            headers,
             timeout if timeout is not None else flush_timeout,
             gzip=compression,
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 from hush.observability.records import Record, RecordingTracer
 from hush.observability.serialize import DEFAULT_MAX_CHARS
+from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +32,20 @@ class LocalTracer(RecordingTracer):
     early. Several runs may share a file; use one tracer per file.
     """
 
-    def __init__(self, path: str | Path, *, max_field_chars: int = DEFAULT_MAX_CHARS) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_field_chars: int = DEFAULT_MAX_CHARS,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
-        super().__init__(self._write, max_field_chars=max_field_chars)
+        super().__init__(
+            self._write, max_field_chars=max_field_chars, max_queued_events=max_queued_events
+        )
 
     @property
     def destination(self) -> str:

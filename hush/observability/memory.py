@@ -7,6 +7,7 @@ from typing import Any
 
 from hush.observability.records import Record, RecordingTracer
 from hush.observability.serialize import DEFAULT_MAX_CHARS
+from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS
 from hush.observability.tree import format_tree
 
 
@@ -17,10 +18,17 @@ class MemoryTracer(RecordingTracer):
     (or :meth:`flush`) returns.
     """
 
-    def __init__(self, *, max_field_chars: int = DEFAULT_MAX_CHARS) -> None:
+    def __init__(
+        self,
+        *,
+        max_field_chars: int = DEFAULT_MAX_CHARS,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    ) -> None:
         self._lock = threading.Lock()
         self._records: list[Record] = []
-        super().__init__(self._append, max_field_chars=max_field_chars)
+        super().__init__(
+            self._append, max_field_chars=max_field_chars, max_queued_events=max_queued_events
+        )
 
     @property
     def records(self) -> list[Record]:

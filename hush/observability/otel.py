@@ -3,32 +3,34 @@
 One root span per run named after the graph, a span per nested graph, map,
 item and node, and for each LLM call a span following the OpenTelemetry GenAI
 conventions; times are the events' own. Errors are the span's status plus an
-``exception`` event. A dead, hanging or failing backend costs a run at most
-``flush_timeout`` at its end and one warning; at interpreter exit, a tracer not
-closed exports what is left for at most ``flush_timeout``.
+``exception`` event. A dead, hanging or failing backend costs a run and the
+process exit together at most ``flush_timeout`` and one warning
+(:mod:`hush.observability.health`); while it is down, spans are neither built
+nor sent.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from hush import __version__
 from hush.core.events import Event, LLMCall
+from hush.core.redaction import register_secret
+from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
 from hush.observability.serialize import DEFAULT_MAX_CHARS, to_json_text, usage_details
-from hush.observability.spans import OpenSpan, RunSpans, SpanTracer
+from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class OTelTracer(SpanTracer):
         max_field_chars: int = DEFAULT_MAX_CHARS,
         include_io: bool = True,
         log: logging.Logger | None = None,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
     ) -> None:
         processors = getattr(provider, "_active_span_processor", None)
         if not isinstance(provider, TracerProvider) or processors is None:
@@ -74,21 +77,15 @@ class OTelTracer(SpanTracer):
         self.include_io = include_io
         self._processors: SpanProcessor = processors
         self._scope = InstrumentationScope("hush", __version__)
-        super().__init__(flush_timeout=flush_timeout, log=log or logger)
+        super().__init__(
+            flush_timeout=flush_timeout, log=log or logger, max_queued_events=max_queued_events
+        )
 
     def otlp_exporter(
         self, endpoint: str, headers: Mapping[str, str] | None, timeout: float, gzip: bool = False
     ) -> SpanExporter:
-        """An OTLP/HTTP protobuf exporter to ``endpoint`` whose failures are one warning."""
-        from opentelemetry.exporter.otlp.proto.http import Compression
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        keep_exports_quiet()
-        compression = Compression.Gzip if gzip else Compression.NoCompression
-        exporter = OTLPSpanExporter(
-            endpoint=endpoint, headers=dict(headers or {}), timeout=timeout, compression=compression
-        )
-        return QuietExporter(exporter, self)
+        """An OTLP/HTTP protobuf exporter to ``endpoint`` reporting to the tracer's health."""
+        return OTLPHttpExporter(endpoint, headers, timeout, self.health, compress=gzip)
 
     def _closing(self) -> None:
         if self.own:
@@ -257,80 +254,18 @@ class OTelTracer(SpanTracer):
         return attributes
 
 
-class QuietExporter(SpanExporter):
-    """Wraps an exporter: its own log lines are kept out of the log, and the first failure
-    becomes one warning from ``tracer`` (unless it already warned)."""
-
-    def __init__(self, inner: SpanExporter, tracer: OTelTracer) -> None:
-        self.inner = inner
-        self.tracer = tracer
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        _quiet.active = True
-        _quiet.reason = None
-        try:
-            result = self.inner.export(spans)
-        except Exception as exc:
-            _quiet.reason = str(exc)
-            result = SpanExportResult.FAILURE
-        finally:
-            _quiet.active = False
-        if result is not SpanExportResult.SUCCESS:
-            self._failed(len(spans))
-        return result
-
-    def _failed(self, count: int) -> None:
-        tracer = self.tracer
-        first = not tracer.warned
-        tracer.warned = True
-        tracer._log.log(
-            logging.WARNING if first else logging.DEBUG,
-            "%s export to %s failed; %d span(s) dropped (%s)",
-            tracer.backend,
-            tracer.destination,
-            count,
-            _quiet.reason or "see the debug log",
-        )
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.inner.force_flush(timeout_millis)
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|team", re.IGNORECASE)
 
 
-class _Quiet(threading.local):
-    active = False
-    reason: str | None = None
-
-
-_quiet = _Quiet()
-
-
-class _KeepExportsQuiet(logging.Filter):
-    """Drops the OTLP exporter's records while a :class:`QuietExporter` exports, keeping the
-    message of the last one as the reason of the failure."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not _quiet.active:
-            return True
-        try:
-            _quiet.reason = record.getMessage()[:300]
-        except Exception:
-            _quiet.reason = None
-        return False
-
-
-@functools.cache
-def keep_exports_quiet() -> None:
-    """Install the filter on the OTLP exporter's loggers (once per process)."""
-    for name in (
-        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-        "opentelemetry.exporter.otlp.proto.http",
-        "opentelemetry.exporter.http_transport",
-        "opentelemetry.sdk._shared_internal",
-    ):
-        logging.getLogger(name).addFilter(_KeepExportsQuiet())
+def register_header_secrets(headers: Mapping[str, str] | None, *, what: str) -> None:
+    """Redact the values of secret-looking ``headers`` (and their token after a scheme such as
+    ``Bearer``) from every text hush keeps or logs."""
+    for name, value in (headers or {}).items():
+        if _SECRET_HEADER.search(name) and "public" not in name.lower():
+            register_secret(value, what=f"{what} {name}")
+            scheme, _, token = value.partition(" ")
+            if token and scheme.isalpha():
+                register_secret(token, what=f"{what} {name}")
 
 
 def private_provider(

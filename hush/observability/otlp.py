@@ -13,8 +13,10 @@ from hush.observability.otel import (
     DEFAULT_MAX_QUEUE_SIZE,
     OTelTracer,
     private_provider,
+    register_header_secrets,
 )
 from hush.observability.serialize import DEFAULT_MAX_CHARS
+from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +33,10 @@ class OTLPTracer(OTelTracer):
     calls and ``hush.*`` attributes (kind, path, status, input and output as
     JSON text unless ``include_io=False``).
 
-    Pass ``tracer_provider`` to send the spans through your own provider and
-    its processors instead; nothing is added to it.
+    Values of secret-looking headers (``Authorization``, names with ``key``,
+    ``token`` or ``secret``) are redacted from every message. Pass
+    ``tracer_provider`` to send the spans through your own provider and its
+    processors instead; nothing is added to it.
     """
 
     backend = "OTLP"
@@ -50,6 +54,7 @@ class OTLPTracer(OTelTracer):
         sample_rate: float = 1.0,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         flush_interval: float = 1.0,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
     ) -> None:
         self.endpoint = traces_endpoint(endpoint)
         own = tracer_provider is None
@@ -63,7 +68,9 @@ class OTLPTracer(OTelTracer):
             max_field_chars=max_field_chars,
             include_io=include_io,
             log=logger,
+            max_queued_events=max_queued_events,
         )
+        register_header_secrets(headers, what="OTLPTracer header")
         if own:
             provider.add_span_processor(
                 BatchSpanProcessor(

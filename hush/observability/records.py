@@ -26,7 +26,7 @@ from hush.observability.serialize import (
     to_jsonable,
     usage_details,
 )
-from hush.observability.spans import OpenSpan, RunSpans, SpanTracer
+from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,16 @@ class RecordingTracer(SpanTracer):
 
     backend = "trace records"
 
-    def __init__(self, sink: RecordSink, *, max_field_chars: int = DEFAULT_MAX_CHARS) -> None:
+    def __init__(
+        self,
+        sink: RecordSink,
+        *,
+        max_field_chars: int = DEFAULT_MAX_CHARS,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    ) -> None:
         self._sink = sink
         self.max_field_chars = max_field_chars
-        super().__init__(log=logger)
+        super().__init__(log=logger, max_queued_events=max_queued_events)
 
     def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
         start = span.start

@@ -16,15 +16,17 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import queue
 import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from time import perf_counter, sleep
+from time import monotonic, perf_counter, sleep
 from typing import Any
 
 from hush.core.events import Event, Subscriber
+from hush.observability.health import BackendHealth, say
 from hush.observability.ids import new_span_id, trace_id_for
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ YIELD_EVERY = 0.001
 IDLE_EXIT = 10.0
 """Seconds with nothing queued after which the thread ends (the next event starts another),
 so an unused tracer holds no thread and can be garbage-collected."""
+DEFAULT_MAX_QUEUED_EVENTS = 100_000
+"""Events that may wait for a tracer's thread; more are dropped (counted in one warning)."""
+_NEVER_DROPPED = frozenset({"run_start", "run_end"})
+"""Events kept even when the queue is full: a run's trace always begins and ends."""
 
 
 @dataclass(slots=True)
@@ -71,19 +77,43 @@ class RunSpans:
 
 
 class SpanTracer:
-    """Pairs events into spans in the tracer's thread; subclasses export them."""
+    """Pairs events into spans in the tracer's thread; subclasses export them.
+
+    What a tracer may cost a run is bounded: events beyond ``max_queued_events``
+    waiting for the thread are dropped (never waited for) and counted in one
+    warning at the next flush; :meth:`flush` and :meth:`close` share one
+    deadline, so a wait that ran out is not waited again until the thread
+    catches up, and neither waits while the backend is known to be down
+    (:class:`~hush.observability.health.BackendHealth`). A thread that fails
+    disables the tracer with one warning naming the cause.
+    """
 
     backend = "trace"
 
-    def __init__(self, *, flush_timeout: float = 5.0, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        flush_timeout: float = 5.0,
+        log: logging.Logger | None = None,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    ) -> None:
+        if max_queued_events < 1:
+            raise ValueError(f"max_queued_events must be at least 1, got {max_queued_events!r}")
         self.flush_timeout = flush_timeout
+        self.max_queued_events = max_queued_events
         self._log = log or logger
+        self.health = BackendHealth(self.backend, self.destination, self._log)
+        """Whether the backend answers; exports and waits consult it."""
         self._runs: dict[str, RunSpans] = {}
         self._queue: queue.SimpleQueue[Event | _Barrier] = queue.SimpleQueue()
         self._failures = 0
         self._stopped = False
-        self.warned = False
-        """Whether a warning about this tracer's exports was already logged."""
+        self._deadline: float | None = None
+        self._late_for: float | None = None
+        self._overflow = 0
+        self._overflow_lock = threading.Lock()
+        self.failure: BaseException | None = None
+        """What stopped the tracer's thread, if it failed (the tracer is then disabled)."""
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         _live.add(self)
@@ -94,21 +124,27 @@ class SpanTracer:
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait at most ``timeout`` seconds (default ``flush_timeout``) until every event so far
-        is handled and exported; on timeout, one warning, the work going on. Never raises."""
+        is handled and exported, sharing the deadline of any wait still unfinished; on
+        timeout, one warning naming the cause, the work going on. Never raises."""
         bound = self.flush_timeout if timeout is None else timeout
-        if not await self._drained(bound, self._export):
-            self._late(bound)
+        deadline = self._deadline_for(bound)
+        if not await self._drained(deadline, self._export):
+            self._late(bound, deadline, "the work goes on in the background")
+        self._report_overflow()
 
     def close(self, timeout: float | None = None) -> None:
         """Export what is queued and release what the tracer holds, blocking at most
-        ``timeout`` seconds (default ``flush_timeout``); later events are dropped. Called at
-        interpreter exit for a tracer not closed."""
+        ``timeout`` seconds (default ``flush_timeout``; the deadline of a wait still unfinished,
+        none while the backend is down); later events are dropped. Called at interpreter
+        exit for a tracer not closed."""
         if self._stopped:
             return
         _live.discard(self)
         bound = self.flush_timeout if timeout is None else timeout
-        if not self._stop(bound, self._closing):
-            self._late(bound, "at close; what is left is dropped")
+        deadline = self._deadline_for(bound)
+        if not self._stop(deadline, self._closing):
+            self._late(bound, deadline, "at close; what is left is dropped")
+        self._report_overflow()
 
     @property
     def destination(self) -> str:
@@ -136,25 +172,83 @@ class SpanTracer:
     def _idle(self) -> None:
         """Called whenever nothing is queued."""
 
-    def _late(self, bound: float, what: str | None = None) -> None:
-        self.warned = True
-        self._log.warning(
-            "%s export to %s did not finish within %.1f s %s",
+    # ---- deadlines and what is said when they pass --------------------------------------
+
+    def _deadline_for(self, bound: float) -> float:
+        """When a wait of ``bound`` seconds ends: now while the backend is down (and no retry
+        is due) or the tracer failed, no later than the deadline of a wait the thread has
+        not caught up with."""
+        now = monotonic()
+        if self.failure is not None or not self.health.available():
+            return now
+        pending = self._deadline
+        if pending is not None:
+            return min(pending, now + max(bound, 0.0))
+        if bound <= 0:
+            return now
+        self._deadline = now + bound
+        return self._deadline
+
+    def _late(self, bound: float, deadline: float, what: str) -> None:
+        """A wait ran out at ``deadline``: one warning naming the cause (none for a deadline
+        already warned about, an outage already reported or a failed thread)."""
+        if self._late_for == deadline or self.failure is not None or self.health.down:
+            return
+        self._late_for = deadline
+        stalled = self.health.stalled_for()
+        if stalled is not None:
+            self.health.failed(f"no answer within {stalled:.1f} s")
+            return
+        backlog = self._queue.qsize()
+        if backlog:
+            say(
+                self._log,
+                logging.WARNING,
+                "%s tracing fell behind the run: %d event(s) not yet handled after %.1f s "
+                "(%s); the run is not affected",
+                self.backend,
+                backlog,
+                bound,
+                what,
+            )
+            return
+        say(
+            self._log,
+            logging.WARNING,
+            "%s export to %s did not finish within %.1f s (%s); the run is not affected",
             self.backend,
             self.destination,
             bound,
-            what
-            or "(backend unreachable or slow?); the run is not affected and export "
-            "continues in the background",
+            what,
         )
+
+    def _report_overflow(self) -> None:
+        with self._overflow_lock:
+            dropped, self._overflow = self._overflow, 0
+        if dropped:
+            say(
+                self._log,
+                logging.WARNING,
+                "%s tracing dropped %d event(s): %d were already waiting for the tracer's thread "
+                "(max_queued_events); the traces of the runs concerned are incomplete, the runs "
+                "are not affected",
+                self.backend,
+                dropped,
+                self.max_queued_events,
+            )
 
     # ---- the queue and the thread ---------------------------------------------------
 
     def _put(self, event: Event) -> None:
-        if not self._stopped:
-            self._queue.put(event)
-            if self._thread is None:
-                self._start_thread()
+        if self._stopped:
+            return
+        if self._queue.qsize() >= self.max_queued_events and event.kind not in _NEVER_DROPPED:
+            with self._overflow_lock:
+                self._overflow += 1
+            return
+        self._queue.put(event)
+        if self._thread is None:
+            self._start_thread()
 
     def _send(self, barrier: _Barrier) -> None:
         self._queue.put(barrier)
@@ -163,37 +257,44 @@ class SpanTracer:
 
     def _start_thread(self) -> None:
         with self._thread_lock:
-            if self._thread is None:
+            if self._thread is None and self.failure is None:
                 name = f"hush-{type(self).__name__}"
                 self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
                 self._thread.start()
 
-    async def _drained(self, timeout: float, then: Callable[[], object] | None = None) -> bool:
+    async def _drained(self, deadline: float, then: Callable[[], object] | None = None) -> bool:
         """Wait until what was queued before is handled and ``then`` (run in the thread)
-        returned; ``False`` after ``timeout`` seconds, the work going on."""
+        returned; ``False`` at ``deadline``, the work going on."""
         if self._stopped:
             return True
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._send(_Barrier(then, lambda: _resolve_soon(loop, future)))
+        self._send(_Barrier(then, lambda: _resolve_soon(loop, future), self._deadline))
         try:
-            await asyncio.wait_for(asyncio.shield(future), max(timeout, 0.0))
+            await asyncio.wait_for(asyncio.shield(future), max(deadline - monotonic(), 0.0))
         except TimeoutError:
             return False
         return True
 
-    def _stop(self, timeout: float, then: Callable[[], object] | None = None) -> bool:
-        """Handle what is queued, run ``then`` and stop the thread, blocking at most
-        ``timeout`` seconds (``False`` if that was not enough); later events are dropped."""
+    def _stop(self, deadline: float, then: Callable[[], object] | None = None) -> bool:
+        """Handle what is queued, run ``then`` and stop the thread, blocking until
+        ``deadline`` at most (``False`` if that was not enough); later events are dropped."""
         if self._stopped:
             return True
         self._stopped = True
         done = threading.Event()
-        self._send(_Barrier(then, done.set))
-        self._send(_Barrier(None, None))
-        return done.wait(max(timeout, 0.0))
+        self._send(_Barrier(then, done.set, self._deadline))
+        self._send(_Barrier(None, None, None))
+        return done.wait(max(deadline - monotonic(), 0.0))
 
     def _loop(self) -> None:
+        """The thread: serve the queue; if that fails, disable the tracer (one warning)."""
+        try:
+            self._serve()
+        except BaseException as exc:
+            self._failed(exc)
+
+    def _serve(self) -> None:
         get, empty = self._queue.get, self._queue.empty
         held = perf_counter()
         while True:
@@ -201,25 +302,31 @@ class SpanTracer:
                 item = get(timeout=IDLE_EXIT)
             except queue.Empty:
                 with self._thread_lock:
-                    if empty():
-                        self._thread = None
-                        return
-                continue
+                    if not empty():
+                        continue
+                    self._thread = None
+                if not empty():
+                    self._start_thread()
+                return
             if isinstance(item, _Barrier):
                 self._run_idle()
                 if item.release is None:
                     return
                 item.run()
+                if item.deadline is not None and self._deadline == item.deadline:
+                    self._deadline = None
                 continue
             try:
                 self._handle(item)
             except Exception:
                 self._failures += 1
-                self._log.log(
+                say(
+                    self._log,
                     logging.WARNING if self._failures == 1 else logging.DEBUG,
-                    "tracing could not handle %r",
-                    item,
-                    exc_info=self._failures == 1,
+                    "tracing could not handle a %s event of %s; its span is lost",
+                    item.kind,
+                    item.path,
+                    exc=self._failures == 1,
                 )
             if empty():
                 self._run_idle()
@@ -227,11 +334,35 @@ class SpanTracer:
                 sleep(0)
                 held = perf_counter()
 
+    def _failed(self, exc: BaseException) -> None:
+        """The thread failed: the tracer is disabled, waiters are released, one warning."""
+        self.failure = exc
+        self._stopped = True
+        _live.discard(self)
+        with self._thread_lock:
+            self._thread = None
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Barrier) and item.release is not None:
+                item.release()
+        say(
+            self._log,
+            logging.WARNING,
+            "%s tracing stopped: its thread failed (%s: %s); later runs are not traced, the "
+            "runs are not affected",
+            self.backend,
+            type(exc).__name__,
+            exc,
+        )
+
     def _run_idle(self) -> None:
         try:
             self._idle()
         except Exception:
-            logger.debug("tracing idle hook failed", exc_info=True)
+            say(logger, logging.DEBUG, "tracing idle hook failed", exc=True)
 
     def _handle(self, event: Event) -> None:
         kind = event.kind
@@ -249,34 +380,58 @@ class SpanTracer:
             parent = run.open.get(event.parent or "") if kind == "node_start" else None
             run.open[event.path] = OpenSpan(new_span_id(), parent, event)
         elif kind == "llm" and event.llm is not None:
-            self.llm_called(run, run.open.get(event.path), event)
-        elif kind in ("node_end", "run_end") and (span := run.open.pop(event.path, None)):
-            self.span_ended(run, span, event)
-        if kind == "run_end":
-            for path, orphan in list(run.open.items()):
+            if self._exporting():
+                self.llm_called(run, run.open.get(event.path), event)
+        elif kind == "node_end" and (span := run.open.pop(event.path, None)):
+            if self._exporting():
+                self.span_ended(run, span, event)
+        elif kind == "run_end":
+            try:
+                self._end_run(run, event)
+            finally:
+                del self._runs[event.run_id]
+
+    def _end_run(self, run: RunSpans, event: Event) -> None:
+        """End the root span, and every span still open as ``unfinished``."""
+        root = run.open.pop(event.path, None)
+        if root is not None and self._exporting():
+            self.span_ended(run, root, event)
+        for path, orphan in list(run.open.items()):
+            if self._exporting():
                 end = Event("node_end", path, event.run_id, event.time, status="unfinished")
                 self.span_ended(run, orphan, end)
-            del self._runs[event.run_id]
+
+    def _exporting(self) -> bool:
+        """Whether to build the span at hand: not while the backend is down (it is counted
+        as dropped)."""
+        if self.health.available():
+            return True
+        self.health.gave_up(1)
+        return False
 
 
 class _Barrier:
     """Runs ``then`` once what was queued before it is handled, then ``release``; with no
-    ``release``, stops the thread."""
+    ``release``, stops the thread. ``deadline`` is the shared wait deadline it belongs to."""
 
-    __slots__ = ("release", "then")
+    __slots__ = ("deadline", "release", "then")
 
     def __init__(
-        self, then: Callable[[], object] | None, release: Callable[[], object] | None
+        self,
+        then: Callable[[], object] | None,
+        release: Callable[[], object] | None,
+        deadline: float | None,
     ) -> None:
         self.then = then
         self.release = release
+        self.deadline = deadline
 
     def run(self) -> None:
         try:
             if self.then is not None:
                 self.then()
         except Exception:
-            logger.warning("tracing export failed", exc_info=True)
+            say(logger, logging.WARNING, "tracing export failed", exc=True)
         finally:
             if self.release is not None:
                 self.release()
@@ -297,6 +452,17 @@ _live: weakref.WeakSet[SpanTracer] = weakref.WeakSet()
 @atexit.register
 def _close_all() -> None:
     """At interpreter exit, export what the tracers not closed still hold (each bounded by
-    its ``flush_timeout``)."""
+    its ``flush_timeout``, none while its backend is down)."""
     for tracer in list(_live):
         tracer.close()
+
+
+def _forget_threads() -> None:
+    """In a forked child the tracers' threads do not exist: the next event starts new ones."""
+    for tracer in list(_live):
+        tracer._thread = None
+        tracer._thread_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)

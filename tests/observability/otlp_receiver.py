@@ -2,8 +2,9 @@
 
 ``OtlpReceiver`` accepts ``POST /api/public/otel/v1/traces`` (Langfuse) and
 ``POST /v1/traces`` (any OTLP backend), decodes the OTLP protobuf (gzip or not)
-and keeps the spans as plain dicts. ``HangingServer``
-accepts connections and never answers.
+and keeps the spans as plain dicts; while ``fail_with`` is set it answers that
+status instead, its status text and body echoing the ``Authorization`` header
+(as some servers do). ``HangingServer`` accepts connections and never answers.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class OtlpReceiver:
 
     requests: list[ReceivedRequest] = field(default_factory=list)
     spans: list[ReceivedSpan] = field(default_factory=list)
+    fail_with: int | None = None
+    """A status to answer instead of accepting the spans."""
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -96,6 +99,14 @@ class OtlpReceiver:
                         body,
                     )
                 )
+                if receiver.fail_with is not None:
+                    echoed = f"bad credentials {self.headers.get('Authorization')}"
+                    payload = f"{echoed}; expected another key".encode()
+                    self.send_response(receiver.fail_with, echoed)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 if self.path not in (TRACES_PATH, OTLP_PATH):
                     self.send_response(404)
                     self.end_headers()
@@ -133,7 +144,8 @@ class OtlpReceiver:
             return list(self.spans)
 
     def _receive(self, request: ReceivedRequest) -> None:
-        spans = decode_spans(request.body) if request.path in (TRACES_PATH, OTLP_PATH) else []
+        accepted = self.fail_with is None and request.path in (TRACES_PATH, OTLP_PATH)
+        spans = decode_spans(request.body) if accepted else []
         with self._lock:
             self.requests.append(request)
             self.spans.extend(spans)
@@ -186,6 +198,8 @@ class HangingServer:
     """Accepts TCP connections on 127.0.0.1 and never sends a byte back."""
 
     def __init__(self) -> None:
+        self.accepted = 0
+        """Connections accepted so far."""
         self._socket = socket.create_server(("127.0.0.1", 0))
         self._connections: list[socket.socket] = []
         self._closed = threading.Event()
@@ -203,6 +217,7 @@ class HangingServer:
             except OSError:
                 return
             self._connections.append(connection)
+            self.accepted += 1
 
     def close(self) -> None:
         self._closed.set()

@@ -44,6 +44,11 @@ def test_langfuse_tracer_is_exported() -> None:
     assert LangfuseTracer is Direct
 
 
+def soon(seconds: float) -> float:
+    """The deadline ``seconds`` from now."""
+    return time.monotonic() + seconds
+
+
 class Collecting(SpanTracer):
     def __init__(self, export: Callable[[], None]) -> None:
         self.ended: list[str] = []
@@ -69,7 +74,7 @@ def test_hanging_export_is_bounded_queued_and_does_not_hold_up_asyncio_run() -> 
     tracer = Collecting(hang)
 
     async def main() -> list[bool]:
-        return [await tracer._drained(0.1, hang), await tracer._drained(0.1, hang)]
+        return [await tracer._drained(soon(0.1), hang), await tracer._drained(soon(0.1), hang)]
 
     started = time.monotonic()
     assert asyncio.run(main()) == [False, False]
@@ -82,7 +87,7 @@ def test_hanging_export_is_bounded_queued_and_does_not_hold_up_asyncio_run() -> 
     asyncio.run(tracer.flush(5.0))
     assert calls == 3 and tracer.ended == []
     sink(Event("run_end", "g", "r", status="ok"))
-    assert tracer._stop(1.0, hang) and calls == 4
+    assert tracer._stop(soon(1.0), hang) and calls == 4
     assert tracer.ended == ["g:ok", "n:unfinished"]
     sink(Event("run_start", "late", "r2"))
     assert tracer._runs == {}
@@ -109,14 +114,14 @@ def test_an_idle_tracer_holds_no_thread_and_wakes_on_the_next_event(
     sink = tracer.subscribe(Event("run_start", "g", "r"))
     sink(Event("run_start", "g", "r", name="g"))
     sink(Event("run_end", "g", "r", status="ok"))
-    assert asyncio.run(tracer._drained(5.0))
+    assert asyncio.run(tracer._drained(soon(5.0)))
     thread = tracer._thread
     assert thread is not None
     thread.join(5.0)
     assert not thread.is_alive() and tracer._thread is None
     sink(Event("run_start", "h", "r2", name="h"))
     sink(Event("run_end", "h", "r2", status="ok"))
-    assert asyncio.run(tracer._drained(5.0))
+    assert asyncio.run(tracer._drained(soon(5.0)))
     assert tracer.ended == ["g:ok", "h:ok"]
     tracer._thread.join(5.0)  # type: ignore[union-attr]
     ref = weakref.ref(tracer)

@@ -1,0 +1,149 @@
+"""Whether a tracer's backend answers, and the one warning a tracer gives for each problem.
+
+A tracer's exports go through one :class:`BackendHealth`. The first failure
+(cannot connect, no answer in time, a refusal such as HTTP 401) marks the
+backend *down* and is the outage's one warning; while it is down, exports give
+up at once (their spans are counted as dropped) and a run's flush does not
+wait. Every :data:`RETRY_DOWN_AFTER` seconds one export tries again; when it
+succeeds, the backend is up again (one ``INFO`` line with the count dropped).
+
+Every line a tracer logs goes through :func:`say`: formatted, then passed
+through :func:`hush.core.redaction.redact`, so a backend that echoes the
+``Authorization`` header in its status text cannot put a key in the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import traceback
+from collections.abc import Iterator
+from time import monotonic
+
+from hush.core.redaction import redact
+
+RETRY_DOWN_AFTER = 30.0
+"""Seconds after which an export tries a backend that is down again."""
+
+
+def say(log: logging.Logger, level: int, message: str, *args: object, exc: bool = False) -> None:
+    """Log ``message % args`` (and, with ``exc``, the exception being handled) redacted."""
+    if not log.isEnabledFor(level):
+        return
+    try:
+        text = message % args if args else message
+    except Exception:
+        text = f"{message} (arguments could not be formatted)"
+    if exc:
+        text = f"{text}\n{traceback.format_exc().rstrip()}"
+    log.log(level, "%s", redact(text))
+
+
+class BackendHealth:
+    """Whether ``destination`` answers; decides when exports give up and warns once per outage."""
+
+    def __init__(
+        self,
+        backend: str,
+        destination: str,
+        log: logging.Logger,
+        *,
+        retry_after: float = RETRY_DOWN_AFTER,
+    ) -> None:
+        self.backend = backend
+        self.destination = destination
+        self.retry_after = retry_after
+        self._log = log
+        self._lock = threading.Lock()
+        self._down_reason: str | None = None
+        self._retry_at = 0.0
+        self._in_flight_since: float | None = None
+        self.outages = 0
+        """How many times the backend was found down (each is one warning)."""
+        self.dropped = 0
+        """Spans given up on because the backend was down or failed."""
+        self.attempts = 0
+        """Requests sent to the backend."""
+
+    @property
+    def down(self) -> bool:
+        """Whether the last export failed and no later one succeeded."""
+        return self._down_reason is not None
+
+    def available(self) -> bool:
+        """Whether an export may be tried now: the backend is up, or its retry is due."""
+        return self._down_reason is None or monotonic() >= self._retry_at
+
+    def try_export(self) -> bool:
+        """Whether to send an export now; while down, ``True`` only for the one retry due
+        (the next retry is then scheduled)."""
+        with self._lock:
+            if self._down_reason is None:
+                return True
+            now = monotonic()
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + self.retry_after
+            return True
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Mark a request to the backend as in flight while the block runs."""
+        self.attempts += 1
+        self._in_flight_since = monotonic()
+        try:
+            yield
+        finally:
+            self._in_flight_since = None
+
+    def stalled_for(self) -> float | None:
+        """Seconds the request in flight has waited for an answer, or ``None``."""
+        since = self._in_flight_since
+        return None if since is None else monotonic() - since
+
+    def gave_up(self, spans: int) -> None:
+        """Count ``spans`` not exported (the backend is down or refused them)."""
+        with self._lock:
+            self.dropped += spans
+
+    def failed(self, reason: str, spans: int = 0) -> None:
+        """An export failed for ``reason``: the backend is down; the first failure of an
+        outage is its one warning."""
+        with self._lock:
+            self.dropped += spans
+            first = self._down_reason is None
+            if first:
+                self.outages += 1
+                self._down_reason = reason
+            self._retry_at = monotonic() + self.retry_after
+        if first:
+            say(
+                self._log,
+                logging.WARNING,
+                "%s export to %s failed (%s); spans are dropped until it answers again "
+                "(tried again every %.0f s). Runs are not affected.",
+                self.backend,
+                self.destination,
+                reason,
+                self.retry_after,
+            )
+        else:
+            say(self._log, logging.DEBUG, "%s export failed again (%s)", self.backend, reason)
+
+    def succeeded(self) -> None:
+        """An export succeeded: the backend is up."""
+        if self._down_reason is None:
+            return
+        with self._lock:
+            was, self._down_reason = self._down_reason, None
+            dropped = self.dropped
+        say(
+            self._log,
+            logging.INFO,
+            "%s export to %s works again (it had failed: %s); %d span(s) were dropped so far",
+            self.backend,
+            self.destination,
+            was,
+            dropped,
+        )
