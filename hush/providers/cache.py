@@ -101,7 +101,10 @@ class ResponseCache:
         self._off: sqlite3.Error | None = None
         """Why the cache is off (a damaged file, a failed write), or ``None``."""
         self._closed = False
+        self._unopened: sqlite3.DatabaseError | None = None
+        """Why the file could not be opened (not a database, damaged), or ``None``."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer: sqlite3.Connection | None = None
         try:
             writer = _connect(self.path)
             writer.execute(
@@ -112,14 +115,11 @@ class ResponseCache:
             writer.commit()
             self._reader = _connect(self.path)
         except sqlite3.DatabaseError as exc:
+            if writer is not None:
+                writer.close()
             if not _damaged(exc):
                 raise
-            self._off = exc
-            self._warn(
-                "open",
-                "is damaged (%s): it is not used, calls are sent. Delete it to start a new cache",
-                exc,
-            )
+            self._off = self._unopened = exc
             self._closed = True
             return
         self._writer = threading.Thread(
@@ -134,6 +134,13 @@ class ResponseCache:
         text = self._pending.get(key)
         if text is None:
             if self._off is not None:
+                if self._unopened is not None:
+                    self._warn(
+                        "open",
+                        "is damaged (%s): it is not used, calls are sent. "
+                        "Delete it to start a new cache",
+                        self._unopened,
+                    )
                 return None
             try:
                 with self._read_lock:
@@ -205,9 +212,8 @@ class ResponseCache:
         return int(deleted)
 
     def _check_opened(self) -> None:
-        if not hasattr(self, "_reader"):
-            assert self._off is not None
-            raise self._off
+        if self._unopened is not None:
+            raise self._unopened
 
     def close(self) -> None:
         """Commit what is stored and close the file."""

@@ -48,8 +48,11 @@ class LLMNode(BaseNode):
     price) and ``cached`` (answered from the run's response cache; ``cache=False``
     opts the node out of it). Generation parameters
     (``temperature``, ``max_tokens``, ...) are keyword arguments or extra
-    inputs. ``fallback`` lists other resources tried in order when this one
-    fails after its retries. Rate limits come from the resource's configuration.
+    inputs; an unknown one is a :class:`GraphDefinitionError` naming the closest
+    known name (see :mod:`hush.providers.params`), and ``extra_body={...}`` sends
+    provider-specific fields. ``fallback`` (one resource key or a list) names other
+    resources tried in order when this one fails after its retries. Rate limits
+    come from the resource's configuration.
 
     The provider owns the retry loop, so retries never multiply: ``retry=N``
     makes one call send at most ``N`` requests (instead of the resource's
