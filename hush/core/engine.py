@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
-import functools
+import difflib
 import logging
 import os
-import sqlite3
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -18,21 +15,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from hush.core import run_resources
 from hush.core.checkpointing import RunCheckpoint
 from hush.core.context import RunContext
-from hush.core.errors import MissingInputError, NodeError, RunError, RunOptionError
-from hush.core.events import Emitter, Event, Subscriber
+from hush.core.errors import MissingInputError, RunError, RunOptionError
+from hush.core.events import Event
 from hush.core.nodes.graph.graph_node import GraphNode
 from hush.core.nodes.iteration.base import IterationNode
-from hush.core.options import check_run_options
+from hush.core.options import check_run_options, describe_value
 from hush.core.progress import ProgressCallback, ProgressReporter, want_display
+from hush.core.run_events import Announcement, run_metadata
 from hush.core.runtime import GraphOutcome, execute
 from hush.core.state import RunRecord
-from hush.providers.spend import RunSpend
-from hush.providers.spend import current as current_spend
+from hush.core.streaming import DEFAULT_LIMIT, EventBuffer
 
 if TYPE_CHECKING:
-    from hush.checkpoint.store import CheckpointStore
     from hush.core.executor import ItemExecutor
     from hush.core.plan import GraphPlan
     from hush.observability.tracer import Tracer
@@ -40,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hush.engine")
 
-_streamed_to: contextvars.ContextVar[Subscriber | None] = contextvars.ContextVar(
+_streamed_to: contextvars.ContextVar[EventBuffer | None] = contextvars.ContextVar(
     "hush_streamed_to", default=None
 )
 """Where :meth:`Hush.stream` wants the events of the run it starts (that run only: the run
@@ -67,6 +64,12 @@ class Hush:
                 f"Hush() takes a graph, not the {type(graph).__name__} '{graph.name}': put it "
                 "inside `with GraphNode(name=...) as graph:` and run that graph"
             )
+        if graph.retry is not None:
+            raise TypeError(
+                f"graph '{graph.name}' is the root graph and has retry=..., which a root "
+                "cannot apply (the run is attempted once); put its nodes in a nested "
+                "GraphNode with the retry, or retry the whole run"
+            )
         self.graph = graph.build()
         assert graph.plan is not None
         self.plan: GraphPlan = graph.plan
@@ -77,7 +80,8 @@ class Hush:
         return self.graph.name
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
-        """Raise :class:`MissingInputError` when root nodes read keys the inputs lack."""
+        """Raise :class:`MissingInputError` when root nodes read keys the inputs lack,
+        naming the keys given that nothing reads (with the likely intended one)."""
         missing = sorted(self.plan.required_inputs - set(inputs))
         if not missing:
             return
@@ -86,10 +90,14 @@ class Hush:
             for b in np.bindings:
                 if b.key in missing and b.source.startswith("PARENT"):
                     readers.append(f"{np.node.path} (input '{b.name}' reads {b.source})")
-        raise MissingInputError(
+        message = (
             f"run inputs of graph '{self.name}' lack {', '.join(repr(k) for k in missing)}, "
             f"read by: {'; '.join(readers)}"
         )
+        unread = sorted(str(k) for k in inputs if k not in self.plan.reads_parent)
+        if unread:
+            message += "; got unexpected " + ", ".join(_did_you_mean(k, missing) for k in unread)
+        raise MissingInputError(message)
 
     async def run(
         self,
@@ -136,9 +144,14 @@ class Hush:
         what the run's priced calls cost, in USD (see :mod:`hush.providers.spend`).
         ``executor`` (a :class:`~hush.distributed.RayExecutor`) runs the items of every
         map that sets none and is not inside another map's item.
+
+        Every option is checked before anything is opened; the cache, the checkpoint and
+        the ledger are opened before ``run_start`` and closed in one place, and
+        ``run_end`` always follows ``run_start``. The root graph's ``timeout`` bounds the
+        run: nodes still running then are cancelled and the timeout is the run's error.
         """
-        subscriber = _streamed_to.get()
-        if subscriber is not None:
+        stream = _streamed_to.get()
+        if stream is not None:
             _streamed_to.set(None)
         if inputs is None:
             inputs = {}
@@ -164,77 +177,102 @@ class Hush:
         self.check_inputs(inputs)
         if max_cost is not None:
             self._check_prices()
-        run_id = run_id or uuid.uuid4().hex
-        record = RunRecord(run_id=run_id, graph=self.name, started_at=time.time())
-        store = await self._open_store(checkpoint, run_id, on_checkpoint_mismatch, restart)
-        started = Event(
-            "run_start",
+        record = RunRecord(run_id=run_id or uuid.uuid4().hex, graph=self.name)
+        result: dict[str, Any] = {}
+        announced = Announcement(
             self.name,
-            run_id,
-            type="run",
-            name=self.name,
-            input=dict(inputs),
-            node=self.name,
-            metadata=_run_metadata(user_id, session_id, tags, metadata),
+            record,
+            inputs,
+            run_metadata(user_id, session_id, tags, metadata),
+            tracer=tracer,
+            reporter=(
+                ProgressReporter(show=want_display(progress), callback=on_progress)
+                if want_display(progress) or on_progress is not None
+                else None
+            ),
+            stream=stream,
         )
-        subscribers: list[Subscriber] = []
-        traced = _subscribe(tracer, started)
-        if traced is not None:
-            subscribers.append(traced)
-        reporter = None
-        if want_display(progress) or on_progress is not None:
-            reporter = ProgressReporter(show=want_display(progress), callback=on_progress)
-            subscribers.append(reporter)
-        if subscriber is not None:
-            subscribers.append(subscriber)
-        emit = Emitter(subscribers) if subscribers else None
+        stack = contextlib.AsyncExitStack()
+        try:
+            stack.push_async_callback(announced.end, result, flush_timeout)
+            resources = await stack.enter_async_context(
+                run_resources.opened(
+                    self.graph,
+                    record,
+                    checkpoint=checkpoint,
+                    on_mismatch=on_checkpoint_mismatch,
+                    restart=restart,
+                    cache=cache,
+                    max_cost=max_cost,
+                    max_total_tokens=max_total_tokens,
+                )
+            )
+            await self._execute(
+                inputs, record, result, resources, announced, max_concurrency, executor
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+        if raise_on_error and record.errors:
+            raise RunError(record.errors, result)
+        return result
+
+    async def _execute(
+        self,
+        inputs: Mapping[str, Any],
+        record: RunRecord,
+        result: dict[str, Any],
+        resources: run_resources.RunResources,
+        announced: Announcement,
+        max_concurrency: int | None,
+        executor: ItemExecutor | None,
+    ) -> None:
+        """Announce the run, walk the root graph, and fill in the record and the result."""
+        emit = announced.start()
+        record.started_at = time.time()
+        store = resources.store
         ctx = RunContext(
-            run_id,
+            record.run_id,
             record,
             emit=emit,
             slot=asyncio.Semaphore(max_concurrency) if max_concurrency else None,
             checkpoint=RunCheckpoint(store) if store is not None else None,
             executor=executor,
         )
+        spend = resources.spend
         outcome: GraphOutcome | None = None
-        llm_before = _llm_stats()
-        result: dict[str, Any] = {}
-        if emit is not None:
-            emit(started)
-        spend = self._open_spend(max_cost, max_total_tokens, cache, store)
-        spending = current_spend.set(spend)
+        llm_before = run_resources.llm_stats()
         try:
             outcome = await execute(
-                self.plan, dict(inputs), ctx, self.name, static=True, defer=False
+                self.plan,
+                dict(inputs),
+                ctx,
+                self.name,
+                static=True,
+                defer=False,
+                timeout=self.graph.timeout,
             )
         finally:
-            current_spend.reset(spending)
-            spend.save()
             record.duration = ctx.now()
-            record.llm = _llm_delta(llm_before, _llm_stats(), spend)
+            record.llm = run_resources.llm_delta(llm_before, run_resources.llm_stats(), spend)
             record.cost = spend.cost
             record.tokens = spend.tokens
             if outcome is not None:
                 record.errors = list(outcome.errors)
                 record.unhandled = list(outcome.unhandled)
+                result.update(outcome.written)
+                announced.output = dict(outcome.written)
+            result["$state"] = record
             record.status = "cancelled" if outcome is None else ("error" if record.errors else "ok")
-            with anyio.CancelScope(shield=True):
-                await _close_store(store, ctx, record)
-                await _close_cache(spend, opened=spend.cache is not cache)
-                if outcome is not None:
-                    result.update(outcome.written)
-                result["$state"] = record
-                if reporter is not None:
-                    reporter.close()
-                if emit is not None:
-                    emit(_run_end(started, record, outcome, result))
-                await _flush(tracer, flush_timeout)
-        if raise_on_error and record.errors:
-            raise RunError(record.errors, result)
-        return result
+            if ctx.checkpoint is not None:
+                resources.write_error = ctx.checkpoint.write_error
 
     async def stream(
-        self, inputs: Mapping[str, Any] | None = None, **options: Any
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        buffer: int = DEFAULT_LIMIT,
+        **options: Any,
     ) -> AsyncIterator[Event]:
         """Run the graph and yield its events as they happen (see :mod:`hush.core.events`).
 
@@ -242,16 +280,20 @@ class Hush:
         whose ``result`` is what :meth:`run` returns. Leaving the loop early
         (``break``, an exception) cancels the run; wrap the call in
         ``contextlib.aclosing`` to have that happen at once rather than when the
-        iterator is garbage-collected.
+        iterator is garbage-collected. When ``buffer`` events wait for the loop, the
+        run holds back its next nodes and drops (and counts, in ``$state.dropped_tokens``)
+        further ``token`` events, so a slow loop never makes it buffer without bound.
         """
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise RunOptionError(f"buffer must be a positive int, got {describe_value(buffer)}")
+        events = EventBuffer(buffer)
         context = contextvars.copy_context()
-        context.run(_streamed_to.set, queue.put_nowait)
+        context.run(_streamed_to.set, events)
         task = asyncio.get_running_loop().create_task(self.run(inputs, **options), context=context)
-        task.add_done_callback(lambda _: queue.put_nowait(None))
+        task.add_done_callback(lambda _: events.close())
         try:
             while True:
-                event = await queue.get()
+                event = await events.get()
                 if event is None:
                     break
                 yield event
@@ -284,7 +326,7 @@ class Hush:
 
     def _check_prices(self) -> None:
         """With ``max_cost``, every LLM resource the graph names must have a price."""
-        unpriced = _unpriced_resources(self.graph)
+        unpriced = run_resources.unpriced_resources(self.graph)
         if unpriced:
             names = ", ".join(repr(k) for k in unpriced)
             which = f"resource {names} has" if len(unpriced) == 1 else f"resources {names} have"
@@ -293,221 +335,8 @@ class Hush:
                 f"but {which} none (set input_cost_per_mtok and output_cost_per_mtok)"
             )
 
-    def _open_spend(
-        self,
-        max_cost: float | None,
-        max_total_tokens: int | None,
-        cache: bool | str | os.PathLike[str] | ResponseCache | None,
-        store: CheckpointStore | None,
-    ) -> RunSpend:
-        """The run's spending ledger: inside the enclosing run's (a run started by a node),
-        starting from what the run spent before it was resumed, saved in its checkpoint."""
-        from hush.providers.cache import ResponseCache, default_cache_path
 
-        opened: ResponseCache | None = None
-        if isinstance(cache, ResponseCache):
-            opened = cache
-        elif cache is True:
-            opened = _open_cache(default_cache_path())
-        elif cache is not None and cache is not False:
-            opened = _open_cache(cache)
-        enclosing = current_spend.get()
-        spend = RunSpend(
-            max_cost=max_cost,
-            max_total_tokens=max_total_tokens,
-            cache=opened if opened is not None else (enclosing.cache if enclosing else None),
-            parent=enclosing,
-        )
-        if store is not None:
-            saved = store.get(SPEND_PATH, SPEND_KEY)
-            if isinstance(saved, dict):
-                spend.absorb(saved, propagate=False)
-            spend.on_change = functools.partial(_save_spend, store)
-        return spend
-
-    async def _open_store(
-        self,
-        checkpoint: str | os.PathLike[str] | None,
-        run_id: str,
-        on_mismatch: Literal["error", "restart"],
-        restart: bool,
-    ) -> CheckpointStore | None:
-        if checkpoint is None:
-            return None
-        from hush.checkpoint import fingerprint, open_checkpoint
-        from hush.core.describe import describe
-
-        digest = fingerprint(describe(self.graph))
-        return await open_checkpoint(
-            checkpoint, run_id, digest, on_mismatch=on_mismatch, restart=restart
-        )
-
-
-async def _close_store(store: CheckpointStore | None, ctx: RunContext, record: RunRecord) -> None:
-    """Commit and close the checkpoint; a write failure becomes an error of the run."""
-    if store is None:
-        return
-    from hush.checkpoint.errors import CheckpointWriteError
-
-    assert ctx.checkpoint is not None
-    failure = ctx.checkpoint.write_error
-    try:
-        if not store.failed:
-            store.mark_finished(record.status)
-        await store.aclose()
-    except CheckpointWriteError as exc:
-        if failure is None:
-            failure = NodeError.from_exception(exc, record.graph)
-    except Exception:
-        logger.error("checkpoint: closing the store failed", exc_info=True)
-    if failure is not None:
-        record.errors.append(failure)
-        record.unhandled.append(failure)
-        if record.status == "ok":
-            record.status = "error"
-
-
-_COUNTERS = (
-    "sent",
-    "ok",
-    "rate_limited",
-    "retries",
-    "errors",
-    "tokens_used",
-    "wait_time_s",
-    "paused_for_s",
-)
-
-
-def _llm_stats() -> dict[str, dict[str, Any]]:
-    """Snapshot of every LLM resource limiter in the process (none if LLMs are unused)."""
-    limiter = sys.modules.get("hush.providers.limiter")
-    if limiter is None:
-        return {}
-    return {key: dataclasses.asdict(lim.stats()) for key, lim in limiter.all_limiters().items()}
-
-
-def _llm_delta(
-    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], spend: RunSpend
-) -> dict[str, dict[str, Any]]:
-    """Per resource: current rates and limits, what the counters did during the run, and
-    what the run's calls spent (calls, cached, tokens, cost)."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, now in after.items():
-        old = before.get(key, {})
-        delta = {c: now[c] - old.get(c, 0) for c in _COUNTERS}
-        if delta["sent"] or delta["errors"] or delta["rate_limited"]:
-            out[key] = {**now, **delta}
-    for key, spent in spend.summary().items():
-        out[key] = {**out.get(key, {}), **spent}
-    return out
-
-
-def _unpriced_resources(graph: GraphNode) -> list[str]:
-    """The LLM resources the graph's nodes name that have no price."""
-    from hush.providers.errors import ResourceError
-    from hush.providers.pricing import price_of
-    from hush.providers.resources import get_registry
-
-    keys: dict[str, None] = {}
-    graphs = [graph]
-    while graphs:
-        for node in graphs.pop().nodes.values():
-            keys.update(dict.fromkeys(getattr(node, "resource_keys", ())))
-            if isinstance(node, GraphNode):
-                graphs.append(node)
-    unpriced = []
-    for key in keys:
-        try:
-            if price_of(get_registry().get_llm(key)) is None:
-                unpriced.append(key)
-        except ResourceError:
-            unpriced.append(key)
-    return unpriced
-
-
-SPEND_PATH, SPEND_KEY = "$spend", "totals"
-"""Where a checkpoint keeps what its run's LLM calls spent."""
-
-
-def _save_spend(store: CheckpointStore, summary: dict[str, dict[str, Any]]) -> None:
-    if store.failed:
-        return
-    try:
-        store.put(SPEND_PATH, SPEND_KEY, summary)
-    except Exception:
-        logger.warning("checkpoint: could not save the run's LLM spend", exc_info=True)
-
-
-async def _close_cache(spend: RunSpend, *, opened: bool) -> None:
-    """Commit the answers the run stored (and close the cache if the run opened it)."""
-    if spend.cache is None or (spend.parent is not None and spend.cache is spend.parent.cache):
-        return
-    try:
-        if opened:
-            await asyncio.to_thread(spend.cache.close)
-        else:
-            await spend.cache.aflush()
-    except Exception:
-        logger.warning("response cache: could not commit the run's answers", exc_info=True)
-
-
-def _open_cache(path: str | os.PathLike[str]) -> ResponseCache:
-    from hush.providers.cache import ResponseCache
-
-    try:
-        return ResponseCache(path)
-    except (OSError, sqlite3.Error) as exc:
-        raise RunOptionError(f"cache: cannot open {os.fspath(path)!r} ({exc})") from exc
-
-
-def _run_metadata(
-    user_id: str | None,
-    session_id: str | None,
-    tags: Sequence[str] | None,
-    metadata: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"user_id": user_id, "session_id": session_id, "tags": list(tags or ())}
-    out["metadata"] = dict(metadata or {})
-    return out
-
-
-def _subscribe(tracer: Tracer | None, started: Event) -> Subscriber | None:
-    """The tracer's subscriber for this run; a tracer that fails here is left out."""
-    if tracer is None:
-        return None
-    try:
-        return tracer.subscribe(started)
-    except Exception:
-        logger.warning("tracer failed to start the run; continuing without tracing", exc_info=True)
-        return None
-
-
-def _run_end(
-    started: Event, record: RunRecord, outcome: GraphOutcome | None, result: dict[str, Any]
-) -> Event:
-    error = record.errors[0] if record.errors else None
-    return Event(
-        "run_end",
-        started.path,
-        started.run_id,
-        type="run",
-        name=started.name,
-        output=dict(outcome.written) if outcome is not None else None,
-        status=record.status,
-        error=error,
-        duration=record.duration,
-        node=started.node,
-        result=result,
-    )
-
-
-async def _flush(tracer: Tracer | None, timeout: float | None) -> None:
-    """Let the tracer export the run, for at most ``timeout`` (its own default if ``None``)."""
-    if tracer is None:
-        return
-    try:
-        with anyio.move_on_after((timeout if timeout is not None else 30.0) + 1):
-            await tracer.flush(timeout)
-    except Exception:
-        logger.warning("tracer failed to finish the run", exc_info=True)
+def _did_you_mean(key: str, missing: list[str]) -> str:
+    """``'qeury' (did you mean 'query'?)``, or just ``'qeury'``."""
+    close = difflib.get_close_matches(key, missing, n=1, cutoff=0.6)
+    return f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)

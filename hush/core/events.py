@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -119,13 +119,22 @@ Subscriber = Callable[[Event], object]
 
 class Emitter:
     """Hands each event to every subscriber of one run; a failing subscriber is logged once
-    and then ignored, so it can never break the run."""
+    and then ignored, so it can never break the run.
 
-    __slots__ = ("_failed", "_subscribers")
+    ``backpressure`` (set for a streamed run) is awaited before each node starts: it
+    returns when the consumer has room for more events.
+    """
 
-    def __init__(self, subscribers: Sequence[Subscriber]) -> None:
+    __slots__ = ("_failed", "_subscribers", "backpressure")
+
+    def __init__(
+        self,
+        subscribers: Sequence[Subscriber],
+        backpressure: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._subscribers = list(subscribers)
         self._failed: set[int] = set()
+        self.backpressure = backpressure
 
     def __call__(self, event: Event) -> None:
         for i, subscriber in enumerate(self._subscribers):

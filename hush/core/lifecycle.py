@@ -88,8 +88,11 @@ class Done:
 async def run_node(frame: Frame, i: int) -> None:
     """Take node ``i`` of ``frame`` through its lifecycle."""
     np = frame.plan.nodes[i]
+    emit = frame.run.emit
+    if emit is not None and emit.backpressure is not None:
+        await emit.backpressure()
     if np.plain is not None and frame.fast:
-        if frame.run.emit is None:
+        if emit is None:
             await _run_plain(frame, np)
         else:
             await _run_plain_observed(frame, np)

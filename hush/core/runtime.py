@@ -18,6 +18,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from hush.core import lifecycle
+from hush.core.errors import NodeError, NodeTimeoutError
 from hush.core.inputs import ERROR, OK
 from hush.core.state import NodeLog
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from hush.core.call import NodeCall
     from hush.core.checkpointing import Snapshot
     from hush.core.context import RunContext
-    from hush.core.errors import NodeError
     from hush.core.plan import GraphPlan, NodePlan
     from hush.core.state import Status
 
@@ -111,7 +111,7 @@ class Frame:
         self.lookups = (
             checkpoint is not None
             and checkpoint.resuming
-            and (not defer or checkpoint.store.has_under(prefix + "/"))
+            and (not defer or checkpoint.has_under(prefix + "/"))
         )
         """Whether nodes look for saved results (inside an item: only if the file has some)."""
         self.fast = run.plain
@@ -147,12 +147,42 @@ async def execute(
     static: bool,
     defer: bool,
     owner: NodeCall | None = None,
+    timeout: float | None = None,
 ) -> GraphOutcome:
     """Run one graph plan with ``state`` as its ``PARENT``; return its outcome.
 
     ``owner`` is the attempt of the container running it (``None`` for the root).
+    ``timeout`` (the root graph's own; a nested graph's is its attempt's) cancels the
+    nodes still running when it expires and makes that the graph's error, keeping what
+    the finished nodes wrote.
     """
     frame = Frame(plan, state, run, prefix, static=static, defer=defer, owner=owner)
+    if timeout is None:
+        await _walk(frame)
+    else:
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                await _walk(frame)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            _expired(frame, prefix, timeout)
+    saves = frame.saves if frame.errors else []
+    return GraphOutcome(frame.written, frame.first_error, frame.errors, frame.unhandled, saves)
+
+
+def _expired(frame: Frame, path: str, timeout: float) -> None:
+    """The graph ran out of time: its own timeout is its first error."""
+    error = NodeError.from_exception(NodeTimeoutError(f"timed out after {timeout:g}s"), path)
+    frame.errors.append(error)
+    frame.unhandled.append(error)
+    if frame.first_error is None:
+        frame.first_error = error
+
+
+async def _walk(frame: Frame) -> None:
+    """Run the frame's nodes, each as soon as its predecessors finished."""
+    plan = frame.plan
     if plan.linear:
         await _chain(frame, plan.initial[0])
     elif plan.initial:
@@ -164,8 +194,6 @@ async def execute(
                 await _chain(frame, plan.initial[0])
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
-    saves = frame.saves if frame.errors else []
-    return GraphOutcome(frame.written, frame.first_error, frame.errors, frame.unhandled, saves)
 
 
 async def _chain(frame: Frame, i: int) -> None:

@@ -128,6 +128,8 @@ class RunRecord:
     """USD spent by the run's priced LLM calls (cached answers cost nothing)."""
     tokens: int = 0
     """Prompt plus completion tokens of the run's LLM requests (cached answers not counted)."""
+    dropped_tokens: int = 0
+    """``token`` events ``engine.stream()`` dropped because its consumer fell behind."""
     clock: float = field(default=0.0, repr=False, compare=False)
     """``time.perf_counter()`` when the run started (node times are relative to it)."""
     logs: list[NodeLog] = field(default_factory=list, repr=False, compare=False)
