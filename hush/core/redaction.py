@@ -12,9 +12,10 @@ message and traceback, trace records), and to every log record of hush's own
 loggers (``hush.*``) and of the HTTP libraries hush hands keys to (``openai``,
 ``httpx``, ``httpcore``): a log record factory rewrites the message, the
 formatted traceback and the stack of such a record when they hold a secret, so
-every handler, wherever attached, sees the redacted text. A secret shorter than
-:data:`MIN_LENGTH` characters is not redacted (it would blank out ordinary
-words) and is reported as suspect.
+every handler, wherever attached, sees the redacted text (a program that installs
+its own record factory keeps this by calling the one it replaces, as the logging
+documentation asks). A secret shorter than :data:`MIN_LENGTH` characters is not
+redacted (it would blank out ordinary words) and is reported as suspect.
 """
 
 from __future__ import annotations
