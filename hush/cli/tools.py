@@ -86,10 +86,9 @@ def mock_llm(
 )
 def trace(path: Path) -> None:
     """Print a local trace (written with --trace or LocalTracer) as an indented tree."""
-    from hush.observability.local import read_trace
-    from hush.observability.tree import format_tree
+    from hush.cli.tracing import print_trace
 
-    click.echo(format_tree(read_trace(path)))
+    print_trace(path)
 
 
 @click.command(short_help="Run hush batch on a bundled sheet, no API key needed.")

@@ -1,4 +1,4 @@
-"""``--trace FILE``, shared by ``hush run`` and ``hush batch``."""
+"""``--trace FILE``, shared by ``hush run`` and ``hush batch``, and what ``hush trace`` prints."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from hush.cli.errors import UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,3 +30,22 @@ def tracer_for(path: Path | None) -> Any:
     from hush.observability import LocalTracer
 
     return LocalTracer(path)
+
+
+def print_trace(path: Path) -> None:
+    """Print the local trace at ``path`` as a tree; a file without trace records is a
+    one-line :class:`UserError`."""
+    from hush.observability.local import scan_trace
+    from hush.observability.tree import format_tree
+
+    try:
+        scanned = scan_trace(path)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not scanned.records:
+        found = f"{scanned.lines} line(s), none a trace record" if scanned.lines else "empty"
+        raise UserError(
+            f"{path} has no trace records ({found}); write one with --trace FILE or LocalTracer"
+        )
+    scanned.warn_skipped()
+    click.echo(format_tree(scanned.records))

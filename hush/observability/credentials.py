@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from hush.observability.health import say
+
 logger = logging.getLogger(__name__)
 
 RESOURCE_KEY = "langfuse:default"
@@ -80,9 +82,20 @@ def _resource() -> tuple[str, str, str | None, str] | None:
         secret_key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
         host = getattr(config, "host", None)
     except Exception:
-        logger.warning("could not read the %s resource; ignoring it", RESOURCE_KEY, exc_info=True)
+        say(
+            logger,
+            logging.WARNING,
+            "could not read the %s resource; ignoring it",
+            RESOURCE_KEY,
+            exc=True,
+        )
         return None
     if not (public_key and secret_key):
-        logger.warning("the %s resource has no public_key/secret_key; ignoring it", RESOURCE_KEY)
+        say(
+            logger,
+            logging.WARNING,
+            "the %s resource has no public_key/secret_key; ignoring it",
+            RESOURCE_KEY,
+        )
         return None
     return str(public_key), str(secret_key), str(host) if host else None, f"resource {RESOURCE_KEY}"

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from hush.core.events import Event, LLMCall
 from hush.core.redaction import register_secret
 from hush.observability.credentials import resolve_credentials
+from hush.observability.health import say
 from hush.observability.ids import trace_id_for
 from hush.observability.otel import (
     DEFAULT_MAX_QUEUE_SIZE,
@@ -125,7 +126,13 @@ class LangfuseTracer(OTelTracer):
             span_exporter=exporter,
         )
         provider.add_span_processor(processor)
-        logger.debug("Langfuse tracing to %s (keys from %s)", self.host, credentials.source)
+        say(
+            logger,
+            logging.DEBUG,
+            "Langfuse tracing to %s (keys from %s)",
+            self.host,
+            credentials.source,
+        )
 
     @staticmethod
     def trace_id(run_id: str) -> str:

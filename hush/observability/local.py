@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hush.observability.health import say
 from hush.observability.records import Record, RecordingTracer
 from hush.observability.serialize import DEFAULT_MAX_CHARS
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS
@@ -67,20 +69,59 @@ class LocalTracer(RecordingTracer):
                 self._file.flush()
 
 
-def read_trace(path: str | Path) -> list[Record]:
-    """The records of a trace file, in file order; malformed lines are skipped with a warning."""
+RECORD_TYPES = frozenset({"span", "generation"})
+"""The ``type`` of every trace record."""
+
+
+@dataclass(frozen=True)
+class TraceFile:
+    """What a trace file holds: its records, and the lines that are not records."""
+
+    path: Path
+    records: list[Record]
+    lines: int
+    """Lines that are not blank."""
+    skipped: list[int]
+    """Numbers of the lines that are not trace records."""
+
+    def warn_skipped(self) -> None:
+        """One warning if some lines are not trace records."""
+        if self.skipped:
+            say(
+                logger,
+                logging.WARNING,
+                "%s: %d line(s) are not trace records and were skipped (first: line %d)",
+                self.path,
+                len(self.skipped),
+                self.skipped[0],
+            )
+
+
+def scan_trace(path: str | Path) -> TraceFile:
+    """The records of a trace file in file order, and the lines that are not records
+    (not JSON, or not an object with ``type`` span or generation). Says nothing."""
     records: list[Record] = []
-    with Path(path).open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    skipped: list[int] = []
+    lines = 0
+    with Path(path).open(encoding="utf-8", errors="replace") as text:
+        for number, line in enumerate(text, start=1):
             if not line.strip():
                 continue
+            lines += 1
             try:
                 record: Any = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("%s:%d is not valid JSON; skipped", path, number)
-                continue
-            if isinstance(record, dict):
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and record.get("type") in RECORD_TYPES:
                 records.append(record)
             else:
-                logger.warning("%s:%d is not a trace record; skipped", path, number)
-    return records
+                skipped.append(number)
+    return TraceFile(Path(path), records, lines, skipped)
+
+
+def read_trace(path: str | Path) -> list[Record]:
+    """The records of a trace file, in file order; lines that are not trace records are
+    skipped with one warning."""
+    scanned = scan_trace(path)
+    scanned.warn_skipped()
+    return scanned.records
