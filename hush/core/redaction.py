@@ -129,9 +129,12 @@ def _redact_cut_tail(text: str) -> str:
     trailing ellipsis."""
     body = text.rstrip(".… \n")
     for secret in _secrets:
-        for size in range(min(len(secret) - 1, len(body)), MIN_LENGTH - 1, -1):
-            if body.endswith(secret[:size]):
-                return body[:-size] + MASK + text[len(body) :]
+        head = secret[:MIN_LENGTH]
+        at = body.find(head, max(0, len(body) - len(secret) + 1))
+        while at != -1:
+            if secret.startswith(body[at:]):
+                return body[:at] + MASK + text[len(body) :]
+            at = body.find(head, at + 1)
     return text
 
 
