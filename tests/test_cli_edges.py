@@ -145,6 +145,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "empty.py").write_text("x = 1\n")
     (tmp_path / "syntax.py").write_text("x = 1\ndef f(:\n")
     (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
     (tmp_path / "folder").mkdir()
     return tmp_path
 
@@ -159,6 +160,7 @@ def files(tmp_path: Path) -> Path:
         (["run", "empty.py:x"], ["empty.py:x is an int, not a graph"]),
         (["run", "syntax.py"], ["syntax.py:2: SyntaxError: invalid syntax"]),
         (["run", "folder"], ["hush run: folder is a directory"]),
+        (["run", "exits.py"], ["importing exits.py exited (status 3) at exits.py:2"]),
         (["graph", "folder:g"], ["hush graph: folder is a directory"]),
         (["run", "list.json"], ["list.json is not a Python file"]),
         (["run", "absent.py:g"], ["no such file: absent.py"]),

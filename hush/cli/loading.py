@@ -71,6 +71,12 @@ def _import(path: Path) -> types.ModuleType:
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:
+        where = _where(exc, path).rstrip(": ") or "import"
+        raise UserError(
+            f"importing {path} exited (status {exc.code}) at {where}",
+            "code that runs the script belongs under: if __name__ == '__main__':",
+        ) from exc
     except SyntaxError as exc:
         raise UserError(
             f"{path.name}:{exc.lineno}: SyntaxError: {exc.msg}", "fix the file and run again"
