@@ -17,11 +17,19 @@ server's limit; the next two change only the answer time, as a model or a
 prompt change does, to show what a fixed worker count does then.
 
     python benchmarks/bench_batch.py [--rows N] [--quick]
+
+``--stall`` measures instead how long the event loop stalls while the output of a
+20,000-row batch is written as .xlsx: a probe task notes the longest gap between
+its wake-ups (asked every 1 ms), once with the table written on the loop (as before
+issue 19) and once by the batch's output writer (a worker thread).
+
+    python benchmarks/bench_batch.py --stall [--rows 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import functools
 import os
@@ -32,6 +40,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import openai
 
@@ -127,11 +136,81 @@ SCENARIOS = [
 """(label, server latency, share of --rows sent, run the unconfigured hush too)."""
 
 
+async def longest_stall(write: Any) -> tuple[float, float]:
+    """(longest gap between the probe's wake-ups, seconds the write took) while ``write``
+    (a coroutine function) runs."""
+    done = False
+    longest = 0.0
+
+    async def probe() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            longest = max(longest, now - last)
+            last = now
+
+    task = asyncio.ensure_future(probe())
+    await asyncio.sleep(0.01)
+    start = time.perf_counter()
+    await write()
+    elapsed = time.perf_counter() - start
+    done = True
+    await task
+    return longest, elapsed
+
+
+def stall(rows: int) -> None:
+    """Print the loop's longest stall while a ``rows``-row xlsx output is written."""
+    from hush.batch.answers import RESULT_COLUMNS, render
+    from hush.batch.output import OutputWriter
+    from hush.batch.tables import write_table
+
+    inputs = [{"id": i, "text": TEXTS[i % len(TEXTS)]} for i in range(rows)]
+    results = {
+        i: {
+            "answer": "delivery",
+            "error": "",
+            "latency_s": 0.42,
+            "queued_s": 0.01,
+            "model": "gpt-4o-mini",
+            "prompt_tokens": 31,
+            "completion_tokens": 2,
+            "cost_usd": 0.00001,
+        }
+        for i in range(rows)
+    }
+    columns = ["id", "text", "answer", *RESULT_COLUMNS]
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "out.xlsx"
+
+        async def on_loop() -> None:
+            write_table(target, columns, list(render(inputs, results, "answer")))
+
+        async def in_thread() -> None:
+            snapshot = dict(results)
+            async with OutputWriter(
+                target, columns, lambda: lambda: render(inputs, snapshot, "answer")
+            ):
+                pass
+
+        print(f"writing {rows:,} rows as .xlsx; the loop's longest stall (probe every 1 ms):")
+        for name, write in (("on the loop (before)", on_loop), ("output writer thread", in_thread)):
+            longest, elapsed = asyncio.run(longest_stall(write))
+            print(f"  {name:<24} {longest * 1000:8.1f} ms  (write took {elapsed:.2f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="only the first scenario")
+    parser.add_argument("--stall", action="store_true", help="the loop's stall while writing")
     args = parser.parse_args()
+    if args.stall:
+        stall(args.rows or 20000)
+        return
+    args.rows = args.rows or 2000
     server = ServerProcess(rpm=SERVER_RPM, seed=3)
     print(f"server: {SERVER_RPM} RPM ({SERVER_RPM / 60:.0f} rows/s at most), one-second burst")
     try:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,18 +95,17 @@ def with_saved(
 
 def render(
     rows: Sequence[dict[str, Any]], results: Mapping[int, Mapping[str, Any]], answer_column: str
-) -> list[dict[str, Any]]:
-    """The input rows with their answer and result columns (empty where not known)."""
+) -> Iterator[dict[str, Any]]:
+    """The input rows with their answer and result columns (empty where not known), one at a
+    time (a writer holds one row, not a second copy of the table)."""
     empty = {"answer": None, "error": "", **dict.fromkeys(RESULT_COLUMNS[1:])}
-    table = []
     for position, row in enumerate(rows):
         result = results.get(position, empty)
         merged = dict(row)
         merged[answer_column] = result.get("answer")
         for column in RESULT_COLUMNS:
             merged[column] = result.get(column)
-        table.append(merged)
-    return table
+        yield merged
 
 
 def saved_answers(db: Path | None) -> dict[str, list[dict[str, Any]]]:

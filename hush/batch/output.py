@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,7 +24,7 @@ from hush.batch.tables import write_table
 
 logger = logging.getLogger("hush.batch")
 
-Snapshot = Callable[[], Callable[[], list[dict[str, Any]]]]
+Snapshot = Callable[[], Callable[[], Iterable[Mapping[str, Any]]]]
 """Called on the loop: returns a function (run in the thread) that builds the rows."""
 
 
@@ -77,14 +77,13 @@ class OutputWriter:
         build = self.snapshot()
         await asyncio.to_thread(self._write, self._taken, build)
 
-    def _write(self, number: int, build: Callable[[], list[dict[str, Any]]]) -> None:
+    def _write(self, number: int, build: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
         assert self.path is not None
         with self._lock:
             if number <= self._written:
                 return
-            rows = build()
-            write_table(self.path, self.columns, rows, self.sheet)
-            logger.debug("wrote %s: %d rows", self.path, len(rows))
+            rows = write_table(self.path, self.columns, build(), self.sheet)
+            logger.debug("wrote %s: %d rows", self.path, rows)
             self._written = number
             self.writes += 1
 

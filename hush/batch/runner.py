@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,7 +176,7 @@ async def run_batch(
     state = result["$state"]
     return BatchResult(
         columns=out_columns,
-        rows=render(rows, answers.results, answer_column),
+        rows=list(render(rows, answers.results, answer_column)),
         output=out,
         checkpoint=db,
         failed=answers.failed(),
@@ -250,10 +250,10 @@ def _writer(
     """The output writer: this run's answers, and those saved before (read in its thread)."""
     saved: list[dict[str, list[dict[str, Any]]]] = []
 
-    def snapshot() -> Callable[[], list[dict[str, Any]]]:
+    def snapshot() -> Callable[[], Iterable[dict[str, Any]]]:
         results = dict(answers.results)
 
-        def build() -> list[dict[str, Any]]:
+        def build() -> Iterable[dict[str, Any]]:
             if not saved:
                 saved.append(saved_answers(db))
             return render(answers.rows, with_saved(answers.keys, results, saved[0]), answer_column)

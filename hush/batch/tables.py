@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,29 +80,46 @@ def read_table(
 def write_table(
     path: str | os.PathLike[str],
     columns: Sequence[str],
-    rows: Sequence[dict[str, Any]],
+    rows: Iterable[Mapping[str, Any]],
     sheet: str | None = None,
-) -> None:
-    """Write ``rows`` (``columns`` in order) to ``path``, atomically."""
+) -> int:
+    """Write ``rows`` (``columns`` in order) to ``path``, atomically; return how many.
+
+    ``rows`` may be an iterator: CSV, JSON Lines and Excel are written a row at a time."""
     path = Path(path)
     kind = table_format(path)
     if kind == "parquet":
         _pyarrow(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        counted = _Counted(rows)
         with _replacing(path) as temporary:
             if kind == "csv":
-                _write_csv(temporary, columns, rows)
+                _write_csv(temporary, columns, counted)
             elif kind == "xlsx":
-                _write_xlsx(temporary, columns, rows, sheet)
+                _write_xlsx(temporary, columns, counted, sheet)
             elif kind == "jsonl":
-                _write_jsonl(temporary, columns, rows)
+                _write_jsonl(temporary, columns, counted)
             else:
-                _write_parquet(temporary, columns, rows)
+                _write_parquet(temporary, columns, counted)
     except OSError as exc:
         raise TableError(f"{path}: cannot write it: {exc.strerror or exc}") from None
     except (ValueError, TypeError, ImportError) as exc:
         raise TableError(f"{path}: cannot write it: {exc}") from None
+    return counted.count
+
+
+class _Counted:
+    """Rows passed through once, counted."""
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.rows = rows
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        for row in self.rows:
+            self.count += 1
+            yield row
 
 
 @contextlib.contextmanager
@@ -144,7 +161,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     return columns, rows
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
@@ -167,7 +184,7 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     return list(columns), rows
 
 
-def _write_jsonl(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+def _write_jsonl(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as f:
         for row in rows:
             record = {c: row.get(c) for c in columns}
@@ -200,7 +217,7 @@ def _read_xlsx(path: Path, sheet: str | None) -> tuple[list[str], list[dict[str,
 
 
 def _write_xlsx(
-    path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]], sheet: str | None
+    path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], sheet: str | None
 ) -> None:
     from openpyxl import Workbook
 
@@ -235,7 +252,7 @@ def _read_parquet(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     return list(table.column_names), table.to_pylist()
 
 
-def _write_parquet(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+def _write_parquet(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     import pyarrow
     import pyarrow.parquet as pq
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from hush.cli.errors import UserError
-from hush.cli.spending import budget_hint, cache_option, spend_line, spend_options
+from hush.cli.spending import budget_hint, cache_option, sent_here, spend_line, spend_options
 from hush.cli.tracing import trace_option, tracer_for
 from hush.core.errors import RunOptionError
 
@@ -98,25 +98,26 @@ def batch(
     tracer = tracer_for(trace)
     started = time.monotonic()
     try:
-        result = asyncio.run(
-            run_batch(
-                source,
-                output,
-                prompt=prompt,
-                model=model,
-                system=system,
-                concurrency=concurrency,
-                answer_column=answer_column,
-                sheet=sheet,
-                restart=restart,
-                progress=progress,
-                tracer=tracer,
-                max_cost=max_cost,
-                max_total_tokens=max_total_tokens,
-                cache=cache_option(cache),
-                params={} if max_tokens is None else {"max_tokens": max_tokens},
+        with sent_here() as sent:
+            result = asyncio.run(
+                run_batch(
+                    source,
+                    output,
+                    prompt=prompt,
+                    model=model,
+                    system=system,
+                    concurrency=concurrency,
+                    answer_column=answer_column,
+                    sheet=sheet,
+                    restart=restart,
+                    progress=progress,
+                    tracer=tracer,
+                    max_cost=max_cost,
+                    max_total_tokens=max_total_tokens,
+                    cache=cache_option(cache),
+                    params={} if max_tokens is None else {"max_tokens": max_tokens},
+                )
             )
-        )
     except (BatchUsageError, RunOptionError) as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
@@ -132,7 +133,7 @@ def batch(
     click.echo(
         f"{total} rows: {total - result.failed} answered, {result.failed} failed, "
         f"{result.resumed} from the checkpoint, in {time.monotonic() - started:.1f}s"
-        f"{spend_line(result.state)}; wrote {output}",
+        f"{spend_line(result.state, sent)}; wrote {output}",
         err=True,
     )
     hint = budget_hint(result.state, resumable=True)
