@@ -44,7 +44,11 @@ from hush.providers.spend import RunSpend
     metavar="FILE",
     help="SQLite file where finished work is saved (needs --run-id).",
 )
-@click.option("--run-id", metavar="ID", help="Run id: run again with the same id to resume.")
+@click.option(
+    "--run-id",
+    metavar="ID",
+    help="Run id: run again with the same id to resume (needs --checkpoint).",
+)
 @click.option("--restart", is_flag=True, help="Forget what the checkpoint saved for this run id.")
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bars (default: on a terminal)."
