@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import aclosing
 from pathlib import Path
@@ -185,9 +186,24 @@ async def test_a_checkpoint_that_cannot_open_leaves_no_run_announced(tmp_path: P
     with pytest.raises(CheckpointMismatchError):
         await Hush(changed).run(tracer=tracer, checkpoint=checkpoint, run_id="r1", cache=cache)
     assert tracer.starts == []
+    assert open_files(cache) == 0, "the cache the run opened was not closed"
     assert [r.status for r in list_runs(checkpoint)] == ["ok"]
     again = await Hush(graph(1)).run(checkpoint=checkpoint, run_id="r1", cache=cache)
     assert again["x"] == 1 and again["$state"].nodes["g/a"].resumed
+
+
+def open_files(path: Path) -> int:
+    """How many descriptors of this process have ``path`` open."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc to count open files")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += Path(os.readlink(fd)) == path
+        except OSError:
+            continue
+    return count
 
 
 async def test_run_end_follows_run_start_when_the_run_is_cancelled() -> None:
