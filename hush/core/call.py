@@ -13,7 +13,7 @@ from hush.core.events import Event, LLMCall
 from hush.core.state import IterationCounters
 
 if TYPE_CHECKING:
-    from hush.core.checkpointing import Snapshot
+    from hush.core.checkpointing import ItemKeys, Snapshot
     from hush.core.errors import NodeError
     from hush.core.executor import ItemExecutor
     from hush.core.items import ItemOutcome
@@ -68,7 +68,7 @@ class NodeCall:
         self.unhandled: list[NodeError] = []
         self.saves: list[Snapshot] = []
         self._threads: list[asyncio.Future[None]] = []
-        self._shared: tuple[Any, str | None] | None = None
+        self._shared: ItemKeys | None = None
 
     @property
     def retry(self) -> RetryPolicy | None:
@@ -194,11 +194,11 @@ class NodeCall:
             )
             await asyncio.gather(*(asyncio.shield(f) for f in running))
 
-    def shared_key(self, shared: dict[str, Any]) -> str | None:
-        """The digest of an iteration node's shared item inputs, computed once per attempt."""
+    def item_keys(self) -> ItemKeys | None:
+        """The content keys of an iteration node's items in this attempt (with a checkpoint)."""
         checkpoint = self.run.checkpoint
         if checkpoint is None:
             return None
-        if self._shared is None or self._shared[0] is not shared:
-            self._shared = (shared, checkpoint.key(f"{self.path}[*]", shared))
-        return self._shared[1]
+        if self._shared is None:
+            self._shared = checkpoint.item_keys(self.path)
+        return self._shared

@@ -1,7 +1,11 @@
 """How a run uses its checkpoint store: content keys, lookups, saves and snapshots.
 
 A result is saved under its path and a digest of the inputs it ran with (taken
-before it runs), and reused only for the same inputs. Inside a map item, a
+before it runs), and reused only for the same inputs. A map item (or loop
+iteration) is named by its content, not its position: the k-th item whose
+inputs have digest D is saved as ``<node>[D.k]``, and the nodes inside it
+below that name, so an inserted, removed or reordered item costs only itself
+(:class:`ItemKeys`; events keep the position). Inside a map item, a
 clean node's result is pickled the moment it finishes (a :class:`Snapshot`, so
 that later changes to shared objects do not leak into it) but written only if
 the item does not end clean; a clean item is saved whole, as one entry. Saving
@@ -12,10 +16,11 @@ and a write failure is kept for the run's record while the run goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.checkpoint.digest import digest
@@ -38,7 +43,12 @@ class Snapshot(NamedTuple):
 
 
 class RunCheckpoint:
-    """One run's view of its store."""
+    """One run's view of its store.
+
+    Paths given to it are a run's paths, with item positions (``g/m[3]/llm``); it saves
+    them under the content names of their items (``g/m[<digest>.0]/llm``) while those
+    items run.
+    """
 
     def __init__(self, store: CheckpointStore) -> None:
         self.store = store
@@ -46,6 +56,33 @@ class RunCheckpoint:
         """The file held results of this run when it opened: lookups can find something."""
         self.write_error: NodeError | None = None
         self._warned: set[str] = set()
+        self._items: dict[str, str] = {}
+        """The saved name of every item running now, by its path."""
+
+    def item_keys(self, path: str) -> ItemKeys:
+        """The content keys of the items of iteration node ``path`` (one attempt of it)."""
+        return ItemKeys(self, path)
+
+    def saved_path(self, path: str) -> str:
+        """Where ``path`` is saved: the positions of its items replaced by their content."""
+        cut = path.rfind("]")
+        if cut < 0:
+            return path
+        item = self._items.get(path[: cut + 1])
+        return path if item is None else item + path[cut + 1 :]
+
+    @contextlib.contextmanager
+    def naming(self, path: str, saved: str) -> Iterator[None]:
+        """Save what runs under item ``path`` as ``saved`` while the item runs."""
+        self._items[path] = saved
+        try:
+            yield
+        finally:
+            del self._items[path]
+
+    def has_under(self, prefix: str) -> bool:
+        """Whether the file held anything below ``prefix`` (a run's path ending in ``/``)."""
+        return self.store.has_under(self.saved_path(prefix))
 
     def key(self, path: str, inputs: Mapping[str, Any]) -> str | None:
         """The digest of ``inputs``, or ``None`` when they cannot be digested (warned once)."""
@@ -55,21 +92,11 @@ class RunCheckpoint:
             self._warn_once(path, f"its inputs cannot be keyed ({type(exc).__name__}: {exc})")
             return None
 
-    def item_key(self, path: str, shared: str | None, own: Mapping[str, Any]) -> str | None:
-        """The digest of an item's inputs: the map's shared inputs (digested once) and its own."""
-        if shared is None:
-            return None
-        try:
-            return digest((shared, own))
-        except Exception as exc:
-            self._warn_once(path, f"its inputs cannot be keyed ({type(exc).__name__}: {exc})")
-            return None
-
     def load(self, path: str, key: str | None) -> Mapping[str, Any] | None:
         """The result saved for ``path`` with these inputs, if any."""
         if key is None or not self.resuming:
             return None
-        value: Mapping[str, Any] | None = self.store.get(path, key)
+        value: Mapping[str, Any] | None = self.store.get(self.saved_path(path), key)
         return value
 
     async def save(self, path: str, key: str | None, value: Mapping[str, Any]) -> None:
@@ -88,7 +115,7 @@ class RunCheckpoint:
         if key is None or self.write_error is not None:
             return None
         try:
-            return self.store.put_pending(path, key, value)
+            return self.store.put_pending(self.saved_path(path), key, value)
         except CheckpointValueError as exc:
             self._warn_once(path, str(exc))
         except CheckpointWriteError as exc:
@@ -100,7 +127,7 @@ class RunCheckpoint:
         if key is None:
             return None
         try:
-            return Snapshot(path, key, pickle.dumps(dict(value), protocol=5))
+            return Snapshot(self.saved_path(path), key, pickle.dumps(dict(value), protocol=5))
         except Exception as exc:
             self._warn_once(path, f"its result does not pickle ({exc})")
             return None
@@ -124,6 +151,10 @@ class RunCheckpoint:
             self.write_error = NodeError.from_exception(exc, path)
             logger.error("checkpoint: %s; the run goes on without saving", exc)
 
+    def warn_once(self, path: str, why: str) -> None:
+        """Log once per node (all items alike) that ``path`` is not saved, and why."""
+        self._warn_once(path, why)
+
     def _warn_once(self, path: str, why: str) -> None:
         pattern = _INDEX.sub("[*]", path)
         if pattern not in self._warned:
@@ -131,3 +162,66 @@ class RunCheckpoint:
             logger.warning(
                 "checkpoint: %s is not saved: %s; it will run again on resume", path, why
             )
+
+
+class ItemKeys:
+    """The content keys of one iteration node's items, in one attempt of it.
+
+    An item is keyed by the digest D of its inputs (the node's shared inputs,
+    digested once, and its own) and by how many items before it had the same D:
+    the k-th such item is saved as ``<node>[D.k]``, so duplicates keep answers
+    of their own. Items are counted in input order: a map keys each as it takes
+    it (:meth:`keyed`), a loop as it runs it.
+    Only 8 bytes of each D are remembered (about 70 bytes an item while the node
+    runs); two different digests sharing them can only make an item miss its
+    saved result, never take another's.
+    """
+
+    __slots__ = ("_checkpoint", "_path", "_ready", "_repeats", "_seen", "_shared")
+
+    def __init__(self, checkpoint: RunCheckpoint, path: str) -> None:
+        self._checkpoint = checkpoint
+        self._path = path
+        self._shared: tuple[Mapping[str, Any], str | None] | None = None
+        self._seen: set[int] = set()
+        self._repeats: dict[str, int] = {}
+        self._ready: dict[int, tuple[str, str] | None] = {}
+
+    def keyed(
+        self, items: Iterator[tuple[int, dict[str, Any]]], shared: Mapping[str, Any]
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``items`` (numbered), each keyed as it is taken: in input order, whichever
+        worker runs it and whenever."""
+        for index, own in items:
+            self._ready[index] = self.key(shared, own)
+            yield index, own
+
+    def take(
+        self, index: int, shared: Mapping[str, Any], own: Mapping[str, Any]
+    ) -> tuple[str, str] | None:
+        """Item ``index``'s key: the one given when it was taken, else the next one."""
+        if index in self._ready:
+            return self._ready.pop(index)
+        return self.key(shared, own)
+
+    def key(self, shared: Mapping[str, Any], own: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The digest of the next item's inputs and the name it is saved as; ``None`` when
+        its inputs cannot be digested (warned once for the node)."""
+        checkpoint = self._checkpoint
+        if self._shared is None or self._shared[0] is not shared:
+            self._shared = (shared, checkpoint.key(f"{self._path}[*]", shared))
+        if self._shared[1] is None:
+            return None
+        try:
+            key = digest((self._shared[1], own))
+        except Exception as exc:
+            why = f"its inputs cannot be keyed ({type(exc).__name__}: {exc})"
+            checkpoint.warn_once(f"{self._path}[*]", why)
+            return None
+        short = int(key[:16], 16)
+        count = 0
+        if short in self._seen:
+            count = self._repeats[key] = self._repeats.get(key, 0) + 1
+        else:
+            self._seen.add(short)
+        return key, f"{checkpoint.saved_path(self._path)}[{key}.{count}]"

@@ -15,7 +15,7 @@ from hush.core import runtime
 from hush.core.events import Event, status_of
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Coroutine, Iterator
 
     from hush.core.call import NodeCall
     from hush.core.errors import NodeError
@@ -34,6 +34,14 @@ class ItemOutcome(NamedTuple):
     """With ``run_item(..., wait_saved=False)``: the commit still to wait for (``call.saved``)."""
 
 
+def in_order(
+    call: NodeCall, items: Iterator[tuple[int, dict[str, Any]]], shared: dict[str, Any]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A map's numbered items, keyed for the checkpoint in input order as they are taken."""
+    keys = call.item_keys()
+    return items if keys is None else keys.keyed(items, shared)
+
+
 async def run_item(
     call: NodeCall,
     plan: GraphPlan,
@@ -45,7 +53,8 @@ async def run_item(
     executor: ItemExecutor | None = None,
 ) -> ItemOutcome:
     """One map item (or loop iteration): look up, run the body (here, or with ``executor``
-    elsewhere), save.
+    elsewhere), save. The item is looked up and saved by its content (see
+    :class:`~hush.core.checkpointing.ItemKeys`), its events carry its position.
 
     A clean item is saved whole; one with failures inside saves its clean nodes
     instead, so that resuming redoes only what failed. With ``wait_saved=False``
@@ -55,18 +64,36 @@ async def run_item(
     path = f"{call.path}[{index}]"
     state = {**shared, **own}
     checkpoint = call.run.checkpoint
-    key = None
-    if checkpoint is not None:
-        key = checkpoint.item_key(path, call.shared_key(shared), own)
-        saved = checkpoint.load(path, key)
-        if saved is not None:
-            return ItemOutcome(dict(saved), None, True)
+    keys = call.item_keys()
+    named = keys.take(index, shared, own) if keys is not None else None
+    if checkpoint is None or named is None:
+        return await _run(call, plan, index, path, state, executor, None, wait_saved)
+    key, saved = named
+    with checkpoint.naming(path, saved):
+        found = checkpoint.load(path, key)
+        if found is not None:
+            return ItemOutcome(dict(found), None, True)
+        return await _run(call, plan, index, path, state, executor, key, wait_saved)
+
+
+async def _run(
+    call: NodeCall,
+    plan: GraphPlan,
+    index: int,
+    path: str,
+    state: dict[str, Any],
+    executor: ItemExecutor | None,
+    key: str | None,
+    wait_saved: bool,
+) -> ItemOutcome:
+    """Run the item's body and save what it did (under ``key``; ``None``: not saved whole)."""
     if call.run.emit is None:
         outcome = await _body(call, plan, path, state, executor)
     else:
         outcome = await _traced(call, plan, index, path, state, executor)
     call.errors.extend(outcome.errors)
     call.unhandled.extend(outcome.unhandled)
+    checkpoint = call.run.checkpoint
     waiter = None
     if checkpoint is not None:
         if outcome.clean:

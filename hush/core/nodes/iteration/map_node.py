@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from hush.core.errors import GraphDefinitionError, NodeError, NodeInputError
 from hush.core.executor import ItemExecutor
+from hush.core.items import in_order
 from hush.core.nodes.iteration.base import IterationNode
 from hush.core.policies import RetryPolicy
 from hush.core.refs import Each
@@ -92,7 +93,7 @@ class MapNode(IterationNode):
         counters = call.counters(total)
         report = call.progress if call.observed else None
         columns = Columns(plan.writes_parent | call.demanded)
-        pulled = enumerate(items)
+        pulled = in_order(call, enumerate(items), broadcast)
         executor = self.executor
         if executor is None and "[" not in call.path:
             executor = call.run.executor
