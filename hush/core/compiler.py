@@ -32,6 +32,11 @@ def compile_tree(root: GraphNode) -> tuple[list[tuple[GraphNode, GraphPlan]], li
     """Compile ``root`` and every graph inside it; return plans and all problems."""
     plans: list[tuple[GraphNode, GraphPlan]] = []
     problems: list[str] = []
+    if root.parent is None and root.retry is not None:
+        problems.append(
+            f"{root.path}: retry= on the root graph cannot be applied (a run is attempted "
+            "once); put its nodes in a nested GraphNode with the retry"
+        )
     stack: list[tuple[GraphNode, set[str] | None, frozenset[str]]] = [(root, None, frozenset())]
     while stack:
         graph, available, wanted = stack.pop()

@@ -64,12 +64,6 @@ class Hush:
                 f"Hush() takes a graph, not the {type(graph).__name__} '{graph.name}': put it "
                 "inside `with GraphNode(name=...) as graph:` and run that graph"
             )
-        if graph.retry is not None:
-            raise TypeError(
-                f"graph '{graph.name}' is the root graph and has retry=..., which a root "
-                "cannot apply (the run is attempted once); put its nodes in a nested "
-                "GraphNode with the retry, or retry the whole run"
-            )
         self.graph = graph.build()
         assert graph.plan is not None
         self.plan: GraphPlan = graph.plan

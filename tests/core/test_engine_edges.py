@@ -18,7 +18,12 @@ from hush.checkpoint.reader import list_runs
 from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
 from hush.core.call import NodeCall
 from hush.core.conditions import MAX_DEPTH, MAX_REPEAT
-from hush.core.errors import GraphDefinitionError, MissingInputError, RunOptionError
+from hush.core.errors import (
+    GraphBuildError,
+    GraphDefinitionError,
+    MissingInputError,
+    RunOptionError,
+)
 from hush.core.events import Event
 from hush.core.nodes.base import BaseNode
 from hush.core.nodes.flow.branch_node import BranchNode
@@ -77,7 +82,7 @@ async def test_a_root_graph_timeout_cancels_its_nodes_and_is_the_run_error() -> 
 def test_a_root_graph_retry_is_refused_with_a_message() -> None:
     with GraphNode(name="g", retry=3) as g:
         START >> CodeNode(name="a", code_fn=lambda: {}) >> END
-    with pytest.raises(TypeError, match="'g' is the root graph and has retry"):
+    with pytest.raises(GraphBuildError, match="g: retry= on the root graph cannot be applied"):
         Hush(g)
 
 
