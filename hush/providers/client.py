@@ -539,6 +539,12 @@ class LLMClient:
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             cause = exc.__cause__ or exc
             reason = redact(str(cause) or type(cause).__name__)
+            if _responded(exc):
+                permit.failed()
+                raise _AttemptFailed(
+                    f"the reply was cut after the server started answering: {reason}",
+                    retryable=True,
+                ) from exc
             permit.failed(unreachable=reason)
             raise _AttemptFailed(
                 f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
@@ -621,6 +627,7 @@ def _make_openai(resource: LLMResource) -> openai.AsyncOpenAI:
         ),
         timeout=httpx2.Timeout(resource.timeout),
         follow_redirects=True,
+        event_hooks={"response": [_mark_responded]},
     )
     api_key = resource.api_key.get_secret_value() if resource.api_key is not None else NO_API_KEY
     headers = {name: value.get_secret_value() for name, value in resource.headers.items()}
@@ -642,6 +649,24 @@ def _make_openai(resource: LLMResource) -> openai.AsyncOpenAI:
         default_headers=headers,
         http_client=http_client,
     )
+
+
+_RESPONDED = "hush_responded"
+"""Set in a request's extensions once its response's headers arrived."""
+
+
+async def _mark_responded(response: httpx2.Response) -> None:
+    """Note on the request that the server answered (a later failure is not an outage)."""
+    response.request.extensions[_RESPONDED] = True
+
+
+def _responded(exc: Exception) -> bool:
+    """Whether the request that failed with ``exc`` had got its response's headers."""
+    try:
+        request = exc.request  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(getattr(request, "extensions", {}).get(_RESPONDED))
 
 
 def _server_message(exc: openai.APIStatusError) -> str:

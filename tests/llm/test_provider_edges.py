@@ -324,6 +324,19 @@ async def test_cut_streams_reached_the_server_and_never_open_the_breaker(
     assert fine["errors"] == [None]
 
 
+async def test_a_plain_reply_cut_mid_body_is_retried_and_never_opens_the_breaker(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    name = register("cut-body", server.base_url, max_retries=0)
+    cut = await Hush(batch(name, cap=1)).run({"qs": questions(4, "[[cut]]")})
+    messages = [e.message for e in cut["errors"]]
+    assert all("the reply was cut after the server started answering" in m for m in messages)
+    assert not any("cannot connect" in m for m in messages)
+    retried = await Hush(batch(name, retry=2)).run({"qs": ["hello [[fail-once:cut]]"]})
+    assert retried["errors"] == [None]
+    assert server.total_requests == 6
+
+
 @pytest.mark.parametrize("value", ["inf", "Infinity", "nan", "-1", "1e999"])
 async def test_an_unusable_retry_after_never_hangs_the_run(
     server: MockLLMServer, register: Callable[..., str], value: str
