@@ -146,6 +146,9 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "syntax.py").write_text("x = 1\ndef f(:\n")
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "needs.py").write_text(
+        "def build(model):\n    return None\n\nasync def main():\n    return None\n"
+    )
     (tmp_path / "folder").mkdir()
     return tmp_path
 
@@ -156,6 +159,7 @@ def files(tmp_path: Path) -> Path:
         (["run", "two.py"], ["two.py defines 2 graphs: a, b", "name the one to run: two.py:a"]),
         (["run", "fn.py"], ["fn.py defines no root graph (functions: make)", "fn.py:make"]),
         (["run", "empty.py"], ["empty.py defines no root graph", "empty.py:NAME"]),
+        (["run", "needs.py"], ["(functions: build, main)", "one: needs.py:NAME"]),
         (["graph", "fn.py:nope"], ["fn.py has no attribute 'nope'", "fn.py:make"]),
         (["run", "empty.py:x"], ["empty.py:x is an int, not a graph"]),
         (["run", "syntax.py"], ["syntax.py:2: SyntaxError: invalid syntax"]),

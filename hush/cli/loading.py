@@ -131,9 +131,32 @@ def _defined(module: types.ModuleType) -> dict[str, list[str]]:
 def _pick(module: types.ModuleType, file: str) -> str:
     """How to name what to run, with a name the file defines when there is one."""
     found = _defined(module)
-    runnable = found["graphs"] + found["engines"] + found["functions"]
+    builders = [f for f in found["functions"] if _callable_bare(getattr(module, f))]
+    ranked = sorted((_builder_rank(getattr(module, f)), f) for f in builders)
+    functions = [f for rank, f in ranked if rank < 2]
+    runnable = found["graphs"] + found["engines"] + functions
     example = f"{file}:{runnable[0]}" if runnable else f"{file}:NAME"
     return f"name a GraphNode, a Hush engine or a function returning one: {example}"
+
+
+def _callable_bare(fn: Any) -> bool:
+    """Whether ``fn`` is a plain function callable without arguments (as ``hush run``
+    calls it)."""
+    if inspect.iscoroutinefunction(fn):
+        return False
+    try:
+        inspect.signature(fn).bind()
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _builder_rank(fn: Any) -> int:
+    """0: annotated to return a graph or engine, 1: named like a builder, 2: anything else."""
+    returns = str(inspect.signature(fn).return_annotation)
+    if "GraphNode" in returns or "Hush" in returns:
+        return 0
+    return 1 if any(w in fn.__name__.lower() for w in ("graph", "build", "make", "pipeline")) else 2
 
 
 def _names(names: list[str], most: int = 8) -> str:
