@@ -8,6 +8,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import pytest
@@ -136,6 +137,27 @@ async def test_a_probe_cancelled_with_its_run_leaves_the_next_call_free_to_probe
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
+    answered = await Hush(batch(name)).run({"qs": ["are you back?"]})
+    assert answered["errors"] == [None]
+    assert server.total_requests == 2
+
+
+async def test_a_probe_left_by_a_stream_consumer_leaves_the_next_call_free_to_probe(
+    down_then_up: Callable[..., Any],
+) -> None:
+    arrived = asyncio.Event()
+
+    def latency(body: dict[str, Any]) -> float:
+        if "slow probe" in str(body["messages"]):
+            arrived.set()
+            return 600.0
+        return 0.0
+
+    name, server = await down_then_up(latency=latency)
+    async with aclosing(Hush(batch(name)).stream({"qs": ["a slow probe"]})) as events:
+        async for _ in events:
+            await arrived.wait()
+            break
     answered = await Hush(batch(name)).run({"qs": ["are you back?"]})
     assert answered["errors"] == [None]
     assert server.total_requests == 2
