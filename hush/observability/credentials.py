@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from hush.observability.health import say
-
 logger = logging.getLogger(__name__)
 
 RESOURCE_KEY = "langfuse:default"
@@ -82,18 +80,14 @@ def _resource() -> tuple[str, str, str | None, str] | None:
         secret_key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
         host = getattr(config, "host", None)
     except Exception:
-        say(
-            logger,
-            logging.WARNING,
+        logger.warning(
             "could not read the %s resource; ignoring it",
             RESOURCE_KEY,
-            exc=True,
+            exc_info=True,
         )
         return None
     if not (public_key and secret_key):
-        say(
-            logger,
-            logging.WARNING,
+        logger.warning(
             "the %s resource has no public_key/secret_key; ignoring it",
             RESOURCE_KEY,
         )

@@ -24,7 +24,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from hush.observability.health import BackendHealth, say
+from hush.observability.health import BackendHealth
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +67,10 @@ class OTLPHttpExporter(SpanExporter):
         try:
             body = encode_spans(spans).SerializePartialToString()
         except Exception:
-            say(
-                logger,
-                logging.WARNING,
+            logger.warning(
                 "could not encode %d span(s); dropped",
                 len(spans),
-                exc=True,
+                exc_info=True,
             )
             self.health.gave_up(len(spans))
             return SpanExportResult.FAILURE
@@ -120,8 +118,7 @@ class OTLPHttpExporter(SpanExporter):
     def _rejected(self, failure: str, spans: int) -> None:
         self.health.gave_up(spans)
         self._rejections += 1
-        say(
-            logger,
+        logger.log(
             logging.WARNING if self._rejections == 1 else logging.DEBUG,
             "%s rejected a batch of %d span(s) (%s); it is dropped, later batches are still sent",
             self.endpoint,

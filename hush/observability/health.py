@@ -7,9 +7,9 @@ up at once (their spans are counted as dropped) and a run's flush does not
 wait. Every :data:`RETRY_DOWN_AFTER` seconds one export tries again; when it
 succeeds, the backend is up again (one ``INFO`` line with the count dropped).
 
-Every line a tracer logs goes through :func:`say`: formatted, then passed
-through :func:`hush.core.redaction.redact`, so a backend that echoes the
-``Authorization`` header in its status text cannot put a key in the log.
+The failure's reason quotes the backend (status and text); like every log
+line of hush's, it is redacted (:mod:`hush.core.redaction`), so a backend that
+echoes the ``Authorization`` header cannot put a key in the log.
 """
 
 from __future__ import annotations
@@ -17,27 +17,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import traceback
 from collections.abc import Iterator
 from time import monotonic
 
-from hush.core.redaction import redact
-
 RETRY_DOWN_AFTER = 30.0
 """Seconds after which an export tries a backend that is down again."""
-
-
-def say(log: logging.Logger, level: int, message: str, *args: object, exc: bool = False) -> None:
-    """Log ``message % args`` (and, with ``exc``, the exception being handled) redacted."""
-    if not log.isEnabledFor(level):
-        return
-    try:
-        text = message % args if args else message
-    except Exception:
-        text = f"{message} (arguments could not be formatted)"
-    if exc:
-        text = f"{text}\n{traceback.format_exc().rstrip()}"
-    log.log(level, "%s", redact(text))
 
 
 class BackendHealth:
@@ -57,8 +41,10 @@ class BackendHealth:
         self._log = log
         self._lock = threading.Lock()
         self._down_reason: str | None = None
-        self._retry_at = 0.0
+        self._tried_at = 0.0
+        """When the backend was last tried while down (or found down)."""
         self._in_flight_since: float | None = None
+        self._said = False
         self.outages = 0
         """How many times the backend was found down (each is one warning)."""
         self.dropped = 0
@@ -73,7 +59,7 @@ class BackendHealth:
 
     def available(self) -> bool:
         """Whether an export may be tried now: the backend is up, or its retry is due."""
-        return self._down_reason is None or monotonic() >= self._retry_at
+        return self._down_reason is None or monotonic() >= self._tried_at + self.retry_after
 
     def try_export(self) -> bool:
         """Whether to send an export now; while down, ``True`` only for the one retry due
@@ -82,9 +68,9 @@ class BackendHealth:
             if self._down_reason is None:
                 return True
             now = monotonic()
-            if now < self._retry_at:
+            if now < self._tried_at + self.retry_after:
                 return False
-            self._retry_at = now + self.retry_after
+            self._tried_at = now
             return True
 
     @contextlib.contextmanager
@@ -109,18 +95,16 @@ class BackendHealth:
 
     def failed(self, reason: str, spans: int = 0) -> None:
         """An export failed for ``reason``: the backend is down; the first failure of an
-        outage is its one warning."""
+        outage is its one warning (none if a slow export was just said)."""
         with self._lock:
             self.dropped += spans
-            first = self._down_reason is None
-            if first:
+            if self._down_reason is None:
                 self.outages += 1
                 self._down_reason = reason
-            self._retry_at = monotonic() + self.retry_after
+            first, self._said = not self._said, True
+            self._tried_at = monotonic()
         if first:
-            say(
-                self._log,
-                logging.WARNING,
+            self._log.warning(
                 "%s export to %s failed (%s); spans are dropped until it answers again "
                 "(tried again every %.0f s). Runs are not affected.",
                 self.backend,
@@ -129,18 +113,31 @@ class BackendHealth:
                 self.retry_after,
             )
         else:
-            say(self._log, logging.DEBUG, "%s export failed again (%s)", self.backend, reason)
+            self._log.debug("%s export failed again (%s)", self.backend, reason)
+
+    def slow(self, bound: float, what: str) -> None:
+        """A wait for an export in progress ran out after ``bound`` seconds: one warning,
+        unless this trouble was already said (a failure that follows is not said again)."""
+        with self._lock:
+            first, self._said = not self._said, True
+        if first:
+            self._log.warning(
+                "%s export to %s did not finish within %.1f s (%s); the run is not affected",
+                self.backend,
+                self.destination,
+                bound,
+                what,
+            )
 
     def succeeded(self) -> None:
-        """An export succeeded: the backend is up."""
+        """An export succeeded: the backend is up, and a later trouble is said again."""
+        self._said = False
         if self._down_reason is None:
             return
         with self._lock:
             was, self._down_reason = self._down_reason, None
             dropped = self.dropped
-        say(
-            self._log,
-            logging.INFO,
+        self._log.info(
             "%s export to %s works again (it had failed: %s); %d span(s) were dropped so far",
             self.backend,
             self.destination,

@@ -29,7 +29,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from hush.core.events import Event, LLMCall
 from hush.core.redaction import register_secret
 from hush.observability.credentials import resolve_credentials
-from hush.observability.health import say
 from hush.observability.ids import trace_id_for
 from hush.observability.otel import (
     DEFAULT_MAX_QUEUE_SIZE,
@@ -126,9 +125,7 @@ class LangfuseTracer(OTelTracer):
             span_exporter=exporter,
         )
         provider.add_span_processor(processor)
-        say(
-            logger,
-            logging.DEBUG,
+        logger.debug(
             "Langfuse tracing to %s (keys from %s)",
             self.host,
             credentials.source,

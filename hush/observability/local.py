@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hush.observability.health import say
 from hush.observability.records import Record, RecordingTracer
 from hush.observability.serialize import DEFAULT_MAX_CHARS
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS
@@ -87,9 +86,7 @@ class TraceFile:
     def warn_skipped(self) -> None:
         """One warning if some lines are not trace records."""
         if self.skipped:
-            say(
-                logger,
-                logging.WARNING,
+            logger.warning(
                 "%s: %d line(s) are not trace records and were skipped (first: line %d)",
                 self.path,
                 len(self.skipped),

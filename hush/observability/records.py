@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hush.core.events import Event
-from hush.observability.health import say
 from hush.observability.ids import new_span_id
 from hush.observability.serialize import (
     DEFAULT_MAX_CHARS,
@@ -134,4 +133,4 @@ class RecordingTracer(SpanTracer):
         try:
             self._sink(record)
         except Exception:
-            say(logger, logging.WARNING, "could not store a trace record", exc=True)
+            logger.warning("could not store a trace record", exc_info=True)

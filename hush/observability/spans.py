@@ -26,7 +26,7 @@ from time import monotonic, perf_counter, sleep
 from typing import Any
 
 from hush.core.events import Event, Subscriber
-from hush.observability.health import BackendHealth, say
+from hush.observability.health import BackendHealth
 from hush.observability.ids import new_span_id, trace_id_for
 
 logger = logging.getLogger(__name__)
@@ -201,9 +201,7 @@ class SpanTracer:
             return
         backlog = self._queue.qsize()
         if backlog:
-            say(
-                self._log,
-                logging.WARNING,
+            self._log.warning(
                 "%s tracing fell behind the run: %d event(s) not yet handled after %.1f s "
                 "(%s); the run is not affected",
                 self.backend,
@@ -212,23 +210,13 @@ class SpanTracer:
                 what,
             )
             return
-        say(
-            self._log,
-            logging.WARNING,
-            "%s export to %s did not finish within %.1f s (%s); the run is not affected",
-            self.backend,
-            self.destination,
-            bound,
-            what,
-        )
+        self.health.slow(bound, what)
 
     def _report_overflow(self) -> None:
         with self._overflow_lock:
             dropped, self._overflow = self._overflow, 0
         if dropped:
-            say(
-                self._log,
-                logging.WARNING,
+            self._log.warning(
                 "%s tracing dropped %d event(s): %d were already waiting for the tracer's thread "
                 "(max_queued_events); the traces of the runs concerned are incomplete, the runs "
                 "are not affected",
@@ -320,13 +308,12 @@ class SpanTracer:
                 self._handle(item)
             except Exception:
                 self._failures += 1
-                say(
-                    self._log,
+                self._log.log(
                     logging.WARNING if self._failures == 1 else logging.DEBUG,
                     "tracing could not handle a %s event of %s; its span is lost",
                     item.kind,
                     item.path,
-                    exc=self._failures == 1,
+                    exc_info=self._failures == 1,
                 )
             if empty():
                 self._run_idle()
@@ -348,9 +335,7 @@ class SpanTracer:
                 break
             if isinstance(item, _Barrier) and item.release is not None:
                 item.release()
-        say(
-            self._log,
-            logging.WARNING,
+        self._log.warning(
             "%s tracing stopped: its thread failed (%s: %s); later runs are not traced, the "
             "runs are not affected",
             self.backend,
@@ -362,7 +347,7 @@ class SpanTracer:
         try:
             self._idle()
         except Exception:
-            say(logger, logging.DEBUG, "tracing idle hook failed", exc=True)
+            logger.debug("tracing idle hook failed", exc_info=True)
 
     def _handle(self, event: Event) -> None:
         kind = event.kind
@@ -431,7 +416,7 @@ class _Barrier:
             if self.then is not None:
                 self.then()
         except Exception:
-            say(logger, logging.WARNING, "tracing export failed", exc=True)
+            logger.warning("tracing export failed", exc_info=True)
         finally:
             if self.release is not None:
                 self.release()

@@ -18,20 +18,30 @@ SCRIPT = textwrap.dedent(
     from batch_driver import drive_batch
     from hush.observability import LangfuseTracer
 
-    tracer = LangfuseTracer(sys.argv[1], "sk-exit-test", sys.argv[2], flush_timeout=0.5)
+    tracer = LangfuseTracer(sys.argv[1], "sk-exit-test", sys.argv[2], flush_timeout=float(sys.argv[4]))
     asyncio.run(drive_batch(tracer, run_id="exit", items=150, flush_timeout=float(sys.argv[3])))
     print("run done", flush=True)
     """
 )
 
 
-def run_script(host: str, flush_timeout: float) -> tuple[subprocess.CompletedProcess[str], float]:
+def run_script(
+    host: str, flush_timeout: float, exit_timeout: float = 0.5
+) -> tuple[subprocess.CompletedProcess[str], float]:
     env = dict(
         os.environ, PYTHONPATH=str(Path(__file__).parent), LANGFUSE_MEDIA_UPLOAD_ENABLED="false"
     )
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, f"pk-lf-exit-{uuid.uuid4().hex}", host, str(flush_timeout)],
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            f"pk-lf-exit-{uuid.uuid4().hex}",
+            host,
+            str(flush_timeout),
+            str(exit_timeout),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -47,14 +57,15 @@ def test_exit_against_a_hanging_server_is_bounded(hanging_server: HangingServer)
     assert done.returncode == 0, done.stderr
     assert "run done" in done.stdout
     assert elapsed < 6
-    warnings = [line for line in done.stderr.splitlines() if "WARNING" in line or "export" in line]
+    # One warning, whether the run's flush ran out while the request hung or just before
+    # it was sent; the exit did not wait for the backend again.
+    warnings = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1, done.stderr
-    assert "no answer within" in warnings[0]
-    # The run's flush found the backend hanging; the exit did not wait for it again.
-    assert hanging_server.accepted == 1
+    assert f"export to {hanging_server.url}" in warnings[0]
+    assert hanging_server.accepted <= 1
 
 
 def test_spans_not_yet_exported_are_delivered_at_exit(receiver: OtlpReceiver) -> None:
-    done, _ = run_script(receiver.url, flush_timeout=0.0)
+    done, _ = run_script(receiver.url, flush_timeout=0.0, exit_timeout=30.0)
     assert done.returncode == 0, done.stderr
     assert len(receiver.wait_for_spans(2 + 150 * 4)) == 2 + 150 * 4

@@ -281,7 +281,7 @@ async def test_hanging_receiver_costs_one_flush_timeout_and_one_warning(
         assert time.monotonic() - started < 2.5
 
     (warning,) = tracing_warnings(caplog)
-    assert "no answer within 1.0 s" in warning
+    assert "failed (no answer within" in warning
     assert tracer.health.attempts == 1 and hanging_server.accepted == 1
 
 

@@ -192,9 +192,13 @@ async def test_flush_writes_without_close_and_close_drops_later_spans(tmp_path: 
 
 def test_read_trace_skips_malformed_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "t.jsonl"
-    path.write_text('{"id": "a", "name": "x"}\n\n[1]\n{"id": "b", "na', encoding="utf-8")
+    path.write_text(
+        '{"type": "span", "id": "a", "name": "x"}\n\n[1]\n{"id": "c"}\n{"id": "b", "na',
+        encoding="utf-8",
+    )
     assert [r["id"] for r in read_trace(path)] == ["a"]
-    assert len(caplog.records) == 2
+    (warning,) = caplog.records
+    assert "3 line(s) are not trace records and were skipped (first: line 3)" in warning.message
 
 
 def test_bad_path_fails_at_construction(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from otlp_receiver import HangingServer, closed_port_url
 
 from hush.core.events import Event
 from hush.observability import MemoryTracer
+from hush.observability.health import BackendHealth
 from hush.observability.spans import OpenSpan, RunSpans, SpanTracer
 
 FLUSH_TIMEOUT = 1.0
@@ -222,3 +223,21 @@ def test_a_forked_child_traces_with_a_thread_of_its_own() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+def test_one_warning_per_outage_whichever_timer_says_it_first(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    health = BackendHealth("OTLP", "http://collector", logging.getLogger("hush.observability.t"))
+    health.slow(1.0, "the work goes on in the background")  # the flush ran out first
+    health.failed("no answer within 1.0 s", spans=5)  # then the request timed out
+    assert health.down and not health.try_export() and health.dropped == 5
+    health.retry_after = 0.0
+    assert health.try_export()  # the retry that is due
+    health.succeeded()
+    health.failed("cannot connect")  # a new outage is said again
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2 and "did not finish within 1.0 s" in warnings[0]
+    assert "failed (cannot connect)" in warnings[1] and health.outages == 2
+    assert any("works again" in r.getMessage() for r in caplog.records)
