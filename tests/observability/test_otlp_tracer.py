@@ -198,3 +198,22 @@ async def test_a_run_started_inside_a_streamed_run_does_not_stream_into_it() -> 
     assert {event.run_id for event in events} == {events[0].run_id}
     assert not [event for event in events if event.path.startswith("inner")]
     assert events[-1].kind == "run_end" and events[-1].result["v"] == 2  # type: ignore[index]
+
+
+async def test_a_backend_echoing_the_bearer_key_in_its_error_leaks_no_key(
+    receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "sk-otlp-echo-0123456789abcdef"
+    receiver.fail_with = 403
+    caplog.set_level(logging.DEBUG)
+    with GraphNode(name="echoed") as graph:
+        node = CodeNode(name="n", code_fn=lambda: {"v": 1}, outputs={"v": PARENT})
+        START >> node >> END
+    tracer = OTLPTracer(receiver.url, headers={"Authorization": f"Bearer {key}"})
+    assert (await Hush(graph).run(tracer=tracer))["v"] == 1
+
+    assert receiver.requests[0].headers["authorization"] == f"Bearer {key}"
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) == 1 and "HTTP 403" in loud[0] and "bad credentials" in loud[0]
+    assert key not in caplog.text and key not in "".join(r.getMessage() for r in caplog.records)
+    tracer.close(timeout=0.2)
