@@ -1,6 +1,7 @@
 """A stable description of a graph tree: what a run's checkpoint fingerprint covers.
 
-It holds the shape (nodes, edges, inputs, outputs), every node's options, the
+It holds the shape (nodes, edges, inputs, outputs), every node's options (not
+``retry`` or ``timeout``: how hard a node is tried, not what it computes), the
 identity of every function (qualified name and a digest of its code) and a
 digest of every constant. Values the description cannot pin down (a constant
 that neither pickles nor encodes stably) raise :class:`FingerprintError`
@@ -27,8 +28,6 @@ def describe(node: BaseNode) -> dict[str, Any]:
         "inputs": {k: _value(v, node, f"input '{k}'") for k, v in node.inputs.items()},
         "outputs": sorted(node.output_map),
         "options": _value(node.describe_options(), node, "options"),
-        "retry": _value(node.retry.model_dump() if node.retry else None, node, "retry"),
-        "timeout": node.timeout,
     }
     if isinstance(node, GraphNode):
         info["nodes"] = [describe(n) for n in node.nodes.values()]

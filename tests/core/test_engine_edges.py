@@ -79,6 +79,35 @@ async def test_a_root_graph_timeout_cancels_its_nodes_and_is_the_run_error() -> 
     assert [r["status"] for r in tracer.find("g", kind="run")] == ["error"]
 
 
+async def test_a_run_cut_by_its_timeout_resumes_with_a_longer_one(tmp_path: Path) -> None:
+    calls = {"quick": 0, "slow": 0}
+
+    def graph(timeout: float) -> GraphNode:
+        async def quick() -> dict[str, int]:
+            calls["quick"] += 1
+            return {"early": 1}
+
+        async def slow() -> dict[str, int]:
+            calls["slow"] += 1
+            await asyncio.sleep(0.2)
+            return {"late": 2}
+
+        with GraphNode(name="g", timeout=timeout) as g:
+            a = CodeNode(name="quick", code_fn=quick, outputs={"early": PARENT})
+            b = CodeNode(name="slow", code_fn=slow, outputs={"late": PARENT})
+            START >> a >> b >> END
+        return g
+
+    ck = tmp_path / "runs.db"
+    cut = await Hush(graph(0.05)).run(checkpoint=ck, run_id="r")
+    assert cut["$state"].errors[0].type == "NodeTimeoutError"
+    done = await Hush(graph(30)).run(checkpoint=ck, run_id="r")
+    assert done["$state"].status == "ok"
+    assert (done["early"], done["late"]) == (1, 2)
+    assert done["$state"].nodes["g/quick"].resumed
+    assert calls == {"quick": 1, "slow": 2}
+
+
 def test_a_root_graph_retry_is_refused_with_a_message() -> None:
     with GraphNode(name="g", retry=3) as g:
         START >> CodeNode(name="a", code_fn=lambda: {}) >> END
