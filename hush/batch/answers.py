@@ -14,6 +14,8 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +52,15 @@ def failed(error: str) -> dict[str, Any]:
 class Answers:
     """The rows of a batch and the answers known so far, by row and by content key."""
 
-    def __init__(self, rows: Sequence[dict[str, Any]], keys: Sequence[str | None]) -> None:
+    def __init__(
+        self,
+        rows: Sequence[dict[str, Any]],
+        keys: Sequence[str | None],
+        results: Mapping[int, dict[str, Any]] | None = None,
+    ) -> None:
         self.rows = rows
         self.keys = keys
-        self.results: dict[int, dict[str, Any]] = {}
+        self.results: dict[int, dict[str, Any]] = dict(results or {})
         self._positions: dict[str, list[int]] = {}
         for position, key in enumerate(keys):
             if key is not None:
@@ -93,18 +100,38 @@ def with_saved(
     return merged
 
 
+@dataclass(frozen=True)
+class Layout:
+    """The columns a batch adds after the input's, and what fills a failed row."""
+
+    answer_column: str = "answer"
+    fields: Sequence[str] = ()
+    """One column per top-level field of ``--schema``, after the answer."""
+    constants: Mapping[str, Any] = dataclass_field(default_factory=dict)
+    """Columns with one value for every row (``model_config``), at the end."""
+    default: Mapping[str, Any] | None = None
+    """``--default-answer``: the answer (and field) cells of a row that failed."""
+
+    def columns(self, inputs: Sequence[str]) -> list[str]:
+        """The output's columns."""
+        return [*inputs, self.answer_column, *self.fields, *RESULT_COLUMNS, *self.constants]
+
+
 def render(
-    rows: Sequence[dict[str, Any]], results: Mapping[int, Mapping[str, Any]], answer_column: str
+    rows: Sequence[dict[str, Any]], results: Mapping[int, Mapping[str, Any]], layout: Layout
 ) -> Iterator[dict[str, Any]]:
     """The input rows with their answer and result columns (empty where not known), one at a
     time (a writer holds one row, not a second copy of the table)."""
-    empty = {"answer": None, "error": "", **dict.fromkeys(RESULT_COLUMNS[1:])}
+    empty: dict[str, Any] = {"answer": None, "error": ""}
     for position, row in enumerate(rows):
         result = results.get(position, empty)
+        if layout.default is not None and result.get("error"):
+            result = {**result, **layout.default}
         merged = dict(row)
-        merged[answer_column] = result.get("answer")
-        for column in RESULT_COLUMNS:
+        merged[layout.answer_column] = result.get("answer")
+        for column in (*layout.fields, *RESULT_COLUMNS):
             merged[column] = result.get(column)
+        merged.update(layout.constants)
         yield merged
 
 
@@ -123,7 +150,15 @@ def saved_answers(db: Path | None) -> dict[str, list[dict[str, Any]]]:
         return {}
     found: dict[str, list[dict[str, Any]]] = {}
     for value in entries.values():
-        answer = value.get("answer") if isinstance(value, dict) else None
-        if isinstance(answer, dict) and isinstance(answer.get("key"), str):
-            found.setdefault(answer["key"], []).append(answer)
+        if not isinstance(value, dict):
+            continue
+        packed = value.get("answers")
+        answers = packed if isinstance(packed, list) else [value.get("answer")]
+        for answer in answers:
+            if (
+                isinstance(answer, dict)
+                and isinstance(answer.get("key"), str)
+                and not answer.get("error")
+            ):
+                found.setdefault(answer["key"], []).append(answer)
     return found

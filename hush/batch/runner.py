@@ -17,6 +17,7 @@ the end; a refused run leaves an existing output as it was.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ from hush.batch.answers import (
     RESULT_COLUMNS,
     RUN_ID,
     Answers,
+    Layout,
     failed,
     render,
     request_key,
@@ -35,21 +37,40 @@ from hush.batch.answers import (
     with_saved,
 )
 from hush.batch.errors import BatchUsageError, TableError
+from hush.batch.graphs import CallSpec, packs_graph, rows_graph
+from hush.batch.history import HistoryError, parse_history
 from hush.batch.output import OutputWriter
+from hush.batch.params import check_params, model_config
+from hush.batch.schema import AnswerSchema, load_schema
 from hush.batch.tables import check_output, read_table
 from hush.batch.template import check_columns, load_template, placeholders, with_aliases
 from hush.checkpoint import CheckpointMismatchError
-from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
-from hush.core.nodes.iteration import MapNode
-from hush.providers import LLMNode, PromptNode, get_registry
+from hush.core import Hush
+from hush.core.errors import GraphDefinitionError
+from hush.providers import get_registry
 from hush.providers.errors import ResourceError
 from hush.providers.spend import DEFAULT_REPLY_TOKENS
 
 logger = logging.getLogger("hush.batch")
 
-ANSWER_KEYS = ("content", "latency", "queued", "model", "usage", "cost")
-"""What a row's LLM call gives its result (``queued`` where the LLM node reports it)."""
 FLUSH_SECONDS = 5.0
+
+
+@dataclass
+class Packing:
+    """What packing rows saved: requests and prompt tokens, against one row per request."""
+
+    rows: int
+    requests: int
+    prompt_tokens: int
+    alone_estimate: int
+
+    def summary(self) -> str:
+        """``"95 rows in 10 requests (not 95), 2,310 prompt tokens (not ~4,560)"``."""
+        return (
+            f"{self.rows} rows in {self.requests} request(s) (not {self.rows}), "
+            f"{self.prompt_tokens:,} prompt tokens (not ~{self.alone_estimate:,})"
+        )
 
 
 @dataclass
@@ -63,6 +84,8 @@ class BatchResult:
     failed: int
     resumed: int
     state: Any = field(repr=False, default=None)
+    packing: Packing | None = None
+    """With ``rows_per_call`` above 1: what packing saved."""
 
     @property
     def ok(self) -> bool:
@@ -94,6 +117,10 @@ async def run_batch(
     max_total_tokens: int | None = None,
     cache: Any = None,
     params: Mapping[str, Any] | None = None,
+    history_column: str | None = None,
+    schema: str | AnswerSchema | None = None,
+    rows_per_call: int = 1,
+    default_answer: str | None = None,
 ) -> BatchResult:
     """Send every row of ``source`` through ``prompt`` on resource ``model``; write ``output``.
 
@@ -103,13 +130,18 @@ async def run_batch(
     are written there with ``answer_column``, ``error``, ``latency_s``, ``queued_s``,
     ``model``, ``prompt_tokens``, ``completion_tokens`` and ``cost_usd`` after the
     input's columns. ``params`` are generation parameters sent with every request
-    (``{"max_tokens": 200}``). ``checkpoint=True`` saves finished rows next to
-    ``output`` (a path picks another file, ``False`` none); ``restart`` forgets what
-    was saved. Saved answers are matched to rows by what the row asks, so rows added,
-    removed or reordered since cost only themselves.
-    ``max_cost``, ``max_total_tokens`` and ``cache`` are those of ``engine.run``:
-    rows the budget leaves unsent fail with ``BudgetExceededError`` and are sent
-    when the batch runs again with a larger budget.
+    (``{"max_tokens": 200}``), written in a ``model_config`` column.
+    ``history_column`` names a column of JSON message lists placed between the
+    system prompt and the row's message. ``schema`` (a JSON Schema file, or
+    ``module:Model``) asks for structured answers, one column per top-level field.
+    ``rows_per_call`` packs that many rows into one request. ``default_answer`` fills
+    the answer (and schema columns, when it is a JSON object) of rows that failed.
+    ``checkpoint=True`` saves finished rows next to ``output`` (a path picks another
+    file, ``False`` none); ``restart`` forgets what was saved. Saved answers are
+    matched to rows by what the row asks, so rows added, removed or reordered since
+    cost only themselves. ``max_cost``, ``max_total_tokens`` and ``cache`` are those
+    of ``engine.run``: rows the budget leaves unsent fail with ``BudgetExceededError``
+    and are sent when the batch runs again with a larger budget.
     Raises :class:`BatchUsageError` before anything is sent (or written) when
     something is wrong.
     """
@@ -118,54 +150,88 @@ async def run_batch(
     user = load_template(prompt, what="--prompt")
     system_text = load_template(system, what="--system") if system is not None else None
     names = placeholders(user, what="the prompt")
-    if system_text is not None:
-        names += [n for n in placeholders(system_text, what="the system prompt") if n not in names]
+    system_names = placeholders(system_text, what="the system prompt") if system_text else []
+    names += [n for n in system_names if n not in names]
     check_columns(names, columns, what="the prompt")
-    if answer_column in columns:
-        raise BatchUsageError(
-            f"the input already has a column '{answer_column}'; choose another with --answer-column"
-        )
+    if history_column is not None:
+        check_columns([history_column], columns, what="--history-column")
+    answer_schema = load_schema(schema) if isinstance(schema, str) else schema
+    layout = _layout(columns, answer_column, answer_schema, model, params, default_answer)
     _check_model(model)
     if not isinstance(concurrency, int) or concurrency < 1:
         raise BatchUsageError(f"--concurrency must be a positive number, got {concurrency!r}")
+    _check_packing(rows_per_call, system_names, history_column)
     params = dict(params or {})
+    check_params(params)
     _check_budget(max_total_tokens, params)
     if out is not None:
         check_output(out)
+    aliases = {name: f"c{i}" for i, name in enumerate(names)}
+    spec = CallSpec(
+        model=model,
+        user=with_aliases(user, aliases),
+        system=with_aliases(system_text, aliases) if system_text is not None else None,
+        aliases=list(aliases.values()),
+        params=params,
+        schema=answer_schema,
+        history=history_column is not None,
+    )
+    requests: list[dict[str, Any] | None] = []
+    answers = Answers(rows, [])
+    for position, row in enumerate(rows):
+        try:
+            request = _request(row, aliases, history_column)
+        except HistoryError as exc:
+            request = None
+            answers.set(position, failed(f"HistoryError: row {position + 1}: {exc}"))
+        requests.append(request)
+    answers = Answers(rows, [r["key"] if r else None for r in requests], answers.results)
+    asked = [i for i, r in enumerate(requests) if r is not None]
     db = _checkpoint_path(checkpoint, out)
     if db is not None and restart:
         for suffix in ("", "-wal", "-shm"):
             Path(str(db) + suffix).unlink(missing_ok=True)
-    aliases = {name: f"c{i}" for i, name in enumerate(names)}
-    requests = [_request(row, aliases) for row in rows]
-    answers = Answers(rows, [r["key"] for r in requests])
-    out_columns = [*columns, answer_column, *RESULT_COLUMNS]
-    writer = _writer(out, out_columns, answers, answer_column, sheet, db)
+    writer = _writer(out, layout, columns, answers, sheet, db)
 
     def answered(key: str, result: dict[str, Any]) -> None:
         answers.answered(key, result)
         writer.start()
 
-    engine = Hush(_graph(aliases, user, system_text, model, concurrency, params, answered))
+    packs = [asked[i : i + rows_per_call] for i in range(0, len(asked), rows_per_call)]
+    try:
+        if rows_per_call > 1:
+            graph = packs_graph(spec, concurrency, answered)
+            inputs: dict[str, Any] = {"packs": [[requests[i] for i in pack] for pack in packs]}
+        else:
+            graph = rows_graph(spec, concurrency, answered)
+            inputs = {"requests": [requests[i] for i in asked]}
+    except GraphDefinitionError as exc:
+        raise BatchUsageError(str(exc)) from None
+    engine = Hush(graph)
+    result: dict[str, Any] = {}
     try:
         async with writer:
-            result = await engine.run(
-                {"requests": requests},
-                checkpoint=db,
-                run_id=RUN_ID,
-                progress=progress,
-                tracer=tracer,
-                max_concurrency=max_concurrency,
-                max_cost=max_cost,
-                max_total_tokens=max_total_tokens,
-                cache=cache,
-            )
-            for position, row_result in enumerate(_results(result)):
-                answers.set(position, row_result)
+            if asked:
+                result = await engine.run(
+                    inputs,
+                    checkpoint=db,
+                    run_id=RUN_ID,
+                    progress=progress,
+                    tracer=tracer,
+                    max_concurrency=max_concurrency,
+                    max_cost=max_cost,
+                    max_total_tokens=max_total_tokens,
+                    cache=cache,
+                )
+            if rows_per_call > 1:
+                _settle_packs(answers, packs, result)
+            else:
+                for position, row_result in zip(asked, _results(result), strict=True):
+                    answers.set(position, row_result)
     except CheckpointMismatchError:
         raise BatchUsageError(
-            f"{db} was saved by a batch with a different prompt, model or parameters; run with "
-            "--restart to start over, or write to another output"
+            f"{db} was saved by a batch with a different prompt, model, parameters or "
+            "options; run with --restart to start over, or write to another output"
         ) from None
     except TableError as exc:
         if db is None:
@@ -173,15 +239,16 @@ async def run_batch(
         raise TableError(
             f"{exc}; the answers are saved in {db}: free the place and run the same command again"
         ) from None
-    state = result["$state"]
+    state = result.get("$state")
     return BatchResult(
-        columns=out_columns,
-        rows=list(render(rows, answers.results, answer_column)),
+        columns=layout.columns(columns),
+        rows=list(render(rows, answers.results, layout)),
         output=out,
         checkpoint=db,
         failed=answers.failed(),
-        resumed=_resumed(state, len(rows)),
+        resumed=_resumed(state, len(asked), rows_per_call),
         state=state,
+        packing=_packing(result) if rows_per_call > 1 else None,
     )
 
 
@@ -211,6 +278,65 @@ def _check_model(model: str) -> None:
         raise BatchUsageError(str(exc)) from None
 
 
+def _layout(
+    columns: Sequence[str],
+    answer_column: str,
+    schema: AnswerSchema | None,
+    model: str,
+    params: Mapping[str, Any] | None,
+    default_answer: str | None,
+) -> Layout:
+    """Where the answers go; every added column must be new to the input."""
+    fields = schema.columns if schema is not None else []
+    constants = {"model_config": model_config(model, params)} if params else {}
+    added = [answer_column, *fields, *RESULT_COLUMNS, *constants]
+    for name in added:
+        if name in columns:
+            what = "choose another with --answer-column" if name == answer_column else ""
+            source = "a --schema field" if name in fields else "a column hush batch writes"
+            hint = what or f"it is {source}; rename the input column"
+            raise BatchUsageError(f"the input already has a column '{name}'; {hint}")
+    clash = [name for name in fields if name in (answer_column, *RESULT_COLUMNS, *constants)]
+    if clash:
+        raise BatchUsageError(
+            f"--schema field '{clash[0]}' would overwrite a column hush batch writes; rename it"
+        )
+    return Layout(answer_column, fields, constants, _default(default_answer, schema))
+
+
+def _default(value: str | None, schema: AnswerSchema | None) -> dict[str, Any] | None:
+    """The cells of a failed row under ``--default-answer``."""
+    if value is None:
+        return None
+    cells: dict[str, Any] = {"answer": value}
+    if schema is not None:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            cells |= schema.cells(parsed)
+    return cells
+
+
+def _check_packing(rows_per_call: int, system_names: Sequence[str], history: str | None) -> None:
+    if not isinstance(rows_per_call, int) or rows_per_call < 1:
+        raise BatchUsageError(f"--rows-per-call must be a positive number, got {rows_per_call!r}")
+    if rows_per_call == 1:
+        return
+    if system_names:
+        raise BatchUsageError(
+            "--rows-per-call sends one system prompt for several rows: it cannot use "
+            f"placeholders ({', '.join('{' + n + '}' for n in system_names)}); move them to "
+            "--prompt"
+        )
+    if history is not None:
+        raise BatchUsageError(
+            "--rows-per-call cannot be combined with --history-column (each row's history is "
+            "its own conversation)"
+        )
+
+
 def _checkpoint_path(checkpoint: Any, out: Path | None) -> Path | None:
     if checkpoint is False or checkpoint is None:
         return None
@@ -230,20 +356,29 @@ def _check_budget(max_total_tokens: int | None, params: Mapping[str, Any]) -> No
         )
 
 
-def _request(row: Mapping[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
-    """What the row's LLM call is made of (its template values, by alias), and its key."""
+def _request(
+    row: Mapping[str, Any], aliases: Mapping[str, str], history_column: str | None
+) -> dict[str, Any]:
+    """What the row's LLM call is made of (its template values by alias, its history) and
+    its key; raises :class:`HistoryError` for a history cell that is not a message list."""
     fields = {
         alias: "" if row.get(name) is None else str(row.get(name))
         for name, alias in aliases.items()
     }
-    return {"key": request_key(fields), "fields": fields}
+    content: dict[str, Any] = {"fields": fields}
+    if history_column is not None:
+        try:
+            content["history"] = parse_history(row.get(history_column))
+        except HistoryError as exc:
+            raise HistoryError(f"{history_column} {exc}; nothing was sent for it") from None
+    return {"key": request_key(content), **content}
 
 
 def _writer(
     out: Path | None,
-    columns: list[str],
+    layout: Layout,
+    columns: Sequence[str],
     answers: Answers,
-    answer_column: str,
     sheet: str | None,
     db: Path | None,
 ) -> OutputWriter:
@@ -256,91 +391,60 @@ def _writer(
         def build() -> Iterable[dict[str, Any]]:
             if not saved:
                 saved.append(saved_answers(db))
-            return render(answers.rows, with_saved(answers.keys, results, saved[0]), answer_column)
+            return render(answers.rows, with_saved(answers.keys, results, saved[0]), layout)
 
         return build
 
-    return OutputWriter(out, columns, snapshot, sheet=sheet, interval=FLUSH_SECONDS)
-
-
-def _graph(
-    aliases: dict[str, str],
-    user: str,
-    system: str | None,
-    model: str,
-    concurrency: int,
-    params: Mapping[str, Any],
-    answered: Callable[[str, dict[str, Any]], None],
-) -> GraphNode:
-    template: dict[str, str] = {"user": with_aliases(user, aliases)}
-    if system is not None:
-        template = {"system": with_aliases(system, aliases), **template}
-
-    def result(request: dict[str, Any], **answer: Any) -> dict[str, Any]:
-        row = {**_row_result(answer), "key": request["key"]}
-        answered(request["key"], row)
-        return {"answer": row}
-
-    with GraphNode(name="batch") as graph:
-        with MapNode(
-            name="rows",
-            inputs={"request": Each(PARENT["requests"])},
-            max_concurrency=concurrency,
-        ) as items:
-            fields = PARENT["request"]["fields"]
-            prompt = PromptNode(
-                name="prompt",
-                inputs={"prompt": template, **{a: fields[a] for a in aliases.values()}},
-            )
-            llm = LLMNode(
-                name="llm", resource_key=model, inputs={"messages": prompt["messages"]}, **params
-            )
-            keys = [key for key in ANSWER_KEYS if key in (llm.output_keys() or ANSWER_KEYS)]
-            answer = CodeNode(
-                name="answer",
-                code_fn=result,
-                inputs={"request": PARENT["request"]} | {key: llm[key] for key in keys},
-                outputs={"answer": PARENT},
-                thread=False,
-            )
-            START >> prompt >> llm >> answer >> END
-        items["answer"] >> PARENT["answer"]
-        items["error"] >> PARENT["error"]
-        START >> items >> END
-    return graph
+    return OutputWriter(out, layout.columns(columns), snapshot, sheet=sheet, interval=FLUSH_SECONDS)
 
 
 def _results(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each row's result, in row order."""
+    """Each asked row's result, in order."""
+    if not result:
+        return []
     return [
         failed(f"{error.type}: {error.message}") if error is not None else answer
         for answer, error in zip(result["answer"], result["error"], strict=True)
     ]
 
 
-def _row_result(answer: Mapping[str, Any]) -> dict[str, Any]:
-    usage = answer.get("usage") or {}
-    cost = answer.get("cost")
-    return {
-        "answer": answer.get("content"),
-        "error": "",
-        "latency_s": _seconds(answer.get("latency")),
-        "queued_s": _seconds(answer.get("queued")),
-        "model": answer.get("model"),
-        "prompt_tokens": usage.get("prompt_tokens"),
-        "completion_tokens": usage.get("completion_tokens"),
-        "cost_usd": round(cost, 8) if isinstance(cost, float) else None,
-    }
+def _settle_packs(
+    answers: Answers, packs: Sequence[Sequence[int]], result: Mapping[str, Any]
+) -> None:
+    """Each packed row's result, by position (a pack that failed fails its rows)."""
+    if not result:
+        return
+    for positions, rows, error in zip(packs, result["answers"], result["error"], strict=True):
+        for i, position in enumerate(positions):
+            if error is not None:
+                answers.set(position, failed(f"{error.type}: {error.message}"))
+            elif rows is None or i >= len(rows):
+                answers.set(position, failed("the pack gave no answer for this row"))
+            else:
+                answers.set(position, rows[i])
 
 
-def _seconds(value: Any) -> float | None:
-    return round(value, 3) if isinstance(value, int | float) else None
+def _packing(result: Mapping[str, Any]) -> Packing | None:
+    stats = [s for s in result.get("stats") or [] if isinstance(s, dict)]
+    rows = result.get("answers") or []
+    if not stats:
+        return None
+    return Packing(
+        rows=sum(len(r) for r in rows if r),
+        requests=sum(int(s["requests"]) for s in stats),
+        prompt_tokens=sum(int(s["prompt_tokens"]) for s in stats),
+        alone_estimate=sum(int(s["alone_estimate"]) for s in stats),
+    )
 
 
-def _resumed(state: Any, rows: int) -> int:
-    """Rows the run took from its checkpoint (all of them when the whole map was saved)."""
-    record = state.nodes.get("batch/rows")
+def _resumed(state: Any, rows: int, rows_per_call: int) -> int:
+    """Rows the run took from its checkpoint (all when the whole map was saved; with packs,
+    the rows of the packs taken, the last one counted full)."""
+    if state is None:
+        return 0
+    path = "batch/packs" if rows_per_call > 1 else "batch/rows"
+    record = state.nodes.get(path)
     if record is not None and record.resumed:
         return rows
-    counters = state.iterations.get("batch/rows")
-    return int(counters.resumed) if counters is not None else 0
+    counters = state.iterations.get(path)
+    return min(rows, int(counters.resumed) * rows_per_call) if counters is not None else 0

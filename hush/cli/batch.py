@@ -59,6 +59,44 @@ from hush.core.errors import RunOptionError
     metavar="N",
     help="Longest reply, in tokens (sent as max_tokens; budgets reserve it per call).",
 )
+@click.option(
+    "--history-column",
+    metavar="NAME",
+    help="Column of JSON message lists ({role, content}) sent between the system prompt "
+    "and the row's message.",
+)
+@click.option(
+    "--param",
+    "param_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A chat API parameter sent with every request (temperature=0, top_p=1, ...); repeatable.",
+)
+@click.option(
+    "--params",
+    "params_file",
+    type=click.Path(path_type=Path),
+    metavar="FILE.json",
+    help="Chat API parameters from a JSON object (--param wins).",
+)
+@click.option(
+    "--schema",
+    metavar="FILE.json|module:Model",
+    help="Structured answers: a JSON Schema file or a pydantic model; one column per field.",
+)
+@click.option(
+    "--rows-per-call",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Rows sent in one request (numbered, answers mapped back by number).",
+)
+@click.option(
+    "--default-answer",
+    metavar="VALUE",
+    help="Answer written for rows that failed (their error stays; the exit status is 1).",
+)
 @click.option("--restart", is_flag=True, help="Forget saved rows and start over.")
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
@@ -75,6 +113,12 @@ def batch(
     answer_column: str,
     sheet: str | None,
     max_tokens: int | None,
+    history_column: str | None,
+    param_pairs: tuple[str, ...],
+    params_file: Path | None,
+    schema: str | None,
+    rows_per_call: int,
+    default_answer: str | None,
     restart: bool,
     progress: bool | None,
     trace: Path | None,
@@ -94,10 +138,12 @@ def batch(
     """
     from hush.batch import BatchUsageError, checkpoint_for, run_batch
     from hush.batch.answers import saved_answers
+    from hush.batch.params import load_params
 
     tracer = tracer_for(trace)
     started = time.monotonic()
     try:
+        params = load_params(param_pairs, params_file, max_tokens=max_tokens)
         with sent_here() as sent:
             result = asyncio.run(
                 run_batch(
@@ -115,7 +161,11 @@ def batch(
                     max_cost=max_cost,
                     max_total_tokens=max_total_tokens,
                     cache=cache_option(cache),
-                    params={} if max_tokens is None else {"max_tokens": max_tokens},
+                    params=params,
+                    history_column=history_column,
+                    schema=schema,
+                    rows_per_call=rows_per_call,
+                    default_answer=default_answer,
                 )
             )
     except (BatchUsageError, RunOptionError) as exc:
@@ -133,10 +183,12 @@ def batch(
     click.echo(
         f"{total} rows: {total - result.failed} answered, {result.failed} failed, "
         f"{result.resumed} from the checkpoint, in {time.monotonic() - started:.1f}s"
-        f"{spend_line(result.state, sent)}; wrote {output}",
+        f"{spend_line(result.state, sent) if result.state else ''}; wrote {output}",
         err=True,
     )
-    hint = budget_hint(result.state, resumable=True)
+    if result.packing is not None:
+        click.echo(f"packed: {result.packing.summary()}", err=True)
+    hint = budget_hint(result.state, resumable=True) if result.state else None
     if hint is not None:
         click.echo(hint, err=True)
         return 1
