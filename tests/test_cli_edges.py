@@ -171,6 +171,7 @@ def files(tmp_path: Path) -> Path:
         (["run", "one.py", "-i", "list.json"], ["the inputs file list.json holds a JSON list"]),
         (["run", "one.py", "-i", "folder"], ["cannot read the inputs file folder"]),
         (["run", "one.py", "-o", "folder"], ["--output folder is a directory"]),
+        (["run", "exits.py", "-o", "empty.py/out.json"], ["empty.py is not a directory"]),
         (["run", "one.py", "--trace", "folder"], ["cannot write the trace file folder"]),
         (["run", "one.py", "--checkpoint", "folder", "--run-id", "r"], ["cannot open checkpoint"]),
         (["run", "one.py", "--checkpoint", "list.json", "--run-id", "r"], ["not a database"]),
@@ -215,11 +216,22 @@ def test_the_one_graph_or_engine_of_a_file_runs_without_a_name(files: Path) -> N
 
 
 def test_an_output_that_cannot_be_written_prints_the_result_instead(files: Path) -> None:
-    (files / "taken").write_text("a file where a folder should be")
-    out = hush("run", "one.py", "-o", "taken/out.json", cwd=files)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (files / "swap.py").write_text(
+        "from pathlib import Path\n"
+        "from hush import END, PARENT, START, CodeNode, GraphNode\n"
+        "def swap():\n"
+        "    Path('later').rmdir()\n"
+        "    Path('later').write_text('a file where the folder was')\n"
+        "    return {'y': 1}\n"
+        "with GraphNode(name='g') as graph:\n"
+        "    n = CodeNode(name='n', code_fn=swap, outputs={'y': PARENT})\n"
+        "    START >> n >> END\n"
+    )
+    (files / "later").mkdir()
+    out = hush("run", "swap.py", "-o", "later/out.json", cwd=files)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert json.loads(out.stdout) == {"y": 1}, "the finished run's result must not be lost"
-    assert "cannot write --output taken/out.json" in out.stderr.strip().splitlines()[-1]
+    assert "cannot write --output later/out.json" in out.stderr.strip().splitlines()[-1]
     made = hush("run", "one.py", "-o", "new/dir/out.json", cwd=files)
     assert made.returncode == 0, made.stderr
     assert json.loads((files / "new/dir/out.json").read_text()) == {"y": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import traceback
 import types
@@ -176,6 +177,21 @@ def _where(exc: BaseException, path: Path) -> str:
         if Path(frame.f_code.co_filename).resolve() == path.resolve():
             line = lineno
     return f"{path.name}:{line}: " if line is not None else ""
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse, before anything runs, an output ``path`` that could not be written: a
+    directory, a read-only file, or a folder (the nearest that exists) that is not one or
+    is not writable."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory", "give a file name, like out.json")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {option} {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write {option} {path}: permission denied")
 
 
 def load_inputs(path: Path | None) -> dict[str, Any]:

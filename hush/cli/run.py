@@ -13,7 +13,7 @@ import click
 
 from hush.checkpoint import CheckpointError, CheckpointMismatchError, list_runs
 from hush.cli.errors import UserError
-from hush.cli.loading import load_graph, load_inputs, to_jsonable
+from hush.cli.loading import check_writable, load_graph, load_inputs, to_jsonable
 from hush.cli.spending import budget_hint, cache_option, sent_here, spend_line, spend_options
 from hush.cli.tracing import trace_option, tracer_for
 from hush.core.engine import Hush
@@ -87,8 +87,8 @@ def run(
         raise UserError(
             f"{given} needs --checkpoint FILE: without one nothing is saved to resume or restart"
         )
-    if output is not None and output.is_dir():
-        raise UserError(f"--output {output} is a directory", "give a file name, like out.json")
+    if output is not None:
+        check_writable(output, "--output")
     graph = load_graph(target)
     data = load_inputs(inputs)
     try:
