@@ -191,12 +191,14 @@ class SpanTracer:
 
     def _late(self, bound: float, deadline: float, what: str) -> None:
         """A wait ran out at ``deadline``: one warning naming the cause (none for a deadline
-        already warned about, an outage already reported or a failed thread)."""
+        already warned about, an outage already reported or a failed thread). A request
+        unanswered for half the wait or more marks the backend down; a shorter one is only
+        slow."""
         if self._late_for == deadline or self.failure is not None or self.health.down:
             return
         self._late_for = deadline
         stalled = self.health.stalled_for()
-        if stalled is not None:
+        if stalled is not None and stalled >= bound / 2:
             self.health.failed(f"no answer within {stalled:.1f} s")
             return
         backlog = self._queue.qsize()

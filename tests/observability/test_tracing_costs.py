@@ -68,8 +68,11 @@ def test_a_dead_backend_costs_one_deadline_and_one_warning_run_and_exit_together
     url = closed_port_url() if where == "refused" else hanging_server.url
     attempts, exit_cost, warnings = run_to_exit(url)
     assert len(warnings) == 1, warnings
-    expected = "cannot connect" if where == "refused" else "no answer within"
-    assert f"OTLP export to {url}/v1/traces failed ({expected}" in warnings[0]
+    assert f"OTLP export to {url}/v1/traces " in warnings[0]
+    if where == "refused":
+        assert "failed (cannot connect" in warnings[0]
+    else:  # depending on when the request began within the run's wait
+        assert "failed (no answer within" in warnings[0] or "did not finish" in warnings[0]
     # ~10,000 spans are 20 batches: one request found the backend dead, the others gave
     # up at once, and the exit did not wait for it again.
     assert attempts == 1
