@@ -24,6 +24,13 @@ its wake-ups (asked every 1 ms), once with the table written on the loop (as bef
 issue 19) and once by the batch's output writer (a worker thread).
 
     python benchmarks/bench_batch.py --stall [--rows 20000]
+
+``--packing`` runs ``hush batch`` over 2,000 short rows against a local server that
+answers packed rows (``hush.testing.packed_rows``: entries in reverse order, a few
+rows left out on purpose), with ``--rows-per-call 1`` and ``10``, and prints the
+requests and prompt tokens each sent and how many rows got their own answer.
+
+    python benchmarks/bench_batch.py --packing [--rows 2000]
 """
 
 from __future__ import annotations
@@ -201,14 +208,77 @@ def stall(rows: int) -> None:
             print(f"  {name:<24} {longest * 1000:8.1f} ms  (write took {elapsed:.2f} s)")
 
 
+def packing(rows: int) -> None:
+    """Print requests, prompt tokens and mapping accuracy with 1 and 10 rows per call."""
+    from hush.testing.packed_rows import PackedRowsServer, answer
+
+    texts = [f"{TEXTS[i % len(TEXTS)]} (#{i})" for i in range(rows)]
+    for i in range(7, rows, 97):
+        texts[i] += " [[omit]]"
+    system = (
+        "You classify customer feedback for an online shop. Categories: billing (charges, "
+        "refunds, invoices), delivery (shipping, delays, parcels), product (defects, quality, "
+        "sizes), other (anything else). Answer with the category name only."
+    )
+    prompt = "{text}"
+    print(f"{rows:,} short rows, the instructions in --system (as the classification guide)")
+    print("every 97th row is left out of its pack's reply (and asked again alone)")
+    print(
+        f"{'rows per call':<14} {'requests':>9} {'prompt tokens':>14} {'answered':>9} {'own answer':>11}"
+    )
+    with PackedRowsServer() as server, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        source = workdir / "rows.csv"
+        with source.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "text"])
+            writer.writerows(enumerate(texts))
+        config = workdir / "resources.yaml"
+        config.write_text(
+            f"llm:gpt-4o-mini:\n  base_url: {server.base_url}\n  model: gpt-4o-mini\n"
+        )
+        for per_call in (1, 10):
+            server.reset()
+            output = workdir / f"out-{per_call}.csv"
+            command = [sys.executable, "-m", "hush.cli", "batch", str(source), "-o", str(output)]
+            command += ["--system", system, "--prompt", prompt, "--model", "gpt-4o-mini"]
+            command += ["--no-progress"]
+            command += ["--rows-per-call", str(per_call)]
+            done = subprocess.run(
+                command,
+                env={**os.environ, "HUSH_CONFIG": str(config)},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr)
+            with output.open(newline="", encoding="utf-8") as f:
+                written = list(csv.DictReader(f))
+            answered = sum(1 for r in written if r["answer"] and not r["error"])
+            own = sum(
+                1
+                for r, text in zip(written, texts, strict=True)
+                if r["answer"] == answer(prompt.format(text=text))
+            )
+            print(
+                f"{per_call:<14} {server.total_requests:>9,} {server.prompt_tokens:>14,} "
+                f"{answered:>9,} {own / rows:>10.1%}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="only the first scenario")
     parser.add_argument("--stall", action="store_true", help="the loop's stall while writing")
+    parser.add_argument("--packing", action="store_true", help="--rows-per-call 1 vs 10")
     args = parser.parse_args()
     if args.stall:
         stall(args.rows or 20000)
+        return
+    if args.packing:
+        packing(args.rows or 2000)
         return
     args.rows = args.rows or 2000
     server = ServerProcess(rpm=SERVER_RPM, seed=3)

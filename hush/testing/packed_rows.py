@@ -5,7 +5,8 @@ A request holding numbered rows (``### Row n`` followed by the row's text) is
 answered ``{"answers": [{"row": n, "answer": "reply to: <text>"}, ...]}``, the
 entries listed in reverse order (so a mapping by position would be wrong). A row
 whose text contains ``[[omit]]`` is left out, one with ``[[bad]]`` gets an empty
-answer. Any other request is answered ``reply to: <last user message>`` (or, under
+answer, one with ``[[fail]]`` is left out and, asked alone, answered with a 400.
+Any other request is answered ``reply to: <last user message>`` (or, under
 a ``json_schema`` response format, a small value valid for the schema). Usage is
 counted at four characters a token. Tests and ``benchmarks/bench_batch.py`` use it.
 """
@@ -72,8 +73,8 @@ class PackedRowsServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def reply(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The chat completion answering ``body``."""
+    def reply(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The chat completion answering ``body`` (``None``: refuse it with a 400)."""
         with self._lock:
             self.bodies.append(body)
         messages = body.get("messages") or []
@@ -84,9 +85,11 @@ class PackedRowsServer:
             entries = [
                 {"row": int(n), "answer": "" if "[[bad]]" in text else _row_answer(text, schema)}
                 for n, text in rows
-                if "[[omit]]" not in text
+                if "[[omit]]" not in text and "[[fail]]" not in text
             ]
             content = json.dumps({"answers": entries[::-1]}, ensure_ascii=False)
+        elif "[[fail]]" in str(last):
+            return None
         elif schema is not None:
             content = json.dumps(instance_of(schema), ensure_ascii=False)
         else:
@@ -123,7 +126,11 @@ class PackedRowsServer:
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
-                self._send(200, server.reply(body))
+                reply = server.reply(body)
+                if reply is None:
+                    self._send(400, {"error": {"message": "refused: [[fail]]", "type": "invalid"}})
+                else:
+                    self._send(200, reply)
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload, ensure_ascii=False).encode("utf-8")

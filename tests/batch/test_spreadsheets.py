@@ -294,6 +294,29 @@ def test_rows_per_call_packs_maps_back_by_number_and_reasks_missing_rows(
     assert "95 from the checkpoint" in again.stderr
 
 
+def test_rows_per_call_resume_asks_only_the_row_that_failed(
+    workdir: Path, packed: PackedRowsServer
+) -> None:
+    rows = [{"text": f"question number {i}"} for i in range(20)]
+    rows[13]["text"] += " [[fail]]"
+    write_rows(workdir / "in.csv", rows)
+    args = ("batch", "in.csv", "-o", "out.csv", "--prompt", "{text}", "--rows-per-call", "10")
+    first = hush(workdir, *args, "--default-answer", "Other")
+    assert first.returncode == 1, first.stderr
+    assert packed.total_requests == 3
+    _, written = read_rows(workdir / "out.csv")
+    assert written[13]["answer"] == "Other" and "400" in written[13]["error"]
+    assert [r["answer"] for i, r in enumerate(written) if i != 13] == [
+        answer(r["text"]) for i, r in enumerate(rows) if i != 13
+    ]
+
+    packed.reset()
+    again = hush(workdir, *args, "--default-answer", "Other")
+    assert again.returncode == 1, again.stderr
+    asked = [b["messages"][-1]["content"] for b in packed.bodies]
+    assert asked == [rows[13]["text"]], "a finished row or pack was asked again"
+
+
 def test_rows_per_call_refuses_a_system_prompt_with_placeholders(
     workdir: Path, packed: PackedRowsServer
 ) -> None:
