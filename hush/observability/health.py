@@ -6,6 +6,8 @@ backend *down* and is the outage's one warning; while it is down, exports give
 up at once (their spans are counted as dropped) and a run's flush does not
 wait. Every :data:`RETRY_DOWN_AFTER` seconds one export tries again; when it
 succeeds, the backend is up again (one ``INFO`` line with the count dropped).
+An export trouble is said once until an export succeeds, whichever notices it
+first: a flush that ran out while the export was under way, or the failure.
 
 The failure's reason quotes the backend (status and text); like every log
 line of hush's, it is redacted (:mod:`hush.core.redaction`), so a backend that
@@ -46,7 +48,7 @@ class BackendHealth:
         self._in_flight_since: float | None = None
         self._said = False
         self.outages = 0
-        """How many times the backend was found down (each is one warning)."""
+        """How many times the backend was found down."""
         self.dropped = 0
         """Spans given up on because the backend was down or failed."""
         self.attempts = 0
