@@ -292,6 +292,20 @@ class ResourceLimiter:
                 queue.dispatch()
             raise
 
+    def readiness(self, tokens: int = 0) -> Literal["ready", "busy", "refused"]:
+        """Whether a request of ``tokens`` could be sent at once from the running loop
+        (``"ready"``), would wait for its turn (``"busy"``), or would be refused (the
+        breaker is open, or the server asked to wait longer than ``max_retry_wait``).
+        Takes nothing: for choosing among resources."""
+        now = self._clock()
+        queue = self._queues.get(asyncio.get_running_loop())
+        with self._lock:
+            if self._refusal(now) is not None:
+                return "refused"
+            if (queue is not None and queue.waiters) or self._state.wait(tokens, now) != 0.0:
+                return "busy"
+            return "ready"
+
     def try_acquire(self, tokens: int = 0) -> Permit | None:
         """A permit if one request may be sent right now (nobody waiting on this loop and
         the budget allows it), else ``None``; never waits. Raises like :meth:`acquire`."""

@@ -13,6 +13,7 @@ from hush.core.events import LLMCall
 from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
 from hush.core.redaction import redact
+from hush.providers.balance import Balancer, check_weights, pool_keys
 from hush.providers.params import check_params
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ _OUTPUT_KEYS = frozenset(
         "queued",
         "cost",
         "cached",
+        "resource",
         "error",
     }
 )
@@ -52,7 +54,9 @@ class LLMNode(BaseNode):
     known name (see :mod:`hush.providers.params`), and ``extra_body={...}`` sends
     provider-specific fields. ``fallback`` (one resource key or a list) names other
     resources tried in order when this one fails after its retries. Rate limits
-    come from the resource's configuration.
+    come from the resource's configuration. A list ``resource_key`` (with optional
+    ``weights``) spreads calls over those resources (see :mod:`hush.providers.balance`);
+    the ``resource`` output names the one that answered.
 
     The provider owns the retry loop, so retries never multiply: ``retry=N``
     makes one call send at most ``N`` requests (instead of the resource's
@@ -76,10 +80,11 @@ class LLMNode(BaseNode):
         self,
         name: str,
         *,
-        resource_key: str,
+        resource_key: str | Sequence[str],
         inputs: Mapping[str, Any],
         outputs: Mapping[str, Any] | None = None,
         fallback: str | Sequence[str] | None = None,
+        weights: Sequence[float] | None = None,
         response_format: type[BaseModel] | Mapping[str, Any] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         retry: int | RetryPolicy | dict[str, Any] | None = None,
@@ -88,8 +93,15 @@ class LLMNode(BaseNode):
         cache: bool = True,
         **params: Any,
     ) -> None:
-        if not isinstance(resource_key, str) or not resource_key:
-            raise GraphDefinitionError(f"LLMNode '{name}': resource_key must be a non-empty string")
+        try:
+            pool = pool_keys(resource_key)
+            self.pool = Balancer(pool, check_weights(pool, weights)) if len(pool) > 1 else None
+        except ValueError as exc:
+            raise GraphDefinitionError(f"LLMNode '{name}': {exc}") from None
+        if weights is not None and self.pool is None:
+            raise GraphDefinitionError(
+                f"LLMNode '{name}': weights need a list of resource_key to spread calls over"
+            )
         for flag, value in (("stream", stream), ("cache", cache)):
             if not isinstance(value, bool):
                 raise GraphDefinitionError(f"LLMNode '{name}': {flag} must be True or False")
@@ -100,7 +112,7 @@ class LLMNode(BaseNode):
             )
         self.stream = stream
         self.cache = cache
-        self.resource_key = resource_key
+        self.resource_key = pool[0]
         self.fallback = _fallback_keys(name, fallback)
         self.response_format = _response_format(name, response_format)
         self.tools = _tools(name, tools)
@@ -116,8 +128,9 @@ class LLMNode(BaseNode):
 
     @property
     def resource_keys(self) -> list[str]:
-        """The resource and its fallbacks, in the order they are tried."""
-        return [self.resource_key, *self.fallback]
+        """The resource (or pool) and its fallbacks."""
+        pool = self.pool.keys if self.pool is not None else [self.resource_key]
+        return [*pool, *self.fallback]
 
     def check(self) -> list[str]:
         """Every resource key must be configured."""
@@ -165,8 +178,9 @@ class LLMNode(BaseNode):
         params = {**self.params, **{k: v for k, v in inputs.items() if k not in _OWN_INPUTS}}
         started = time.time()
         try:
+            keys = self.resource_keys if self.pool is None else [*self.pool.order(), *self.fallback]
             result = await complete(
-                self.resource_keys,
+                keys,
                 messages,
                 params=params,
                 response_format=self.response_format,
@@ -195,6 +209,7 @@ class LLMNode(BaseNode):
             "queued": result.queued_s,
             "cost": result.cost,
             "cached": result.cached,
+            "resource": result.resource_key,
         }
 
     def _finished_call(

@@ -29,8 +29,8 @@ _SET_BY_HUSH: dict[str, str] = {
 }
 _UPSTREAM: dict[str, str] = {
     "ratios": (
-        "ratios= is upstream Hush's load balancing, which hush does not have: list other "
-        "resources in fallback=[...] to try them in order when one fails"
+        "ratios= is upstream Hush's load balancing: in hush, give resource_key a list of "
+        "resources and weights=[...] to spread calls over them by weight"
     ),
     "batch_mode": (
         "batch_mode= is upstream Hush's Batch API switch, which hush does not have: calls are "
