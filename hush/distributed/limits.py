@@ -1,7 +1,12 @@
 """One rate limiter per LLM resource for a whole Ray cluster.
 
-A named async actor per resource (``hush-limiter:<key>:<config digest>``) holds the resource's
-real :class:`~hush.providers.limiter.ResourceLimiter`. In each Ray worker,
+A named async actor per resource (``hush-limiter:<executor>:<key>:<config digest>``) holds
+the resource's real :class:`~hush.providers.limiter.ResourceLimiter`. The driver's executor
+creates it (so it is owned by the driver, not by a worker, and restarted by Ray if it dies)
+and kills it at shutdown; workers look it up by name, and again when it is gone. Permits
+are leased per worker: when the executor replaces a dead worker it tells the actor to
+:meth:`LimiterActor.forget` that worker, which returns its permits (also those granted
+after it died), so a dead worker never shrinks the cluster's capacity. In each Ray worker,
 :class:`ClusterLimiter` stands in for it: the requests waiting in that worker
 ask together, and the actor grants as many as may go at once (the first waits
 for its turn, the others only if they may go right away), so a burst costs one
@@ -23,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from hush.providers.errors import ResourceUnavailableError
 from hush.providers.limiter import Permit, ResourceLimiter
@@ -41,12 +47,15 @@ class LimiterActor:
 
     def __init__(self, key: str, resource: LLMResource) -> None:
         self.limiter = ResourceLimiter.from_resource(key, resource)
-        self.permits: dict[int, Permit] = {}
+        self.permits: dict[int, tuple[str, Permit]] = {}
         self.ids = itertools.count(1)
+        self.gone: set[str] = set()
+        """Workers the executor replaced: their permits are returned, also late grants."""
 
-    async def grant(self, tokens: list[int]) -> list[int] | tuple[str, str, bool]:
-        """Permits for the first requests of ``tokens``: the first waits its turn, the rest
-        go only if they may go now. A refusal comes back as ``(key, message, unreachable)``."""
+    async def grant(self, owner: str, tokens: list[int]) -> list[int] | tuple[str, str, bool]:
+        """Permits for the first requests of ``tokens`` of the worker ``owner``: the first
+        waits its turn, the rest go only if they may go now. A refusal comes back as
+        ``(key, message, unreachable)``."""
         try:
             granted = [await self.limiter.acquire(tokens[0])]
             for more in tokens[1:]:
@@ -56,19 +65,40 @@ class LimiterActor:
                 granted.append(permit)
         except ResourceUnavailableError as exc:
             return (exc.resource_key or "", str(exc), exc.unreachable)
+        if owner in self.gone:
+            for permit in granted:
+                permit.release()
+            return (self.limiter.key, "this Ray worker was replaced by the executor", False)
         ids = []
         for permit in granted:
             number = next(self.ids)
-            self.permits[number] = permit
+            self.permits[number] = (owner, permit)
             ids.append(number)
         return ids
+
+    def forget(self, owner: str) -> int:
+        """Return the permits of the worker ``owner`` (it died); those it is granted later
+        are returned at once. Returns how many were returned."""
+        self.gone.add(owner)
+        lost = [number for number, (held_by, _) in self.permits.items() if held_by == owner]
+        for number in lost:
+            self.permits.pop(number)[1].release()
+        if lost:
+            logger.warning(
+                "%s: %d permits of a lost Ray worker returned", self.limiter.key, len(lost)
+            )
+        return len(lost)
 
     def feedback(self, reports: list[tuple[Any, ...]]) -> None:
         """Apply what requests learned: ``(kind, permit id, *arguments)``."""
         for kind, number, *args in reports:
-            permit = self.permits.get(number)
-            if permit is None:
+            if kind == "retry":
+                self.limiter.note_retry()
                 continue
+            held = self.permits.get(number)
+            if held is None:
+                continue
+            permit = held[1]
             if kind == "commit":
                 permit.commit(args[0], args[1])
             elif kind == "rate_limited":
@@ -78,8 +108,6 @@ class LimiterActor:
             elif kind == "release":
                 permit.release()
                 del self.permits[number]
-            elif kind == "retry":
-                self.limiter.note_retry()
 
     def stats(self) -> dict[str, Any]:
         """The limiter's counters and rates."""
@@ -88,14 +116,24 @@ class LimiterActor:
         return dataclasses.asdict(self.limiter.stats())
 
 
-def limiter_actor(key: str, resource: LLMResource) -> Any:
-    """The cluster's limiter actor of ``key`` (started by the first who asks)."""
+OWNER = ""
+"""This worker's lease name (set by its :class:`~hush.distributed.worker.ItemRunner`)."""
+
+
+def actor_name(scope: str, key: str, resource: LLMResource) -> str:
+    """The name of the limiter actor of ``key`` for the executor ``scope``."""
     digest = hashlib.sha256(resource.model_dump_json().encode()).hexdigest()[:12]
+    return f"hush-limiter:{scope}:{key}:{digest}"
+
+
+def create_limiter_actor(name: str, key: str, resource: LLMResource) -> Any:
+    """Start (or find) the limiter actor ``name``; called by the driver, which owns it.
+    Ray restarts it if its process dies (its handle stays valid; counts start over)."""
     return LimiterActor.options(  # type: ignore[attr-defined]
-        name=f"hush-limiter:{key}:{digest}",
+        name=name,
         namespace=NAMESPACE,
         get_if_exists=True,
-        lifetime=None,
+        max_restarts=-1,
         max_concurrency=1000,
     ).remote(key, resource)
 
@@ -110,7 +148,8 @@ class ClusterLimiter(ResourceLimiter):
             max_retry_wait=resource.max_retry_wait,
             base_url=resource.base_url,
         )
-        self.actor = limiter_actor(key, resource)
+        self.name = ACTOR_NAMES.get(key, "")
+        self.actor = self._look_up()
         self._waiting: deque[tuple[int, asyncio.Future[Permit]]] = deque()
         self._asking = False
         self._reports: list[tuple[Any, ...]] = []
@@ -146,6 +185,17 @@ class ClusterLimiter(ResourceLimiter):
             except RuntimeError:
                 self._send()
 
+    def _look_up(self) -> Any:
+        """The driver's limiter actor of this resource (by name)."""
+        try:
+            return ray.get_actor(self.name, namespace=NAMESPACE)
+        except ValueError:
+            raise ResourceUnavailableError(
+                f"{self.key}: the cluster's limiter ({self.name or 'unnamed'}) is gone; "
+                "was the executor shut down while its map ran?",
+                resource_key=self.key,
+            ) from None
+
     def _send(self) -> None:
         reports, self._reports = self._reports, []
         if reports:
@@ -156,7 +206,7 @@ class ClusterLimiter(ResourceLimiter):
             while self._waiting:
                 asked = [tokens for tokens, _ in itertools.islice(self._waiting, BATCH)]
                 try:
-                    answer = await self.actor.grant.remote(asked)
+                    answer = await self._ask_actor(asked)
                 except Exception as exc:
                     _, future = self._waiting.popleft()
                     if not future.done():
@@ -182,6 +232,20 @@ class ClusterLimiter(ResourceLimiter):
                         future.set_result(permit)
         finally:
             self._asking = False
+
+    async def _ask_actor(self, asked: list[int]) -> list[int] | tuple[str, str, bool]:
+        """Ask the actor; when it is gone, look it up again and ask once more."""
+        try:
+            answer: list[int] | tuple[str, str, bool] = await self.actor.grant.remote(OWNER, asked)
+        except RayActorError:
+            logger.warning("%s: the cluster's limiter was lost; looking it up again", self.key)
+            self.actor = self._look_up()
+            answer = await self.actor.grant.remote(OWNER, asked)
+        return answer
+
+
+ACTOR_NAMES: dict[str, str] = {}
+"""In a worker: the limiter actor's name of each LLM resource (sent with the body)."""
 
 
 class RemotePermit(Permit):

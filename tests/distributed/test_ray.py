@@ -1,4 +1,4 @@
-"""Maps on a local Ray cluster (2 CPUs, started once for this module): the same results,
+"""Maps on a Ray cluster started with ``ray start`` (2 CPUs, see conftest): the same results,
 errors, checkpoints, traces and rate limits as in one process."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,6 @@ from hush.distributed import RayExecutor  # noqa: E402
 from hush.observability import MemoryTracer  # noqa: E402
 from hush.providers import LLMNode, get_registry  # noqa: E402
 from hush.testing import MockLLMConfig, MockLLMServer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def executor() -> Iterator[RayExecutor]:
-    with RayExecutor(num_cpus=2) as ex:
-        ex.start()
-        yield ex
 
 
 def crunch(x: int) -> dict[str, Any]:
@@ -80,6 +72,33 @@ async def test_results_and_errors_match_a_local_run_and_items_ran_in_workers(
     assert {r["parent_id"] for r in inner} == {r["id"] for r in items.values()}
     failed = [r for r in inner if r["level"] == "ERROR"]
     assert len(failed) == 6 and "is bad" in failed[0]["error"]
+
+
+async def test_a_run_joins_the_cluster_started_with_ray_start_through_ray_address(
+    executor: RayExecutor, cluster: str
+) -> None:
+    assert executor.started_ray, "the executor connected (ray.init was not called before)"
+    joined = ray.get_runtime_context().gcs_address
+    assert joined.rsplit(":", 1)[1] == cluster.rsplit(":", 1)[1]
+    assert ray.cluster_resources()["CPU"] == 2, "a second local Ray would have this host's CPUs"
+    result = await Hush(cpu_graph(executor)).run({"xs": [1, 2, 4]})
+    assert os.getpid() not in result["pids"] and None not in result["pids"]
+
+
+def test_a_refused_auth_token_is_explained() -> None:
+    from ray.exceptions import AuthenticationError
+
+    from hush.distributed.executor import _connection_failure
+
+    try:
+        try:
+            raise AuthenticationError("RPC error: InvalidAuthToken: token is missing")
+        except AuthenticationError as inner:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from inner
+    except ConnectionError as exc:
+        message = _connection_failure("10.0.0.1:6379", exc)
+    assert message.startswith("RayExecutor: the Ray cluster at 10.0.0.1:6379 uses token auth")
+    assert "set RAY_AUTH_MODE=token" in message
 
 
 async def test_the_run_option_sets_the_executor_of_top_level_maps(executor: RayExecutor) -> None:
@@ -145,8 +164,8 @@ async def test_a_lost_workers_item_is_sent_again(executor: RayExecutor, tmp_path
     assert result["errors"] == [None] * 5
 
 
-async def test_llm_calls_in_workers_share_one_cluster_limit(executor: RayExecutor) -> None:
-    io_bound = RayExecutor(items_per_worker=16, cpus_per_worker=0)
+async def test_llm_calls_in_workers_share_one_cluster_limit(io_executor: RayExecutor) -> None:
+    io_bound = io_executor
     async with MockLLMServer(MockLLMConfig(latency=0.02, rpm=1200, burst_seconds=0.5)) as server:
         get_registry().register(
             "llm:ray-shared",
@@ -173,7 +192,6 @@ async def test_llm_calls_in_workers_share_one_cluster_limit(executor: RayExecuto
             qs = [f"question {i}" for i in range(120)]
             result = await Hush(graph).run({"qs": qs})
         finally:
-            io_bound.shutdown()
             get_registry().unregister("llm:ray-shared")
         assert result["errors"] == [None] * 120
         assert all(a and q in a for a, q in zip(result["answers"], qs, strict=True))
@@ -213,10 +231,10 @@ DRIVER = textwrap.dedent(
 
 
 def test_a_checkpointed_ray_map_resumes_after_the_driver_is_killed(
-    executor: RayExecutor, tmp_path: Path
+    executor: RayExecutor, cluster: str, tmp_path: Path
 ) -> None:
     log, db = tmp_path / "ran.log", tmp_path / "run.db"
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    env = {**os.environ, "RAY_ADDRESS": cluster}
     args = [sys.executable, "-c", DRIVER, str(log), str(db)]
     first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90

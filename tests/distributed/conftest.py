@@ -1,0 +1,86 @@
+"""One Ray cluster for the session, started with ``ray start --head`` in its own processes
+(loopback, 2 CPUs, token authentication as ``ray start`` sets it up) and stopped with
+``ray stop``; the tests join it through ``RAY_ADDRESS`` like any driver would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from hush.distributed import RayExecutor  # noqa: E402
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[str]:
+    """The address of a cluster started with ``ray start --head``; the driver's environment
+    says where it is and that it uses token authentication."""
+    if not os.path.exists(RAY) and shutil.which("ray") is None:
+        pytest.skip("the ray command is not installed")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    os.environ["RAY_ADDRESS"] = address
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        yield address
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def executor(cluster: str) -> Iterator[RayExecutor]:
+    """CPU-bound items: one item at a time in each of the cluster's 2 workers."""
+    with RayExecutor() as ex:
+        ex.start()
+        yield ex
+
+
+@pytest.fixture(scope="session")
+def io_executor(executor: RayExecutor) -> Iterator[RayExecutor]:
+    """Items that mostly wait (LLM calls): 2 workers of 16 items, reserving no CPU."""
+    with RayExecutor(workers=2, items_per_worker=16, cpus_per_worker=0) as ex:
+        ex.start()
+        yield ex
