@@ -88,7 +88,11 @@ def packs_graph(spec: CallSpec, concurrency: int, answered: Answered) -> GraphNo
                     for item in found
                 ]
                 missing = [r for r, result in zip(pack, results, strict=True) if result is None]
-                return {"results": results, "missing": missing}
+                return {
+                    "results": results,
+                    "missing": missing,
+                    "share": _result(call, share, None, None, spec),
+                }
 
             keys = _keys(llm)
             splitter = CodeNode(
@@ -107,6 +111,7 @@ def packs_graph(spec: CallSpec, concurrency: int, answered: Answered) -> GraphNo
             def merge(
                 pack: list[dict[str, Any]],
                 results: list[dict[str, Any] | None],
+                share: dict[str, Any],
                 again: list[dict[str, Any] | None],
                 errors: list[Any],
                 usage: Mapping[str, Any] | None,
@@ -119,7 +124,7 @@ def packs_graph(spec: CallSpec, concurrency: int, answered: Answered) -> GraphNo
                         if error is not None or answer is None:
                             result = failed(_error_text(error or "no answer"))
                         else:
-                            result = answer
+                            result = _plus_share(answer, share)
                     result = {**result, "key": request["key"]}
                     if not result.get("error"):
                         answered(request["key"], result)
@@ -138,6 +143,7 @@ def packs_graph(spec: CallSpec, concurrency: int, answered: Answered) -> GraphNo
                 inputs={
                     "pack": PARENT["pack"],
                     "results": splitter["results"],
+                    "share": splitter["share"],
                     "again": alone["answer"],
                     "errors": alone["error"],
                     "usage": llm["usage"],
@@ -307,6 +313,16 @@ def _result(
     if spec.schema is not None and parsed is not None:
         result |= spec.schema.cells(parsed)
     return result
+
+
+def _plus_share(result: Mapping[str, Any], share: Mapping[str, Any]) -> dict[str, Any]:
+    """A row asked again alone: its own call plus its share of the pack's call."""
+    out = dict(result)
+    for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
+        own, part = out.get(key), share.get(key)
+        if isinstance(own, int | float) and isinstance(part, int | float):
+            out[key] = round(own + part, 8) if key == "cost_usd" else own + part
+    return out
 
 
 def _part(tokens: Any, share: float) -> int | None:

@@ -177,15 +177,14 @@ async def run_batch(
         history=history_column is not None,
     )
     requests: list[dict[str, Any] | None] = []
-    answers = Answers(rows, [])
+    refused: dict[int, dict[str, Any]] = {}
     for position, row in enumerate(rows):
         try:
-            request = _request(row, aliases, history_column)
+            requests.append(_request(row, aliases, history_column))
         except HistoryError as exc:
-            request = None
-            answers.set(position, failed(f"HistoryError: row {position + 1}: {exc}"))
-        requests.append(request)
-    answers = Answers(rows, [r["key"] if r else None for r in requests], answers.results)
+            requests.append(None)
+            refused[position] = failed(f"HistoryError: row {position + 1}: {exc}")
+    answers = Answers(rows, [r["key"] if r else None for r in requests], refused)
     asked = [i for i, r in enumerate(requests) if r is not None]
     db = _checkpoint_path(checkpoint, out)
     if db is not None and restart:

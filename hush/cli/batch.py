@@ -128,9 +128,10 @@ def batch(
 ) -> int:
     """Send every row of INPUT (.csv, .xlsx, .jsonl) through one prompt; write OUTPUT.
 
-    OUTPUT has INPUT's columns and rows in order, then the answer, error,
-    latency_s (the request), queued_s (waiting for the rate limiter and a slot),
-    model, prompt_tokens, completion_tokens and cost_usd. Finished rows are
+    OUTPUT has INPUT's columns and rows in order, then the answer (and one column
+    per --schema field), error, latency_s (the request), queued_s (waiting for the
+    rate limiter and a slot), model, prompt_tokens, completion_tokens, cost_usd and,
+    with parameters, model_config. Finished rows are
     saved as they finish in OUTPUT.checkpoint.db next to OUTPUT: after a crash,
     Ctrl-C or kill, the same command continues and never asks for a finished row
     twice. Exits 0 when every row was answered, 1 when some failed, 2 for usage

@@ -285,6 +285,9 @@ def test_rows_per_call_packs_maps_back_by_number_and_reasks_missing_rows(
     _, written = read_rows(workdir / "out.csv")
     assert [r["answer"] for r in written] == [answer(f"Answer: {r['text']}") for r in rows]
     assert all(not r["error"] and int(r["prompt_tokens"]) > 0 for r in written)
+    # Each row has its share of its pack's tokens (and its own call when asked again):
+    # the rows add up to what the server counted, give or take rounding.
+    assert abs(sum(int(r["prompt_tokens"]) for r in written) - packed.prompt_tokens) <= 95
     assert "packed: 95 rows in 12 request(s) (not 95)" in out.stderr
 
     packed.reset()
