@@ -166,6 +166,8 @@ async def run_batch(
     _check_budget(max_total_tokens, params)
     if out is not None:
         check_output(out)
+        if isinstance(source, str | os.PathLike) and Path(source).resolve() == out.resolve():
+            raise BatchUsageError(f"-o {out} is the input file; write the answers to another file")
     aliases = {name: f"c{i}" for i, name in enumerate(names)}
     spec = CallSpec(
         model=model,

@@ -201,6 +201,7 @@ def test_changed_prompt_is_refused_pointing_to_restart(workdir: Path) -> None:
         (["in.csv", "-o", "o.csv", "--prompt", "{text"], "prompt"),
         (["in.csv", "-o", "o.csv"], "--prompt"),
         (["in.csv", "-o", "o.csv", "--prompt", "{text}", "--answer-column", "id"], "'id'"),
+        (["in.csv", "-o", "in.csv", "--prompt", "{text}"], "is the input file"),
     ],
 )
 def test_usage_errors_are_short(workdir: Path, args: list[str], needle: str) -> None:
