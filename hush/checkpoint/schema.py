@@ -10,7 +10,7 @@ from pathlib import Path
 
 logger = logging.getLogger("hush.checkpoint")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS entries (
     digest      TEXT NOT NULL,
     value       BLOB NOT NULL,
     finished_at REAL NOT NULL,
+    spend       TEXT,
     PRIMARY KEY (run_id, path, digest)
 ) WITHOUT ROWID;
 """
@@ -45,16 +46,22 @@ STATEMENT_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 
 def upsert_entries(rows: int) -> str:
     """An upsert of ``rows`` entries of one run (parameter 1) in one statement.
 
-    Parameters after the first are ``path, digest, value, finished_at`` per
-    row; a later row wins over an earlier one with the same path and digest.
+    Parameters after the first are ``path, digest, value, finished_at, spend`` per
+    row; a later row wins over an earlier one with the same path and digest, except
+    that their spends are both kept (a JSON list of the two; a batch is padded with rows
+    without spend).
     """
     values = ", ".join(
-        f"(?1, ?{4 * i + 2}, ?{4 * i + 3}, ?{4 * i + 4}, ?{4 * i + 5})" for i in range(rows)
+        f"(?1, ?{5 * i + 2}, ?{5 * i + 3}, ?{5 * i + 4}, ?{5 * i + 5}, ?{5 * i + 6})"
+        for i in range(rows)
     )
     return (
-        f"INSERT INTO entries (run_id, path, digest, value, finished_at) VALUES {values} "
+        f"INSERT INTO entries (run_id, path, digest, value, finished_at, spend) VALUES {values} "
         "ON CONFLICT (run_id, path, digest) DO UPDATE SET value = excluded.value, "
-        "finished_at = excluded.finished_at"
+        "finished_at = excluded.finished_at, spend = CASE "
+        "WHEN entries.spend IS NULL THEN excluded.spend "
+        "WHEN excluded.spend IS NULL THEN entries.spend "
+        "ELSE '[' || entries.spend || ',' || excluded.spend || ']' END"
     )
 
 
@@ -77,11 +84,13 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
             raise sqlite3.DatabaseError(
                 f"schema version {version} is newer than this hush supports ({SCHEMA_VERSION})"
             )
-        if 0 < version < SCHEMA_VERSION:
+        if 0 < version < 2:
             raise sqlite3.DatabaseError(
                 f"it was written by an earlier hush (schema version {version}), whose saved "
                 "results are not keyed by their inputs; use a new checkpoint file"
             )
+        if version == 2:  # saved spend came with version 3
+            conn.execute("ALTER TABLE entries ADD COLUMN spend TEXT")
         conn.executescript(_SCHEMA)
         if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import pickle
 import sqlite3
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -148,25 +150,32 @@ class SQLiteCheckpointStore:
         :class:`CheckpointWriteError` if an earlier write failed.
         """
         blob = self._prepare(path, digest, value)
-        self._buffer((path, digest, blob, 0.0, None), durable=False)
+        self._buffer((path, digest, blob, 0.0, None, None), durable=False)
 
     async def put_durable(self, path: str, digest: str, value: Any) -> None:
         """Save ``value`` under ``path`` and ``digest``; return once it is committed."""
         await self.put_pending(path, digest, value)
 
-    def put_pending(self, path: str, digest: str, value: Any) -> asyncio.Future[None]:
+    def put_pending(
+        self, path: str, digest: str, value: Any, spend: Mapping[str, Any] | None = None
+    ) -> asyncio.Future[None]:
         """Save ``value`` under ``path`` and ``digest``; return a future done once it is committed.
 
-        Each call gets its own future (cancelling it affects nobody else); the
-        futures of one batch are settled by the one commit that holds it.
+        ``spend`` (what the work's LLM calls spent, per resource) is saved in the same
+        row: a resumed run counts it (see :func:`open_checkpoint`). Each call gets its
+        own future (cancelling it affects nobody else); the futures of one batch are
+        settled by the one commit that holds it.
         """
-        return self.put_pickled(path, digest, self._prepare(path, digest, value))
+        return self.put_pickled(path, digest, self._prepare(path, digest, value), spend)
 
-    def put_pickled(self, path: str, digest: str, blob: bytes) -> asyncio.Future[None]:
+    def put_pickled(
+        self, path: str, digest: str, blob: bytes, spend: Mapping[str, Any] | None = None
+    ) -> asyncio.Future[None]:
         """Like :meth:`put_pending` for a value pickled already (``pickle`` protocol 5)."""
         if self._closed or self._writer.failed:
             self._check_open()
-        waiter = self._buffer((path, digest, blob, 0.0, None), durable=True)
+        spent = None if not spend else json.dumps(spend, separators=(",", ":"))
+        waiter = self._buffer((path, digest, blob, 0.0, spent, None), durable=True)
         assert waiter is not None
         return waiter
 
@@ -264,6 +273,39 @@ class SQLiteCheckpointStore:
         return asyncio.get_running_loop().create_future()
 
 
+SPEND_PATH, SPEND_KEY = "$spend", "totals"
+"""Where a run's spend that no saved result holds is written (the engine writes there)."""
+
+_SPEND_FIELDS = ("calls", "cached", "prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _add_spend(total: dict[str, dict[str, Any]], found: Any) -> None:
+    """Add a saved spend (per resource, or a list of such, as two saves of one row keep)
+    into ``total``."""
+    if isinstance(found, list):
+        for each in found:
+            _add_spend(total, each)
+        return
+    if not isinstance(found, dict):
+        return
+    for key, spent in found.items():
+        if not isinstance(spent, dict):
+            continue
+        into = total.setdefault(key, dict.fromkeys(_SPEND_FIELDS, 0) | {"cost": None})
+        for field in _SPEND_FIELDS:
+            into[field] += int(spent.get(field) or 0)
+        if spent.get("cost") is not None:
+            into["cost"] = (into["cost"] or 0.0) + float(spent["cost"])
+
+
+def _loaded(blob: bytes) -> Any:
+    try:
+        return pickle.loads(blob)
+    except Exception:
+        logger.warning("checkpoint: a saved spend does not load; it is not counted", exc_info=True)
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Opened:
     conn: sqlite3.Connection
@@ -288,7 +330,12 @@ async def open_checkpoint(
     :class:`CheckpointMismatchError`, or with ``on_mismatch="restart"`` delete
     its saved results and start it over. ``restart=True`` deletes them whatever
     the fingerprint (a run started over on purpose). The run's saved results are loaded
-    into memory; all file work happens off the event loop.
+    into memory; all file work happens off the event loop. A run is taken by one process
+    at a time (:class:`~hush.checkpoint.lock.RunLockedError` for a second one).
+
+    What the run spent (the spend saved with its results, and the rests written under
+    ``SPEND_PATH``) is read back summed, as the value of ``get(SPEND_PATH, SPEND_KEY)``;
+    an opening's own rest is then written there again.
     """
     if not isinstance(run_id, str) or not run_id:
         raise ValueError(f"run_id must be a non-empty string, not {run_id!r}")
@@ -379,11 +426,27 @@ def _claim_run(
     conn.execute(
         "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ?", (now, run_id)
     )
-    blobs = {
-        (path, digest): value
-        for path, digest, value in conn.execute(
-            "SELECT path, digest, value FROM entries WHERE run_id = ?", (run_id,)
+    blobs: dict[tuple[str, str], bytes] = {}
+    spent: dict[str, dict[str, Any]] = {}
+    rests: dict[str, dict[str, Any]] = {}
+    for path, digest, value, spend in conn.execute(
+        "SELECT path, digest, value, spend FROM entries WHERE run_id = ?", (run_id,)
+    ):
+        if spend is not None:
+            _add_spend(spent, json.loads(spend))
+        if path == SPEND_PATH:
+            _add_spend(rests, _loaded(value))
+        else:
+            blobs[path, digest] = value
+    # The rests of earlier openings become one row; this opening writes its own rest.
+    conn.execute("DELETE FROM entries WHERE run_id = ? AND path = ?", (run_id, SPEND_PATH))
+    if rests:
+        conn.execute(
+            "INSERT INTO entries (run_id, path, digest, value, finished_at) VALUES (?, ?, ?, ?, ?)",
+            (run_id, SPEND_PATH, "earlier", pickle.dumps(rests, protocol=5), now),
         )
-    }
+    _add_spend(spent, rests)
+    if spent:
+        blobs[SPEND_PATH, SPEND_KEY] = pickle.dumps(spent, protocol=5)
     logger.info("checkpoint %s: resuming run %r with %d saved result(s)", file, run_id, len(blobs))
     return blobs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 
@@ -36,10 +37,15 @@ class CheckpointStore(Protocol):
     async def put_durable(self, path: str, digest: str, value: Any) -> None:
         """Persist ``value`` and return once it is committed."""
 
-    def put_pending(self, path: str, digest: str, value: Any) -> asyncio.Future[None]:
-        """Persist ``value``; the returned future is done once it is committed."""
+    def put_pending(
+        self, path: str, digest: str, value: Any, spend: Mapping[str, Any] | None = None
+    ) -> asyncio.Future[None]:
+        """Persist ``value`` (and, in the same commit, ``spend``: what the work's LLM calls
+        spent, per resource); the returned future is done once it is committed."""
 
-    def put_pickled(self, path: str, digest: str, blob: bytes) -> asyncio.Future[None]:
+    def put_pickled(
+        self, path: str, digest: str, blob: bytes, spend: Mapping[str, Any] | None = None
+    ) -> asyncio.Future[None]:
         """Persist a value pickled already; the future is done once it is committed."""
 
     def mark_finished(self, status: str = "ok") -> None:

@@ -41,9 +41,10 @@ NUDGE_EVERY_S = 0.001
 NUDGE_S = 0.00005
 
 Waiter = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
-Entry = tuple[str, str, bytes, float, Waiter | None]
-"""``(path, digest, pickled value, finished_at, waiter)``; ``finished_at`` 0 means "the
-time of the batch that carries it"."""
+Entry = tuple[str, str, bytes, float, str | None, Waiter | None]
+"""``(path, digest, pickled value, finished_at, spend, waiter)``; ``finished_at`` 0 means
+"the time of the batch that carries it"; ``spend`` is what the saved work's LLM calls spent
+(JSON), committed in the same statement as the value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +207,12 @@ class Writer:
         for op in batch:
             if isinstance(op, tuple):
                 entries.append(op)
-                if op[4] is not None:
-                    waiters.append(op[4])
+                if op[5] is not None:
+                    waiters.append(op[5])
             elif isinstance(op, Many):
-                entries.extend(e if e[3] else (e[0], e[1], e[2], op.at, e[4]) for e in op.entries)
+                entries.extend(
+                    e if e[3] else (e[0], e[1], e[2], op.at, e[4], e[5]) for e in op.entries
+                )
                 waiters.extend((future, op.loop) for future in op.waiters)
             elif isinstance(op, Status):
                 statuses.append(op)
@@ -232,17 +235,29 @@ class Writer:
         self._settle(waiters, failed=False)
 
     def _write(self, entries: list[Entry]) -> None:
-        """Upsert ``entries`` in statements of at most :data:`MAX_BATCH` rows."""
-        for start in range(0, len(entries), MAX_BATCH):
-            self._write_chunk(entries[start : start + MAX_BATCH])
+        """Upsert ``entries`` in statements of at most :data:`MAX_BATCH` rows (in one
+        transaction when there are several)."""
+        if len(entries) <= MAX_BATCH:
+            self._write_chunk(entries)
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(entries), MAX_BATCH):
+                self._write_chunk(entries[start : start + MAX_BATCH])
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
     def _write_chunk(self, entries: list[Entry]) -> None:
         """Upsert ``entries`` in one autocommit statement: one GIL hand-off per commit."""
         size = next(size for size in STATEMENT_SIZES if size >= len(entries))
         params: list[object] = [self._run_id]
         for entry in entries:
-            params += entry[:4]
-        params += entries[-1][:4] * (size - len(entries))
+            params += entry[:5]
+        last = entries[-1]
+        params += (last[0], last[1], last[2], last[3], None) * (size - len(entries))
         self._conn.execute(upsert_entries(size), params)
         self._check_file()
         self._wal.committed()
@@ -282,8 +297,8 @@ class Writer:
             waiters: list[Waiter] = []
             for op in self._take():
                 if isinstance(op, tuple):
-                    if op[4] is not None:
-                        waiters.append(op[4])
+                    if op[5] is not None:
+                        waiters.append(op[5])
                 elif isinstance(op, Many):
                     waiters.extend((future, op.loop) for future in op.waiters)
                 elif isinstance(op, Barrier):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from hush.checkpoint.digest import digest
 from hush.checkpoint.errors import CheckpointValueError, CheckpointWriteError
 from hush.core.errors import NodeError
+from hush.providers.spend import current as current_spend
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
@@ -100,7 +101,12 @@ class RunCheckpoint:
         return value
 
     async def save(self, path: str, key: str | None, value: Mapping[str, Any]) -> None:
-        """Save ``value`` and wait for its commit."""
+        """Save a node's ``value`` (outside map items) and wait for its commit; the run's
+        spend that no saved work holds is written in the same batch, so what the node's
+        calls spent is saved no later than its result."""
+        spend = current_spend.get()
+        if spend is not None:
+            spend.save()
         waiter = self.put(path, key, value)
         if waiter is not None:
             try:
@@ -109,13 +115,18 @@ class RunCheckpoint:
                 self.failed(path, exc)
 
     def put(
-        self, path: str, key: str | None, value: Mapping[str, Any]
+        self,
+        path: str,
+        key: str | None,
+        value: Mapping[str, Any],
+        spend: Mapping[str, Any] | None = None,
     ) -> asyncio.Future[None] | None:
-        """Save ``value``; return the future of its commit (``None`` if it is not saved)."""
+        """Save ``value`` (with ``spend``, what its work's LLM calls spent, in the same
+        commit); return the future of its commit (``None`` if it is not saved)."""
         if key is None or self.write_error is not None:
             return None
         try:
-            return self.store.put_pending(self.saved_path(path), key, value)
+            return self.store.put_pending(self.saved_path(path), key, value, spend)
         except CheckpointValueError as exc:
             self._warn_once(path, str(exc))
         except CheckpointWriteError as exc:
@@ -132,14 +143,20 @@ class RunCheckpoint:
             self._warn_once(path, f"its result does not pickle ({exc})")
             return None
 
-    def put_snapshots(self, snapshots: list[Snapshot]) -> asyncio.Future[None] | None:
-        """Write the snapshots of an item that did not end clean; return the last commit."""
+    def put_snapshots(
+        self, snapshots: list[Snapshot], spend: Mapping[str, Any] | None = None
+    ) -> asyncio.Future[None] | None:
+        """Write the snapshots of an item that did not end clean (the item's ``spend`` with
+        the last); return the last commit."""
         if self.write_error is not None:
             return None
         waiter = None
-        for snapshot in snapshots:
+        last = len(snapshots) - 1
+        for n, snapshot in enumerate(snapshots):
             try:
-                waiter = self.store.put_pickled(snapshot.path, snapshot.key, snapshot.blob)
+                waiter = self.store.put_pickled(
+                    snapshot.path, snapshot.key, snapshot.blob, spend if n == last else None
+                )
             except CheckpointWriteError as exc:
                 self.failed(snapshot.path, exc)
                 return None

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.core import runtime
 from hush.core.events import Event, status_of
+from hush.providers.spend import current as current_spend
+from hush.providers.spend import work_spend
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
@@ -86,23 +88,28 @@ async def _run(
     key: str | None,
     wait_saved: bool,
 ) -> ItemOutcome:
-    """Run the item's body and save what it did (under ``key``; ``None``: not saved whole)."""
-    if call.run.emit is None:
-        outcome = await _body(call, plan, path, state, executor)
-    else:
-        outcome = await _traced(call, plan, index, path, state, executor)
-    call.errors.extend(outcome.errors)
-    call.unhandled.extend(outcome.unhandled)
+    """Run the item's body and save what it did (under ``key``; ``None``: not saved whole),
+    with what its LLM calls spent in the same commit."""
     checkpoint = call.run.checkpoint
-    waiter = None
-    if checkpoint is not None:
-        if outcome.clean:
-            waiter = checkpoint.put(path, key, outcome.written)
+    with work_spend(current_spend.get() if checkpoint is not None else None) as spent:
+        if call.run.emit is None:
+            outcome = await _body(call, plan, path, state, executor)
         else:
-            waiter = checkpoint.put_snapshots(outcome.saves)
-        if waiter is not None and wait_saved:
-            await call.saved(waiter)
-            waiter = None
+            outcome = await _traced(call, plan, index, path, state, executor)
+        call.errors.extend(outcome.errors)
+        call.unhandled.extend(outcome.unhandled)
+        waiter = None
+        if checkpoint is not None:
+            spend = spent.summary() if spent is not None else None
+            if outcome.clean:
+                waiter = checkpoint.put(path, key, outcome.written, spend)
+            else:
+                waiter = checkpoint.put_snapshots(outcome.saves, spend)
+            if spent is not None:
+                spent.taken = waiter is not None
+    if waiter is not None and wait_saved:
+        await call.saved(waiter)
+        waiter = None
     return ItemOutcome(outcome.written, outcome.error, False, waiter)
 
 

@@ -14,14 +14,21 @@ leaves room); one that does not fit next to what was actually spent is not sent
 and fails with :class:`~hush.providers.errors.BudgetExceededError`. When a reply
 comes, its reservation is replaced by its real usage; a failed request spends
 nothing.
+
+What a map item's calls spend is also counted in the item's :class:`WorkSpend`
+(opened by :func:`work_spend` around the item) and saved with its result, in
+the same commit; what no saved work took (calls outside map items, items not
+saved) is the run's *rest*, handed to ``on_change`` (the engine saves it in the
+checkpoint too). So a resumed run starts from what its saved work cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,14 +61,99 @@ class ResourceSpend:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def add(
+        self, calls: int, cached: int, prompt: int, completion: int, cost: float | None
+    ) -> None:
+        """Count ``calls`` answered and ``cached`` calls that used these tokens and cost."""
+        self.calls += calls
+        self.cached += cached
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
+
+
+def _summary(resources: Mapping[str, ResourceSpend]) -> dict[str, dict[str, Any]]:
+    return {
+        key: {
+            "calls": r.calls,
+            "cached": r.cached,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "total_tokens": r.total_tokens,
+            "cost": r.cost,
+        }
+        for key, r in resources.items()
+    }
+
+
+class WorkSpend:
+    """What the calls of one piece of work (a map item) spent, to be saved with its result.
+
+    Calls made inside are counted here as well as in the run's totals. What is not
+    :meth:`taken` by the time the work ends goes to the enclosing work, or to the run's
+    rest: spend is never dropped because its work was not saved.
+    """
+
+    __slots__ = ("outer", "resources", "spend", "taken")
+
+    def __init__(self, spend: RunSpend, outer: WorkSpend | None) -> None:
+        self.spend = spend
+        self.outer = outer
+        self.resources: dict[str, ResourceSpend] = {}
+        self.taken = False
+
+    def summary(self) -> dict[str, dict[str, Any]] | None:
+        """What the work spent, per resource (``None`` if nothing)."""
+        return _summary(self.resources) if self.resources else None
+
+
+_work: contextvars.ContextVar[WorkSpend | None] = contextvars.ContextVar(
+    "hush_work_spend", default=None
+)
+
+
+@contextlib.contextmanager
+def work_spend(spend: RunSpend | None) -> Iterator[WorkSpend | None]:
+    """Count the spend of the calls made inside (in this task and those it starts) apart,
+    for saving with the work's result; mark it :attr:`WorkSpend.taken` once it is."""
+    if spend is None:
+        yield None
+        return
+    work = WorkSpend(spend, _work.get())
+    token = _work.set(work)
+    try:
+        yield work
+    finally:
+        _work.reset(token)
+        if not work.taken:
+            outer = work.outer if work.outer is not None and work.outer.spend is spend else None
+            for key, r in work.resources.items():
+                counts = (r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost)
+                if outer is not None:
+                    _ledger(outer.resources, key, None).add(*counts)
+                else:
+                    spend.count_rest(key, *counts)
+
+
+def _counted_by(spend: RunSpend) -> dict[str, ResourceSpend]:
+    """Where a call of ``spend`` is counted apart: its innermost work, else the run's rest."""
+    work = _work.get()
+    while work is not None:
+        if work.spend is spend:
+            return work.resources
+        work = work.outer
+    return spend.rest
+
 
 class RunSpend:
     """Totals, budget and response cache of one run (see the module docstring).
 
     ``parent`` is the spend of the run this one runs inside (an ``engine.run`` in a
     node): every request is held to both budgets and counted in both. ``on_change``
-    receives :meth:`summary` at most once a second as calls are counted (the engine
-    saves it in the run's checkpoint, so a resumed run starts from what it spent).
+    receives :meth:`rest_summary` (what no saved work took) at most once a second as
+    calls are counted, and on :meth:`save` (the engine saves it in the run's checkpoint;
+    map items save theirs with their results).
     """
 
     def __init__(
@@ -83,6 +175,8 @@ class RunSpend:
         self.tokens = 0
         """Prompt plus completion tokens of every answered request."""
         self.resources: dict[str, ResourceSpend] = {}
+        self.rest: dict[str, ResourceSpend] = {}
+        """Spend of this opening of the run that no saved work took."""
         self._held_cost = 0.0
         self._held_tokens = 0
         self._holds = 0
@@ -146,7 +240,7 @@ class RunSpend:
             outer = None
             if self.parent is not None:
                 outer = await self.parent.reserve(key, price, prompt_tokens, max_tokens)
-            hold = Hold(self, ledger, price, cost, tokens, outer)
+            hold = Hold(self, ledger, price, cost, tokens, outer, key=key)
             return hold
         finally:
             if hold is None:
@@ -155,24 +249,34 @@ class RunSpend:
     def answered_from_cache(self, key: str, price: Price | None) -> None:
         """Count a call the cache answered."""
         self.resource(key, price).cached += 1
+        _ledger(_counted_by(self), key, price).add(0, 1, 0, 0, None)
         if self.parent is not None:
             self.parent.answered_from_cache(key, price)
 
     def absorb(self, summary: Mapping[str, Mapping[str, Any]], *, propagate: bool = True) -> None:
-        """Count what was spent for this run elsewhere (a :meth:`summary`: of a Ray worker, or
-        of the run's earlier attempts read from its checkpoint)."""
+        """Count what was spent for this run elsewhere (a :meth:`summary`: of a Ray worker, or,
+        with ``propagate=False``, of the run's earlier attempts read from its checkpoint,
+        which is saved already)."""
         for key, spent in summary.items():
             ledger = self.resources.get(key)
             if ledger is None:
                 ledger = self.resources[key] = ResourceSpend(cost=spent.get("cost"))
             elif spent.get("cost") is not None:
                 ledger.cost = (ledger.cost or 0.0) + spent["cost"]
-            ledger.calls += spent.get("calls", 0)
-            ledger.cached += spent.get("cached", 0)
-            ledger.prompt_tokens += spent.get("prompt_tokens", 0)
-            ledger.completion_tokens += spent.get("completion_tokens", 0)
-            self.tokens += spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)
+            counts = (
+                spent.get("calls", 0),
+                spent.get("cached", 0),
+                spent.get("prompt_tokens", 0),
+                spent.get("completion_tokens", 0),
+            )
+            ledger.calls += counts[0]
+            ledger.cached += counts[1]
+            ledger.prompt_tokens += counts[2]
+            ledger.completion_tokens += counts[3]
+            self.tokens += counts[2] + counts[3]
             self.cost += spent.get("cost") or 0.0
+            if propagate:
+                _ledger(_counted_by(self), key, None).add(*counts, spent.get("cost"))
         if propagate and self.parent is not None:
             self.parent.absorb(summary)
         self._changed_totals(force=False)
@@ -180,17 +284,18 @@ class RunSpend:
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per resource: ``calls``, ``cached``, ``prompt_tokens``, ``completion_tokens``,
         ``total_tokens`` and ``cost``."""
-        return {
-            key: {
-                "calls": r.calls,
-                "cached": r.cached,
-                "prompt_tokens": r.prompt_tokens,
-                "completion_tokens": r.completion_tokens,
-                "total_tokens": r.total_tokens,
-                "cost": r.cost,
-            }
-            for key, r in self.resources.items()
-        }
+        return _summary(self.resources)
+
+    def rest_summary(self) -> dict[str, dict[str, Any]]:
+        """:meth:`summary` of what this opening of the run spent that no saved work took."""
+        return _summary(self.rest)
+
+    def count_rest(
+        self, key: str, calls: int, cached: int, prompt: int, completion: int, cost: float | None
+    ) -> None:
+        """Move spend counted apart for work that was not saved into the run's rest."""
+        _ledger(self.rest, key, None).add(calls, cached, prompt, completion, cost)
+        self._changed_totals(force=False)
 
     def _refusal(self, cost: float, tokens: int, *, held: bool) -> str | None:
         spent_cost = self.cost + (self._held_cost if held else 0.0)
@@ -228,13 +333,13 @@ class RunSpend:
         now = time.monotonic()
         if force or now - self._saved_at >= SAVE_EVERY:
             self._saved_at = now
-            self.on_change(self.summary())
+            self.on_change(self.rest_summary())
 
 
 class Hold:
     """One request's reservation; :meth:`settle` replaces it with what the reply used."""
 
-    __slots__ = ("_done", "cost", "ledger", "outer", "price", "spend", "tokens")
+    __slots__ = ("_done", "cost", "key", "ledger", "outer", "price", "spend", "tokens")
 
     def __init__(
         self,
@@ -244,8 +349,11 @@ class Hold:
         cost: float,
         tokens: int,
         outer: Hold | None = None,
+        *,
+        key: str = "",
     ) -> None:
         self.spend = spend
+        self.key = key
         self.ledger = ledger
         self.price = price
         self.cost = cost
@@ -262,12 +370,10 @@ class Hold:
         if usage is not None:
             prompt = int(usage.get("prompt_tokens") or 0)
             completion = int(usage.get("completion_tokens") or 0)
-            ledger.calls += 1
-            ledger.prompt_tokens += prompt
-            ledger.completion_tokens += completion
+            ledger.add(1, 0, prompt, completion, cost)
+            _ledger(_counted_by(spend), self.key, self.price).add(1, 0, prompt, completion, cost)
             spend.tokens += prompt + completion
             if cost is not None:
-                ledger.cost = (ledger.cost or 0.0) + cost
                 spend.cost += cost
         spend._release(self.cost, self.tokens)
         if usage is not None:
@@ -280,6 +386,13 @@ current: contextvars.ContextVar[RunSpend | None] = contextvars.ContextVar(
     "hush_run_spend", default=None
 )
 """The running run's :class:`RunSpend` (``None`` outside a run)."""
+
+
+def _ledger(resources: dict[str, ResourceSpend], key: str, price: Price | None) -> ResourceSpend:
+    found = resources.get(key)
+    if found is None:
+        found = resources[key] = ResourceSpend(cost=None if price is None else 0.0)
+    return found
 
 
 def _usd(amount: float) -> str:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
@@ -76,3 +84,65 @@ async def test_a_nested_run_never_holds_or_spends_more_than_its_own_budget(
     assert result["child_tokens"] <= child_budget
     assert len(answered) * per_call <= child_budget
     assert server.total_requests == len(answered) + 1
+
+
+CHILD = Path(__file__).with_name("spend_child.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_spend_survives_kills_with_the_work_it_paid_for(tmp_path: Path) -> None:
+    """Issue 25.4: kill -9 twice mid-map under a budget, then resume: the run's cost is
+    exactly what the saved answers cost, and stays within the budget."""
+    n, db = 120, tmp_path / "run.db"
+    with MockLLMServer(latency=0.01) as server:
+
+        def run(
+            kill_after: int | None, budget: float, items: int = n, file: Path = db
+        ) -> dict[str, Any] | None:
+            proc = subprocess.Popen(
+                [sys.executable, str(CHILD), server.base_url, str(file), str(budget), str(items)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            assert proc.stdout is not None
+            try:
+                done = 0
+                for line in proc.stdout:
+                    if line.startswith("done"):
+                        done += 1
+                        if kill_after is not None and done >= kill_after:
+                            proc.send_signal(signal.SIGKILL)
+                            proc.wait(30)
+                            return None
+                    elif line.startswith("{"):
+                        return dict(json.loads(line))
+                raise AssertionError(proc.stderr.read() if proc.stderr else "no output")
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(30)
+
+        probe = run(None, 1.0, 3, tmp_path / "probe.db")
+        assert probe is not None
+        budget = 90 * max(probe["costs"])  # about 90 of the 120 calls fit
+        server.reset()
+        assert run(25, budget) is None
+        assert run(25, budget) is None
+        final = run(None, budget)
+        assert final is not None
+        answered = [r for r in server.requests if r.path.endswith("/chat/completions")]
+        answered = [r for r in answered if r.status == 200]
+
+    costs = [c for c in final["costs"] if c is not None]
+    saved_cost = sum(costs)
+    assert final["cost"] == pytest.approx(saved_cost, rel=1e-9), (
+        "the run's cost is not what its saved answers cost"
+    )
+    assert final["cost"] <= budget
+    refused = [e for e in final["errors"] if e is not None]
+    assert refused and set(refused) == {"BudgetExceededError"}, "the budget was not reached"
+    asked = Counter(r.body["messages"][-1]["content"] for r in answered)
+    assert len(costs) == len(final["errors"]) - len(refused)
+    assert len(asked) >= len(costs), "every saved answer was answered by the server"
