@@ -37,6 +37,7 @@ from typing import Any
 from hush.checkpoint.errors import UnstableValueError
 
 _DOUBLE = struct.Struct("<d").pack
+_STR_HEADS = tuple(b"s%d:" % n for n in range(256))
 
 
 class UndigestableError(UnstableValueError):
@@ -62,7 +63,9 @@ def _encode(obj: Any, out: list[bytes]) -> None:
     kind = type(obj)
     if kind is str:
         data = obj.encode("utf-8", "surrogatepass")
-        out.append(b"s%d:%s" % (len(data), data))
+        size = len(data)
+        out.append(_STR_HEADS[size] if size < 256 else b"s%d:" % size)
+        out.append(data)
     elif kind is int:
         out.append(b"i%x;" % obj)  # hexadecimal has no digit limit
     elif kind is dict:
@@ -87,7 +90,9 @@ def _sequence(items: list[Any] | tuple[Any, ...], out: list[bytes]) -> None:
     for item in items:
         if type(item) is str:
             data = item.encode("utf-8", "surrogatepass")
-            out.append(b"s%d:%s" % (len(data), data))
+            size = len(data)
+            out.append(_STR_HEADS[size] if size < 256 else b"s%d:" % size)
+            out.append(data)
         else:
             _encode(item, out)
 
@@ -114,13 +119,10 @@ def _mapping(obj: dict[Any, Any], out: list[bytes]) -> None:
     if set(map(type, obj)) <= _STR:
         for key in sorted(obj):
             data = key.encode("utf-8", "surrogatepass")
-            out.append(b"s%d:%s" % (len(data), data))
-            value = obj[key]
-            if type(value) is str:
-                data = value.encode("utf-8", "surrogatepass")
-                out.append(b"s%d:%s" % (len(data), data))
-            else:
-                _encode(value, out)
+            size = len(data)
+            out.append(_STR_HEADS[size] if size < 256 else b"s%d:" % size)
+            out.append(data)
+            _encode(obj[key], out)
         return
     _pairs(obj.items(), out, ordered=False)
 

@@ -16,7 +16,6 @@ and a write failure is kept for the run's record while the run goes on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import pickle
 import re
@@ -72,14 +71,13 @@ class RunCheckpoint:
         item = self._items.get(path[: cut + 1])
         return path if item is None else item + path[cut + 1 :]
 
-    @contextlib.contextmanager
-    def naming(self, path: str, saved: str) -> Iterator[None]:
-        """Save what runs under item ``path`` as ``saved`` while the item runs."""
+    def name(self, path: str, saved: str) -> None:
+        """Save what runs under item ``path`` as ``saved`` until :meth:`unname`."""
         self._items[path] = saved
-        try:
-            yield
-        finally:
-            del self._items[path]
+
+    def unname(self, path: str) -> None:
+        """Item ``path`` has ended (what it saved is named already)."""
+        del self._items[path]
 
     def has_under(self, prefix: str) -> bool:
         """Whether the file held anything below ``prefix`` (a run's path ending in ``/``)."""

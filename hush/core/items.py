@@ -71,11 +71,14 @@ async def run_item(
     if checkpoint is None or named is None:
         return await _run(call, plan, index, path, state, executor, None, wait_saved)
     key, saved = named
-    with checkpoint.naming(path, saved):
+    checkpoint.name(path, saved)
+    try:
         found = checkpoint.load(path, key)
         if found is not None:
             return ItemOutcome(dict(found), None, True)
         return await _run(call, plan, index, path, state, executor, key, wait_saved)
+    finally:
+        checkpoint.unname(path)
 
 
 async def _run(

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,22 +90,44 @@ def _summary(resources: Mapping[str, ResourceSpend]) -> dict[str, dict[str, Any]
 class WorkSpend:
     """What the calls of one piece of work (a map item) spent, to be saved with its result.
 
-    Calls made inside are counted here as well as in the run's totals. What is not
-    :meth:`taken` by the time the work ends goes to the enclosing work, or to the run's
-    rest: spend is never dropped because its work was not saved.
+    Used as a context manager around the work: calls made inside (in this task and
+    those it starts) are counted here as well as in the run's totals. What is not
+    :attr:`taken` (saved with the work) when it exits goes to the enclosing work, or to
+    the run's rest: spend is never dropped because its work was not saved.
     """
 
-    __slots__ = ("outer", "resources", "spend", "taken")
+    __slots__ = ("_token", "outer", "resources", "spend", "taken")
 
-    def __init__(self, spend: RunSpend, outer: WorkSpend | None) -> None:
+    def __init__(self, spend: RunSpend) -> None:
         self.spend = spend
-        self.outer = outer
+        self.outer: WorkSpend | None = None
         self.resources: dict[str, ResourceSpend] = {}
         self.taken = False
+        self._token: contextvars.Token[WorkSpend | None] | None = None
 
     def summary(self) -> dict[str, dict[str, Any]] | None:
         """What the work spent, per resource (``None`` if nothing)."""
         return _summary(self.resources) if self.resources else None
+
+    def __enter__(self) -> WorkSpend:
+        self.outer = _work.get()
+        self._token = _work.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._token is not None
+        _work.reset(self._token)
+        if self.taken:
+            return
+        spend, outer = self.spend, self.outer
+        if outer is not None and outer.spend is not spend:
+            outer = None
+        for key, r in self.resources.items():
+            counts = (r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost)
+            if outer is not None:
+                _ledger(outer.resources, key, None).add(*counts)
+            else:
+                spend.count_rest(key, *counts)
 
 
 _work: contextvars.ContextVar[WorkSpend | None] = contextvars.ContextVar(
@@ -113,27 +135,9 @@ _work: contextvars.ContextVar[WorkSpend | None] = contextvars.ContextVar(
 )
 
 
-@contextlib.contextmanager
-def work_spend(spend: RunSpend | None) -> Iterator[WorkSpend | None]:
-    """Count the spend of the calls made inside (in this task and those it starts) apart,
-    for saving with the work's result; mark it :attr:`WorkSpend.taken` once it is."""
-    if spend is None:
-        yield None
-        return
-    work = WorkSpend(spend, _work.get())
-    token = _work.set(work)
-    try:
-        yield work
-    finally:
-        _work.reset(token)
-        if not work.taken:
-            outer = work.outer if work.outer is not None and work.outer.spend is spend else None
-            for key, r in work.resources.items():
-                counts = (r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost)
-                if outer is not None:
-                    _ledger(outer.resources, key, None).add(*counts)
-                else:
-                    spend.count_rest(key, *counts)
+def work_spend(spend: RunSpend | None) -> contextlib.AbstractContextManager[WorkSpend | None]:
+    """A :class:`WorkSpend` of ``spend`` to use around one piece of work (nothing without)."""
+    return contextlib.nullcontext() if spend is None else WorkSpend(spend)
 
 
 def _counted_by(spend: RunSpend) -> dict[str, ResourceSpend]:
