@@ -78,6 +78,11 @@ async def test_json_in_a_code_fence_gives_typed_fields() -> None:
     assert result["$state"].errors == []
 
 
+async def test_an_unclosed_fence_from_a_cut_reply_is_read() -> None:
+    result = await parse('```json\n{"label": "cut", "n": 2}\n', extract=["label", "n: int"])
+    assert (result["label"], result["n"]) == ("cut", 2)
+
+
 async def test_json_with_prose_around_it_and_list_indices() -> None:
     text = 'The answer is {"items": [{"name": "x"}, {"name": "y"}]} as requested.'
     result = await parse(text, extract=["items.1.name", "items: list"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -245,6 +247,12 @@ def test_unknown_or_wrong_kind_of_resource_is_a_build_error(
         get_registry().unregister("llm:chat-only")
     with GraphNode(name="g"), pytest.raises(GraphDefinitionError, match="inputs need texts"):
         EmbeddingNode(name="e", resource_key="x", inputs={})
+
+
+def test_importing_hush_does_not_load_the_openai_sdk() -> None:
+    code = "import sys, hush; assert 'openai' not in sys.modules; hush.EmbeddingNode"
+    code += "; assert 'openai' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_exported_from_hush_and_hush_providers() -> None:
