@@ -241,13 +241,14 @@ class LLMNode(BaseNode):
         exc: BaseException,
         attempts: int,
     ) -> LLMCall:
+        resource = getattr(exc, "resource_key", None) or self.resource_key
         return LLMCall(
-            model=self._model_of(self.resource_key),
+            model=self._model_of(resource),
             messages=messages,
             params=params,
             started=started,
             ended=time.time(),
-            resource=getattr(exc, "resource_key", None) or self.resource_key,
+            resource=resource,
             attempts=attempts,
             error=f"{type(exc).__name__}: {redact(str(exc))}",
         )

@@ -73,6 +73,30 @@ async def test_the_chosen_resource_is_in_the_trace(
     }
 
 
+async def test_a_failed_call_is_traced_with_the_resource_it_failed_on(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    a = register("fail-a", server.base_url, model="model-a")
+    b = register("fail-b", server.base_url, model="model-b")
+    with GraphNode(name="g") as graph:
+        with MapNode(
+            name="calls", inputs={"q": Each(PARENT["questions"])}, max_concurrency=1
+        ) as calls:
+            llm = LLMNode(
+                name="llm",
+                resource_key=[a, b],
+                inputs={"messages": [{"role": "user", "content": "[[fail:400]]"}]},
+            )
+            START >> llm >> END
+        START >> calls >> END
+    events = [e.llm async for e in Hush(graph).stream({"questions": [1, 2]}) if e.llm]
+    assert {(c.resource, c.model) for c in events} == {
+        (f"llm:{a}", "model-a"),
+        (f"llm:{b}", "model-b"),
+    }
+    assert all(c.error and "HTTP 400" in c.error for c in events)
+
+
 async def test_a_rate_limited_resource_is_passed_over(
     server: MockLLMServer, register: Callable[..., str]
 ) -> None:
