@@ -11,6 +11,9 @@ Markers in the last user message target one request: ``[[fail:500]]`` (any 400-5
 ``[[hang]]``, ``[[drop]]``, ``[[malformed]]``, ``[[fail-once:500]]``,
 ``[[fail-times:N:503]]`` (also ``hang``/``drop``/``malformed``), ``[[sleep:0.5]]`` and
 ``[[tool:NAME]]`` (with ``tools`` in the request).
+
+It also serves ``/v1/embeddings`` and ``/rerank`` (``/v1/rerank``, ``/v2/rerank``) with
+deterministic answers (see :mod:`hush.testing.retrieval`).
 """
 
 from hush.testing.config import MockLLMConfig
