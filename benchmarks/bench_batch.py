@@ -170,7 +170,7 @@ async def longest_stall(write: Any) -> tuple[float, float]:
 
 def stall(rows: int) -> None:
     """Print the loop's longest stall while a ``rows``-row xlsx output is written."""
-    from hush.batch.answers import RESULT_COLUMNS, render
+    from hush.batch.answers import RESULT_COLUMNS, Layout, render
     from hush.batch.output import OutputWriter
     from hush.batch.tables import write_table
 
@@ -193,12 +193,12 @@ def stall(rows: int) -> None:
         target = Path(tmp) / "out.xlsx"
 
         async def on_loop() -> None:
-            write_table(target, columns, list(render(inputs, results, "answer")))
+            write_table(target, columns, list(render(inputs, results, Layout())))
 
         async def in_thread() -> None:
             snapshot = dict(results)
             async with OutputWriter(
-                target, columns, lambda: lambda: render(inputs, snapshot, "answer")
+                target, columns, lambda: lambda: render(inputs, snapshot, Layout())
             ):
                 pass
 
