@@ -90,11 +90,13 @@ class Announcement:
                 stream.dropped_tokens,
                 stream.limit,
             )
-        if self.reporter is not None:
-            self.reporter.close()
-        if self.emit is not None:
-            self.emit(self._run_end(result))
-        await _flush(self.tracer, flush_timeout)
+        try:
+            if self.reporter is not None:
+                self.reporter.close()
+        finally:
+            if self.emit is not None:
+                self.emit(self._run_end(result))
+            await _flush(self.tracer, flush_timeout)
 
     def _run_end(self, result: dict[str, Any]) -> Event:
         started, record = self.started, self.record
