@@ -42,7 +42,8 @@ class Outbox:
         self._ready.set()
 
     async def take(self) -> list[Message]:
-        """Every message queued so far (waits for at least one)."""
+        """Every message queued so far (waits for at least one); what queues while the
+        previous list is being sent goes in the next one."""
         await self._ready.wait()
         self._ready.clear()
         messages, self._messages = self._messages, []

@@ -26,6 +26,7 @@ Ray if the executor connected.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import pickle
@@ -476,9 +477,7 @@ def _honour_auth_mode() -> None:
     its configuration at import; this is how Ray itself turns token mode on)."""
     if os.environ.get("RAY_AUTH_MODE"):
         try:
-            from ray._raylet import Config
-
-            Config.initialize("")
+            importlib.import_module("ray._raylet").Config.initialize("")
         except Exception as exc:
             logger.debug("RAY_AUTH_MODE could not be refreshed: %s", exc)
 
