@@ -173,7 +173,6 @@ class RayExecutor:
         """``ray.init`` the Ray way: the address given, else ``RAY_ADDRESS``, else a cluster
         started with ``ray start`` here, else a new local instance of ``num_cpus``."""
         options = dict(self.ray_init_options)
-        options.setdefault("include_dashboard", False)
         options.setdefault("log_to_driver", False)
         options.setdefault("logging_level", logging.ERROR)
         options["runtime_env"] = _with_driver_path(options.get("runtime_env"))
@@ -183,6 +182,7 @@ class RayExecutor:
         _honour_auth_mode()
         if address is None or address == "local":
             options["num_cpus"] = self.num_cpus
+            options.setdefault("include_dashboard", False)
         elif self.num_cpus is not None:
             logger.warning("RayExecutor: num_cpus=%s ignored: joining %s", self.num_cpus, address)
         try:
