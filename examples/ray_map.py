@@ -2,9 +2,10 @@
 
 Each item parses and scores a document in pure Python (no I/O), the kind of
 work one asyncio process cannot spread over several cores. The map runs once
-in this process and once with ``RayExecutor`` (a local Ray instance on 2 CPUs,
-started here and shut down at the end); the results and the failed items are
-the same, the Ray run uses both cores.
+in this process and once with ``RayExecutor`` (the cluster of ``RAY_ADDRESS`` or
+of ``ray start`` on this machine if there is one, else a local Ray instance on 2
+CPUs, started here and shut down at the end); the results and the failed items
+are the same, the Ray run uses the cluster's cores.
 
     pip install 'hush[ray]'
     python examples/ray_map.py

@@ -326,6 +326,7 @@ class RayExecutor:
                 for number, item in list(undone.items()):
                     if not _picklable(item.state):
                         undone.pop(number).future.set_exception(NodeInputError(str(exc)))
+                        worker.load -= 1
                 return
             async for ref in stream:
                 messages: list[Message] = await ref
@@ -341,6 +342,7 @@ class RayExecutor:
             for item in undone.values():
                 if not item.future.done():
                     item.future.set_result(_failed(item_error(item.path, exc)))
+            worker.load -= len(undone)
             undone.clear()
         finally:
             for task in asking:
@@ -348,7 +350,7 @@ class RayExecutor:
             for hold in holds.values():
                 hold.settle(None)
             worker.calls -= 1
-            worker.load -= len(batch)
+            worker.load -= len(undone)
             for item in undone.values():
                 self._retry(item, lost)
             self._kick(worker)
@@ -370,6 +372,7 @@ class RayExecutor:
         elif kind == "done":
             _, number, written, error, errors, unhandled = message
             item = undone.pop(number)
+            worker.load -= 1
             if not item.future.done():
                 item.future.set_result(GraphOutcome(written, error, errors, unhandled, []))
         elif kind == "reserve" and first.spend is not None:
