@@ -31,7 +31,7 @@ import collections
 import hashlib
 import struct
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hush.checkpoint.errors import UnstableValueError
@@ -62,7 +62,10 @@ def digest(value: object) -> str:
 def _encode(obj: Any, out: list[bytes]) -> None:
     kind = type(obj)
     if kind is str:
-        data = obj.encode("utf-8", "surrogatepass")
+        try:
+            data = obj.encode()
+        except UnicodeEncodeError:  # lone surrogates
+            data = obj.encode("utf-8", "surrogatepass")
         size = len(data)
         out.append(_STR_HEADS[size] if size < 256 else b"s%d:" % size)
         out.append(data)
@@ -89,7 +92,10 @@ def _encode(obj: Any, out: list[bytes]) -> None:
 def _sequence(items: list[Any] | tuple[Any, ...], out: list[bytes]) -> None:
     for item in items:
         if type(item) is str:
-            data = item.encode("utf-8", "surrogatepass")
+            try:
+                data = item.encode()
+            except UnicodeEncodeError:
+                data = item.encode("utf-8", "surrogatepass")
             size = len(data)
             out.append(_STR_HEADS[size] if size < 256 else b"s%d:" % size)
             out.append(data)
@@ -115,19 +121,29 @@ def _alone(obj: object) -> bytes:
 
 
 def _mapping(obj: dict[Any, Any], out: list[bytes]) -> None:
+    """A dict: its pairs sorted by key (string keys by their order, others by encoding)."""
     out.append(b"{%d;" % len(obj))
-    if set(map(type, obj)) <= _STR:
-        for key in sorted(obj):
+    mark = len(out)
+    keys: Iterable[Any]
+    try:
+        keys = sorted(obj) if len(obj) > 1 else obj
+    except TypeError:  # keys of several types
+        keys = ()
+    for key in keys:
+        if type(key) is not str:
+            del out[mark:]
+            _pairs(obj.items(), out, ordered=False)
+            return
+        try:
+            data = key.encode()
+        except UnicodeEncodeError:
             data = key.encode("utf-8", "surrogatepass")
-            size = len(data)
-            out.append(_STR_HEADS[size] if size < 256 else b"s%d:" % size)
-            out.append(data)
-            _encode(obj[key], out)
-        return
-    _pairs(obj.items(), out, ordered=False)
-
-
-_STR = frozenset({str})
+        size = len(data)
+        out.append(_STR_HEADS[size] if size < 256 else b"s%d:" % size)
+        out.append(data)
+        _encode(obj[key], out)
+    if not keys and obj:
+        _pairs(obj.items(), out, ordered=False)
 
 
 def _pairs(items: Any, out: list[bytes], *, ordered: bool) -> None:

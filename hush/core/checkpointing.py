@@ -187,9 +187,9 @@ class ItemKeys:
     the k-th such item is saved as ``<node>[D.k]``, so duplicates keep answers
     of their own. Items are counted in input order: a map keys each as it takes
     it (:meth:`keyed`), a loop as it runs it.
-    Only 8 bytes of each D are remembered (about 70 bytes an item while the node
-    runs); two different digests sharing them can only make an item miss its
-    saved result, never take another's.
+    Only the hash of each D is remembered (about 70 bytes an item while the node
+    runs); two different digests sharing one can only make an item miss its saved
+    result, never take another's.
     """
 
     __slots__ = ("_checkpoint", "_path", "_ready", "_repeats", "_seen", "_shared")
@@ -233,7 +233,7 @@ class ItemKeys:
             why = f"its inputs cannot be keyed ({type(exc).__name__}: {exc})"
             checkpoint.warn_once(f"{self._path}[*]", why)
             return None
-        short = int(key[:16], 16)
+        short = hash(key)
         count = 0
         if short in self._seen:
             count = self._repeats[key] = self._repeats.get(key, 0) + 1
