@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -45,7 +44,6 @@ class ItemRunner:
 
         limits.OWNER = owner
         use_limiters(limits.ClusterLimiter)
-        sys.setswitchinterval(0.001)
         self.items_at_once = items_at_once
         self.bodies: dict[str, asyncio.Future[Any]] = {}
         self.slots: asyncio.Semaphore | None = None
