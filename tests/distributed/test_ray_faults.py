@@ -213,3 +213,55 @@ async def test_code_the_workers_cannot_import_fails_each_item_readably(
         assert "runtime_env" in error.message
         assert len(f"{error.type}: {error.message}") < 600
         assert "\x1b" not in error.message and "ItemRunner" not in error.message
+
+
+def wait_for_driver(content: str, marker: str) -> dict[str, Any]:
+    """Finish only once the driver has seen this item's tokens (it creates ``marker``)."""
+    deadline = time.monotonic() + 60  # a hang guard: without live events it never comes
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"answer": content if os.path.exists(marker) else None}
+
+
+async def test_tokens_stream_from_a_worker_while_its_item_runs(
+    io_executor: RayExecutor, tmp_path: Path
+) -> None:
+    marker = tmp_path / "seen"
+    async with MockLLMServer(MockLLMConfig()) as server:
+        get_registry().register(
+            "llm:ray-live", {"base_url": server.base_url, "model": "gpt-4o-mini"}
+        )
+        try:
+            with GraphNode(name="live") as graph:
+                with MapNode(
+                    name="asks",
+                    inputs={"q": Each(PARENT["qs"]), "marker": str(marker)},
+                    executor=io_executor,
+                ) as asks:
+                    llm = LLMNode(
+                        name="llm",
+                        resource_key="ray-live",
+                        stream=True,
+                        inputs={"messages": [{"role": "user", "content": PARENT["q"]}]},
+                    )
+                    code = CodeNode(
+                        name="after",
+                        code_fn=wait_for_driver,
+                        inputs={"content": llm["content"], "marker": PARENT["marker"]},
+                    )
+                    code["answer"] >> PARENT["answer"]
+                    START >> llm >> code >> END
+                asks["answer"] >> PARENT["answers"]
+                START >> asks >> END
+            tokens = 0
+            result = None
+            async for event in Hush(graph).stream({"qs": ["hello there"]}):
+                if event.kind == "token":
+                    tokens += 1
+                    marker.touch()
+                elif event.kind == "run_end":
+                    result = event.result
+        finally:
+            get_registry().unregister("llm:ray-live")
+    assert tokens > 0
+    assert result is not None and result["answers"][0] and "hello there" in result["answers"][0]
