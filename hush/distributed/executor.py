@@ -135,6 +135,7 @@ class RayExecutor:
         self._pool: list[_Worker] = []
         self._bodies: dict[int, tuple[GraphPlan, str, Any]] = {}
         self._limiters: dict[str, Any] = {}
+        self._caches: dict[str, Any] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -197,9 +198,9 @@ class RayExecutor:
         with self._lock:
             for worker in self._pool:
                 ray.kill(worker.handle)
-            for actor in self._limiters.values():
+            for actor in [*self._limiters.values(), *self._caches.values()]:
                 ray.kill(actor)
-            self._pool, self._bodies, self._limiters = [], {}, {}
+            self._pool, self._bodies, self._limiters, self._caches = [], {}, {}, {}
             if self.started_ray and ray.is_initialized():
                 ray.shutdown()
                 self.started_ray = False
@@ -321,6 +322,7 @@ class RayExecutor:
                     first.run_id,
                     first.emit is not None,
                     first.spend is not None,
+                    self._cache(first.spend),
                 )
             except (TypeError, ValueError, pickle.PicklingError) as exc:
                 for number, item in list(undone.items()):
@@ -385,6 +387,21 @@ class RayExecutor:
                 hold.settle(message[2], message[3])
         elif kind == "cached" and first.spend is not None:
             first.spend.answered_from_cache(message[1], message[2])
+        elif kind == "cache_put" and first.spend is not None and first.spend.cache is not None:
+            first.spend.cache.put(message[1], message[2], message[3])
+
+    def _cache(self, spend: RunSpend | None) -> Any:
+        """The cache actor reading the run's response cache file (started once per file,
+        on this node; killed at shutdown), or ``None``."""
+        if spend is None or spend.cache is None:
+            return None
+        path = str(spend.cache.path)
+        actor = self._caches.get(path)
+        if actor is None:
+            from hush.distributed.cache import start_cache_actor
+
+            actor = self._caches[path] = start_cache_actor(path, spend.cache.store_incomplete)
+        return actor
 
     def _retry(self, item: _Item, lost: BaseException | None) -> None:
         """Send an item of a lost worker again, or fail it after ``max_item_retries``."""

@@ -27,6 +27,7 @@ from hush.core.errors import NodeError
 from hush.core.events import Emitter
 from hush.core.state import RunRecord
 from hush.distributed.budget import DriverSpend, Message, Outbox
+from hush.distributed.cache import WorkerCache
 from hush.distributed.errors import load_error
 from hush.providers.resources import LLMResource
 
@@ -71,10 +72,12 @@ class ItemRunner:
         run_id: str,
         observed: bool,
         budget: bool,
+        cache: Any = None,
     ) -> AsyncIterator[list[Message]]:
         """Run ``items`` of the body ``body_id`` (whose object ref is ``body[0]``); yield
         lists of messages: ``("event", n, event)``, ``("reserve", id, ...)``,
-        ``("settle", id, usage, cost)``, ``("cached", key, price)`` and, last for each item,
+        ``("settle", id, usage, cost)``, ``("cached", key, price)``,
+        ``("cache_put", key, model, answer)`` and, last for each item,
         ``("done", n, written, error, errors, unhandled)``."""
         outbox = Outbox(self.answers)
         try:
@@ -86,7 +89,7 @@ class ItemRunner:
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.items_at_once)
         tasks = [
-            asyncio.ensure_future(self._item(plan, item, run_id, observed, budget, outbox))
+            asyncio.ensure_future(self._item(plan, item, run_id, observed, budget, cache, outbox))
             for item in items
         ]
         try:
@@ -106,6 +109,7 @@ class ItemRunner:
         run_id: str,
         observed: bool,
         budget: bool,
+        cache: Any,
         outbox: Outbox,
     ) -> None:
         from hush.providers.spend import RunSpend
@@ -118,7 +122,10 @@ class ItemRunner:
             ctx = RunContext(
                 run_id, RunRecord(run_id=run_id, graph=path), emit=emit if observed else None
             )
-            spend = RunSpend(parent=DriverSpend(outbox) if budget else None)
+            spend = RunSpend(
+                parent=DriverSpend(outbox) if budget else None,
+                cache=None if cache is None else WorkerCache(cache, outbox),  # type: ignore[arg-type]
+            )
             token = current_spend.set(spend)
             try:
                 outcome = await runtime.execute(

@@ -265,3 +265,26 @@ async def test_tokens_stream_from_a_worker_while_its_item_runs(
             get_registry().unregister("llm:ray-live")
     assert tokens > 0
     assert result is not None and result["answers"][0] and "hello there" in result["answers"][0]
+
+
+async def test_the_response_cache_answers_worker_calls_across_runs(
+    io_executor: RayExecutor, tmp_path: Path
+) -> None:
+    cache = tmp_path / "answers.db"
+    async with MockLLMServer(MockLLMConfig(latency=0.01)) as server:
+        get_registry().register(
+            "llm:ray-cache", {"base_url": server.base_url, "model": "gpt-4o-mini", "rpm": 6000}
+        )
+        try:
+            graph = llm_graph(io_executor, "ray-cache", cap=8)
+            qs = [f"question {i}" for i in range(8)]
+            first = await Hush(graph).run({"qs": qs, "marker": ""}, cache=str(cache))
+            sent = server.total_requests
+            again = await Hush(graph).run({"qs": qs, "marker": ""}, cache=str(cache))
+        finally:
+            get_registry().unregister("llm:ray-cache")
+    assert first["errors"] == again["errors"] == [None] * 8
+    assert sent == 8 and server.total_requests == 8, "the second run was answered by the cache"
+    assert again["answers"] == first["answers"]
+    spent = again["$state"].llm["llm:ray-cache"]
+    assert spent["cached"] == 8 and spent["calls"] == 0
