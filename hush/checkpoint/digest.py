@@ -59,6 +59,28 @@ def digest(value: object) -> str:
     return hashlib.blake2b(b"".join(out), digest_size=16).hexdigest()
 
 
+def digest_after(head: str) -> Callable[[object], str]:
+    """``digest((head, value))`` as a function of ``value``, with ``head`` hashed once (a map
+    item's key: its node's shared inputs' digest, then the item's own inputs)."""
+    start: list[bytes] = []
+    _encode((head, None), start)
+    base = hashlib.blake2b(b"".join(start[:-1]), digest_size=16)
+
+    def after(value: object) -> str:
+        out: list[bytes] = []
+        try:
+            _encode(value, out)
+        except RecursionError:
+            raise UndigestableError(
+                f"a {type(value).__name__} nested too deeply (or holding itself) cannot be digested"
+            ) from None
+        hasher = base.copy()
+        hasher.update(b"".join(out))
+        return hasher.hexdigest()
+
+    return after
+
+
 def _encode(obj: Any, out: list[bytes]) -> None:
     kind = type(obj)
     if kind is str:

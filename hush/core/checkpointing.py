@@ -19,10 +19,10 @@ import asyncio
 import logging
 import pickle
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hush.checkpoint.digest import digest
+from hush.checkpoint.digest import digest, digest_after
 from hush.checkpoint.errors import CheckpointValueError, CheckpointWriteError
 from hush.core.errors import NodeError
 from hush.providers.spend import current as current_spend
@@ -192,12 +192,14 @@ class ItemKeys:
     result, never take another's.
     """
 
-    __slots__ = ("_checkpoint", "_path", "_ready", "_repeats", "_seen", "_shared")
+    __slots__ = ("_checkpoint", "_path", "_ready", "_repeats", "_saved", "_seen", "_shared")
 
     def __init__(self, checkpoint: RunCheckpoint, path: str) -> None:
         self._checkpoint = checkpoint
         self._path = path
-        self._shared: tuple[Mapping[str, Any], str | None] | None = None
+        self._shared: tuple[Mapping[str, Any], Callable[[object], str] | None] | None = None
+        self._saved = ""
+        """Where the node is saved (its enclosing items named while it runs)."""
         self._seen: set[int] = set()
         self._repeats: dict[str, int] = {}
         self._ready: dict[int, tuple[str, str] | None] = {}
@@ -224,11 +226,14 @@ class ItemKeys:
         its inputs cannot be digested (warned once for the node)."""
         checkpoint = self._checkpoint
         if self._shared is None or self._shared[0] is not shared:
-            self._shared = (shared, checkpoint.key(f"{self._path}[*]", shared))
-        if self._shared[1] is None:
+            head = checkpoint.key(f"{self._path}[*]", shared)
+            self._shared = (shared, None if head is None else digest_after(head))
+            self._saved = checkpoint.saved_path(self._path)
+        digest_own = self._shared[1]
+        if digest_own is None:
             return None
         try:
-            key = digest((self._shared[1], own))
+            key = digest_own(own)
         except Exception as exc:
             why = f"its inputs cannot be keyed ({type(exc).__name__}: {exc})"
             checkpoint.warn_once(f"{self._path}[*]", why)
@@ -239,4 +244,4 @@ class ItemKeys:
             count = self._repeats[key] = self._repeats.get(key, 0) + 1
         else:
             self._seen.add(short)
-        return key, f"{checkpoint.saved_path(self._path)}[{key}.{count}]"
+        return key, f"{self._saved}[{key}.{count}]"

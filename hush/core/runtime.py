@@ -114,7 +114,11 @@ class Frame:
             and (not defer or checkpoint.has_under(prefix + "/"))
         )
         """Whether nodes look for saved results (inside an item: only if the file has some)."""
-        self.fast = run.plain
+        self.fast = run.plain or (
+            run.slot is None and defer and not self.lookups and len(plan.nodes) == 1
+        )
+        """Plain nodes may take the scheduler's fast path: nothing to look up, save or limit
+        (an item of one node is saved whole or not at all, so its node takes no snapshot)."""
         self.written: dict[str, Any] = {}
         self.outputs: list[Any] = [None] * n
         self.node_errors: list[NodeError | None] = [None] * n
