@@ -38,6 +38,8 @@ from hush.checkpoint.errors import UnstableValueError
 
 _DOUBLE = struct.Struct("<d").pack
 _STR_HEADS = tuple(b"s%d:" % n for n in range(256))
+_MAX_KEYS = 4096
+_KEYS: dict[str, bytes] = {}
 
 
 class UndigestableError(UnstableValueError):
@@ -145,27 +147,31 @@ def _alone(obj: object) -> bytes:
 def _mapping(obj: dict[Any, Any], out: list[bytes]) -> None:
     """A dict: its pairs sorted by key (string keys by their order, others by encoding)."""
     out.append(b"{%d;" % len(obj))
+    keys: Iterable[Any] = obj
+    if len(obj) > 1:
+        try:
+            keys = sorted(obj)
+        except TypeError:  # keys of several types
+            _pairs(obj.items(), out, ordered=False)
+            return
     mark = len(out)
-    keys: Iterable[Any]
-    try:
-        keys = sorted(obj) if len(obj) > 1 else obj
-    except TypeError:  # keys of several types
-        keys = ()
     for key in keys:
         if type(key) is not str:
             del out[mark:]
             _pairs(obj.items(), out, ordered=False)
             return
-        try:
-            data = key.encode()
-        except UnicodeEncodeError:
-            data = key.encode("utf-8", "surrogatepass")
-        size = len(data)
-        out.append(_STR_HEADS[size] if size < 256 else b"s%d:" % size)
-        out.append(data)
+        out.append(_KEYS.get(key) or _key(key))
         _encode(obj[key], out)
-    if not keys and obj:
-        _pairs(obj.items(), out, ordered=False)
+
+
+def _key(key: str) -> bytes:
+    """A dict's string key, encoded (and kept: the same few keys recur in every item)."""
+    out: list[bytes] = []
+    _encode(key, out)
+    encoded = b"".join(out)
+    if len(_KEYS) < _MAX_KEYS:
+        _KEYS[key] = encoded
+    return encoded
 
 
 def _pairs(items: Any, out: list[bytes], *, ordered: bool) -> None:
