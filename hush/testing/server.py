@@ -15,6 +15,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from hush.testing.batch_api import BatchAPI
 from hush.testing.config import MockLLMConfig
 from hush.testing.faults import (
     BROKEN_REPLIES,
@@ -73,6 +74,7 @@ class MockLLMServer:
         self._counter = 0
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self.batch_api = BatchAPI(self)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -86,6 +88,7 @@ class MockLLMServer:
             app.router.add_get(f"{prefix}/models", self._models)
             app.router.add_get(f"{prefix}/models/{{model}}", self._model)
         add_retrieval_routes(app, self)
+        self.batch_api.add_routes(app)
         runner = web.AppRunner(
             app,
             access_log=None,
