@@ -41,6 +41,8 @@ NUDGE_EVERY_S = 0.001
 NUDGE_S = 0.00005
 
 Waiter = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
+Futures = tuple[list["asyncio.Future[None]"], asyncio.AbstractEventLoop]
+"""Futures of one loop, settled together (a batch's are handed over as one list)."""
 Entry = tuple[str, str, bytes, float, str | None, Waiter | None]
 """``(path, digest, pickled value, finished_at, spend, waiter)``; ``finished_at`` 0 means
 "the time of the batch that carries it"; ``spend`` is what the saved work's LLM calls spent
@@ -110,7 +112,7 @@ class Writer:
         self._lock = lock
         self._identity = identity
         self._queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
-        self._close_waiters: list[Waiter] = []
+        self._close_waiters: list[Futures] = []
         self._closing = False
         self._cause: BaseException | None = None
         self._commits = 0
@@ -202,26 +204,26 @@ class Writer:
     def _commit(self, batch: list[Op]) -> None:
         """Write ``batch`` in one transaction, then settle its waiters."""
         entries: list[Entry] = []
-        waiters: list[Waiter] = []
+        waiters: list[Futures] = []
         statuses: list[Status] = []
         for op in batch:
             if isinstance(op, tuple):
                 entries.append(op)
                 if op[5] is not None:
-                    waiters.append(op[5])
+                    waiters.append(_alone(op[5]))
             elif isinstance(op, Many):
                 entries.extend(
                     e if e[3] else (e[0], e[1], e[2], op.at, e[4], e[5]) for e in op.entries
                 )
-                waiters.extend((future, op.loop) for future in op.waiters)
+                waiters.append((op.waiters, op.loop))
             elif isinstance(op, Status):
                 statuses.append(op)
             elif isinstance(op, Barrier):
-                waiters.append(op.waiter)
+                waiters.append(_alone(op.waiter))
             else:
                 self._closing = True
                 if op.waiter is not None:
-                    self._close_waiters.append(op.waiter)
+                    self._close_waiters.append(_alone(op.waiter))
         try:
             if entries:
                 self._write(entries)
@@ -294,19 +296,19 @@ class Writer:
 
     def _reject_until_closed(self) -> None:
         while not self._closing:
-            waiters: list[Waiter] = []
+            waiters: list[Futures] = []
             for op in self._take():
                 if isinstance(op, tuple):
                     if op[5] is not None:
-                        waiters.append(op[5])
+                        waiters.append(_alone(op[5]))
                 elif isinstance(op, Many):
-                    waiters.extend((future, op.loop) for future in op.waiters)
+                    waiters.append((op.waiters, op.loop))
                 elif isinstance(op, Barrier):
-                    waiters.append(op.waiter)
+                    waiters.append(_alone(op.waiter))
                 elif isinstance(op, Close):
                     self._closing = True
                     if op.waiter is not None:
-                        self._close_waiters.append(op.waiter)
+                        self._close_waiters.append(_alone(op.waiter))
             self._settle(waiters, failed=True)
 
     def _fail(self, exc: BaseException) -> None:
@@ -319,16 +321,20 @@ class Writer:
                 exc_info=exc,
             )
 
-    def _settle(self, waiters: Iterable[Waiter], *, failed: bool) -> None:
+    def _settle(self, waiters: Iterable[Futures], *, failed: bool) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for future, loop in waiters:
-            by_loop.setdefault(loop, []).append(future)
+        for futures, loop in waiters:
+            by_loop.setdefault(loop, []).extend(futures)
         for loop, futures in by_loop.items():
             errors = [self.error() for _ in futures] if failed else None
             try:
                 loop.call_soon_threadsafe(_settle_futures, futures, errors)
             except RuntimeError:
                 logger.debug("event loop closed; %d checkpoint waiter(s) dropped", len(futures))
+
+
+def _alone(waiter: Waiter) -> Futures:
+    return [waiter[0]], waiter[1]
 
 
 def _settle_futures(
