@@ -138,3 +138,101 @@ async def test_bad_input_is_refused_with_the_line_named(server: MockLLMServer) -
         await client.batches.retrieve("batch-nope")
     with pytest.raises(NotFoundError, match="No such file"):
         await client.files.content("file-nope")
+
+
+# -- LLMNode(batch=True) over the local server --------------------------------------------
+
+IN_PRICE, OUT_PRICE = 2.5, 10.0
+
+
+def _map_graph(resource: str, **llm: Any) -> Any:
+    from hush.core import END, PARENT, START, Each, GraphNode
+    from hush.core.nodes.iteration import MapNode
+    from hush.providers import LLMNode
+
+    with GraphNode(name="job") as graph:
+        with MapNode(name="items", inputs={"q": Each(PARENT["qs"])}) as items:
+            node = LLMNode(
+                name="llm",
+                resource_key=resource,
+                inputs={"messages": [{"role": "user", "content": PARENT["q"]}]},
+                **llm,
+            )
+            for key in ("content", "cost", "error"):
+                node[key] >> PARENT[key]
+            START >> node >> END
+        for key in ("content", "cost", "error"):
+            items[key] >> PARENT[key + "s"]
+        START >> items >> END
+    return graph
+
+
+def _priced(register: Any, server: MockLLMServer, name: str) -> str:
+    return str(
+        register(
+            name,
+            server.base_url,
+            input_cost_per_mtok=IN_PRICE,
+            output_cost_per_mtok=OUT_PRICE,
+            batch_window=0.05,
+            batch_poll_interval=0.01,
+        )
+    )
+
+
+async def test_a_batch_map_sends_one_batch_at_half_the_price(
+    server: MockLLMServer, register: Any
+) -> None:
+    from hush.core import Hush
+
+    name = _priced(register, server, "batched")
+    qs = [f"question {i}: what is {i} times {i}?" for i in range(12)]
+    sync = await Hush(_map_graph(name)).run({"qs": qs})
+    server.reset()
+    batched = await Hush(_map_graph(name, batch=True)).run({"qs": qs})
+
+    paths = [r.path for r in server.requests]
+    assert paths.count("/v1/chat/completions") == 0
+    assert paths.count("/v1/batches") == 1
+    (batch,) = server.batch_api.batches.values()
+    assert batch.total == 12
+    assert batched["errors"] == [None] * 12
+    assert batched["contents"] == sync["contents"]
+    for cost, full in zip(batched["costs"], sync["costs"], strict=True):
+        assert cost == pytest.approx(full / 2)
+    assert batched["$state"].cost == pytest.approx(sync["$state"].cost / 2)
+
+
+async def test_a_failing_line_fails_its_item_only(
+    server: MockLLMServer, register: Any
+) -> None:
+    from hush.core import Hush
+
+    name = _priced(register, server, "batched_fail")
+    qs = ["first", "[[fail:400]] second", "third"]
+    result = await Hush(_map_graph(name, batch=True)).run({"qs": qs})
+    errors = result["errors"]
+    assert errors[0] is None and errors[2] is None
+    assert "line failed (HTTP 400)" in str(errors[1])
+    assert "Injected fault: HTTP 400" in str(errors[1])
+    assert result["contents"][0] and result["contents"][2]
+
+
+async def test_an_expired_batch_fails_its_items_clearly(
+    server: MockLLMServer, register: Any
+) -> None:
+    from hush.core import Hush
+
+    name = _priced(register, server, "batched_expired")
+    server.batch_api.configure(outcome="expired")
+    result = await Hush(_map_graph(name, batch=True)).run({"qs": ["a", "b"]})
+    for error in result["errors"]:
+        assert "ended 'expired' without answering" in str(error)
+
+
+def test_batch_and_stream_are_refused_together() -> None:
+    from hush.core.errors import GraphDefinitionError
+    from hush.providers import LLMNode
+
+    with pytest.raises(GraphDefinitionError, match="LLMNode 'x': batch=True cannot be combined"):
+        LLMNode(name="x", resource_key="r", inputs={"messages": []}, batch=True, stream=True)

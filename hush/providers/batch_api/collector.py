@@ -1,0 +1,232 @@
+"""Collect a resource's batch calls, submit them after a quiet ``batch_window``, route answers.
+
+Every call waits at :func:`batch_complete` while others arrive; once no new call came for the
+resource's ``batch_window`` seconds, the waiting requests are written as JSONL lines (one per
+distinct request, ``custom_id`` = its digest), split at the provider's caps, uploaded and
+submitted; each batch is polled every ``batch_poll_interval`` seconds (growing with its age)
+and its output and error lines resolve the calls that asked, by ``custom_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import openai
+import pydantic
+
+from hush.providers.batch_api.lines import custom_id, request_line, split
+from hush.providers.batch_api.pricing import batch_price
+from hush.providers.client import LLMResult
+from hush.providers.resources import LLMResource, get_registry, normalize_key
+from hush.providers.spend import Hold
+from hush.providers.spend import current as current_spend
+from hush.providers.tokens import estimate_prompt_tokens
+
+logger = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+MAX_POLL_INTERVAL = 600.0
+"""Longest pause between two polls of one batch, in seconds."""
+
+
+class BatchCallError(RuntimeError):
+    """A call sent through the Batch API failed (its line, or its whole batch)."""
+
+
+class Collector:
+    """The waiting batch calls of one resource on one event loop."""
+
+    def __init__(self, key: str, resource: LLMResource) -> None:
+        self.key = key
+        self.resource = resource
+        self.client = openai.AsyncOpenAI(
+            base_url=resource.base_url,
+            api_key=resource.api_key.get_secret_value() if resource.api_key else "none",
+            default_headers={k: v.get_secret_value() for k, v in resource.headers.items()},
+            max_retries=6,
+        )
+        self._pending: dict[str, Mapping[str, Any]] = {}
+        self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._arrived = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self.submitted: list[str] = []
+
+    async def ask(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The completion body answering ``body``, once its batch is done."""
+        cid = custom_id(body)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if cid not in self._waiting:
+            self._pending[cid] = body
+        self._waiting.setdefault(cid, []).append(future)
+        self._arrived.set()
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.create_task(self._quiet_then_submit())
+        try:
+            return await future
+        finally:
+            waiting = self._waiting.get(cid, [])
+            if future in waiting:
+                waiting.remove(future)
+
+    async def _quiet_then_submit(self) -> None:
+        while self._pending:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), self.resource.batch_window)
+                continue
+            pending, self._pending = self._pending, {}
+            task = asyncio.create_task(self._run(pending))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _run(self, pending: dict[str, Mapping[str, Any]]) -> None:
+        lines = {cid: request_line(cid, body) for cid, body in pending.items()}
+        groups = split(lines)
+        await asyncio.gather(*(self._one_batch(group) for group in groups))
+
+    async def _one_batch(self, group: dict[str, bytes]) -> None:
+        cids = list(group)
+        try:
+            upload = await self.client.files.create(
+                file=("hush-batch.jsonl", b"".join(group.values())), purpose="batch"
+            )
+            batch = await self.client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            self.submitted.append(batch.id)
+            logger.info("%s: batch %s submitted with %d requests", self.key, batch.id, len(cids))
+            await self._poll_and_route(batch.id, cids)
+        except Exception as exc:
+            self._fail(cids, BatchCallError(f"{self.key}: batch call failed: {exc}"))
+
+    async def _poll_and_route(self, batch_id: str, cids: list[str]) -> None:
+        started = time.monotonic()
+        while True:
+            batch = await self.client.batches.retrieve(batch_id)
+            if batch.status in TERMINAL:
+                break
+            age = time.monotonic() - started
+            interval = self.resource.batch_poll_interval
+            await asyncio.sleep(min(MAX_POLL_INTERVAL, max(interval, age / 10)))
+        if batch.status != "completed":
+            error = BatchCallError(
+                f"{self.key}: batch {batch_id} ended '{batch.status}' without answering"
+            )
+            self._fail(cids, error)
+            return
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id is not None:
+                content = await self.client.files.content(file_id)
+                for raw in content.text.splitlines():
+                    if raw.strip():
+                        self._route(batch_id, json.loads(raw))
+        missing = [cid for cid in cids if self._waiting.get(cid)]
+        self._fail(missing, BatchCallError(f"{self.key}: batch {batch_id} returned no line"))
+
+    def _route(self, batch_id: str, line: dict[str, Any]) -> None:
+        waiting = self._waiting.pop(str(line.get("custom_id")), [])
+        response = line.get("response") or {}
+        body = response.get("body") or {}
+        outcome: dict[str, Any] | BatchCallError
+        if response.get("status_code") == 200 and line.get("error") is None:
+            outcome = body
+        else:
+            error = body.get("error") or line.get("error") or {}
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            status = response.get("status_code")
+            outcome = BatchCallError(
+                f"{self.key}: batch {batch_id} line failed (HTTP {status}): {message}"
+            )
+        for future in waiting:
+            if future.done():
+                continue
+            if isinstance(outcome, BatchCallError):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    def _fail(self, cids: list[str], error: BatchCallError) -> None:
+        for cid in cids:
+            for future in self._waiting.pop(cid, []):
+                if not future.done():
+                    future.set_exception(error)
+
+
+_collectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Collector]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def collector_for(key: str) -> Collector:
+    """The collector of resource ``key`` on the running loop."""
+    by_key = _collectors.setdefault(asyncio.get_running_loop(), {})
+    key = normalize_key(key)
+    found = by_key.get(key)
+    if found is None:
+        found = by_key[key] = Collector(key, get_registry().get_llm(key))
+    return found
+
+
+async def batch_complete(
+    key: str,
+    messages: list[Any],
+    params: Mapping[str, Any],
+    response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
+    tools: list[Mapping[str, Any]] | None = None,
+) -> LLMResult:
+    """One chat completion through the Batch API of resource ``key``, at the batch price."""
+    resource = get_registry().get_llm(key)
+    body: dict[str, Any] = {"model": resource.model, "messages": messages, **params}
+    if tools:
+        body["tools"] = tools
+    model_type = response_format if isinstance(response_format, type) else None
+    if model_type is not None:
+        schema = {"name": model_type.__name__, "schema": model_type.model_json_schema()}
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif isinstance(response_format, Mapping):
+        body["response_format"] = dict(response_format)
+    started = time.monotonic()
+    price = batch_price(resource)
+    spend = current_spend.get()
+    hold: Hold | None = None
+    usage: dict[str, int] | None = None
+    cost: float | None = None
+    try:
+        if spend is not None:
+            max_tokens = params.get("max_tokens")
+            prompt = estimate_prompt_tokens(messages, tools=tools)
+            limit = max_tokens if isinstance(max_tokens, int) else None
+            hold = await spend.reserve(normalize_key(key), price, prompt, limit)
+        answer = await collector_for(key).ask(body)
+        raw_usage = answer.get("usage") or {}
+        usage = {k: int(v) for k, v in raw_usage.items() if isinstance(v, int)}
+        cost = None if price is None else price.usage_cost(usage)
+    finally:
+        if hold is not None:
+            hold.settle(usage, cost)
+    choice = (answer.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content = message.get("content")
+    parsed = None
+    if model_type is not None and isinstance(content, str):
+        parsed = model_type.model_validate_json(content)
+    return LLMResult(
+        content=content,
+        usage=usage,
+        model=str(answer.get("model") or resource.model),
+        finish_reason=choice.get("finish_reason"),
+        tool_calls=message.get("tool_calls"),
+        parsed=parsed,
+        latency_s=time.monotonic() - started,
+        attempts=1,
+        resource_key=normalize_key(key),
+        cost=cost,
+    )
