@@ -91,6 +91,7 @@ class LLMNode(BaseNode):
         timeout: float | None = None,
         stream: bool = False,
         cache: bool = True,
+        batch: bool = False,
         **params: Any,
     ) -> None:
         try:
@@ -102,7 +103,7 @@ class LLMNode(BaseNode):
             raise GraphDefinitionError(
                 f"LLMNode '{name}': weights need a list of resource_key to spread calls over"
             )
-        for flag, value in (("stream", stream), ("cache", cache)):
+        for flag, value in (("stream", stream), ("cache", cache), ("batch", batch)):
             if not isinstance(value, bool):
                 raise GraphDefinitionError(f"LLMNode '{name}': {flag} must be True or False")
         if stream and isinstance(response_format, type):
@@ -110,8 +111,14 @@ class LLMNode(BaseNode):
                 f"LLMNode '{name}': stream=True cannot be combined with a pydantic "
                 "response_format (the reply is parsed once it is complete)"
             )
+        if batch and stream:
+            raise GraphDefinitionError(
+                f"LLMNode '{name}': batch=True cannot be combined with stream=True "
+                "(Batch API answers arrive whole)"
+            )
         self.stream = stream
         self.cache = cache
+        self.batch = batch
         self.resource_key = pool[0]
         self.fallback = _fallback_keys(name, fallback)
         self.response_format = _response_format(name, response_format)
@@ -167,6 +174,7 @@ class LLMNode(BaseNode):
 
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
         """Call the model (through the limiter, with retries and fallback)."""
+        from hush.providers.batch_api import batch_complete
         from hush.providers.clients import complete
 
         messages = inputs["messages"]
@@ -179,16 +187,20 @@ class LLMNode(BaseNode):
         started = time.time()
         try:
             keys = self.resource_keys if self.pool is None else [*self.pool.order(), *self.fallback]
-            result = await complete(
-                keys,
-                messages,
-                params=params,
-                response_format=self.response_format,
-                tools=self.tools,
-                attempts=call.retry.attempts if call.retry is not None else None,
-                timeout=call.timeout,
-                on_token=call.token if self.stream else None,
-                cache=self.cache,
+            result = await (
+                batch_complete(keys[0], messages, params, self.response_format, self.tools)
+                if self.batch
+                else complete(
+                    keys,
+                    messages,
+                    params=params,
+                    response_format=self.response_format,
+                    tools=self.tools,
+                    attempts=call.retry.attempts if call.retry is not None else None,
+                    timeout=call.timeout,
+                    on_token=call.token if self.stream else None,
+                    cache=self.cache,
+                )
             )
         except BaseException as exc:
             call.attempt = max(1, getattr(exc, "attempts", 1))

@@ -142,6 +142,15 @@ class LLMResource(BaseModel):
     cached_input_cost_per_mtok: NonNegativeFloat | None = None
     """USD per million prompt tokens served from the provider's prompt cache (default: the
     input price)."""
+    batch_window: PositiveFloat = 2.0
+    """Batch API (``LLMNode(batch=True)``): seconds without a new call before the collected
+    calls are submitted."""
+    batch_poll_interval: PositiveFloat = 30.0
+    """Batch API: first seconds between polls of a batch (growing with its age)."""
+    batch_input_cost_per_mtok: NonNegativeFloat | None = None
+    """Batch API price per million prompt tokens (unset: half the input price)."""
+    batch_output_cost_per_mtok: NonNegativeFloat | None = None
+    """Batch API price per million completion tokens (unset: half the output price)."""
 
     @model_validator(mode="after")
     def _azure_needs_version(self) -> LLMResource:
