@@ -8,7 +8,8 @@ below that name, so an inserted, removed or reordered item costs only itself
 (:class:`ItemKeys`; events keep the position). Inside a map item, a
 clean node's result is pickled the moment it finishes (a :class:`Snapshot`, so
 that later changes to shared objects do not leak into it) but written only if
-the item does not end clean; a clean item is saved whole, as one entry. Saving
+the item does not end clean; a clean item is saved whole, as one entry (so the
+node of a one-node item takes no snapshot: see ``Frame.fast``). Saving
 never fails the work: a value that cannot be keyed or pickled costs a warning,
 and a write failure is kept for the run's record while the run goes on.
 """
