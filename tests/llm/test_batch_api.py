@@ -203,9 +203,7 @@ async def test_a_batch_map_sends_one_batch_at_half_the_price(
     assert batched["$state"].cost == pytest.approx(sync["$state"].cost / 2)
 
 
-async def test_a_failing_line_fails_its_item_only(
-    server: MockLLMServer, register: Any
-) -> None:
+async def test_a_failing_line_fails_its_item_only(server: MockLLMServer, register: Any) -> None:
     from hush.core import Hush
 
     name = _priced(register, server, "batched_fail")
@@ -236,3 +234,16 @@ def test_batch_and_stream_are_refused_together() -> None:
 
     with pytest.raises(GraphDefinitionError, match="LLMNode 'x': batch=True cannot be combined"):
         LLMNode(name="x", resource_key="r", inputs={"messages": []}, batch=True, stream=True)
+
+
+def test_lines_split_at_the_request_and_byte_caps() -> None:
+    from hush.providers.batch_api.lines import custom_id, request_line, split
+
+    bodies = [{"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(7)]
+    lines = {custom_id(body): request_line(custom_id(body), body) for body in bodies}
+    assert len(lines) == 7
+    assert [len(group) for group in split(lines, max_requests=3)] == [3, 3, 1]
+    size = len(next(iter(lines.values())))
+    assert [len(group) for group in split(lines, max_bytes=2 * size + 1)] == [2, 2, 2, 1]
+    reordered = {"messages": bodies[0]["messages"], "model": "m"}
+    assert custom_id(reordered) == custom_id(bodies[0])
