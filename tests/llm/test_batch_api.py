@@ -247,3 +247,14 @@ def test_lines_split_at_the_request_and_byte_caps() -> None:
     assert [len(group) for group in split(lines, max_bytes=2 * size + 1)] == [2, 2, 2, 1]
     reordered = {"messages": bodies[0]["messages"], "model": "m"}
     assert custom_id(reordered) == custom_id(bodies[0])
+
+
+async def test_service_tier_reaches_the_request_body(server: MockLLMServer, register: Any) -> None:
+    from hush.core import Hush
+
+    name = register("flex", server.base_url, service_tier="flex")
+    result = await Hush(_map_graph(name)).run({"qs": ["one", "two"]})
+    assert result["errors"] == [None, None]
+    bodies = [r.body for r in server.requests if r.path == "/v1/chat/completions"]
+    assert len(bodies) == 2
+    assert all(isinstance(b, dict) and b.get("service_tier") == "flex" for b in bodies)
