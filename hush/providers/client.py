@@ -343,6 +343,8 @@ class LLMClient:
                 body[name] = value
             else:
                 extra_body[name] = value
+        if self.resource.service_tier is not None:
+            body.setdefault("service_tier", self.resource.service_tier)
         if extra_body:
             body["extra_body"] = extra_body
         body["messages"] = [dict(m) for m in messages]

@@ -142,6 +142,9 @@ class LLMResource(BaseModel):
     cached_input_cost_per_mtok: NonNegativeFloat | None = None
     """USD per million prompt tokens served from the provider's prompt cache (default: the
     input price)."""
+    service_tier: str | None = None
+    """Sent as ``service_tier`` with every call (for instance ``flex``: batch prices,
+    synchronous, slower); a call's own ``service_tier`` parameter wins."""
     batch_window: PositiveFloat = 2.0
     """Batch API (``LLMNode(batch=True)``): seconds without a new call before the collected
     calls are submitted."""
