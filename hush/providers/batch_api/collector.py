@@ -58,6 +58,11 @@ class Collector:
         self._timer: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
         self.submitted: list[str] = []
+        """Ids of the batches submitted, in order."""
+        self.last_call_at = 0.0
+        """``time.monotonic()`` when the last call arrived."""
+        self.submitted_at = 0.0
+        """``time.monotonic()`` when the last batch was created."""
 
     async def ask(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The completion body answering ``body``, once its batch is done."""
@@ -66,6 +71,7 @@ class Collector:
         if cid not in self._waiting:
             self._pending[cid] = body
         self._waiting.setdefault(cid, []).append(future)
+        self.last_call_at = time.monotonic()
         self._arrived.set()
         if self._timer is None or self._timer.done():
             self._timer = asyncio.create_task(self._quiet_then_submit())
@@ -102,6 +108,7 @@ class Collector:
                 input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
             )
             self.submitted.append(batch.id)
+            self.submitted_at = time.monotonic()
             logger.info("%s: batch %s submitted with %d requests", self.key, batch.id, len(cids))
             await self._poll_and_route(batch.id, cids)
         except Exception as exc:
