@@ -117,11 +117,12 @@ before = peak_rss()
 
 
 async def main():
+    items = list(range(n))  # both sides get the same materialised list
     if mode == "hush":
-        r = await eng.run({"items": range(n)})
+        r = await eng.run({"items": items})
         assert len(r["results"]) == n
     else:
-        r = await bare_map(trivial, list(range(n)), 100)
+        r = await bare_map(trivial, items, 100)
         assert len(r) == n
 
 
