@@ -67,6 +67,7 @@ class LangfuseTracer(OTelTracer):
 
     backend = "Langfuse"
     input_key, output_key = A.OBSERVATION_INPUT, A.OBSERVATION_OUTPUT
+    openinference = False
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ from hush.core.events import Event, LLMCall
 from hush.core.redaction import register_secret
 from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
+from hush.observability.openinference import chain_attributes, llm_attributes
 from hush.observability.serialize import DEFAULT_MAX_CHARS, to_json_text, usage_details
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
 
@@ -53,6 +54,8 @@ class OTelTracer(SpanTracer):
 
     backend = "OpenTelemetry"
     input_key, output_key = "hush.input", "hush.output"
+    openinference = True
+    """Add the OpenInference attributes (Phoenix, Arize) beside the GenAI ones."""
 
     def __init__(
         self,
@@ -202,6 +205,8 @@ class OTelTracer(SpanTracer):
                 attributes["hush.metadata"] = self.text(fields["metadata"])
         if self.include_io and event.input is not None:
             attributes[self.input_key] = self.text(event.input)
+        if self.openinference:
+            attributes.update(chain_attributes(attributes.get(self.input_key), None))
         return attributes
 
     def span_end(self, run: RunSpans, event: Event) -> Attributes:
@@ -211,6 +216,8 @@ class OTelTracer(SpanTracer):
             attributes["hush.attempts"] = event.attempts
         if self.include_io and event.output is not None:
             attributes[self.output_key] = self.text(event.output)
+        if self.openinference and self.output_key in attributes:
+            attributes.update(chain_attributes(None, attributes[self.output_key]))
         return attributes
 
     def generation_name(self, event: Event, llm: LLMCall) -> str:
@@ -251,6 +258,8 @@ class OTelTracer(SpanTracer):
             attributes[self.input_key] = self.text(llm.messages)
             if llm.output is not None:
                 attributes[self.output_key] = self.text(llm.output)
+        if self.openinference:
+            attributes.update(llm_attributes(llm, self.text, self.include_io))
         return attributes
 
 

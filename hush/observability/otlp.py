@@ -55,11 +55,14 @@ class OTLPTracer(OTelTracer):
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         flush_interval: float = 1.0,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        project_name: str | None = None,
     ) -> None:
         self.endpoint = traces_endpoint(endpoint)
         own = tracer_provider is None
         provider = tracer_provider or private_provider(
-            service_name=service_name, sample_rate=sample_rate
+            service_name=service_name,
+            sample_rate=sample_rate,
+            resource_attributes={"openinference.project.name": project_name},
         )
         super().__init__(
             provider,

@@ -1,0 +1,105 @@
+"""OpenInference attributes (what Phoenix and Arize read) beside the GenAI ones.
+
+Span kinds: ``LLM`` for chat calls, ``EMBEDDING``/``RERANKER`` for those operations and
+``CHAIN`` for runs, graphs, maps, items and nodes. Texts are already bounded by the
+tracer's ``max_field_chars`` (truncated with a marker, never dropped).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hush.core.events import LLMCall
+from hush.observability.serialize import usage_details
+
+Attributes = dict[str, Any]
+
+_KINDS = {"chat": "LLM", "embeddings": "EMBEDDING", "rerank": "RERANKER"}
+_JSON, _TEXT = "application/json", "text/plain"
+
+
+def _io(prefix: str, text: str) -> Attributes:
+    """``{prefix}.value`` and its mime type (JSON unless it does not parse)."""
+    try:
+        json.loads(text)
+        mime = _JSON
+    except ValueError:
+        mime = _TEXT
+    return {f"{prefix}.value": text, f"{prefix}.mime_type": mime}
+
+
+def chain_attributes(input_text: str | None, output_text: str | None) -> Attributes:
+    """A run, graph, map, item or node span: kind ``CHAIN`` and its input/output."""
+    attributes: Attributes = {"openinference.span.kind": "CHAIN"}
+    if input_text is not None:
+        attributes.update(_io("input", input_text))
+    if output_text is not None:
+        attributes.update(_io("output", output_text))
+    return attributes
+
+
+def _messages(prefix: str, messages: Any, text: Callable[[Any], str]) -> Attributes:
+    attributes: Attributes = {}
+    if not isinstance(messages, list):
+        return attributes
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            continue
+        key = f"{prefix}.{i}.message"
+        attributes[f"{key}.role"] = str(message.get("role", ""))
+        content = message.get("content")
+        if content is not None:
+            attributes[f"{key}.content"] = content if isinstance(content, str) else text(content)
+        for j, call in enumerate(message.get("tool_calls") or ()):
+            function = call.get("function", {}) if isinstance(call, Mapping) else {}
+            call_key = f"{key}.tool_calls.{j}.tool_call.function"
+            attributes[f"{call_key}.name"] = str(function.get("name", ""))
+            attributes[f"{call_key}.arguments"] = str(function.get("arguments", ""))
+    return attributes
+
+
+def _output_messages(output: Any) -> list[Any]:
+    """The reply as a message list: a text is the assistant's content."""
+    if isinstance(output, str):
+        return [{"role": "assistant", "content": output}]
+    if isinstance(output, Mapping):
+        return [{"role": "assistant", **output}]
+    return []
+
+
+def llm_attributes(llm: LLMCall, text: Callable[[Any], str], include_io: bool) -> Attributes:
+    """One LLM, embedding or rerank call: model, provider, tokens, cost, parameters, I/O."""
+    attributes: Attributes = {
+        "openinference.span.kind": _KINDS.get(llm.operation, "LLM"),
+        "llm.model_name": llm.response_model or llm.model,
+        "llm.provider": "openai",
+        "llm.system": "openai",
+    }
+    if llm.params:
+        attributes["llm.invocation_parameters"] = text(
+            {k: v for k, v in llm.params.items() if k != "tools"}
+        )
+        tools = llm.params.get("tools")
+        for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+            attributes[f"llm.tools.{i}.tool.json_schema"] = text(tool)
+    usage = usage_details(llm.usage) or {}
+    for key, name in (("input", "prompt"), ("output", "completion"), ("total", "total")):
+        if key in usage:
+            attributes[f"llm.token_count.{name}"] = usage[key]
+    for key in ("cached_tokens", "cache_read_input_tokens", "cache_read"):
+        if key in usage:
+            attributes["llm.token_count.prompt_details.cache_read"] = usage[key]
+            break
+    if "reasoning_tokens" in usage:
+        attributes["llm.token_count.completion_details.reasoning"] = usage["reasoning_tokens"]
+    if llm.cost is not None:
+        attributes["llm.cost.total"] = llm.cost
+    if include_io:
+        attributes.update(_io("input", text(llm.messages)))
+        attributes.update(_messages("llm.input_messages", llm.messages, text))
+        if llm.output is not None:
+            attributes.update(_io("output", text(llm.output)))
+            attributes.update(_messages("llm.output_messages", _output_messages(llm.output), text))
+    return attributes
