@@ -145,6 +145,8 @@ class LLMResource(BaseModel):
     service_tier: str | None = None
     """Sent as ``service_tier`` with every call (for instance ``flex``: batch prices,
     synchronous, slower); a call's own ``service_tier`` parameter wins."""
+    batch_fallback: Literal["fail", "sync"] = "fail"
+    """Batch API: when a batch fails or expires, fail its calls or send them synchronously."""
     batch_window: PositiveFloat = 2.0
     """Batch API (``LLMNode(batch=True)``): seconds without a new call before the collected
     calls are submitted."""

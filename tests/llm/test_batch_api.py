@@ -258,3 +258,24 @@ async def test_service_tier_reaches_the_request_body(server: MockLLMServer, regi
     bodies = [r.body for r in server.requests if r.path == "/v1/chat/completions"]
     assert len(bodies) == 2
     assert all(isinstance(b, dict) and b.get("service_tier") == "flex" for b in bodies)
+
+
+async def test_an_expired_batch_is_sent_synchronously_with_batch_fallback_sync(
+    server: MockLLMServer, register: Any
+) -> None:
+    from hush.core import Hush
+
+    name = register(
+        "batched_fallback",
+        server.base_url,
+        batch_window=0.05,
+        batch_poll_interval=0.01,
+        batch_fallback="sync",
+    )
+    server.batch_api.configure(outcome="expired")
+    result = await Hush(_map_graph(name, batch=True)).run({"qs": ["a", "b", "c"]})
+    assert result["errors"] == [None] * 3
+    assert all(result["contents"])
+    paths = [r.path for r in server.requests]
+    assert paths.count("/v1/batches") == 1
+    assert paths.count("/v1/chat/completions") == 3

@@ -40,6 +40,10 @@ class BatchCallError(RuntimeError):
     """A call sent through the Batch API failed (its line, or its whole batch)."""
 
 
+class BatchEndedError(BatchCallError):
+    """The call's whole batch failed, expired or was cancelled without answering it."""
+
+
 class Collector:
     """The waiting batch calls of one resource on one event loop."""
 
@@ -124,7 +128,7 @@ class Collector:
             interval = self.resource.batch_poll_interval
             await asyncio.sleep(min(MAX_POLL_INTERVAL, max(interval, age / 10)))
         if batch.status != "completed":
-            error = BatchCallError(
+            error = BatchEndedError(
                 f"{self.key}: batch {batch_id} ended '{batch.status}' without answering"
             )
             self._fail(cids, error)
@@ -189,8 +193,33 @@ async def batch_complete(
     response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
     tools: list[Mapping[str, Any]] | None = None,
 ) -> LLMResult:
-    """One chat completion through the Batch API of resource ``key``, at the batch price."""
+    """One chat completion through the Batch API of resource ``key``, at the batch price.
+
+    When its batch ends without answering and the resource has ``batch_fallback: sync``,
+    the call is sent synchronously instead (at the synchronous price).
+    """
     resource = get_registry().get_llm(key)
+    try:
+        return await _through_batch(key, resource, messages, params, response_format, tools)
+    except BatchEndedError as exc:
+        if resource.batch_fallback != "sync":
+            raise
+        logger.warning("%s; sending the call synchronously (batch_fallback: sync)", exc)
+    from hush.providers.clients import complete
+
+    return await complete(
+        [key], messages, params=params, response_format=response_format, tools=tools
+    )
+
+
+async def _through_batch(
+    key: str,
+    resource: LLMResource,
+    messages: list[Any],
+    params: Mapping[str, Any],
+    response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None,
+    tools: list[Mapping[str, Any]] | None,
+) -> LLMResult:
     body: dict[str, Any] = {"model": resource.model, "messages": messages, **params}
     if tools:
         body["tools"] = tools
