@@ -1,4 +1,5 @@
-"""One Ray cluster for the session, started with ``ray start --head`` in its own processes
+"""One Ray cluster for this package's tests (stopped when they end, so later tests
+such as the examples start their own), started with ``ray start --head`` in its own processes
 (loopback, 2 CPUs, token authentication as ``ray start`` sets it up) and stopped with
 ``ray stop``; the tests join it through ``RAY_ADDRESS`` like any driver would."""
 
@@ -28,7 +29,7 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[str]:
     """The address of a cluster started with ``ray start --head``; the driver's environment
     says where it is and that it uses token authentication."""
@@ -70,7 +71,7 @@ def cluster() -> Iterator[str]:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def executor(cluster: str) -> Iterator[RayExecutor]:
     """CPU-bound items: one item at a time in each of the cluster's 2 workers."""
     with RayExecutor() as ex:
@@ -78,7 +79,7 @@ def executor(cluster: str) -> Iterator[RayExecutor]:
         yield ex
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def io_executor(executor: RayExecutor) -> Iterator[RayExecutor]:
     """Items that mostly wait (LLM calls): 2 workers of 16 items, reserving no CPU."""
     with RayExecutor(workers=2, items_per_worker=16, cpus_per_worker=0) as ex:
