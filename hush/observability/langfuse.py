@@ -196,12 +196,6 @@ class LangfuseTracer(OTelTracer):
             attributes[A.OBSERVATION_STATUS_MESSAGE] = "cancelled before it finished"
         return attributes
 
-    def generation_name(self, event: Event, llm: LLMCall) -> str:
-        """The LLM node's name, as Langfuse shows it."""
-        if event.name:
-            return event.name
-        return event.path.rsplit("/", 1)[-1]
-
     def generation_attributes(self, run: RunSpans, event: Event, llm: LLMCall) -> Attributes:
         attributes = super().generation_attributes(run, event, llm)
         attributes[A.OBSERVATION_TYPE] = (
@@ -214,7 +208,7 @@ class LangfuseTracer(OTelTracer):
         usage = usage_details(llm.usage)
         if usage:
             attributes[A.OBSERVATION_USAGE_DETAILS] = self.text(usage)
-        if llm.cost is not None:
+        if llm.cost is not None and (llm.cost > 0 or usage):
             attributes[A.OBSERVATION_COST_DETAILS] = self.text({"total": llm.cost})
         if llm.first_token is not None:
             stamp = datetime.fromtimestamp(llm.first_token, tz=UTC).isoformat()
@@ -223,6 +217,7 @@ class LangfuseTracer(OTelTracer):
             "resource": llm.resource,
             "attempts": llm.attempts,
             "cached": llm.cached or None,
+            "usage_estimated": bool((llm.usage or {}).get("estimated")) or None,
             **(event.metadata or {}),
         }
         attributes.update(self._meta(A.OBSERVATION_METADATA, metadata))

@@ -96,6 +96,7 @@ async def test_batch_run_arrives_as_one_nested_trace(
         assert json.loads(llm.attributes["langfuse.observation.metadata.kind"]) == "llm"
         (generation,) = children(spans, llm)
         assert generation.type == "generation"
+        assert generation.name == f"chat {generation.attributes['gen_ai.request.model']}"
         assert json_attr(generation, "langfuse.observation.input")[1] == {
             "role": "user",
             "content": f"question {index}",
@@ -347,7 +348,7 @@ async def test_tracer_failures_are_swallowed(
     await tracer.flush(5.0)
 
     spans = receiver.wait_for_spans(3)
-    assert {span.name for span in spans} == {"broken", "node", "llm"}
+    assert {span.name for span in spans} == {"broken", "node", "chat m"}
     assert (
         "unrepresentable Exploding" in only(spans, "node").attributes["langfuse.observation.input"]
     )
