@@ -8,8 +8,8 @@ wraps it in the queue that makes requests wait.
 How the limits are set:
 
 * **A known limit** (``rpm``/``tpm`` configured, or ``x-ratelimit-limit-*`` sent by the
-  server, which wins over the configuration up or down) is aimed at
-  :data:`HEADROOM` of it, in continuously refilled buckets holding
+  server, which wins over the configuration up or down) is aimed at: exactly when
+  the server's headers state it, else :data:`HEADROOM` of it, in continuously refilled buckets holding
   :data:`BURST_SECONDS` of refill. A 429 at a known limit pauses the resource for
   ``Retry-After`` and resumes at the limit; only if 429s stay frequent
   (:data:`SQUEEZE_SHARE` of recent answers) is the aim lowered a little.
@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from hush.providers.headers import RateLimitHeaders
 
 HEADROOM = 0.97
-"""Share of a known limit aimed at: room for clock jitter between us and the server."""
+"""Share of a configured limit aimed at until the server's headers confirm it: room for
+clock jitter between us and a bucket we cannot see."""
 BURST_SECONDS = 0.05
 """A bucket holds this many seconds of refill (at least one request): small, because a
 provider may allow little burst and our sends reach it with some jitter."""
@@ -318,7 +319,10 @@ class RateState:
         for name, bucket in (("requests", self.requests), ("tokens", self.tokens)):
             state = self._limits[name]
             if state.known is not None:
-                rate: float | None = state.known * HEADROOM * self.squeeze
+                # The server's bucket is the truth: a limit its headers state is aimed at
+                # exactly; only a configured, unconfirmed one keeps room for clock jitter.
+                aim = 1.0 if state.learned is not None else HEADROOM
+                rate: float | None = state.known * aim * self.squeeze
             else:
                 rate = state.discovered
             if rate != bucket.rate:

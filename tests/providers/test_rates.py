@@ -46,9 +46,9 @@ def test_headers_set_the_limits_at_once_and_remaining_caps_the_bucket() -> None:
         }
     )
     state.answered(10, 10, info, now=0.1)
-    assert state.rpm == pytest.approx(6000 * HEADROOM)
-    assert state.tpm == pytest.approx(200000 * HEADROOM)
-    assert state.wait(0, 0.1) == pytest.approx(60 / (6000 * HEADROOM), rel=0.01)
+    assert state.rpm == pytest.approx(6000)
+    assert state.tpm == pytest.approx(200000)
+    assert state.wait(0, 0.1) == pytest.approx(60 / 6000, rel=0.01)
     assert state.window is None
 
 
@@ -57,7 +57,14 @@ def test_a_header_confirmed_limit_replaces_the_configured_one(advertised: int) -
     state = RateState(Limits(rpm=3000), now=0.0)
     assert state.rpm == pytest.approx(3000 * HEADROOM)
     state.answered(0, 0, RateLimitHeaders(limit_requests=advertised), now=1.0)
-    assert state.rpm == pytest.approx(advertised * HEADROOM)
+    assert state.rpm == pytest.approx(advertised)
+
+
+def test_a_configured_limit_the_headers_confirm_is_paced_exactly() -> None:
+    state = RateState(Limits(rpm=1200), now=0.0)
+    assert state.rpm == pytest.approx(1200 * HEADROOM)
+    state.answered(0, 0, RateLimitHeaders(limit_requests=1200), now=1.0)
+    assert state.rpm == pytest.approx(1200)
 
 
 def test_headers_are_ignored_when_asked() -> None:
