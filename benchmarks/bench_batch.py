@@ -25,6 +25,15 @@ issue 19) and once by the batch's output writer (a worker thread).
 
     python benchmarks/bench_batch.py --stall [--rows 20000]
 
+``--first-request`` starts ``hush batch`` over 50 rows three times and prints the
+range of seconds from the command's start (just before the subprocess is launched)
+to the first request the local server receives (both clocks are the system's
+monotonic clock), with ``python -X importtime``'s figures for ``hush.cli`` and
+``openai`` beside it: the floor the first request cannot beat. The default run
+prints the same range after the three answer-time scenarios.
+
+    python benchmarks/bench_batch.py --first-request
+
 ``--packing`` runs ``hush batch`` over 2,000 short rows against a local server that
 answers packed rows (``hush.testing.packed_rows``: entries in reverse order, a few
 rows left out on purpose), with ``--rows-per-call 1`` and ``10``, and prints the
@@ -267,12 +276,56 @@ def packing(rows: int) -> None:
             )
 
 
+def first_request_range(server: ServerProcess, workdir: Path, runs: int = 3) -> list[float]:
+    """Seconds from launching ``hush batch`` to the server's first request, ``runs`` times."""
+    source = workdir / "first-request.csv"
+    write_rows(source, 50)
+    server.configure(latency=[0.01, 0.02])
+    seconds = []
+    for run in range(runs):
+        server.reset()
+        fresh = workdir / f"first-request-{run}"
+        fresh.mkdir()
+        launched = time.monotonic()
+        hush_batch(server.base_url, fresh, source, SERVER_RPM)
+        seconds.append(min(r.arrived_at for r in server.requests) - launched)
+    return seconds
+
+
+def import_seconds(module: str) -> float:
+    """The cumulative ``python -X importtime`` figure for ``module`` in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    last = [line for line in done.stderr.splitlines() if line.rstrip().endswith(f"| {module}")]
+    return int(last[-1].split("|")[1]) / 1e6
+
+
+def print_first_request(server: ServerProcess, workdir: Path) -> None:
+    """Print import-to-first-request over three runs, beside the import floor."""
+    seconds = first_request_range(server, workdir)
+    cli = [import_seconds("hush.cli") for _ in range(3)]
+    sdk = [import_seconds("openai") for _ in range(3)]
+    print(
+        f"\nimport-to-first-request (3 runs of hush batch, 50 rows): "
+        f"{min(seconds):.2f}-{max(seconds):.2f} s (target 0.5 s)"
+    )
+    print(
+        f"  floor, python -X importtime: hush.cli {min(cli):.2f}-{max(cli):.2f} s, "
+        f"openai {min(sdk):.2f}-{max(sdk):.2f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="only the first scenario")
     parser.add_argument("--stall", action="store_true", help="the loop's stall while writing")
     parser.add_argument("--packing", action="store_true", help="--rows-per-call 1 vs 10")
+    parser.add_argument("--first-request", action="store_true", help="only import-to-first-request")
     args = parser.parse_args()
     if args.stall:
         stall(args.rows or 20000)
@@ -282,6 +335,13 @@ def main() -> None:
         return
     args.rows = args.rows or 2000
     server = ServerProcess(rpm=SERVER_RPM, seed=3)
+    if args.first_request:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                print_first_request(server, Path(tmp))
+        finally:
+            server.stop()
+        return
     print(f"server: {SERVER_RPM} RPM ({SERVER_RPM / 60:.0f} rows/s at most), one-second burst")
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -320,6 +380,7 @@ def main() -> None:
                         f"{name:<46} {rate:7.2f} {rate / (SERVER_RPM / 60):8.1%} "
                         f"{limited:6d} {rows - answered:11d}"
                     )
+            print_first_request(server, workdir)
     finally:
         server.stop()
 
