@@ -42,6 +42,8 @@ class CallSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     schema: AnswerSchema | None = None
     history: bool = False
+    batch_api: bool = False
+    """Send the calls through the provider's Batch API (``LLMNode(batch=True)``)."""
 
 
 def rows_graph(spec: CallSpec, concurrency: int, answered: Answered) -> GraphNode:
@@ -75,6 +77,7 @@ def packs_graph(spec: CallSpec, concurrency: int, answered: Answered) -> GraphNo
             llm = LLMNode(
                 name="llm",
                 resource_key=spec.model,
+                batch=spec.batch_api,
                 inputs={"messages": ask["messages"]},
                 response_format=pack_format(spec.schema),
                 **spec.params,
@@ -173,6 +176,7 @@ def _ask_alone(spec: CallSpec, answered: Answered | None) -> None:
     llm = LLMNode(
         name="llm",
         resource_key=spec.model,
+        batch=spec.batch_api,
         inputs={"messages": prompt["messages"]},
         response_format=response,
         **spec.params,
@@ -233,6 +237,7 @@ def _ask_alone(spec: CallSpec, answered: Answered | None) -> None:
     again = LLMNode(
         name="again",
         resource_key=spec.model,
+        batch=spec.batch_api,
         inputs={"messages": checked["retry"]},
         response_format=response,
         **spec.params,

@@ -121,6 +121,7 @@ async def run_batch(
     schema: str | AnswerSchema | None = None,
     rows_per_call: int = 1,
     default_answer: str | None = None,
+    batch_api: bool = False,
 ) -> BatchResult:
     """Send every row of ``source`` through ``prompt`` on resource ``model``; write ``output``.
 
@@ -136,6 +137,8 @@ async def run_batch(
     ``module:Model``) asks for structured answers, one column per top-level field.
     ``rows_per_call`` packs that many rows into one request. ``default_answer`` fills
     the answer (and schema columns, when it is a JSON object) of rows that failed.
+    ``batch_api`` sends the calls through the provider's Batch API (half the price; a
+    resumed run re-attaches to the batches its checkpoint records).
     ``checkpoint=True`` saves finished rows next to ``output`` (a path picks another
     file, ``False`` none); ``restart`` forgets what was saved. Saved answers are
     matched to rows by what the row asks, so rows added, removed or reordered since
@@ -177,6 +180,7 @@ async def run_batch(
         params=params,
         schema=answer_schema,
         history=history_column is not None,
+        batch_api=batch_api,
     )
     requests: list[dict[str, Any] | None] = []
     refused: dict[int, dict[str, Any]] = {}

@@ -17,6 +17,7 @@ and a write failure is kept for the run's record while the run goes on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import pickle
 import re
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hush.checkpoint")
 _INDEX = re.compile(r"\[\d+\]")
+
+current_store: contextvars.ContextVar[CheckpointStore | None] = contextvars.ContextVar(
+    "hush_checkpoint_store", default=None
+)
+"""The running run's checkpoint store (``None`` outside a run or without a checkpoint):
+where work that outlives a node, such as a submitted Batch API batch, keeps its records."""
 
 
 class Snapshot(NamedTuple):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from hush.core.checkpointing import current_store
 from hush.core.errors import NodeError, RunOptionError
 from hush.providers.spend import RunSpend
 from hush.providers.spend import current as current_spend
@@ -76,6 +77,7 @@ async def opened(
             stack.push_async_callback(_shielded, _close_store, resources, record)
         stack.callback(resources.spend.save)
         stack.callback(current_spend.reset, current_spend.set(resources.spend))
+        stack.callback(current_store.reset, current_store.set(store))
         yield resources
 
 

@@ -5,6 +5,11 @@ resource's ``batch_window`` seconds, the waiting requests are written as JSONL l
 distinct request, ``custom_id`` = its digest), split at the provider's caps, uploaded and
 submitted; each batch is polled every ``batch_poll_interval`` seconds (growing with its age)
 and its output and error lines resolve the calls that asked, by ``custom_id``.
+
+Each submitted batch is recorded in the run's checkpoint before it is polled
+(:mod:`~hush.providers.batch_api.records`); a resumed run's call whose ``custom_id`` is
+recorded re-attaches to that batch (polls it, keeping all its answers for the calls still
+to come) instead of being submitted again.
 """
 
 from __future__ import annotations
@@ -16,20 +21,27 @@ import logging
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 import pydantic
 
+from hush.core.checkpointing import current_store
 from hush.providers.batch_api.lines import custom_id, request_line, split
 from hush.providers.batch_api.pricing import batch_price
+from hush.providers.batch_api.records import SubmittedBatches
 from hush.providers.client import LLMResult
 from hush.providers.resources import LLMResource, get_registry, normalize_key
 from hush.providers.spend import Hold
 from hush.providers.spend import current as current_spend
 from hush.providers.tokens import estimate_prompt_tokens
 
+if TYPE_CHECKING:
+    from hush.checkpoint.store import CheckpointStore
+
 logger = logging.getLogger(__name__)
+
+Outcome = dict[str, Any] | BaseException
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_POLL_INTERVAL = 600.0
@@ -56,7 +68,15 @@ class Collector:
             default_headers={k: v.get_secret_value() for k, v in resource.headers.items()},
             max_retries=6,
         )
-        self._pending: dict[str, Mapping[str, Any]] = {}
+        self._pending: dict[str, tuple[Mapping[str, Any], SubmittedBatches | None]] = {}
+        """Requests not submitted yet, with the record of the run that asked first."""
+        self._records: weakref.WeakKeyDictionary[CheckpointStore, SubmittedBatches] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._attached: set[str] = set()
+        """Recorded batches this collector polls for resumed runs."""
+        self._kept: dict[str, Outcome] = {}
+        """Every answer of an attached batch, for the resumed calls still to come."""
         self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._arrived = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
@@ -68,16 +88,36 @@ class Collector:
         self.submitted_at = 0.0
         """``time.monotonic()`` when the last batch was created."""
 
+    def _record(self) -> SubmittedBatches | None:
+        """The batches recorded in the running run's checkpoint (``None`` without one)."""
+        store = current_store.get()
+        if store is None:
+            return None
+        found = self._records.get(store)
+        if found is None:
+            found = self._records[store] = SubmittedBatches(store, self.key)
+        return found
+
     async def ask(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The completion body answering ``body``, once its batch is done."""
         cid = custom_id(body)
+        kept = self._kept.get(cid)
+        if isinstance(kept, BaseException):
+            raise kept
+        if kept is not None:
+            return kept
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         if cid not in self._waiting:
-            self._pending[cid] = body
+            record = self._record()
+            batch_id = None if record is None else record.by_cid.get(cid)
+            if record is not None and batch_id is not None:
+                self._attach(batch_id, record.batches[batch_id])
+            else:
+                self._pending[cid] = (body, record)
         self._waiting.setdefault(cid, []).append(future)
         self.last_call_at = time.monotonic()
         self._arrived.set()
-        if self._timer is None or self._timer.done():
+        if self._pending and (self._timer is None or self._timer.done()):
             self._timer = asyncio.create_task(self._quiet_then_submit())
         try:
             return await future
@@ -97,12 +137,34 @@ class Collector:
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
 
-    async def _run(self, pending: dict[str, Mapping[str, Any]]) -> None:
-        lines = {cid: request_line(cid, body) for cid, body in pending.items()}
-        groups = split(lines)
-        await asyncio.gather(*(self._one_batch(group) for group in groups))
+    def _attach(self, batch_id: str, cids: list[str]) -> None:
+        """Poll recorded batch ``batch_id`` (once per collector) and keep all its answers."""
+        if batch_id in self._attached:
+            return
+        self._attached.add(batch_id)
+        logger.info("%s: re-attaching to batch %s (%d requests)", self.key, batch_id, len(cids))
+        task = asyncio.create_task(self._reattached(batch_id, cids))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
 
-    async def _one_batch(self, group: dict[str, bytes]) -> None:
+    async def _reattached(self, batch_id: str, cids: list[str]) -> None:
+        try:
+            await self._poll_and_route(batch_id, cids, keep=True)
+        except Exception as exc:
+            error = BatchCallError(f"{self.key}: batch {batch_id} could not be polled: {exc}")
+            self._fail(cids, error, keep=True)
+
+    async def _run(
+        self, pending: dict[str, tuple[Mapping[str, Any], SubmittedBatches | None]]
+    ) -> None:
+        lines = {cid: request_line(cid, body) for cid, (body, _) in pending.items()}
+        groups = split(lines)
+        records = {cid: record for cid, (_, record) in pending.items()}
+        await asyncio.gather(*(self._one_batch(group, records) for group in groups))
+
+    async def _one_batch(
+        self, group: dict[str, bytes], records: Mapping[str, SubmittedBatches | None]
+    ) -> None:
         cids = list(group)
         try:
             upload = await self.client.files.create(
@@ -114,14 +176,30 @@ class Collector:
             self.submitted.append(batch.id)
             self.submitted_at = time.monotonic()
             logger.info("%s: batch %s submitted with %d requests", self.key, batch.id, len(cids))
+            by_record: dict[SubmittedBatches, list[str]] = {}
+            for cid in cids:
+                record = records.get(cid)
+                if record is not None:
+                    by_record.setdefault(record, []).append(cid)
+            for record, recorded in by_record.items():
+                await record.add(batch.id, recorded)
             await self._poll_and_route(batch.id, cids)
         except Exception as exc:
             self._fail(cids, BatchCallError(f"{self.key}: batch call failed: {exc}"))
 
-    async def _poll_and_route(self, batch_id: str, cids: list[str]) -> None:
+    async def _poll_and_route(self, batch_id: str, cids: list[str], keep: bool = False) -> None:
         started = time.monotonic()
         while True:
             batch = await self.client.batches.retrieve(batch_id)
+            counts = batch.request_counts
+            logger.info(
+                "%s: batch %s %s (%s of %s answered)",
+                self.key,
+                batch_id,
+                batch.status,
+                "?" if counts is None else counts.completed + counts.failed,
+                len(cids) if counts is None else counts.total,
+            )
             if batch.status in TERMINAL:
                 break
             age = time.monotonic() - started
@@ -131,19 +209,22 @@ class Collector:
             error = BatchEndedError(
                 f"{self.key}: batch {batch_id} ended '{batch.status}' without answering"
             )
-            self._fail(cids, error)
+            self._fail(cids, error, keep)
             return
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id is not None:
                 content = await self.client.files.content(file_id)
                 for raw in content.text.splitlines():
                     if raw.strip():
-                        self._route(batch_id, json.loads(raw))
-        missing = [cid for cid in cids if self._waiting.get(cid)]
-        self._fail(missing, BatchCallError(f"{self.key}: batch {batch_id} returned no line"))
+                        self._route(batch_id, json.loads(raw), keep)
+        missing = [
+            cid for cid in cids if self._waiting.get(cid) or (keep and cid not in self._kept)
+        ]
+        no_line = BatchCallError(f"{self.key}: batch {batch_id} returned no line")
+        self._fail(missing, no_line, keep)
 
-    def _route(self, batch_id: str, line: dict[str, Any]) -> None:
-        waiting = self._waiting.pop(str(line.get("custom_id")), [])
+    def _route(self, batch_id: str, line: dict[str, Any], keep: bool) -> None:
+        cid = str(line.get("custom_id"))
         response = line.get("response") or {}
         body = response.get("body") or {}
         outcome: dict[str, Any] | BatchCallError
@@ -156,19 +237,23 @@ class Collector:
             outcome = BatchCallError(
                 f"{self.key}: batch {batch_id} line failed (HTTP {status}): {message}"
             )
-        for future in waiting:
+        self._settle(cid, outcome, keep)
+
+    def _settle(self, cid: str, outcome: Outcome, keep: bool) -> None:
+        """Resolve the calls waiting for ``cid`` (and keep ``outcome`` for later ones)."""
+        if keep:
+            self._kept[cid] = outcome
+        for future in self._waiting.pop(cid, []):
             if future.done():
                 continue
-            if isinstance(outcome, BatchCallError):
+            if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
 
-    def _fail(self, cids: list[str], error: BatchCallError) -> None:
+    def _fail(self, cids: list[str], error: BatchCallError, keep: bool = False) -> None:
         for cid in cids:
-            for future in self._waiting.pop(cid, []):
-                if not future.done():
-                    future.set_exception(error)
+            self._settle(cid, error, keep)
 
 
 _collectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Collector]] = (
