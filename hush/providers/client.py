@@ -83,6 +83,8 @@ CONNECT_SHARE = 0.9
 """Share of a request's timeout within which its connection must be made: a connection
 not made by then is a connection failure (for the breaker), not a slow reply."""
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+TIER_UNAVAILABLE_CODES = frozenset({"resource_unavailable", "capacity_exceeded"})
+"""Error codes saying a service tier (flex) has no capacity now (OpenAI, Groq)."""
 FALLBACK_STATUS = frozenset({401, 403, 404, 429})
 """Besides retryable failures, statuses that mean this resource (not the request) is unusable
 (a 429 that must not be retried is an exhausted quota)."""
@@ -512,6 +514,20 @@ class LLMClient:
                 and exc.code != "insufficient_quota"
             )
             message = f"HTTP {status}: {redact(_server_message(exc))}"
+            if self.resource.service_tier_fallback and _tier_unavailable(body, exc):
+                tier = body.pop("service_tier")
+                permit.failed(headers)
+                logger.info(
+                    "%s: %s tier capacity unavailable; retrying on the standard tier",
+                    self.key,
+                    tier,
+                )
+                raise _AttemptFailed(
+                    f"{message} (service_tier {tier!r} unavailable; sent again without it)",
+                    status_code=status,
+                    retryable=True,
+                    retry_after=0.0,
+                ) from exc
             if status == 429 and retryable:
                 permit.rate_limited(headers, retry_after)
             else:
@@ -669,6 +685,16 @@ def _responded(exc: Exception) -> bool:
     except (AttributeError, RuntimeError):
         return False
     return bool(getattr(request, "extensions", {}).get(_RESPONDED))
+
+
+def _tier_unavailable(body: Mapping[str, Any], exc: openai.APIStatusError) -> bool:
+    """Whether ``exc`` says the service tier ``body`` asked for (flex) lacks capacity now."""
+    if body.get("service_tier") in (None, "auto", "default") or exc.status_code not in (429, 498):
+        return False
+    text = _server_message(exc).lower()
+    return (
+        exc.code in TIER_UNAVAILABLE_CODES or "resource unavailable" in text or "capacity" in text
+    )
 
 
 def _server_message(exc: openai.APIStatusError) -> str:

@@ -145,6 +145,10 @@ class LLMResource(BaseModel):
     service_tier: str | None = None
     """Sent as ``service_tier`` with every call (for instance ``flex``: batch prices,
     synchronous, slower); a call's own ``service_tier`` parameter wins."""
+    service_tier_fallback: bool = False
+    """When the provider answers a call sent at a ``service_tier`` with a 429 saying that
+    tier's capacity is unavailable, send it again at once without ``service_tier`` (the
+    standard tier, at its price)."""
     batch_fallback: Literal["fail", "sync"] = "fail"
     """Batch API: when a batch fails or expires, fail its calls or send them synchronously."""
     batch_window: PositiveFloat = 2.0

@@ -24,6 +24,11 @@ _KINDS: dict[str, Fault] = {
     "cut-early": "cut-early",
     "stream-error": "stream-error",
 }
+FLEX_UNAVAILABLE = (
+    "Resource Unavailable: flex processing capacity is not available for this request "
+    "right now. Retry later or send it without service_tier 'flex'."
+)
+"""The message of the 429 a ``[[flex-unavailable]]`` request sent at the flex tier gets."""
 BROKEN_REPLIES = frozenset({"cut", "cut-early", "stream-error"})
 """Faults that start a reply and break it."""
 
@@ -42,6 +47,9 @@ class Markers:
     retry_after: str | None = None
     """``[[retry-after:VALUE]]``: the ``Retry-After`` an injected 429 or 503 sends, as is
     (``inf``, ``nan``, ``-1``: what careless servers send)."""
+    flex_unavailable: bool = False
+    """``[[flex-unavailable]]``: a request sent with ``service_tier: flex`` gets OpenAI's
+    429 "Resource Unavailable" (flex capacity is short); other tiers are answered."""
 
 
 def parse_fault(spec: str) -> Fault | None:
@@ -60,7 +68,8 @@ def parse_markers(text: str) -> Markers | None:
     ``[[fail:CODE]]``, ``[[hang]]``, ``[[drop]]``, ``[[malformed]]``, ``[[fail-once:F]]``,
     ``[[fail-times:N:F]]`` (F is a status or one of the kinds above), ``[[cut]]``,
     ``[[cut-early]]``, ``[[stream-error]]``, ``[[sleep:SECONDS]]``, ``[[tool:NAME]]``,
-    ``[[no-usage]]`` and ``[[retry-after:VALUE]]``. Unknown markers are plain text.
+    ``[[no-usage]]``, ``[[retry-after:VALUE]]`` and ``[[flex-unavailable]]``. Unknown
+    markers are plain text.
     """
     if "[[" not in text:
         return None
@@ -94,6 +103,8 @@ def parse_markers(text: str) -> Markers | None:
             markers.usage = False
         elif name == "retry-after" and arg.strip():
             markers.retry_after = arg.strip()
+        elif name == "flex-unavailable" and not arg:
+            markers.flex_unavailable = True
         else:
             continue
         found = markers

@@ -19,6 +19,7 @@ from hush.testing.batch_api import BatchAPI
 from hush.testing.config import MockLLMConfig
 from hush.testing.faults import (
     BROKEN_REPLIES,
+    FLEX_UNAVAILABLE,
     Fault,
     FaultInjector,
     Markers,
@@ -320,6 +321,9 @@ class MockLLMServer:
                 else:
                     _retry_after(headers, decision.retry_after)
                 return _error(record, 429, decision.reason, "rate_limit_exceeded", headers)
+        if markers is not None and markers.flex_unavailable and body.get("service_tier") == "flex":
+            self._recorder.fault(record, "flex_unavailable")
+            return _error(record, 429, FLEX_UNAVAILABLE, "resource_unavailable", headers)
         fault = self._faults.decide(markers, last_user, config)
         delay = self._delay(config, body, markers)
         if delay > 0:

@@ -279,3 +279,35 @@ async def test_an_expired_batch_is_sent_synchronously_with_batch_fallback_sync(
     paths = [r.path for r in server.requests]
     assert paths.count("/v1/batches") == 1
     assert paths.count("/v1/chat/completions") == 3
+
+
+async def test_flex_capacity_unavailable_falls_back_to_the_standard_tier(
+    server: MockLLMServer, register: Any
+) -> None:
+    from hush.core import Hush
+
+    name = register(
+        "flex_fallback", server.base_url, service_tier="flex", service_tier_fallback=True
+    )
+    result = await Hush(_map_graph(name)).run({"qs": ["[[flex-unavailable]] one", "two"]})
+    assert result["errors"] == [None, None]
+    assert all(result["contents"])
+    sent = [r for r in server.requests if r.path == "/v1/chat/completions"]
+    tiers = sorted(
+        (str(r.body.get("service_tier")), r.status) for r in sent if isinstance(r.body, dict)
+    )
+    assert tiers == [("None", 200), ("flex", 200), ("flex", 429)]
+
+
+async def test_flex_capacity_unavailable_fails_clearly_without_the_fallback(
+    server: MockLLMServer, register: Any
+) -> None:
+    from hush.core import Hush
+
+    name = register("flex_only", server.base_url, service_tier="flex", max_retries=1)
+    result = await Hush(_map_graph(name)).run({"qs": ["[[flex-unavailable]] one"]})
+    (error,) = result["errors"]
+    assert "HTTP 429" in str(error) and "flex processing capacity" in str(error)
+    sent = [r.body for r in server.requests if r.path == "/v1/chat/completions"]
+    assert len(sent) == 2
+    assert all(isinstance(b, dict) and b.get("service_tier") == "flex" for b in sent)
