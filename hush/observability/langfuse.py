@@ -87,6 +87,7 @@ class LangfuseTracer(OTelTracer):
         timeout: float | None = None,
         tracer_provider: TracerProvider | None = None,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        sample: float = 1.0,
     ) -> None:
         credentials = resolve_credentials(public_key, secret_key, host)
         headers = _headers(credentials.public_key, credentials.secret_key)
@@ -108,6 +109,7 @@ class LangfuseTracer(OTelTracer):
             max_field_chars=max_field_chars,
             log=logger,
             max_queued_events=max_queued_events,
+            sample=sample,
         )
         exporter = self.otlp_exporter(
             f"{self.host}/api/public/otel/v1/traces",
@@ -152,22 +154,24 @@ class LangfuseTracer(OTelTracer):
     def run_attributes(self, run: RunSpans) -> Attributes:
         """The trace-level fields Langfuse reads from every span of the run."""
         fields = run.fields
-        attributes: Attributes = {A.TRACE_NAME: _short(run.name) or "run"}
+        attributes: Attributes = {A.TRACE_NAME: self._short(run.name, "the trace name")}
         for key, name in (("user_id", A.TRACE_USER_ID), ("session_id", A.TRACE_SESSION_ID)):
-            value = _short(fields.get(key))
-            if value:
-                attributes[name] = value
-        tags = [t for t in (_short(str(t)) for t in fields.get("tags") or ()) if t]
+            if fields.get(key) is not None and str(fields[key]):
+                attributes[name] = self._short(fields[key], key)
+        tags = [self._short(t, "a tag") for t in fields.get("tags") or () if str(t)]
         if tags:
             attributes[A.TRACE_TAGS] = tags
         trace_metadata = {"run_id": run.run_id, **(fields.get("metadata") or {})}
         for key, value in trace_metadata.items():
-            if value is None:
-                continue
-            text = meta_value(value, MAX_TRACE_ATTRIBUTE_CHARS)
-            if len(text) <= MAX_TRACE_ATTRIBUTE_CHARS:
-                attributes[f"{A.TRACE_METADATA}.{key}"] = text
+            if value is not None:
+                text = meta_value(value, self.max_field_chars)
+                attributes[f"{A.TRACE_METADATA}.{key}"] = self._short(text, f"metadata {key!r}")
         return attributes
+
+    def _short(self, value: Any, what: str) -> str:
+        """``value`` as a string Langfuse keeps as a trace-level field: longer ones are cut to
+        ``MAX_TRACE_ATTRIBUTE_CHARS`` with a marker (Langfuse would drop them)."""
+        return self.bounded(str(value), MAX_TRACE_ATTRIBUTE_CHARS, what)
 
     def span_start(self, run: RunSpans, event: Event) -> Attributes:
         attributes: Attributes = {A.OBSERVATION_TYPE: "span"}
@@ -202,10 +206,13 @@ class LangfuseTracer(OTelTracer):
             "embedding" if llm.operation == "embeddings" else "generation"
         )
         attributes[A.OBSERVATION_MODEL] = llm.response_model or llm.model
-        parameters = _model_parameters(llm.params)
+        tools = llm.params.get("tools")
+        parameters = _model_parameters({k: v for k, v in llm.params.items() if k != "tools"})
         if parameters:
             attributes[A.OBSERVATION_MODEL_PARAMETERS] = self.text(parameters)
-        usage = usage_details(llm.usage)
+        if tools and self.include_io:
+            attributes[A.OBSERVATION_INPUT] = self.text({"messages": llm.messages, "tools": tools})
+        usage = langfuse_usage(llm.usage)
         if usage:
             attributes[A.OBSERVATION_USAGE_DETAILS] = self.text(usage)
         if llm.cost is not None and (llm.cost > 0 or usage):
@@ -268,12 +275,22 @@ def _sample_rate(sample_rate: float | None) -> float:
     return rate
 
 
-def _short(value: Any) -> str | None:
-    """``value`` as a string if Langfuse accepts it as a trace-level field, else ``None``."""
-    if value is None:
+def langfuse_usage(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """Token usage as the ``usage_details`` Langfuse prices: ``input`` and ``output`` without
+    the cached prompt and reasoning tokens, which are ``input_cached_tokens`` and
+    ``output_reasoning_tokens`` (the usage types of Langfuse's OpenAI model prices)."""
+    details = usage_details(usage)
+    if details is None:
         return None
-    text = str(value)
-    return text if len(text) <= MAX_TRACE_ATTRIBUTE_CHARS else None
+    for key, part, name in (
+        ("cached_tokens", "input", "input_cached_tokens"),
+        ("reasoning_tokens", "output", "output_reasoning_tokens"),
+    ):
+        count = details.pop(key, 0)
+        if count:
+            details[name] = count
+            details[part] = max(details.get(part, 0) - count, 0)
+    return details
 
 
 def _model_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from hush.core.redaction import register_secret
 from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
 from hush.observability.openinference import chain_attributes, llm_attributes
-from hush.observability.serialize import DEFAULT_MAX_CHARS, to_json_text, usage_details
+from hush.observability.serialize import DEFAULT_MAX_CHARS, fit, to_json_text, usage_details
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class OTelTracer(SpanTracer):
         include_io: bool = True,
         log: logging.Logger | None = None,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        sample: float = 1.0,
     ) -> None:
         processors = getattr(provider, "_active_span_processor", None)
         if not isinstance(provider, TracerProvider) or processors is None:
@@ -80,8 +81,12 @@ class OTelTracer(SpanTracer):
         self.include_io = include_io
         self._processors: SpanProcessor = processors
         self._scope = InstrumentationScope("hush", __version__)
+        self._truncation_said = False
         super().__init__(
-            flush_timeout=flush_timeout, log=log or logger, max_queued_events=max_queued_events
+            flush_timeout=flush_timeout,
+            log=log or logger,
+            max_queued_events=max_queued_events,
+            sample=sample,
         )
 
     def otlp_exporter(
@@ -184,8 +189,30 @@ class OTelTracer(SpanTracer):
     # ---- attributes: what a backend reads (subclasses extend these) ----------------
 
     def text(self, value: Any) -> str:
-        """An input or output as bounded JSON text (a string stays as it is)."""
-        return to_json_text(value, max_chars=self.max_field_chars)
+        """An input or output as JSON text (a string stays as it is), cut to
+        ``max_field_chars`` with a marker."""
+        text = to_json_text(value, max_chars=self.max_field_chars)
+        if len(text) > self.max_field_chars and not self._truncation_said:
+            self._said_truncated(f"a value of {len(text)} characters", self.max_field_chars)
+        return text
+
+    def bounded(self, text: str, limit: int, what: str) -> str:
+        """``text`` cut to ``limit`` characters, marker included, if longer (one warning)."""
+        if len(text) <= limit:
+            return text
+        if not self._truncation_said:
+            self._said_truncated(f"{what} ({len(text)} characters)", limit)
+        return fit(text, limit)
+
+    def _said_truncated(self, what: str, limit: int) -> None:
+        self._truncation_said = True
+        self._log.warning(
+            "%s tracing truncated %s to %d characters, marked '[truncated N chars]'; later "
+            "truncations are not reported",
+            self.backend,
+            what,
+            limit,
+        )
 
     def run_attributes(self, run: RunSpans) -> Attributes:
         """Attributes for every span of the run."""
@@ -254,6 +281,8 @@ class OTelTracer(SpanTracer):
             attributes["hush.cost_usd"] = llm.cost
         if llm.cached:
             attributes["hush.cached"] = True
+        if (llm.usage or {}).get("estimated"):
+            attributes["hush.usage_estimated"] = True
         if self.include_io:
             attributes[self.input_key] = self.text(llm.messages)
             if llm.output is not None:

@@ -186,6 +186,14 @@ def _safe_repr(value: Any) -> str:
         return f"<unrepresentable {type(value).__name__}>"
 
 
+def fit(text: str, limit: int) -> str:
+    """``text`` cut so that it and its ``[truncated N chars]`` marker hold ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    marker = f"… [truncated {len(text)} chars]"
+    return text[: max(limit - len(marker), 0)] + marker
+
+
 def _truncate(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text

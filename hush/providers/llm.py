@@ -228,6 +228,7 @@ class LLMNode(BaseNode):
         self, messages: Any, params: dict[str, Any], started: float, result: LLMResult
     ) -> LLMCall:
         first = result.first_token_s
+        params = self._traced_params(params)
         return LLMCall(
             model=self._model_of(result.resource_key),
             messages=messages,
@@ -236,7 +237,7 @@ class LLMNode(BaseNode):
             ended=started + result.queued_s + result.latency_s,
             first_token=None if first is None else started + first,
             response_model=result.model,
-            output=result.content if result.parsed is None else result.parsed,
+            output=_reply_of(result),
             usage=result.usage,
             finish_reason=result.finish_reason,
             resource=result.resource_key,
@@ -257,13 +258,17 @@ class LLMNode(BaseNode):
         return LLMCall(
             model=self._model_of(resource),
             messages=messages,
-            params=params,
+            params=self._traced_params(params),
             started=started,
             ended=time.time(),
             resource=resource,
             attempts=attempts,
             error=f"{type(exc).__name__}: {redact(str(exc))}",
         )
+
+    def _traced_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters a trace shows: the call's, with the tools offered."""
+        return {**params, "tools": self.tools} if self.tools else params
 
     def _model_of(self, key: str) -> str:
         from hush.providers.errors import ResourceError
@@ -273,6 +278,16 @@ class LLMNode(BaseNode):
             return get_registry().get_llm(key).model
         except ResourceError:
             return key
+
+
+def _reply_of(result: LLMResult) -> Any:
+    """What a trace shows as the reply: the parsed model, the text, or, for a tool-call
+    reply, the assistant message with its tool calls."""
+    if result.parsed is not None:
+        return result.parsed
+    if result.tool_calls:
+        return {"role": "assistant", "content": result.content, "tool_calls": result.tool_calls}
+    return result.content
 
 
 def _fallback_keys(node: str, fallback: str | Sequence[str] | None) -> list[str]:

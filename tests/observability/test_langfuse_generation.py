@@ -39,3 +39,4 @@ def test_an_estimated_usage_is_marked(make_tracer: Callable[..., LangfuseTracer]
     usage = {"prompt_tokens": 3, "completion_tokens": 4, "estimated": True}
     attributes = _attributes(tracer, _call(usage=usage))
     assert attributes["langfuse.observation.metadata.usage_estimated"] == "true"
+    assert attributes["hush.usage_estimated"] is True
