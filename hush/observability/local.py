@@ -39,13 +39,17 @@ class LocalTracer(RecordingTracer):
         *,
         max_field_chars: int = DEFAULT_MAX_CHARS,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        sample: float = 1.0,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
         super().__init__(
-            self._write, max_field_chars=max_field_chars, max_queued_events=max_queued_events
+            self._write,
+            max_field_chars=max_field_chars,
+            max_queued_events=max_queued_events,
+            sample=sample,
         )
 
     @property

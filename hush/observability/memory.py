@@ -23,11 +23,15 @@ class MemoryTracer(RecordingTracer):
         *,
         max_field_chars: int = DEFAULT_MAX_CHARS,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        sample: float = 1.0,
     ) -> None:
         self._lock = threading.Lock()
         self._records: list[Record] = []
         super().__init__(
-            self._append, max_field_chars=max_field_chars, max_queued_events=max_queued_events
+            self._append,
+            max_field_chars=max_field_chars,
+            max_queued_events=max_queued_events,
+            sample=sample,
         )
 
     @property

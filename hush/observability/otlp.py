@@ -56,6 +56,7 @@ class OTLPTracer(OTelTracer):
         flush_interval: float = 1.0,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
         project_name: str | None = None,
+        sample: float = 1.0,
     ) -> None:
         self.endpoint = traces_endpoint(endpoint)
         own = tracer_provider is None
@@ -72,6 +73,7 @@ class OTLPTracer(OTelTracer):
             include_io=include_io,
             log=logger,
             max_queued_events=max_queued_events,
+            sample=sample,
         )
         register_header_secrets(headers, what="OTLPTracer header")
         if own:

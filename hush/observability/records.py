@@ -50,10 +50,11 @@ class RecordingTracer(SpanTracer):
         *,
         max_field_chars: int = DEFAULT_MAX_CHARS,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        sample: float = 1.0,
     ) -> None:
         self._sink = sink
         self.max_field_chars = max_field_chars
-        super().__init__(log=logger, max_queued_events=max_queued_events)
+        super().__init__(log=logger, max_queued_events=max_queued_events, sample=sample)
 
     def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
         start = span.start

@@ -20,8 +20,10 @@ import os
 import queue
 import threading
 import weakref
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from time import monotonic, perf_counter, sleep
 from typing import Any
 
@@ -49,10 +51,21 @@ class OpenSpan:
     id: int
     parent: OpenSpan | None
     start: Event
+    item: OpenSpan | None = None
+    """The innermost map item around it, whose end decides whether it is exported (sampling)."""
+    held: list[Callable[[], None]] | None = None
+    """A sampled item's exports waiting for its end."""
+    errored: bool = False
+    """A sampled item that holds a failure (always exported)."""
 
     @property
     def name(self) -> str:
         return self.start.name or self.start.path
+
+    @property
+    def holder(self) -> OpenSpan | None:
+        """The item whose end decides on what ends inside this span: itself or its ``item``."""
+        return self if self.held is not None else self.item
 
 
 @dataclass(slots=True)
@@ -96,9 +109,14 @@ class SpanTracer:
         flush_timeout: float = 5.0,
         log: logging.Logger | None = None,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        sample: float = 1.0,
     ) -> None:
         if max_queued_events < 1:
             raise ValueError(f"max_queued_events must be at least 1, got {max_queued_events!r}")
+        if isinstance(sample, bool) or not isinstance(sample, int | float) or not 0 <= sample <= 1:
+            raise ValueError(f"sample must be a number between 0 and 1, got {sample!r}")
+        self.sample = float(sample)
+        """Share of map items traced (each decided at its end; failed items are always)."""
         self.flush_timeout = flush_timeout
         self.max_queued_events = max_queued_events
         self._log = log or logger
@@ -365,28 +383,63 @@ class SpanTracer:
             run = found
         if kind in ("run_start", "node_start"):
             parent = run.open.get(event.parent or "") if kind == "node_start" else None
-            run.open[event.path] = OpenSpan(new_span_id(), parent, event)
+            opened = OpenSpan(new_span_id(), parent, event)
+            if self.sample < 1.0:
+                opened.item = parent.holder if parent is not None else None
+                if event.type == "item":
+                    opened.held = []
+            run.open[event.path] = opened
         elif kind == "llm" and event.llm is not None:
-            if self._exporting():
-                self.llm_called(run, run.open.get(event.path), event)
+            owner = run.open.get(event.path)
+            holder = owner.holder if owner is not None else None
+            export = partial(self._emit_llm, run, owner, event)
+            if holder is None:
+                export()
+            else:
+                _hold(holder, [export], event.llm.error is not None)
         elif kind == "node_end" and (span := run.open.pop(event.path, None)):
-            if self._exporting():
-                self.span_ended(run, span, event)
+            self._ended(run, span, event)
         elif kind == "run_end":
             try:
                 self._end_run(run, event)
             finally:
                 del self._runs[event.run_id]
 
+    def _ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
+        """Export a span that ended, or hold it for the item around it. A sampled item's end
+        decides: with a failure inside or its share drawn (:func:`sampled`), it and what it
+        held go on (to the item around it, if any); otherwise they are dropped unbuilt."""
+        failed = end.error is not None or end.status not in (None, "ok")
+        exports: list[Callable[[], None]] = [partial(self._emit_span, run, span, end)]
+        if span.held is not None:
+            if not (failed or span.errored or sampled(run.run_id, span.start.path, self.sample)):
+                return
+            exports = [*span.held, *exports]
+        if span.item is None:
+            for export in exports:
+                export()
+        else:
+            _hold(span.item, exports, failed or span.errored)
+
+    def _emit_span(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
+        if self._exporting():
+            self.span_ended(run, span, end)
+
+    def _emit_llm(self, run: RunSpans, owner: OpenSpan | None, event: Event) -> None:
+        if self._exporting():
+            self.llm_called(run, owner, event)
+
     def _end_run(self, run: RunSpans, event: Event) -> None:
-        """End the root span, and every span still open as ``unfinished``."""
+        """End the root span, and every span still open as ``unfinished`` (with what the
+        sampled items among them held)."""
         root = run.open.pop(event.path, None)
-        if root is not None and self._exporting():
-            self.span_ended(run, root, event)
+        if root is not None:
+            self._emit_span(run, root, event)
         for path, orphan in list(run.open.items()):
-            if self._exporting():
-                end = Event("node_end", path, event.run_id, event.time, status="unfinished")
-                self.span_ended(run, orphan, end)
+            for export in orphan.held or ():
+                export()
+            end = Event("node_end", path, event.run_id, event.time, status="unfinished")
+            self._emit_span(run, orphan, end)
 
     def _exporting(self) -> bool:
         """Whether to build the span at hand: not while the backend is down (it is counted
@@ -395,6 +448,21 @@ class SpanTracer:
             return True
         self.health.gave_up(1)
         return False
+
+
+def _hold(item: OpenSpan, exports: list[Callable[[], None]], failed: bool) -> None:
+    """Keep ``exports`` until ``item`` ends; a failure among them means it is exported."""
+    assert item.held is not None
+    item.held.extend(exports)
+    item.errored = item.errored or failed
+
+
+def sampled(run_id: str, path: str, share: float) -> bool:
+    """Whether the item at ``path`` of run ``run_id`` is among the ``share`` traced: a hash of
+    both, so the same run id keeps the same items."""
+    if share >= 1.0:
+        return True
+    return zlib.crc32(f"{run_id}\x00{path}".encode()) < share * 2**32
 
 
 class _Barrier:
