@@ -311,3 +311,34 @@ async def test_flex_capacity_unavailable_fails_clearly_without_the_fallback(
     sent = [r.body for r in server.requests if r.path == "/v1/chat/completions"]
     assert len(sent) == 2
     assert all(isinstance(b, dict) and b.get("service_tier") == "flex" for b in sent)
+
+
+async def test_a_cancelled_run_resumed_re_attaches_to_its_batch(
+    server: MockLLMServer, register: Any, tmp_path: Any
+) -> None:
+    import asyncio
+
+    from hush.core import Hush
+
+    name = _priced(register, server, "batched_resume")
+    db = tmp_path / "run.db"
+    qs = [f"question {i}" for i in range(4)]
+    server.batch_api.configure(turnaround=None)
+    first = asyncio.create_task(
+        Hush(_map_graph(name, batch=True)).run({"qs": qs}, checkpoint=db, run_id="r")
+    )
+    while not any(r.path.startswith("/v1/batches/") for r in server.requests):
+        await asyncio.sleep(0.01)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    server.batch_api.release()
+
+    again = await Hush(_map_graph(name, batch=True)).run(
+        {"qs": [*qs, "question 4"]}, checkpoint=db, run_id="r"
+    )
+    assert again["errors"] == [None] * 5
+    assert [b.total for b in server.batch_api.batches.values()] == [4, 1]
+    sync = await Hush(_map_graph(name)).run({"qs": [*qs, "question 4"]})
+    assert again["contents"] == sync["contents"]
+    assert again["$state"].cost == pytest.approx(sync["$state"].cost / 2)

@@ -101,15 +101,16 @@ class Collector:
     async def ask(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The completion body answering ``body``, once its batch is done."""
         cid = custom_id(body)
-        kept = self._kept.get(cid)
-        if isinstance(kept, BaseException):
-            raise kept
-        if kept is not None:
-            return kept
+        record = self._record()
+        batch_id = None if record is None else record.by_cid.get(cid)
+        if batch_id is not None:
+            kept = self._kept.get(cid)
+            if isinstance(kept, BaseException):
+                raise kept
+            if kept is not None:
+                return kept
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         if cid not in self._waiting:
-            record = self._record()
-            batch_id = None if record is None else record.by_cid.get(cid)
             if record is not None and batch_id is not None:
                 self._attach(batch_id, record.batches[batch_id])
             else:
@@ -125,6 +126,9 @@ class Collector:
             waiting = self._waiting.get(cid, [])
             if future in waiting:
                 waiting.remove(future)
+                if not waiting:
+                    del self._waiting[cid]
+                    self._pending.pop(cid, None)
 
     async def _quiet_then_submit(self) -> None:
         while self._pending:
@@ -202,6 +206,10 @@ class Collector:
             )
             if batch.status in TERMINAL:
                 break
+            if not any(cid in self._waiting for cid in cids):
+                logger.info("%s: no call waits for batch %s; polling stops", self.key, batch_id)
+                self._attached.discard(batch_id)
+                return
             age = time.monotonic() - started
             interval = self.resource.batch_poll_interval
             await asyncio.sleep(min(MAX_POLL_INTERVAL, max(interval, age / 10)))
