@@ -9,7 +9,9 @@ time (``time.thread_time``) per span beyond that run: what a tracer costs the
 loop itself, the rest of its work happening in the tracer's own thread.
 
 Workloads: 1,000 items of 20 ms (LLM-like latency) at cap 50, and W1, 5,000
-trivial items at cap 100 (the loop is the bottleneck there).
+trivial items at cap 100 (the loop is the bottleneck there), W1 also with
+``sample=0.1`` (a tenth of the items traced). The load average is printed
+first: figures taken on a loaded machine are provisional.
 
     python benchmarks/bench_tracing.py [--repeat 3]
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -90,25 +93,39 @@ async def main() -> None:
     assert sink.stdout is not None
     host = f"http://127.0.0.1:{sink.stdout.readline().strip()}"
     workloads = [
-        ("1,000 items of 20 ms, cap 50", map_engine(sleeper(0.02), 50), list(range(1000))),
-        ("W1: 5,000 trivial items, cap 100", map_engine(trivial, 100), list(range(5000))),
+        ("1,000 items of 20 ms, cap 50", map_engine(sleeper(0.02), 50), list(range(1000)), [1.0]),
+        (
+            "W1: 5,000 trivial items, cap 100",
+            map_engine(trivial, 100),
+            list(range(5000)),
+            [1.0, 0.1],
+        ),
     ]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            arms: list[tuple[str, Callable[[], Any]]] = [
-                (
-                    "LocalTracer (JSONL)",
-                    lambda: LocalTracer(Path(tmp) / f"{uuid.uuid4().hex}.jsonl"),
-                ),
-                ("OTLPTracer", lambda: OTLPTracer(host)),
-                (
-                    "LangfuseTracer",
-                    lambda: LangfuseTracer(
-                        public_key=f"pk-{uuid.uuid4().hex}", secret_key="sk-bench", host=host
+
+            def arms(sample: float) -> list[tuple[str, Callable[[], Any]]]:
+                tail = "" if sample == 1.0 else f" sample={sample}"
+                return [
+                    (
+                        f"LocalTracer{tail}",
+                        lambda: LocalTracer(Path(tmp) / f"{uuid.uuid4().hex}.jsonl", sample=sample),
                     ),
-                ),
-            ]
-            for title, engine, items in workloads:
+                    (f"OTLPTracer{tail}", lambda: OTLPTracer(host, sample=sample)),
+                    (
+                        f"LangfuseTracer{tail}",
+                        lambda: LangfuseTracer(
+                            public_key=f"pk-{uuid.uuid4().hex}",
+                            secret_key="sk-bench",
+                            host=host,
+                            sample=sample,
+                        ),
+                    ),
+                ]
+
+            load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            print(f"load average: {load} on {os.cpu_count()} cores")
+            for title, engine, items, samples in workloads:
                 spans = 2 + 2 * len(items)
                 await engine.run({"items": items})
                 off, _ = await measure(engine, items, args.repeat, lambda: None)
@@ -119,7 +136,7 @@ async def main() -> None:
                     f"  {'events only':<22} {bare * 1e3:9.1f} ms   x{bare / off:5.2f} vs off"
                     f"   {(bare - off) / spans * 1e6:5.1f} us/span"
                 )
-                for name, make in arms:
+                for name, make in [arm for sample in samples for arm in arms(sample)]:
                     wall, cpu = await measure(engine, items, args.repeat, make)
                     per_span = max(cpu - bare_cpu, 0.0) / spans * 1e6
                     print(
