@@ -197,6 +197,8 @@ def batch(
     )
     if result.packing is not None:
         click.echo(f"packed: {result.packing.summary()}", err=True)
+    if batch_api:
+        click.echo(_batches_line(checkpoint_for(output)), err=True)
     hint = budget_hint(result.state, resumable=True) if result.state else None
     if hint is not None:
         click.echo(hint, err=True)
@@ -209,3 +211,15 @@ def batch(
         )
         return 1
     return 0
+
+
+def _batches_line(db: Path) -> str:
+    """What the run's checkpoint records of its Batch API batches."""
+    from hush.batch.answers import RUN_ID
+    from hush.providers.batch_api.records import recorded
+
+    batches = {b: len(c) for found in recorded(db, RUN_ID).values() for b, c in found.items()}
+    if not batches:
+        return "batch API: no batch was submitted"
+    ids = ", ".join(batches)
+    return f"batch API: {len(batches)} batch(es) of {sum(batches.values())} request(s): {ids}"

@@ -44,6 +44,7 @@ def test_batch_api_sends_one_batch_and_no_chat_request(
     assert paths.count("/v1/batches") == 1
     (batch,) = server.batch_api.batches.values()
     assert batch.total == 6
+    assert f"batch API: 1 batch(es) of 6 request(s): {batch.id}" in out.stderr
     _, written = read_rows(batch_dir / "out.csv")
     for i, row in enumerate(written):
         assert f"row {i}" in str(row["answer"]) and not row["error"]
@@ -98,6 +99,8 @@ def test_killed_while_the_batch_runs_then_rerun_creates_no_second_batch(
     assert out.returncode == 0, out.stderr
     assert len(server.batch_api.batches) == 1
     assert _paths(server).count("/v1/chat/completions") == 0
+    (batch_id,) = server.batch_api.batches
+    assert f"batch API: 1 batch(es) of 8 request(s): {batch_id}" in out.stderr
     _, written = read_rows(batch_dir / "out.csv")
     assert len(written) == 8
     for i, row in enumerate(written):

@@ -8,7 +8,11 @@ instead of submitting the call again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pickle
+import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -55,3 +59,27 @@ class SubmittedBatches:
                 batch_id,
                 exc_info=True,
             )
+
+
+def recorded(path: str | os.PathLike[str], run_id: str) -> dict[str, dict[str, list[str]]]:
+    """The batches checkpoint file ``path`` records for ``run_id``, by resource (empty when
+    the file or the run holds none)."""
+    from hush.checkpoint.schema import connect_readonly
+
+    if not os.path.isfile(path):
+        return {}
+    found: dict[str, dict[str, list[str]]] = {}
+    try:
+        with contextlib.closing(connect_readonly(path)) as db:
+            rows = db.execute(
+                "SELECT digest, value FROM entries WHERE run_id = ? AND path = ? "
+                "ORDER BY finished_at",
+                (run_id, RECORD_PATH),
+            ).fetchall()
+        for key, blob in rows:
+            value = pickle.loads(blob)
+            if isinstance(value, dict):
+                found[str(key)] = {str(b): list(c) for b, c in value.items()}
+    except (sqlite3.Error, pickle.UnpicklingError, TypeError) as exc:
+        logger.debug("no batch records in %s: %s", os.fspath(path), exc)
+    return found
