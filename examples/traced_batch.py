@@ -4,7 +4,8 @@
 python examples/traced_batch.py
 hush trace batch_trace.jsonl
 
-No inputs file: the questions are in the script.
+No inputs file: the questions are in the script. TRACE_SAMPLE=0.2 traces about a fifth of
+the items (and the failing one always); OTLP_PROJECT names the Phoenix project.
 """
 
 from __future__ import annotations
@@ -42,18 +43,23 @@ with GraphNode(name="traced-batch") as graph:
 
 async def main() -> None:
     tracer: Tracer
+    sample = float(os.environ.get("TRACE_SAMPLE", "1"))
     if os.environ.get("LANGFUSE_PUBLIC_KEY"):
         from hush.observability import LangfuseTracer
 
-        tracer = LangfuseTracer()
+        tracer = LangfuseTracer(sample=sample)
         where = "Langfuse"
     elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from hush.observability import OTLPTracer
 
-        tracer = OTLPTracer(service_name="traced-batch")
+        tracer = OTLPTracer(
+            service_name="traced-batch",
+            project_name=os.environ.get("OTLP_PROJECT"),
+            sample=sample,
+        )
         where = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
     else:
-        tracer = LocalTracer("batch_trace.jsonl")
+        tracer = LocalTracer("batch_trace.jsonl", sample=sample)
         where = "batch_trace.jsonl"
     queries = [f"What is {i} squared?" for i in range(5)] + ["this one fails [[fail:400]]"]
     result = await Hush(graph).run(

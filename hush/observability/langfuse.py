@@ -62,7 +62,8 @@ class LangfuseTracer(OTelTracer):
     sent at least every ``flush_interval`` seconds; ``max_queue_size`` finished spans wait
     (default ``OTEL_BSP_MAX_QUEUE_SIZE`` if set, else 16384), more are dropped. Each input,
     output and metadata value holds at most ``max_field_chars`` characters. With
-    ``tracer_provider``, the Langfuse processor is added to your provider.
+    ``tracer_provider``, the Langfuse processor is added to your provider. ``sample`` traces
+    that share of map items (failed ones always); ``sample_rate`` that share of runs.
     """
 
     backend = "Langfuse"

@@ -30,7 +30,8 @@ class LocalTracer(RecordingTracer):
 
     The tracer's thread writes the lines and flushes the file whenever it has nothing else to
     do. The file is opened (its directory created) at construction, so a bad path fails
-    early. Several runs may share a file; use one tracer per file.
+    early. Several runs may share a file; use one tracer per file. ``sample`` traces that
+    share of map items (failed ones always).
     """
 
     def __init__(

@@ -36,7 +36,8 @@ class OTLPTracer(OTelTracer):
     Values of secret-looking headers (``Authorization``, names with ``key``,
     ``token`` or ``secret``) are redacted from every message. Pass
     ``tracer_provider`` to send the spans through your own provider and its
-    processors instead; nothing is added to it.
+    processors instead; nothing is added to it. ``sample`` traces that share of map items
+    (failed ones always); ``sample_rate`` that share of runs.
     """
 
     backend = "OTLP"

@@ -99,6 +99,10 @@ class SpanTracer:
     catches up, and neither waits while the backend is known to be down
     (:class:`~hush.observability.health.BackendHealth`). A thread that fails
     disables the tracer with one warning naming the cause.
+
+    ``sample`` below 1 traces that share of map items: an item's spans are held unbuilt
+    until it ends, then kept with it if anything in it failed or :func:`sampled` draws it;
+    runs, graphs and maps are always traced.
     """
 
     backend = "trace"
