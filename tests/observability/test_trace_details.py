@@ -229,3 +229,41 @@ async def test_sample_must_be_a_share(receiver: OtlpReceiver) -> None:
     for bad in (1.5, -0.1, True, "0.1"):
         with pytest.raises(ValueError, match="sample must be a number between 0 and 1"):
             OTLPTracer(receiver.url, sample=bad)  # type: ignore[arg-type]
+
+
+def nested_map() -> Hush:
+    async def work(cell: int) -> dict[str, int]:
+        if cell == 77:
+            raise ValueError("cell 77 is bad")
+        return {"result": cell}
+
+    with GraphNode(name="nested") as g:
+        with MapNode(name="rows", inputs={"row": Each(PARENT["rows"])}, max_concurrency=4) as rows:
+            with MapNode(
+                name="cells", inputs={"cell": Each(PARENT["row"])}, max_concurrency=4
+            ) as cells:
+                n = CodeNode(name="work", code_fn=work, inputs={"cell": PARENT["cell"]})
+                n["result"] >> PARENT["result"]
+                START >> n >> END
+            cells["result"] >> PARENT["results"]
+            START >> cells >> END
+        rows["results"] >> PARENT["table"]
+        START >> rows >> END
+    return Hush(g)
+
+
+async def test_a_failure_in_a_nested_item_keeps_the_items_around_it(
+    receiver: OtlpReceiver, quiet_map_errors: None
+) -> None:
+    table = [list(range(row * 10, row * 10 + 10)) for row in range(10)]
+    tracer = OTLPTracer(receiver.url, sample=0.0)
+    await nested_map().run({"rows": table}, tracer=tracer, run_id="nested-sampled")
+    tracer.close()
+    spans = receiver.wait_for_spans(10)
+
+    items = sorted(s.name for s in spans if s.attributes["hush.kind"] == "item")
+    assert items == ["cells[7]", "rows[7]"], "only the failed cell and the row holding it"
+    ids = {s.span_id for s in spans}
+    assert all(s.parent_id in ids for s in spans if s.parent_id), "no orphaned span"
+    maps = [s for s in spans if s.attributes["hush.kind"] == "map"]
+    assert {s.name for s in maps} == {"rows", "cells"}
