@@ -61,6 +61,8 @@ class LLMCall:
     """USD (``None``: the resource has no price)."""
     cached: bool = False
     """Answered from the response cache: nothing was sent."""
+    batch_id: str | None = None
+    """Sent through the provider's Batch API: the id of the batch that answered it."""
     operation: Literal["chat", "embeddings", "rerank"] = "chat"
     """What was asked: a chat completion, embeddings (``messages`` holds the texts) or a
     rerank (``messages`` holds the query and documents)."""

@@ -281,6 +281,8 @@ class OTelTracer(SpanTracer):
             attributes["hush.cost_usd"] = llm.cost
         if llm.cached:
             attributes["hush.cached"] = True
+        if llm.batch_id:
+            attributes["hush.batch_id"] = llm.batch_id
         if (llm.usage or {}).get("estimated"):
             attributes["hush.usage_estimated"] = True
         if self.include_io:

@@ -122,6 +122,8 @@ class LLMResult:
     """USD, from the resource's price; ``None`` when it has none (0 for a cached answer)."""
     cached: bool = False
     """Answered from the response cache: nothing was sent."""
+    batch_id: str | None = None
+    """Sent through the Batch API: the id of the batch that answered it."""
 
     def answer(self) -> dict[str, Any]:
         """What the response cache keeps of it."""

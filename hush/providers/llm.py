@@ -244,6 +244,7 @@ class LLMNode(BaseNode):
             attempts=result.attempts,
             cost=result.cost,
             cached=result.cached,
+            batch_id=result.batch_id,
         )
 
     def _failed_call(

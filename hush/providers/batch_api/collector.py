@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Outcome = dict[str, Any] | BaseException
+Answer = tuple[str, dict[str, Any]]
+"""The id of the batch that answered a call, and the completion body of its line."""
+Outcome = Answer | BaseException
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_POLL_INTERVAL = 600.0
@@ -77,7 +79,7 @@ class Collector:
         """Recorded batches this collector polls for resumed runs."""
         self._kept: dict[str, Outcome] = {}
         """Every answer of an attached batch, for the resumed calls still to come."""
-        self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[Answer]]] = {}
         self._arrived = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
@@ -98,8 +100,8 @@ class Collector:
             found = self._records[store] = SubmittedBatches(store, self.key)
         return found
 
-    async def ask(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The completion body answering ``body``, once its batch is done."""
+    async def ask(self, body: Mapping[str, Any]) -> Answer:
+        """The batch id and completion body answering ``body``, once its batch is done."""
         cid = custom_id(body)
         record = self._record()
         batch_id = None if record is None else record.by_cid.get(cid)
@@ -109,7 +111,7 @@ class Collector:
                 raise kept
             if kept is not None:
                 return kept
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         if cid not in self._waiting:
             if record is not None and batch_id is not None:
                 self._attach(batch_id, record.batches[batch_id])
@@ -235,9 +237,9 @@ class Collector:
         cid = str(line.get("custom_id"))
         response = line.get("response") or {}
         body = response.get("body") or {}
-        outcome: dict[str, Any] | BatchCallError
+        outcome: Outcome
         if response.get("status_code") == 200 and line.get("error") is None:
-            outcome = body
+            outcome = (batch_id, body)
         else:
             error = body.get("error") or line.get("error") or {}
             message = error.get("message") if isinstance(error, dict) else str(error)
@@ -334,7 +336,7 @@ async def _through_batch(
             prompt = estimate_prompt_tokens(messages, tools=tools)
             limit = max_tokens if isinstance(max_tokens, int) else None
             hold = await spend.reserve(normalize_key(key), price, prompt, limit)
-        answer = await collector_for(key).ask(body)
+        batch_id, answer = await collector_for(key).ask(body)
         raw_usage = answer.get("usage") or {}
         usage = {k: int(v) for k, v in raw_usage.items() if isinstance(v, int)}
         cost = None if price is None else price.usage_cost(usage)
@@ -358,4 +360,5 @@ async def _through_batch(
         attempts=1,
         resource_key=normalize_key(key),
         cost=cost,
+        batch_id=batch_id,
     )
