@@ -13,9 +13,9 @@ learn  ``hush batch`` with no limit configured (learned from the server's header
 Each prints rows/s (answered rows over wall time, start-up included), the 429s
 the server sent, the rows left unanswered and, for hush, hush/pool (its rows/s
 over the pool's in the same scenario; the aim is at least 1.0x). The first
-scenario answers in 0.2-0.6 s, where 10 workers with a 0.1 s sleep happen to send about the
-server's limit; the next two change only the answer time, as a model or a
-prompt change does, to show what a fixed worker count does then.
+scenario answers in 0.2-0.6 s, where 10 workers with a 0.1 s sleep happen to
+send about the server's limit; the next two change only the answer time, as a
+model or a prompt change does, to show what a fixed worker count does then.
 
     python benchmarks/bench_batch.py [--rows N] [--quick]
 
