@@ -144,9 +144,6 @@ def batch(
     twice. Exits 0 when every row was answered, 1 when some failed, 2 for usage
     errors (checked before any request is sent).
     """
-    from hush.providers.preload import start as start_preload
-
-    start_preload()
     from hush.batch import BatchUsageError, checkpoint_for, run_batch
     from hush.batch.answers import saved_answers
     from hush.batch.params import load_params
