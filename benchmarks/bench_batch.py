@@ -11,7 +11,7 @@ hush   ``hush batch`` as a user runs it (a subprocess, CSV in and out), rpm: 120
 learn  ``hush batch`` with no limit configured (learned from the server's headers)
 
 Each prints rows/s (answered rows over wall time, start-up included), the 429s
-the server sent, the rows left unanswered and, for hush, hush/pool (its rows/s
+the server sent, the rows left unanswered and, for hush, hush over pool (its rows/s
 over the pool's in the same scenario; the aim is at least 1.0x). The first
 scenario answers in 0.2-0.6 s, where 10 workers with a 0.1 s sleep happen to
 send about the server's limit; the next two change only the answer time, as a
@@ -355,7 +355,7 @@ def main() -> None:
                 print(f"\n{rows} rows, {label}")
                 print(
                     f"{'run':<46} {'rows/s':>7} {'of limit':>9} {'429s':>6} "
-                    f"{'unanswered':>11} {'hush/pool':>10}"
+                    f"{'unanswered':>11} {'hush:pool':>10}"
                 )
                 pool_rate = 0.0
                 runs = [
