@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from typing import Generic, TypeVar
 import httpx2
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_base
 
 from hush.core.redaction import redact
 from hush.providers.errors import LLMCallError
@@ -31,6 +29,7 @@ from hush.providers.headers import parse_retry_after
 from hush.providers.limiter import Permit, ResourceLimiter, get_limiter
 from hush.providers.pricing import Price, price_of
 from hush.providers.resources import LLMResource
+from hush.providers.retrying import AttemptFailed, RetryWait
 from hush.providers.spend import RunSpend
 
 logger = logging.getLogger(__name__)
@@ -70,40 +69,6 @@ class Sent(Generic[T]):
     attempts: int
     latency_s: float
     queued_s: float
-
-
-class _Failed(Exception):
-    """One failed attempt, classified for the retry policy."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retryable: bool,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-class _Wait(wait_base):
-    """``Retry-After`` when the server sent one, else exponential backoff with jitter."""
-
-    def __init__(self, base: float, maximum: float) -> None:
-        self.base = base
-        self.maximum = maximum
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, _Failed) and error.retry_after is not None:
-            return error.retry_after
-        ceiling = min(self.maximum, self.base * 2.0 ** (retry_state.attempt_number - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 Request = Callable[[float], Awaitable[tuple[T, Mapping[str, str]]]]
@@ -148,18 +113,18 @@ class ResourceCaller:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(limit),
-            wait=_Wait(self.resource.backoff_base, self.resource.backoff_max),
-            retry=retry_if_exception(lambda e: isinstance(e, _Failed) and e.retryable),
+            wait=RetryWait(self.resource.backoff_base, self.resource.backoff_max),
+            retry=retry_if_exception(lambda e: isinstance(e, AttemptFailed) and e.retryable),
             before_sleep=self._before_retry,
             reraise=True,
         )
         try:
             return await retrying(attempt)
-        except _Failed as failure:
+        except AttemptFailed as failure:
             suffix = f" (after {sent} attempts)" if sent > 1 else ""
             raise LLMCallError(
                 f"{self.key}: {failure.message}{suffix}",
-                status_code=failure.status,
+                status_code=failure.status_code,
                 resource_key=self.key,
                 retryable=failure.retryable,
                 attempts=sent,
@@ -196,7 +161,7 @@ class ResourceCaller:
                     usage = usage_of(reply)
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     permit.failed(headers)
-                    raise _Failed(f"malformed reply body: {exc}", retryable=True) from exc
+                    raise AttemptFailed(f"malformed reply body: {exc}", retryable=True) from exc
                 cost = None if self.price is None else self.price.usage_cost(usage)
                 permit.commit(usage.get("total_tokens") or tokens, headers)
                 return reply, usage, cost
@@ -219,25 +184,25 @@ class ResourceCaller:
             if isinstance(cause, httpx2.ConnectTimeout):
                 reason = f"no connection within {timeout * CONNECT_SHARE:g} s"
                 permit.failed(unreachable=reason)
-                raise _Failed(
+                raise AttemptFailed(
                     f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
                 ) from exc
             permit.failed()
-            raise _Failed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
+            raise AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             cause = exc.__cause__ or exc
             reason = redact(str(cause) or type(cause).__name__)
             permit.failed(unreachable=reason)
-            raise _Failed(
+            raise AttemptFailed(
                 f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
             ) from exc
         except (MalformedReply, openai.APIResponseValidationError, ValueError) as exc:
             permit.failed()
-            raise _Failed(
+            raise AttemptFailed(
                 f"malformed reply body: {redact(str(exc))[:200]}", retryable=True
             ) from exc
 
-    def _status_failure(self, permit: Permit, exc: HTTPFailure) -> _Failed:
+    def _status_failure(self, permit: Permit, exc: HTTPFailure) -> AttemptFailed:
         status, headers = exc.status, exc.headers
         retry_after = parse_retry_after(headers)
         retryable = (
@@ -257,9 +222,9 @@ class ResourceCaller:
                 f"max_retry_wait ({self.resource.max_retry_wait:g} s): a spent quota? "
                 f"Resume the run later ({message})"
             )
-        return _Failed(
+        return AttemptFailed(
             message,
-            status=status,
+            status_code=status,
             retryable=retryable,
             retry_after=retry_after if retryable else None,
         )

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +50,6 @@ import pydantic
 from openai.resources.chat.completions import AsyncCompletions
 from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_base
 
 from hush.core.redaction import redact, register_secret
 from hush.providers.cache import request_key
@@ -65,6 +63,7 @@ from hush.providers.limiter import (
 )
 from hush.providers.pricing import price_of
 from hush.providers.resources import LLMResource
+from hush.providers.retrying import AttemptFailed, RetryWait
 from hush.providers.spend import RunSpend
 from hush.providers.tokens import (
     DEFAULT_COMPLETION_TOKENS,
@@ -159,43 +158,6 @@ class Estimate:
     """Prompt plus reply allowance, as the tokens-per-minute limit counts them."""
 
 
-class _AttemptFailed(Exception):
-    """One failed attempt, classified for the retry policy."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        retryable: bool,
-        retry_after: float | None = None,
-        usage: dict[str, int] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.usage = usage
-        """Tokens the provider billed for a reply that came but could not be used."""
-        self.message = message
-        self.status_code = status_code
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-class _RetryWait(wait_base):
-    """``Retry-After`` when the server sent one, else exponential backoff with jitter."""
-
-    def __init__(self, base: float, maximum: float) -> None:
-        self.base = base
-        self.maximum = maximum
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, _AttemptFailed) and error.retry_after is not None:
-            return error.retry_after
-        ceiling = min(self.maximum, self.base * 2.0 ** (retry_state.attempt_number - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
 class LLMClient:
     """Chat completions against one resource, through its shared limiter."""
 
@@ -209,7 +171,7 @@ class LLMClient:
             register_secret(resource.api_key.get_secret_value(), what=f"{key}: api_key")
         for name, value in resource.headers.items():
             register_secret(value.get_secret_value(), what=f"{key}: header {name}")
-        self._openai = _make_openai(resource)
+        self._openai = make_openai(resource)
         self.price = price_of(resource)
         """USD per million tokens, or ``None`` (see :mod:`hush.providers.pricing`)."""
         self._in_flight = 0
@@ -294,14 +256,14 @@ class LLMClient:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(limit),
-            wait=_RetryWait(self.resource.backoff_base, self.resource.backoff_max),
-            retry=retry_if_exception(lambda e: isinstance(e, _AttemptFailed) and e.retryable),
+            wait=RetryWait(self.resource.backoff_base, self.resource.backoff_max),
+            retry=retry_if_exception(lambda e: isinstance(e, AttemptFailed) and e.retryable),
             before_sleep=self._before_retry,
             reraise=True,
         )
         try:
             return await retrying(attempt)
-        except _AttemptFailed as failure:
+        except AttemptFailed as failure:
             suffix = f" (after {sent} attempts)" if sent > 1 else ""
             raise LLMCallError(
                 f"{self.key}: {failure.message}{suffix}",
@@ -393,12 +355,12 @@ class LLMClient:
                     completion, headers = await self._send(
                         permit, body, model_type, timeout, stream
                     )
-                except _AttemptFailed as failure:
+                except AttemptFailed as failure:
                     spent = failure.usage
                     raise
                 try:
                     result = self._result(completion, model_type, estimate, timing, attempts)
-                except _AttemptFailed:
+                except AttemptFailed:
                     spent = _usage_or_estimate(completion, estimate)
                     permit.failed(headers)
                     raise
@@ -468,7 +430,7 @@ class LLMClient:
         streamed content was passed on is never retried."""
         try:
             return await self._request(permit, body, model_type, timeout, stream)
-        except _AttemptFailed as failure:
+        except AttemptFailed as failure:
             if stream is not None and stream.pieces and failure.retryable:
                 failure.retryable = False
                 failure.retry_after = None
@@ -503,7 +465,7 @@ class LLMClient:
                 else:
                     raw = await completions.create(**body, timeout=limits)
                 return raw.parse(), raw.headers
-        except _AttemptFailed:
+        except AttemptFailed:
             permit.failed()
             raise
         except openai.APIStatusError as exc:
@@ -524,7 +486,7 @@ class LLMClient:
                     self.key,
                     tier,
                 )
-                raise _AttemptFailed(
+                raise AttemptFailed(
                     f"{message} (service_tier {tier!r} unavailable; sent again without it)",
                     status_code=status,
                     retryable=True,
@@ -541,7 +503,7 @@ class LLMClient:
                     f"max_retry_wait ({self.resource.max_retry_wait:g} s): a spent quota? "
                     f"Resume the run later ({message})"
                 )
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 message,
                 status_code=status,
                 retryable=retryable,
@@ -551,28 +513,28 @@ class LLMClient:
             if isinstance(exc.__cause__, httpx2.ConnectTimeout):
                 reason = f"no connection within {timeout * CONNECT_SHARE:g} s"
                 permit.failed(unreachable=reason)
-                raise _AttemptFailed(
+                raise AttemptFailed(
                     f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
                 ) from exc
             permit.failed()
-            raise _AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
+            raise AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             cause = exc.__cause__ or exc
             reason = redact(str(cause) or type(cause).__name__)
             if _responded(exc):
                 permit.failed()
-                raise _AttemptFailed(
+                raise AttemptFailed(
                     f"the reply was cut after the server started answering: {reason}",
                     retryable=True,
                 ) from exc
             permit.failed(unreachable=reason)
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
             ) from exc
         except pydantic.ValidationError as exc:
             permit.failed()
             assert model_type is not None
-            raise _AttemptFailed(_mismatch(model_type, exc), retryable=False) from exc
+            raise AttemptFailed(_mismatch(model_type, exc), retryable=False) from exc
         except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
             permit.failed()
             name = model_type.__name__ if model_type is not None else "the response format"
@@ -581,14 +543,14 @@ class LLMClient:
                 if isinstance(exc, openai.LengthFinishReasonError)
                 else "the content filter stopped it"
             )
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 f"reply did not match {name}: {why}",
                 retryable=False,
                 usage=_usage_of(getattr(exc, "completion", None)),
             ) from exc
         except (openai.APIResponseValidationError, ValueError) as exc:
             permit.failed()
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 f"malformed reply body: {redact(str(exc))[:200]}", retryable=True
             ) from exc
 
@@ -602,7 +564,7 @@ class LLMClient:
     ) -> LLMResult:
         choices = getattr(completion, "choices", None)
         if not choices:
-            raise _AttemptFailed("malformed reply body: no choices", retryable=True)
+            raise AttemptFailed("malformed reply body: no choices", retryable=True)
         choice = choices[0]
         message = choice.message
         parsed: pydantic.BaseModel | None = None
@@ -611,7 +573,7 @@ class LLMClient:
             if not isinstance(parsed, model_type):
                 refusal = getattr(message, "refusal", None)
                 why = f"the model refused: {refusal}" if refusal else "the reply was empty"
-                raise _AttemptFailed(
+                raise AttemptFailed(
                     f"reply did not match {model_type.__name__}: {why}", retryable=False
                 )
         usage = _usage_or_estimate(completion, estimate)
@@ -637,7 +599,9 @@ class LLMClient:
         return f"LLMClient({self.key!r}, model={self.resource.model!r}, base_url={self.resource.base_url!r})"
 
 
-def _make_openai(resource: LLMResource) -> openai.AsyncOpenAI:
+def make_openai(resource: LLMResource) -> openai.AsyncOpenAI:
+    """The SDK client of one resource (chat, embeddings): its own pooled HTTP client,
+    no SDK retries (hush's retry loop owns them), Azure when ``api_type`` says so."""
     size = resource.max_concurrency or DEFAULT_MAX_CONCURRENCY
     http_client = httpx2.AsyncClient(
         limits=httpx2.Limits(
@@ -799,7 +763,7 @@ class _Stream:
 
     A reply that stops before its ``finish_reason`` (the connection cut, or closed early)
     or that carries an error event fails the attempt with what happened, as an
-    :class:`_AttemptFailed`; :attr:`pieces` says whether content was already passed on.
+    :class:`AttemptFailed`; :attr:`pieces` says whether content was already passed on.
     """
 
     __slots__ = ("attempt", "chunks", "first_token_s", "on_token", "pieces", "started")
@@ -845,7 +809,7 @@ class _Stream:
                 raise
             cause = exc.__cause__ or exc
             reason = redact(str(cause) or type(cause).__name__)
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 f"the streamed reply was cut after {self.chunks} chunk(s): {reason}",
                 retryable=True,
             ) from exc
@@ -854,7 +818,7 @@ class _Stream:
         except openai.APIError as exc:
             raise _stream_error(exc, self.chunks) from exc
         if finish is None:
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 f"the streamed reply was cut after {self.chunks} chunk(s): it ended without "
                 "a finish_reason",
                 retryable=True,
@@ -878,11 +842,11 @@ class _Stream:
             raise ValueError(f"malformed streamed reply: {exc.error_count()} problem(s)") from None
 
 
-def _stream_error(exc: openai.APIError, chunks: int) -> _AttemptFailed:
+def _stream_error(exc: openai.APIError, chunks: int) -> AttemptFailed:
     """An error event in a streamed reply: retryable unless it blames the request."""
     body = exc.body if isinstance(exc.body, Mapping) else {}
     kind = body.get("type") or body.get("code") or "error"
-    return _AttemptFailed(
+    return AttemptFailed(
         f"the server sent an error after {chunks} chunk(s) of the streamed reply "
         f"({kind}): {redact(exc.message)}",
         retryable=kind != "invalid_request_error",

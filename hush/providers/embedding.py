@@ -15,12 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx2
 import openai
 
 from hush.providers.attempts import HTTPFailure, MalformedReply, ResourceCaller, http_timeout
 from hush.providers.cache import request_key
-from hush.providers.limiter import DEFAULT_MAX_CONCURRENCY
+from hush.providers.client import make_openai
 from hush.providers.loop_clients import loop_client
 from hush.providers.resource_node import ResourceNode
 from hush.providers.resources import (
@@ -68,7 +67,7 @@ class EmbeddingClient:
         self.key = key
         self.resource = resource
         self.caller = ResourceCaller(key, resource)
-        self.openai = _make_openai(resource)
+        self.openai = make_openai(resource)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -197,35 +196,6 @@ def _message(exc: openai.APIStatusError) -> str:
     if isinstance(body, Mapping) and isinstance(body.get("message"), str):
         return str(body["message"])
     return exc.message
-
-
-def _make_openai(resource: EmbeddingResource) -> openai.AsyncOpenAI:
-    size = resource.max_concurrency or DEFAULT_MAX_CONCURRENCY
-    http_client = httpx2.AsyncClient(
-        limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size),
-        timeout=httpx2.Timeout(resource.timeout),
-        follow_redirects=True,
-    )
-    api_key = resource.api_key.get_secret_value() if resource.api_key is not None else NO_API_KEY
-    headers = {name: value.get_secret_value() for name, value in resource.headers.items()}
-    if resource.api_type == "azure":
-        return openai.AsyncAzureOpenAI(
-            azure_endpoint=resource.base_url,
-            api_version=resource.api_version,
-            api_key=api_key,
-            max_retries=0,
-            timeout=resource.timeout,
-            default_headers=headers,
-            http_client=http_client,
-        )
-    return openai.AsyncOpenAI(
-        base_url=resource.base_url,
-        api_key=api_key,
-        max_retries=0,
-        timeout=resource.timeout,
-        default_headers=headers,
-        http_client=http_client,
-    )
 
 
 def get_embedding_client(
