@@ -31,6 +31,7 @@ from hush.providers.batch_api.lines import custom_id, request_line, split
 from hush.providers.batch_api.pricing import batch_price
 from hush.providers.batch_api.records import SubmittedBatches
 from hush.providers.client import LLMResult
+from hush.providers.loop_clients import loop_client
 from hush.providers.resources import LLMResource, get_registry, normalize_key
 from hush.providers.spend import Hold
 from hush.providers.spend import current as current_spend
@@ -89,6 +90,10 @@ class Collector:
         """``time.monotonic()`` when the last call arrived."""
         self.submitted_at = 0.0
         """``time.monotonic()`` when the last batch was created."""
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (called when the collector's event loop shuts down)."""
+        await self.client.close()
 
     def _record(self) -> SubmittedBatches | None:
         """The batches recorded in the running run's checkpoint (``None`` without one)."""
@@ -266,19 +271,11 @@ class Collector:
             self._settle(cid, error, keep)
 
 
-_collectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Collector]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def collector_for(key: str) -> Collector:
-    """The collector of resource ``key`` on the running loop."""
-    by_key = _collectors.setdefault(asyncio.get_running_loop(), {})
+    """The collector of resource ``key`` on the running loop, closed with that loop."""
     key = normalize_key(key)
-    found = by_key.get(key)
-    if found is None:
-        found = by_key[key] = Collector(key, get_registry().get_llm(key))
-    return found
+    resource = get_registry().get_llm(key)
+    return loop_client(f"batch:{key}", resource, lambda: Collector(key, resource), Collector)
 
 
 async def batch_complete(
