@@ -2,7 +2,10 @@
 
 One root span per run named after the graph, a span per nested graph, map,
 item and node, and for each LLM call a span following the OpenTelemetry GenAI
-conventions; times are the events' own. Errors are the span's status plus an
+conventions; times are the events' own. Spans go through the SDK's public API
+(``Tracer.start_span`` when a span's start is handled, ``Span.end`` at its end),
+so span processors see ``on_start`` and the provider's span limits apply; the
+ids are hush's own (:mod:`hush.observability.otel_ids`). Errors are the span's status plus an
 ``exception`` event. A dead, hanging or failing backend costs a run and the
 process exit together at most ``flush_timeout`` and one warning
 (:mod:`hush.observability.health`); while it is down, spans are neither built
@@ -12,17 +15,17 @@ nor sent.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import Event as SdkEvent
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import SpanLimits, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
 
 from hush import __version__
 from hush.core.events import Event, LLMCall
@@ -30,6 +33,7 @@ from hush.core.redaction import register_secret
 from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
 from hush.observability.openinference import chain_attributes, llm_attributes
+from hush.observability.otel_ids import RunIds, run_ids
 from hush.observability.serialize import DEFAULT_MAX_CHARS, fit, to_json_text, usage_details
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
 
@@ -37,6 +41,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE_SIZE = 16_384
 """Finished spans held for export; OpenTelemetry's default (2048) drops spans of big fast maps."""
+DEFAULT_MAX_SPAN_ATTRIBUTES = 1_024
+"""Attributes a span of a private provider keeps unless ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` or
+``OTEL_ATTRIBUTE_COUNT_LIMIT`` says otherwise (OpenTelemetry's 128 evicts the oldest, the
+trace-level fields first, from a long conversation's OpenInference messages)."""
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 _GENAI_PARAMS = {
     **{p: f"gen_ai.request.{p}" for p in ("temperature", "max_tokens", "top_p", "seed")},
@@ -69,8 +78,7 @@ class OTelTracer(SpanTracer):
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
         sample: float = 1.0,
     ) -> None:
-        processors = getattr(provider, "_active_span_processor", None)
-        if not isinstance(provider, TracerProvider) or processors is None:
+        if not isinstance(provider, TracerProvider):
             raise TypeError(
                 f"tracer_provider must be an OpenTelemetry SDK TracerProvider, got {provider!r}"
             )
@@ -79,8 +87,10 @@ class OTelTracer(SpanTracer):
         """Whether the provider is the tracer's own (shut down by :meth:`close`)."""
         self.max_field_chars = max_field_chars
         self.include_io = include_io
-        self._processors: SpanProcessor = processors
-        self._scope = InstrumentationScope("hush", __version__)
+        tracer = provider.get_tracer("hush", __version__)
+        self._tracer = tracer if isinstance(tracer, Tracer) else None
+        """Hush's tracer of the provider; ``None`` when the SDK is disabled (nothing traced)."""
+        self._ids = run_ids(tracer) if isinstance(tracer, Tracer) else RunIds()
         self._truncation_said = False
         super().__init__(
             flush_timeout=flush_timeout,
@@ -107,84 +117,70 @@ class OTelTracer(SpanTracer):
     # ---- spans, in the tracer's thread ----------------------------------------------
 
     def run_started(self, run: RunSpans) -> bool:
+        if self._tracer is None:
+            return False
         decision = self.provider.sampler.should_sample(None, run.trace_id, run.name)
         if decision.decision != Decision.RECORD_AND_SAMPLE:
             return False
         run.common = self.run_attributes(run)
         return True
 
-    def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
-        error = end.error
-        self._export_span(
+    def span_started(self, run: RunSpans, span: OpenSpan) -> None:
+        span.export = self._start(
             run,
             span.id,
             span.parent,
             span.name,
             span.start.time,
-            end.time,
-            {**run.common, **self.span_start(run, span.start), **self.span_end(run, end)},
-            (error.type, error.message, error.traceback or "") if error else None,
+            {**run.common, **self.span_start(run, span.start)},
         )
+
+    def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
+        if span.export is None:
+            self.span_started(run, span)
+        live: Span = span.export
+        live.set_attributes(self.span_end(run, end))
+        error = end.error
+        _end(live, end.time, (error.type, error.message, error.traceback or "") if error else None)
 
     def llm_called(self, run: RunSpans, owner: OpenSpan | None, event: Event) -> None:
         llm = event.llm
         assert llm is not None
         failed = llm.error.partition(": ") if llm.error else None
-        self._export_span(
+        live = self._start(
             run,
             new_span_id(),
             owner,
             self.generation_name(event, llm),
             llm.started,
-            llm.ended,
             {**run.common, **self.generation_attributes(run, event, llm)},
-            failed and (failed[0], failed[2], ""),
             trace.SpanKind.CLIENT,
         )
+        _end(live, llm.ended, failed and (failed[0], failed[2], ""))
 
-    def _export_span(
+    def _start(
         self,
         run: RunSpans,
         span_id: int,
         parent: OpenSpan | None,
         name: str,
         start: float,
-        end: float,
         attributes: Attributes,
-        error: tuple[str, str, str] | None,
         kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-    ) -> None:
-        """Hand the span to the processors; ``error`` (type, message, traceback) is its status
-        and an ``exception`` event."""
-        end_ns = int(end * 1e9)
-        status = Status()
-        events: tuple[SdkEvent, ...] = ()
-        if error is not None:
-            type_, message, stack = error
-            status = Status(StatusCode.ERROR, f"{type_}: {message}"[:2_000] if message else type_)
-            exception = {
-                "exception.type": type_,
-                "exception.message": message,
-                "exception.stacktrace": stack,
-            }
-            events = (SdkEvent("exception", exception, end_ns),)
-        flags = TraceFlags(TraceFlags.SAMPLED)
-        span = ReadableSpan(
-            name,
-            context=SpanContext(run.trace_id, span_id, is_remote=False, trace_flags=flags),
-            parent=None
-            if parent is None
-            else SpanContext(run.trace_id, parent.id, is_remote=False, trace_flags=flags),
-            resource=self.provider.resource,
-            attributes=attributes,
-            events=events,
-            kind=kind,
-            status=status,
-            start_time=int(start * 1e9),
-            end_time=end_ns,
-            instrumentation_scope=self._scope,
-        )
-        self._processors.on_end(span)
+    ) -> Span:
+        """Start a span through the SDK: ``span_id`` under ``parent`` (the run's root when
+        ``None``, with the run's trace id)."""
+        if parent is None:
+            context = Context()
+            self._ids.next(run.trace_id, span_id)
+        else:
+            above = parent.export
+            if above is None:
+                above = NonRecordingSpan(SpanContext(run.trace_id, parent.id, False, _SAMPLED))
+            context = trace.set_span_in_context(above)
+            self._ids.next(None, span_id)
+        assert self._tracer is not None
+        return self._tracer.start_span(name, context, kind, attributes, start_time=int(start * 1e9))
 
     # ---- attributes: what a backend reads (subclasses extend these) ----------------
 
@@ -308,6 +304,24 @@ def register_header_secrets(headers: Mapping[str, str] | None, *, what: str) -> 
                 register_secret(token, what=f"{what} {name}")
 
 
+def _end(span: Span, end: float, error: tuple[str, str, str] | None) -> None:
+    """End ``span`` at ``end``; ``error`` (type, message, traceback) is its status and an
+    ``exception`` event."""
+    end_ns = int(end * 1e9)
+    if error is not None:
+        type_, message, stack = error
+        span.set_status(
+            Status(StatusCode.ERROR, f"{type_}: {message}"[:2_000] if message else type_)
+        )
+        exception = {
+            "exception.type": type_,
+            "exception.message": message,
+            "exception.stacktrace": stack,
+        }
+        span.add_event("exception", exception, end_ns)
+    span.end(end_time=end_ns)
+
+
 def private_provider(
     *,
     service_name: str,
@@ -319,8 +333,16 @@ def private_provider(
     from opentelemetry.sdk.resources import Resource
 
     attributes = {"service.name": service_name, **(resource_attributes or {})}
+    count_set = any(
+        os.environ.get(name)
+        for name in ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")
+    )
     return TracerProvider(
         resource=Resource.create({k: v for k, v in attributes.items() if v}),
         sampler=TraceIdRatioBased(sample_rate) if sample_rate < 1.0 else None,
         shutdown_on_exit=False,
+        id_generator=RunIds(),
+        span_limits=SpanLimits(
+            max_span_attributes=None if count_set else DEFAULT_MAX_SPAN_ATTRIBUTES
+        ),
     )

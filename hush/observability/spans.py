@@ -2,9 +2,10 @@
 
 On the event loop, a tracer only queues each event (a fraction of a
 microsecond). Its daemon thread handles them in order: a ``node_start`` opens
-a span under its parent's, the matching ``node_end`` (``run_end`` for the
-root) ends it, an ``llm`` event is a finished child of its node's span, and
-spans still open when the run ends end with it as ``unfinished``. Subclasses
+a span under its parent's (:meth:`SpanTracer.span_started`), the matching
+``node_end`` (``run_end`` for the root) ends it (:meth:`SpanTracer.span_ended`),
+an ``llm`` event is a finished child of its node's span, and spans still open
+when the run ends end with it as ``unfinished``. Subclasses
 turn spans into what they export. The thread lets go of the GIL every
 millisecond, and a call that hangs there (an export to an unreachable server)
 never blocks the loop nor keeps the process from ending.
@@ -57,6 +58,8 @@ class OpenSpan:
     """A sampled item's exports waiting for its end."""
     errored: bool = False
     """A sampled item that holds a failure (always exported)."""
+    export: Any = None
+    """What the tracer made of the span when it started (an OpenTelemetry span)."""
 
     @property
     def name(self) -> str:
@@ -178,6 +181,9 @@ class SpanTracer:
     def run_started(self, run: RunSpans) -> bool:
         """Called for each new run; ``False`` leaves it untraced."""
         return True
+
+    def span_started(self, run: RunSpans, span: OpenSpan) -> None:
+        """A span started (in a sampled item: replayed, in order, once the item is kept)."""
 
     def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
         """Export a span; ``end`` is its ``node_end`` or ``run_end`` event."""
@@ -388,11 +394,17 @@ class SpanTracer:
         if kind in ("run_start", "node_start"):
             parent = run.open.get(event.parent or "") if kind == "node_start" else None
             opened = OpenSpan(new_span_id(), parent, event)
+            run.open[event.path] = opened
+            start = partial(self._emit_start, run, opened)
             if self.sample < 1.0:
                 opened.item = parent.holder if parent is not None else None
                 if event.type == "item":
-                    opened.held = []
-            run.open[event.path] = opened
+                    opened.held = [start]
+                    return
+                if opened.item is not None:
+                    _hold(opened.item, [start], False)
+                    return
+            start()
         elif kind == "llm" and event.llm is not None:
             owner = run.open.get(event.path)
             holder = owner.holder if owner is not None else None
@@ -425,6 +437,10 @@ class SpanTracer:
         else:
             _hold(span.item, exports, failed or span.errored)
 
+    def _emit_start(self, run: RunSpans, span: OpenSpan) -> None:
+        if self.health.available():
+            self.span_started(run, span)
+
     def _emit_span(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
         if self._exporting():
             self.span_ended(run, span, end)
@@ -434,14 +450,15 @@ class SpanTracer:
             self.llm_called(run, owner, event)
 
     def _end_run(self, run: RunSpans, event: Event) -> None:
-        """End the root span, and every span still open as ``unfinished`` (with what the
-        sampled items among them held)."""
+        """End the root span, and every span still open as ``unfinished``; what the sampled
+        items among them held goes first, so every span starts before any of them ends."""
         root = run.open.pop(event.path, None)
-        if root is not None:
-            self._emit_span(run, root, event)
-        for path, orphan in list(run.open.items()):
+        for orphan in run.open.values():
             for export in orphan.held or ():
                 export()
+        if root is not None:
+            self._emit_span(run, root, event)
+        for path, orphan in run.open.items():
             end = Event("node_end", path, event.run_id, event.time, status="unfinished")
             self._emit_span(run, orphan, end)
 
