@@ -1,4 +1,8 @@
-"""hush: an asyncio DAG workflow engine for LLM pipelines."""
+"""hush: an asyncio DAG workflow engine for LLM pipelines.
+
+The nodes a user writes, the engine and the run options are importable from here;
+the LLM nodes load the provider layer (and the OpenAI SDK) on first use.
+"""
 
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +20,15 @@ from hush.core import (
     ParserNode,
     RetryPolicy,
     RunError,
+    RunOptionError,
     code_node,
 )
+from hush.core.extensions import register
 from hush.core.nodes.iteration import ForLoopNode, MapNode, WhileLoopNode
+from hush.core.run_options import Budget, Checkpoint, Labels, Progress
 
 if TYPE_CHECKING:
-    from hush.providers import EmbeddingNode, LLMNode, PromptNode, RerankNode
+    from hush.providers import EmbeddingNode, LLMNode, PromptNode, RerankNode, ResponseCache
 
 __version__ = "0.1.0"
 
@@ -30,6 +37,8 @@ __all__ = [
     "PARENT",
     "START",
     "BranchNode",
+    "Budget",
+    "Checkpoint",
     "CodeNode",
     "Each",
     "EmbeddingNode",
@@ -38,19 +47,26 @@ __all__ = [
     "GraphNode",
     "Hush",
     "LLMNode",
+    "Labels",
     "MapNode",
     "NodeError",
     "ParserNode",
+    "Progress",
     "PromptNode",
     "RerankNode",
+    "ResponseCache",
     "RetryPolicy",
     "RunError",
+    "RunOptionError",
     "WhileLoopNode",
     "__version__",
     "code_node",
 ]
 
-_PROVIDED = frozenset({"EmbeddingNode", "LLMNode", "PromptNode", "RerankNode"})
+register("hush.providers.llm_run:run_extensions")
+"""Every run gets the LLM spend ledger, budget and cache (imported at the first run)."""
+
+_PROVIDED = frozenset({"EmbeddingNode", "LLMNode", "PromptNode", "RerankNode", "ResponseCache"})
 
 
 def __getattr__(name: str) -> Any:

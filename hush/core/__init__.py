@@ -24,6 +24,7 @@ from hush.core.nodes.parser_node import ParserNode
 from hush.core.parsing import ParseError
 from hush.core.policies import RetryPolicy
 from hush.core.refs import PARENT, Each, Ref
+from hush.core.run_options import Budget, Checkpoint, Labels, Progress
 from hush.core.state import RunRecord
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "START",
     "BaseNode",
     "BranchNode",
+    "Budget",
+    "Checkpoint",
     "CodeNode",
     "Each",
     "GraphBuildError",
@@ -39,6 +42,7 @@ __all__ = [
     "GraphNode",
     "Hush",
     "HushError",
+    "Labels",
     "MissingInputError",
     "NodeCall",
     "NodeCancelledError",
@@ -49,6 +53,7 @@ __all__ = [
     "NodeTimeoutError",
     "ParseError",
     "ParserNode",
+    "Progress",
     "Ref",
     "RetryPolicy",
     "RunError",

@@ -10,13 +10,25 @@ if TYPE_CHECKING:
     from hush.core.checkpointing import RunCheckpoint
     from hush.core.events import Emitter
     from hush.core.executor import ItemExecutor
+    from hush.core.extensions import Meter
     from hush.core.state import RunRecord
 
 
 class RunContext:
-    """One run's record, checkpoint, event emitter and run-wide slot (``max_concurrency``)."""
+    """One run's record, checkpoint, event emitter, run-wide slot (``max_running_nodes``)
+    and the extensions that count what its work consumes."""
 
-    __slots__ = ("checkpoint", "emit", "executor", "plain", "record", "run_id", "slot", "t0")
+    __slots__ = (
+        "checkpoint",
+        "emit",
+        "executor",
+        "meters",
+        "plain",
+        "record",
+        "run_id",
+        "slot",
+        "t0",
+    )
 
     def __init__(
         self,
@@ -27,6 +39,7 @@ class RunContext:
         slot: asyncio.Semaphore | None = None,
         checkpoint: RunCheckpoint | None = None,
         executor: ItemExecutor | None = None,
+        meters: tuple[Meter, ...] = (),
     ) -> None:
         self.run_id = run_id
         self.executor = executor
@@ -36,6 +49,8 @@ class RunContext:
         """Hands events to the run's subscribers; ``None`` when nothing subscribes."""
         self.slot = slot
         self.checkpoint = checkpoint
+        self.meters = meters
+        """Count what each map item consumes (see :func:`hush.core.extensions.work_usage`)."""
         self.plain = slot is None and checkpoint is None
         """Nothing to save or limit: plain nodes may take the scheduler's fast path."""
         self.t0 = record.clock = time.perf_counter()

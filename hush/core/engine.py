@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import contextvars
 import difflib
+import functools
 import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -20,11 +21,20 @@ from hush.core.checkpointing import RunCheckpoint
 from hush.core.context import RunContext
 from hush.core.errors import MissingInputError, RunError, RunOptionError
 from hush.core.events import Event
+from hush.core.extensions import extensions_for, meters_of
 from hush.core.nodes.graph.graph_node import GraphNode
 from hush.core.nodes.iteration.base import IterationNode
-from hush.core.options import check_run_options, describe_value
-from hush.core.progress import ProgressCallback, ProgressReporter, want_display
-from hush.core.run_events import Announcement, run_metadata
+from hush.core.options import DEPRECATED, RunOptions, run_options, translate_deprecated
+from hush.core.progress import reporter_for
+from hush.core.run_events import Announcement
+from hush.core.run_options import (
+    Budget,
+    Checkpoint,
+    Labels,
+    Progress,
+    ProgressCallback,
+    describe_value,
+)
 from hush.core.runtime import GraphOutcome, execute
 from hush.core.state import RunRecord
 from hush.core.streaming import DEFAULT_LIMIT, EventBuffer
@@ -32,8 +42,7 @@ from hush.core.streaming import DEFAULT_LIMIT, EventBuffer
 if TYPE_CHECKING:
     from hush.core.executor import ItemExecutor
     from hush.core.plan import GraphPlan
-    from hush.observability.tracer import Tracer
-    from hush.providers.cache import ResponseCache
+    from hush.core.run_events import Tracer
 
 logger = logging.getLogger("hush.engine")
 
@@ -42,6 +51,26 @@ _streamed_to: contextvars.ContextVar[EventBuffer | None] = contextvars.ContextVa
 )
 """Where :meth:`Hush.stream` wants the events of the run it starts (that run only: the run
 clears it for the tasks it starts)."""
+
+_Run = TypeVar("_Run", bound=Callable[..., Coroutine[Any, Any, dict[str, Any]]])
+
+
+def _accepting_deprecated_options(run: _Run) -> _Run:
+    """``Hush.run`` that also takes the keywords of earlier releases (one warning naming
+    the new spelling). A wrapper rather than a ``**deprecated`` catch-all, so that
+    ``inspect.signature`` and editors show only the current options and a misspelt
+    keyword is still a ``TypeError``."""
+
+    @functools.wraps(run)
+    async def accepting(
+        self: Hush, inputs: Mapping[str, Any] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        if options and not DEPRECATED.keys().isdisjoint(options):
+            return await self._run(inputs, translate_deprecated("Hush.run", options))
+        result: dict[str, Any] = await run(self, inputs, **options)
+        return result
+
+    return accepting  # type: ignore[return-value]
 
 
 class Hush:
@@ -93,121 +122,97 @@ class Hush:
             message += "; got unexpected " + ", ".join(_did_you_mean(k, missing) for k in unread)
         raise MissingInputError(message)
 
+    @_accepting_deprecated_options
     async def run(
         self,
         inputs: Mapping[str, Any] | None = None,
         *,
-        tracer: Tracer | None = None,
-        raise_on_error: bool = False,
-        max_concurrency: int | None = None,
         run_id: str | None = None,
-        checkpoint: str | os.PathLike[str] | None = None,
-        on_checkpoint_mismatch: Literal["error", "restart"] = "error",
-        restart: bool = False,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        flush_timeout: float | None = None,
-        progress: bool | None = None,
-        on_progress: ProgressCallback | None = None,
-        max_cost: float | None = None,
-        max_total_tokens: int | None = None,
-        cache: bool | str | os.PathLike[str] | ResponseCache | None = None,
+        tracer: Tracer | None = None,
+        labels: Labels | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
+        budget: Budget | None = None,
+        cache: bool | str | os.PathLike[str] | Any = None,
+        progress: bool | ProgressCallback | Progress | None = None,
+        max_running_nodes: int | None = None,
         executor: ItemExecutor | None = None,
+        raise_on_error: bool = False,
     ) -> dict[str, Any]:
         """Run the graph once and return what its nodes wrote to ``PARENT``.
 
-        ``result["$state"]`` is the :class:`~hush.core.state.RunRecord`. With
-        ``max_concurrency`` at most that many leaf nodes run at once across all
-        nesting levels. With ``checkpoint`` (a SQLite path) finished nodes and
-        map items are saved as they finish, keyed by their inputs, and reused
-        when the same ``run_id`` runs again (``restart=True`` forgets them and
-        starts over; ``on_checkpoint_mismatch="restart"`` does so only when the
-        graph changed). ``progress`` shows live bars for
-        maps (default: when stderr is a terminal); ``on_progress`` receives the
-        same counters a few times a second. ``tracer`` receives the run's events;
-        at the end the run waits at most ``flush_timeout`` seconds (default: the
-        tracer's own) for it to export them.
+        ``result["$state"]`` is the :class:`~hush.core.state.RunRecord`. ``tracer``
+        receives the run's events; ``labels`` (:class:`Labels`) name the user, session,
+        tags and metadata on its trace. With ``checkpoint`` (a SQLite path, or a
+        :class:`Checkpoint` to say what to do with what an earlier run saved) finished
+        nodes and map items are saved as they finish, keyed by their inputs, and reused
+        when the same ``run_id`` runs again. ``budget`` (:class:`Budget`) bounds what the
+        run's LLM calls may spend: a call that does not fit is not sent and fails with
+        ``BudgetExceededError``. ``cache`` (``True`` for the default file, a path, or a
+        ``ResponseCache``) answers LLM calls asked before. ``progress`` shows live bars for
+        maps (default: when stderr is a terminal); a callable (or
+        ``Progress(on_update=...)``) receives the counters a few times a second. With
+        ``max_running_nodes`` at most that many leaf nodes run at once across all nesting
+        levels. ``executor`` (such as ``RayExecutor``) runs the items of every map that
+        sets none and is not inside another map's item. ``raise_on_error`` raises
+        :class:`RunError` when a node failed.
 
-        ``max_cost`` (USD) and ``max_total_tokens`` (prompt plus completion tokens of
-        every LLM call) bound what the run's LLM calls may spend: a call that does not
-        fit is not sent and fails with ``BudgetExceededError`` (resumable with a larger
-        budget). ``cache`` (a SQLite path, ``True`` for the default location) answers
-        LLM calls asked before from it and stores every new answer. ``$state.cost`` is
-        what the run's priced calls cost, in USD (see :mod:`hush.providers.spend`).
-        ``executor`` (a :class:`~hush.distributed.RayExecutor`) runs the items of every
-        map that sets none and is not inside another map's item.
+        The keywords of earlier releases (``max_concurrency``, ``user_id``, ``max_cost``,
+        ``restart``...) still work, with a ``DeprecationWarning`` naming the new spelling.
 
-        Every option is checked before anything is opened; the cache, the checkpoint and
-        the ledger are opened before ``run_start`` and closed in one place, and
-        ``run_end`` always follows ``run_start``. The root graph's ``timeout`` bounds the
-        run: nodes still running then are cancelled and the timeout is the run's error.
+        Every option is checked before anything is opened; the run's extensions (LLM spend,
+        cache) and the checkpoint are opened before ``run_start`` and closed in one place,
+        and ``run_end`` always follows ``run_start``. The root graph's ``timeout`` bounds
+        the run: nodes still running then are cancelled and the timeout is the run's error.
         """
+        options = run_options(
+            run_id=run_id,
+            tracer=tracer,
+            labels=labels,
+            checkpoint=checkpoint,
+            budget=budget,
+            cache=cache,
+            progress=progress,
+            max_running_nodes=max_running_nodes,
+            executor=executor,
+            raise_on_error=raise_on_error,
+        )
+        return await self._run(inputs, options)
+
+    async def _run(self, inputs: Mapping[str, Any] | None, options: RunOptions) -> dict[str, Any]:
+        """The run itself, with checked options (see :meth:`run`)."""
         stream = _streamed_to.get()
         if stream is not None:
             _streamed_to.set(None)
         if inputs is None:
             inputs = {}
-        check_run_options(
-            inputs=inputs,
-            max_concurrency=max_concurrency,
-            run_id=run_id,
-            checkpoint=checkpoint,
-            on_checkpoint_mismatch=on_checkpoint_mismatch,
-            restart=restart,
-            flush_timeout=flush_timeout,
-            progress=progress,
-            on_progress=on_progress,
-            user_id=user_id,
-            session_id=session_id,
-            tags=tags,
-            metadata=metadata,
-            max_cost=max_cost,
-            max_total_tokens=max_total_tokens,
-            cache=cache,
-            executor=executor,
-        )
+        elif not isinstance(inputs, Mapping):
+            raise RunOptionError(f"inputs must be a dict, got {type(inputs).__name__}")
         self.check_inputs(inputs)
-        if max_cost is not None:
-            self._check_prices()
-        record = RunRecord(run_id=run_id or uuid.uuid4().hex, graph=self.name)
+        extensions = extensions_for(options)
+        for extension in extensions:
+            extension.check(self.graph)
+        record = RunRecord(run_id=options.run_id or uuid.uuid4().hex, graph=self.name)
         result: dict[str, Any] = {}
         announced = Announcement(
             self.name,
             record,
             inputs,
-            run_metadata(user_id, session_id, tags, metadata),
-            tracer=tracer,
-            reporter=(
-                ProgressReporter(show=want_display(progress), callback=on_progress)
-                if want_display(progress) or on_progress is not None
-                else None
-            ),
+            options.labels.as_metadata(),
+            tracer=options.tracer,
+            reporter=reporter_for(options.progress),
             stream=stream,
         )
         stack = contextlib.AsyncExitStack()
         try:
-            stack.push_async_callback(announced.end, result, flush_timeout)
+            stack.push_async_callback(announced.end, result, options.flush_timeout)
             resources = await stack.enter_async_context(
-                run_resources.opened(
-                    self.graph,
-                    record,
-                    checkpoint=checkpoint,
-                    on_mismatch=on_checkpoint_mismatch,
-                    restart=restart,
-                    cache=cache,
-                    max_cost=max_cost,
-                    max_total_tokens=max_total_tokens,
-                )
+                run_resources.opened(self.graph, record, options.checkpoint, extensions)
             )
-            await self._execute(
-                inputs, record, result, resources, announced, max_concurrency, executor
-            )
+            await self._execute(inputs, record, result, resources, announced, options)
         finally:
             with anyio.CancelScope(shield=True):
                 await stack.aclose()
-        if raise_on_error and record.errors:
+        if options.raise_on_error and record.errors:
             raise RunError(record.errors, result)
         return result
 
@@ -218,39 +223,36 @@ class Hush:
         result: dict[str, Any],
         resources: run_resources.RunResources,
         announced: Announcement,
-        max_concurrency: int | None,
-        executor: ItemExecutor | None,
+        options: RunOptions,
     ) -> None:
         """Announce the run, walk the root graph, and fill in the record and the result."""
         emit = announced.start()
         record.started_at = time.time()
         store = resources.store
+        cap = options.max_running_nodes
         ctx = RunContext(
             record.run_id,
             record,
             emit=emit,
-            slot=asyncio.Semaphore(max_concurrency) if max_concurrency else None,
+            slot=asyncio.Semaphore(cap) if cap else None,
             checkpoint=RunCheckpoint(store) if store is not None else None,
-            executor=executor,
+            executor=options.executor,
+            meters=meters_of(resources.extensions),
         )
-        spend = resources.spend
         outcome: GraphOutcome | None = None
-        llm_before = run_resources.llm_stats()
         try:
             outcome = await execute(
                 self.plan,
                 dict(inputs),
                 ctx,
                 self.name,
-                static=True,
-                defer=False,
+                in_item=False,
                 timeout=self.graph.timeout,
             )
         finally:
             record.duration = ctx.now()
-            record.llm = run_resources.llm_delta(llm_before, run_resources.llm_stats(), spend)
-            record.cost = spend.cost
-            record.tokens = spend.tokens
+            for extension in resources.extensions:
+                extension.finish(record)
             if outcome is not None:
                 record.errors = list(outcome.errors)
                 record.unhandled = list(outcome.unhandled)
@@ -317,17 +319,6 @@ class Hush:
             return await self.run(inputs, **options)
 
         return anyio.run(main)
-
-    def _check_prices(self) -> None:
-        """With ``max_cost``, every LLM resource the graph names must have a price."""
-        unpriced = run_resources.unpriced_resources(self.graph)
-        if unpriced:
-            names = ", ".join(repr(k) for k in unpriced)
-            which = f"resource {names} has" if len(unpriced) == 1 else f"resources {names} have"
-            raise RunOptionError(
-                f"max_cost needs a price for every LLM resource of graph '{self.name}', "
-                f"but {which} none (set input_cost_per_mtok and output_cost_per_mtok)"
-            )
 
 
 def _did_you_mean(key: str, missing: list[str]) -> str:

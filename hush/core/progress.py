@@ -6,9 +6,11 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from hush.core.run_options import Progress, ProgressCallback
 
 if TYPE_CHECKING:
     from hush.core.events import Event
@@ -35,9 +37,6 @@ class MapProgress:
     instances: int
     rate: float
     eta: float | None
-
-
-ProgressCallback = Callable[[list[MapProgress]], Any]
 
 
 def snapshot(
@@ -185,3 +184,11 @@ def want_display(progress: bool | None) -> bool:
     if progress is not None:
         return progress
     return sys.stderr.isatty()
+
+
+def reporter_for(progress: Progress) -> ProgressReporter | None:
+    """The reporter a run with the ``progress`` option subscribes (``None``: nothing to do)."""
+    show = want_display(progress.show)
+    if not show and progress.on_update is None:
+        return None
+    return ProgressReporter(show=show, callback=progress.on_update)

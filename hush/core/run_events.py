@@ -9,8 +9,8 @@ the one exit stack of the run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -20,9 +20,18 @@ if TYPE_CHECKING:
     from hush.core.progress import ProgressReporter
     from hush.core.state import RunRecord
     from hush.core.streaming import EventBuffer
-    from hush.observability.tracer import Tracer
 
 logger = logging.getLogger("hush.engine")
+
+
+class Tracer(Protocol):
+    """What a tracer is to the engine (the tracers of :mod:`hush.observability` are ones):
+    ``subscribe`` is given the ``run_start`` event and returns what receives the run's
+    events; ``flush`` exports them, waiting at most ``timeout`` (``None``: its own)."""
+
+    def subscribe(self, start: Event) -> Subscriber: ...
+
+    async def flush(self, timeout: float | None = None) -> None: ...
 
 
 class Announcement:
@@ -113,18 +122,6 @@ class Announcement:
             node=started.node,
             result=result,
         )
-
-
-def run_metadata(
-    user_id: str | None,
-    session_id: str | None,
-    tags: Sequence[str] | None,
-    metadata: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The ``metadata`` of ``run_start``: user, session, tags and the run's metadata."""
-    out: dict[str, Any] = {"user_id": user_id, "session_id": session_id, "tags": list(tags or ())}
-    out["metadata"] = dict(metadata or {})
-    return out
 
 
 def _subscribe(tracer: Tracer | None, started: Event) -> Subscriber | None:

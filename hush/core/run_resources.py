@@ -1,50 +1,41 @@
 """What a run opens before it starts and closes after it ends.
 
-The response cache, the checkpoint store and the spending ledger are opened by
-:func:`opened`, in that order, after every option was checked and before
-``run_start``; whatever was opened is closed in its one exit, however the run
-ends (also when a later one fails to open: the run then never starts).
+:func:`opened` opens the run's extensions that need no checkpoint (a response cache),
+then the checkpoint store, then the extensions that read it (the LLM spend ledger),
+after every option was checked and before ``run_start``. Whatever was opened is
+closed in its one exit stack, however the run ends (also when a later one fails to
+open: the run then never starts, and a failure before the store leaves no run row).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
-import functools
 import logging
-import os
-import sqlite3
-import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from hush.core.checkpointing import current_store
-from hush.core.errors import NodeError, RunOptionError
-from hush.providers.spend import RunSpend
-from hush.providers.spend import current as current_spend
+from hush.core.errors import NodeError
+from hush.core.extensions import RunExtension, RunScope, metering, meters_of
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
     from hush.core.nodes.graph.graph_node import GraphNode
+    from hush.core.run_options import Checkpoint
     from hush.core.state import RunRecord
-    from hush.providers.cache import ResponseCache
 
 logger = logging.getLogger("hush.engine")
-
-SPEND_PATH, SPEND_KEY = "$spend", "totals"
-"""Where a checkpoint keeps what its run's LLM calls spent."""
 
 
 @dataclass(slots=True)
 class RunResources:
-    """What one run opened: its checkpoint store (or ``None``) and its spending ledger."""
+    """What one run opened: its checkpoint store (or ``None``) and its extensions."""
 
     store: CheckpointStore | None
-    spend: RunSpend
+    extensions: tuple[RunExtension, ...]
     write_error: NodeError | None = None
     """Set by the run: the first checkpoint write that failed while it ran."""
 
@@ -53,35 +44,41 @@ class RunResources:
 async def opened(
     graph: GraphNode,
     record: RunRecord,
-    *,
-    checkpoint: str | os.PathLike[str] | None,
-    on_mismatch: Literal["error", "restart"],
-    restart: bool,
-    cache: Any,
-    max_cost: float | None,
-    max_total_tokens: int | None,
+    checkpoint: Checkpoint | None,
+    extensions: tuple[RunExtension, ...],
 ) -> AsyncIterator[RunResources]:
-    """Open the cache, the checkpoint and the ledger (the current one while the run lasts);
-    on exit save the spend, mark the
-    checkpoint with ``record.status`` (``cancelled`` if the run never started), commit
-    and close both. A checkpoint write failure becomes an error of the run."""
+    """Open the extensions and the checkpoint (the current store while the run lasts); on
+    exit close the extensions, mark the checkpoint with ``record.status`` (``cancelled``
+    if the run never started) and close it. A checkpoint write failure becomes an error
+    of the run."""
     async with contextlib.AsyncExitStack() as stack:
-        own_cache = _open_cache(cache)
-        if own_cache is not None and own_cache is not cache:
-            stack.push_async_callback(_shielded, asyncio.to_thread, own_cache.close)
-        store = await _open_store(graph, checkpoint, record.run_id, on_mismatch, restart)
-        resources = RunResources(store, _ledger(max_cost, max_total_tokens, own_cache, store))
-        if own_cache is not None and own_cache is cache:
-            stack.push_async_callback(_shielded, _commit, resources.spend)
+        scope = RunScope(graph, record)
+        for extension in extensions:
+            if not extension.reads_checkpoint:
+                await _enter(stack, extension, scope)
+        store = await _open_store(graph, checkpoint, record.run_id)
+        resources = RunResources(store, extensions)
         if store is not None:
             stack.push_async_callback(_shielded, _close_store, resources, record)
-        stack.callback(resources.spend.save)
-        stack.callback(current_spend.reset, current_spend.set(resources.spend))
+        scope.store = store
+        for extension in extensions:
+            if extension.reads_checkpoint:
+                await _enter(stack, extension, scope)
+        stack.enter_context(metering(meters_of(extensions)))
         stack.callback(current_store.reset, current_store.set(store))
         yield resources
 
 
-async def _shielded(fn: Any, *args: Any) -> None:
+async def _enter(
+    stack: contextlib.AsyncExitStack, extension: RunExtension, scope: RunScope
+) -> None:
+    """Enter the extension's ``open``; its exit runs to its end even when the run is cancelled."""
+    opening = extension.open(scope)
+    await opening.__aenter__()
+    stack.push_async_callback(_shielded, opening.__aexit__, None, None, None)
+
+
+async def _shielded(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
     """Run one closing step to its end even when the run is being cancelled; log its failure."""
     with anyio.CancelScope(shield=True):
         try:
@@ -90,27 +87,8 @@ async def _shielded(fn: Any, *args: Any) -> None:
             logger.warning("closing what the run opened failed", exc_info=True)
 
 
-def _open_cache(cache: Any) -> ResponseCache | None:
-    """The cache the run was given (``None`` for no cache option)."""
-    if cache is None or cache is False:
-        return None
-    from hush.providers.cache import ResponseCache, default_cache_path
-
-    if isinstance(cache, ResponseCache):
-        return cache
-    path = default_cache_path() if cache is True else cache
-    try:
-        return ResponseCache(path)
-    except (OSError, sqlite3.Error) as exc:
-        raise RunOptionError(f"cache: cannot open {os.fspath(path)!r} ({exc})") from exc
-
-
 async def _open_store(
-    graph: GraphNode,
-    checkpoint: str | os.PathLike[str] | None,
-    run_id: str,
-    on_mismatch: Literal["error", "restart"],
-    restart: bool,
+    graph: GraphNode, checkpoint: Checkpoint | None, run_id: str
 ) -> CheckpointStore | None:
     if checkpoint is None:
         return None
@@ -119,46 +97,12 @@ async def _open_store(
 
     digest = fingerprint(describe(graph))
     return await open_checkpoint(
-        checkpoint, run_id, digest, on_mismatch=on_mismatch, restart=restart
+        checkpoint.path,
+        run_id,
+        digest,
+        on_mismatch=checkpoint.on_mismatch,
+        restart=checkpoint.restart,
     )
-
-
-def _ledger(
-    max_cost: float | None,
-    max_total_tokens: int | None,
-    cache: ResponseCache | None,
-    store: CheckpointStore | None,
-) -> RunSpend:
-    """The run's spending ledger: inside the enclosing run's (a run started by a node),
-    starting from what the run spent before it was resumed, saved in its checkpoint."""
-    enclosing = current_spend.get()
-    spend = RunSpend(
-        max_cost=max_cost,
-        max_total_tokens=max_total_tokens,
-        cache=cache if cache is not None else (enclosing.cache if enclosing else None),
-        parent=enclosing,
-    )
-    if store is not None:
-        saved = store.get(SPEND_PATH, SPEND_KEY)
-        if isinstance(saved, dict):
-            spend.absorb(saved, propagate=False)
-        spend.on_change = functools.partial(_save_spend, store)
-    return spend
-
-
-def _save_spend(store: CheckpointStore, summary: dict[str, dict[str, Any]]) -> None:
-    if store.failed:
-        return
-    try:
-        store.put(SPEND_PATH, SPEND_KEY, summary)
-    except Exception:
-        logger.warning("checkpoint: could not save the run's LLM spend", exc_info=True)
-
-
-async def _commit(spend: RunSpend) -> None:
-    """Commit the answers the run stored in a cache it was handed (not its to close)."""
-    if spend.cache is not None:
-        await spend.cache.aflush()
 
 
 async def _close_store(resources: RunResources, record: RunRecord) -> None:
@@ -181,63 +125,3 @@ async def _close_store(resources: RunResources, record: RunRecord) -> None:
         record.unhandled.append(failure)
         if record.status == "ok":
             record.status = "error"
-
-
-def unpriced_resources(graph: GraphNode) -> list[str]:
-    """The LLM resources the graph's nodes name that have no price."""
-    from hush.core.nodes.graph.graph_node import GraphNode
-    from hush.providers.errors import ResourceError
-    from hush.providers.pricing import price_of
-    from hush.providers.resources import get_registry
-
-    keys: dict[str, None] = {}
-    graphs = [graph]
-    while graphs:
-        for node in graphs.pop().nodes.values():
-            keys.update(dict.fromkeys(getattr(node, "resource_keys", ())))
-            if isinstance(node, GraphNode):
-                graphs.append(node)
-    unpriced = []
-    for key in keys:
-        try:
-            if price_of(get_registry().get_llm(key)) is None:
-                unpriced.append(key)
-        except ResourceError:
-            unpriced.append(key)
-    return unpriced
-
-
-_COUNTERS = (
-    "sent",
-    "ok",
-    "rate_limited",
-    "retries",
-    "errors",
-    "tokens_used",
-    "wait_time_s",
-    "paused_for_s",
-)
-
-
-def llm_stats() -> dict[str, dict[str, Any]]:
-    """Snapshot of every LLM resource limiter in the process (none if LLMs are unused)."""
-    limiter = sys.modules.get("hush.providers.limiter")
-    if limiter is None:
-        return {}
-    return {key: dataclasses.asdict(lim.stats()) for key, lim in limiter.all_limiters().items()}
-
-
-def llm_delta(
-    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], spend: RunSpend
-) -> dict[str, dict[str, Any]]:
-    """Per resource: current rates and limits, what the counters did during the run, and
-    what the run's calls spent (calls, cached, tokens, cost)."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, now in after.items():
-        old = before.get(key, {})
-        delta = {c: now[c] - old.get(c, 0) for c in _COUNTERS}
-        if delta["sent"] or delta["errors"] or delta["rate_limited"]:
-            out[key] = {**now, **delta}
-    for key, spent in spend.summary().items():
-        out[key] = {**out.get(key, {}), **spent}
-    return out

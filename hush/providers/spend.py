@@ -1,7 +1,7 @@
 """What one run spends on LLM calls, the budget it stays within, and its response cache.
 
-The engine opens a :class:`RunSpend` per run and makes it current for the run's
-tasks (a context variable), so every call made through
+The run's LLM extension (:mod:`hush.providers.llm_run`) opens a :class:`RunSpend`
+per run and makes it current for the run's tasks (a context variable), so every call made through
 :func:`~hush.providers.clients.complete` during the run (``LLMNode`` or your own
 code) is counted, held to the budget, and answered from the cache when it can.
 
@@ -15,24 +15,28 @@ and fails with :class:`~hush.providers.errors.BudgetExceededError`. When a reply
 comes, its reservation is replaced by its real usage; a failed request spends
 nothing.
 
-What a map item's calls spend is also counted in the item's :class:`WorkSpend`
-(opened by :func:`work_spend` around the item) and saved with its result, in
-the same commit; what no saved work took (calls outside map items, items not
-saved) is the run's *rest*, handed to ``on_change`` (the engine saves it in the
-checkpoint too). So a resumed run starts from what its saved work cost.
+What a map item's calls spend is also counted apart and saved with its result
+(:mod:`hush.providers.usage`); what no saved work took is the run's *rest*, handed
+to ``on_change`` (saved in the checkpoint too).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hush.providers.errors import BudgetExceededError
+from hush.providers.usage import (
+    ResourceSpend,
+    WorkSpend,
+    counted_by,
+    ledger_of,
+    summarize,
+    work_spend,
+)
 
 if TYPE_CHECKING:
     from hush.providers.cache import ResponseCache
@@ -43,111 +47,15 @@ SAVE_EVERY = 1.0
 DEFAULT_REPLY_TOKENS = 256
 """Reply tokens reserved for a request without ``max_tokens`` before any reply is known."""
 
-
-@dataclass(slots=True)
-class ResourceSpend:
-    """One resource's calls in one run."""
-
-    calls: int = 0
-    """Requests answered by the provider."""
-    cached: int = 0
-    """Calls answered from the response cache (nothing sent, nothing spent)."""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float | None = None
-    """USD; ``None`` when the resource has no price."""
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def add(
-        self, calls: int, cached: int, prompt: int, completion: int, cost: float | None
-    ) -> None:
-        """Count ``calls`` answered and ``cached`` calls that used these tokens and cost."""
-        self.calls += calls
-        self.cached += cached
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-        if cost is not None:
-            self.cost = (self.cost or 0.0) + cost
-
-
-def _summary(resources: Mapping[str, ResourceSpend]) -> dict[str, dict[str, Any]]:
-    return {
-        key: {
-            "calls": r.calls,
-            "cached": r.cached,
-            "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens,
-            "total_tokens": r.total_tokens,
-            "cost": r.cost,
-        }
-        for key, r in resources.items()
-    }
-
-
-class WorkSpend:
-    """What the calls of one piece of work (a map item) spent, to be saved with its result.
-
-    Used as a context manager around the work: calls made inside (in this task and
-    those it starts) are counted here as well as in the run's totals. What is not
-    :attr:`taken` (saved with the work) when it exits goes to the enclosing work, or to
-    the run's rest: spend is never dropped because its work was not saved.
-    """
-
-    __slots__ = ("_token", "outer", "resources", "spend", "taken")
-
-    def __init__(self, spend: RunSpend) -> None:
-        self.spend = spend
-        self.outer: WorkSpend | None = None
-        self.resources: dict[str, ResourceSpend] = {}
-        self.taken = False
-        self._token: contextvars.Token[WorkSpend | None] | None = None
-
-    def summary(self) -> dict[str, dict[str, Any]] | None:
-        """What the work spent, per resource (``None`` if nothing)."""
-        return _summary(self.resources) if self.resources else None
-
-    def __enter__(self) -> WorkSpend:
-        self.outer = _work.get()
-        self._token = _work.set(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._token is not None
-        _work.reset(self._token)
-        if self.taken:
-            return
-        spend, outer = self.spend, self.outer
-        if outer is not None and outer.spend is not spend:
-            outer = None
-        for key, r in self.resources.items():
-            counts = (r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost)
-            if outer is not None:
-                _ledger(outer.resources, key, None).add(*counts)
-            else:
-                spend.count_rest(key, *counts)
-
-
-_work: contextvars.ContextVar[WorkSpend | None] = contextvars.ContextVar(
-    "hush_work_spend", default=None
-)
-
-
-def work_spend(spend: RunSpend | None) -> contextlib.AbstractContextManager[WorkSpend | None]:
-    """A :class:`WorkSpend` of ``spend`` to use around one piece of work (nothing without)."""
-    return contextlib.nullcontext() if spend is None else WorkSpend(spend)
-
-
-def _counted_by(spend: RunSpend) -> dict[str, ResourceSpend]:
-    """Where a call of ``spend`` is counted apart: its innermost work, else the run's rest."""
-    work = _work.get()
-    while work is not None:
-        if work.spend is spend:
-            return work.resources
-        work = work.outer
-    return spend.rest
+__all__ = [
+    "DEFAULT_REPLY_TOKENS",
+    "Hold",
+    "ResourceSpend",
+    "RunSpend",
+    "WorkSpend",
+    "current",
+    "work_spend",
+]
 
 
 class RunSpend:
@@ -253,7 +161,7 @@ class RunSpend:
     def answered_from_cache(self, key: str, price: Price | None) -> None:
         """Count a call the cache answered."""
         self.resource(key, price).cached += 1
-        _ledger(_counted_by(self), key, price).add(0, 1, 0, 0, None)
+        ledger_of(counted_by(self), key, price).add(0, 1, 0, 0, None)
         if self.parent is not None:
             self.parent.answered_from_cache(key, price)
 
@@ -280,7 +188,7 @@ class RunSpend:
             self.tokens += counts[2] + counts[3]
             self.cost += spent.get("cost") or 0.0
             if propagate:
-                _ledger(_counted_by(self), key, None).add(*counts, spent.get("cost"))
+                ledger_of(counted_by(self), key, None).add(*counts, spent.get("cost"))
         if propagate and self.parent is not None:
             self.parent.absorb(summary)
         self._changed_totals(force=False)
@@ -288,17 +196,17 @@ class RunSpend:
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per resource: ``calls``, ``cached``, ``prompt_tokens``, ``completion_tokens``,
         ``total_tokens`` and ``cost``."""
-        return _summary(self.resources)
+        return summarize(self.resources)
 
-    def rest_summary(self) -> dict[str, dict[str, Any]]:
+    def restsummarize(self) -> dict[str, dict[str, Any]]:
         """:meth:`summary` of what this opening of the run spent that no saved work took."""
-        return _summary(self.rest)
+        return summarize(self.rest)
 
     def count_rest(
         self, key: str, calls: int, cached: int, prompt: int, completion: int, cost: float | None
     ) -> None:
         """Move spend counted apart for work that was not saved into the run's rest."""
-        _ledger(self.rest, key, None).add(calls, cached, prompt, completion, cost)
+        ledger_of(self.rest, key, None).add(calls, cached, prompt, completion, cost)
         self._changed_totals(force=False)
 
     def _refusal(self, cost: float, tokens: int, *, held: bool) -> str | None:
@@ -337,7 +245,7 @@ class RunSpend:
         now = time.monotonic()
         if force or now - self._saved_at >= SAVE_EVERY:
             self._saved_at = now
-            self.on_change(self.rest_summary())
+            self.on_change(self.restsummarize())
 
 
 class Hold:
@@ -375,7 +283,7 @@ class Hold:
             prompt = int(usage.get("prompt_tokens") or 0)
             completion = int(usage.get("completion_tokens") or 0)
             ledger.add(1, 0, prompt, completion, cost)
-            _ledger(_counted_by(spend), self.key, self.price).add(1, 0, prompt, completion, cost)
+            ledger_of(counted_by(spend), self.key, self.price).add(1, 0, prompt, completion, cost)
             spend.tokens += prompt + completion
             if cost is not None:
                 spend.cost += cost
@@ -390,13 +298,6 @@ current: contextvars.ContextVar[RunSpend | None] = contextvars.ContextVar(
     "hush_run_spend", default=None
 )
 """The running run's :class:`RunSpend` (``None`` outside a run)."""
-
-
-def _ledger(resources: dict[str, ResourceSpend], key: str, price: Price | None) -> ResourceSpend:
-    found = resources.get(key)
-    if found is None:
-        found = resources[key] = ResourceSpend(cost=None if price is None else 0.0)
-    return found
 
 
 def _usd(amount: float) -> str:

@@ -1,0 +1,175 @@
+"""Run extensions: what plugs into a run from outside the core (LLM spend, budget, cache).
+
+The core knows nothing of LLMs. A package that wants a say in every run registers a
+factory (:func:`register`, a callable or a lazily imported ``"module:attribute"``); for
+each run the engine asks every factory for its :class:`RunExtension` objects, given the
+run's :class:`~hush.core.options.RunOptions`. The engine then
+
+1. calls every extension's ``check(graph)`` (no side effects; a wrong option raises
+   :class:`~hush.core.errors.RunOptionError`), before anything is opened;
+2. enters every ``open(scope)`` in the run's one exit stack, before ``run_start``
+   (those with ``reads_checkpoint`` after the checkpoint store is open, the others
+   before it, so a failure to open leaves no run row);
+3. calls ``finish(record)`` when the run's nodes are done, to fill what it owns in
+   the record (cost, tokens, ``llm``), and exits ``open`` with the rest of the stack.
+
+An extension that measures what work consumes (:class:`Meter`) has it saved with the
+work's checkpoint row: the lifecycle wraps a map item in :func:`work_usage`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from hush.checkpoint.store import CheckpointStore
+    from hush.core.context import RunContext
+    from hush.core.nodes.graph.graph_node import GraphNode
+    from hush.core.options import RunOptions
+    from hush.core.state import RunRecord
+
+
+@dataclass(slots=True)
+class RunScope:
+    """What an extension is given when the run opens: the root graph, the run's record,
+    and its checkpoint store (``None`` without a checkpoint, or when the extension is
+    opened before the store)."""
+
+    graph: GraphNode
+    record: RunRecord
+    store: CheckpointStore | None = None
+
+
+class RunExtension(Protocol):
+    """One concern plugged into every run (see the module docstring)."""
+
+    name: str
+    reads_checkpoint: bool
+    """Opened after the checkpoint store (and given it), rather than before."""
+
+    def check(self, graph: GraphNode) -> None:
+        """Validate the options for this graph; raise ``RunOptionError``; open nothing."""
+
+    def open(self, scope: RunScope) -> contextlib.AbstractAsyncContextManager[None]:
+        """What the extension holds while the run lasts (entered before ``run_start``)."""
+
+    def finish(self, record: RunRecord) -> None:
+        """Fill what the extension owns in the record, once the run's nodes are done."""
+
+
+class Usage(Protocol):
+    """What one piece of work consumed, while it runs and once it is done."""
+
+    taken: bool
+    """Set when the work's usage was saved with it; what is not taken goes to the run."""
+
+    def summary(self) -> Mapping[str, Any] | None:
+        """What the work consumed (``None``: nothing)."""
+
+
+@runtime_checkable
+class Meter(Protocol):
+    """An extension that counts what each piece of work consumes."""
+
+    def work(self) -> contextlib.AbstractContextManager[Usage]:
+        """Count what the work run inside consumes (in this task and those it starts)."""
+
+    def flush(self) -> None:
+        """Hand what no saved work holds to the checkpoint now (before a node's save)."""
+
+
+ExtensionFactory = Callable[["RunOptions"], Sequence[RunExtension]]
+"""Gives the extensions of one run from its options (none when it has nothing to do)."""
+
+_factories: list[ExtensionFactory | str] = []
+
+
+def register(factory: ExtensionFactory | str) -> None:
+    """Ask ``factory`` for extensions for every run; a ``"module:attribute"`` string is
+    imported at the first run (so registering loads nothing)."""
+    if factory not in _factories:
+        _factories.append(factory)
+
+
+def extensions_for(options: RunOptions) -> tuple[RunExtension, ...]:
+    """The extensions every registered factory gives for a run with ``options``."""
+    found: list[RunExtension] = []
+    for i, factory in enumerate(_factories):
+        if isinstance(factory, str):
+            module, _, attribute = factory.partition(":")
+            factory = _factories[i] = getattr(importlib.import_module(module), attribute)
+        found.extend(factory(options))
+    return tuple(found)
+
+
+_running: contextvars.ContextVar[tuple[Meter, ...]] = contextvars.ContextVar(
+    "hush_run_meters", default=()
+)
+"""The meters of the running run (for :func:`flush_usage`)."""
+
+
+def meters_of(extensions: Sequence[RunExtension]) -> tuple[Meter, ...]:
+    """The extensions that count what work consumes."""
+    return tuple(e for e in extensions if isinstance(e, Meter))
+
+
+@contextlib.contextmanager
+def metering(meters: tuple[Meter, ...]) -> Iterator[None]:
+    """Make ``meters`` the running run's while the block lasts."""
+    token = _running.set(meters)
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
+def work_usage(run: RunContext) -> contextlib.AbstractContextManager[Usage | None]:
+    """Count what one piece of work (a map item) of ``run`` consumes, to be saved with its
+    checkpoint row: yields a :class:`Usage` whose ``summary()`` goes in the row and whose
+    ``taken`` the caller sets when the row was written (``None``: nothing to count, as
+    without a checkpoint)."""
+    meters = run.meters
+    if run.checkpoint is None or not meters:
+        return contextlib.nullcontext()
+    if len(meters) == 1:
+        return meters[0].work()
+    return _joined(meters)
+
+
+@contextlib.contextmanager
+def _joined(meters: tuple[Meter, ...]) -> Iterator[Usage]:
+    with contextlib.ExitStack() as stack:
+        usage = _JoinedUsage([stack.enter_context(m.work()) for m in meters])
+        try:
+            yield usage
+        finally:
+            for part in usage.parts:
+                part.taken = usage.taken
+
+
+class _JoinedUsage:
+    """The usage of several meters as one (their summaries merged)."""
+
+    __slots__ = ("parts", "taken")
+
+    def __init__(self, parts: list[Usage]) -> None:
+        self.parts = parts
+        self.taken = False
+
+    def summary(self) -> Mapping[str, Any] | None:
+        merged: dict[str, Any] = {}
+        for part in self.parts:
+            merged.update(part.summary() or {})
+        return merged or None
+
+
+def flush_usage() -> None:
+    """Hand what the running run's work consumed, not saved with any work, to its checkpoint
+    now: called before a node's result is saved, so usage is saved no later than results."""
+    for meter in _running.get():
+        meter.flush()
