@@ -8,26 +8,23 @@ or OS crash may lose the last few commits, never corrupt the file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
 import os
 import pickle
-import sqlite3
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 
-from hush.checkpoint.errors import CheckpointError, CheckpointMismatchError, CheckpointValueError
-from hush.checkpoint.lock import RunLock
-from hush.checkpoint.schema import connect
+from hush.checkpoint.claim import SPEND_KEY, SPEND_PATH, OnMismatch, open_run
+from hush.checkpoint.errors import CheckpointValueError
+from hush.checkpoint.renamed import RenamedMethods
 from hush.checkpoint.writer import (
     MAX_BATCH,
     Barrier,
@@ -41,16 +38,16 @@ from hush.checkpoint.writer import (
 
 logger = logging.getLogger("hush.checkpoint")
 
-OnMismatch = Literal["error", "restart"]
+__all__ = ["SPEND_KEY", "SPEND_PATH", "OnMismatch", "SQLiteCheckpointStore", "open_checkpoint"]
 
 _SHUTDOWN_TIMEOUT_S = 30.0
 
 
-class SQLiteCheckpointStore:
+class SQLiteCheckpointStore(RenamedMethods):
     """Finished results of one run, read from memory and written by a background thread.
 
-    Create it with :func:`open_checkpoint`. ``get`` is a dictionary lookup;
-    ``put`` pickles the value and buffers it; the buffer is handed to the
+    Create it with :func:`open_checkpoint`. ``load`` is a dictionary lookup;
+    ``save`` pickles the value and buffers it; the buffer is handed to the
     writer thread once per event-loop iteration (or every :data:`MAX_BATCH`
     entries), so the thread wakes once per batch rather than once per entry,
     and commits whatever it has in one transaction. A result is durable within
@@ -119,11 +116,11 @@ class SQLiteCheckpointStore:
             self._prefixes.add(prefix)
             cut = path.rfind("/", 0, cut)
 
-    def get(self, path: str, digest: str) -> Any | None:
+    def load(self, path: str, digest: str) -> Any | None:
         """Return a fresh copy of the result saved under ``path`` for inputs ``digest``, or ``None``.
 
         Lookups see what the file held when the store was opened (what a resumed
-        run reuses); results put since are written to the file, not kept in memory.
+        run reuses); results saved since are written to the file, not kept in memory.
 
         A saved result that no longer unpickles (its class changed or moved) is
         logged and treated as missing, so that work runs again.
@@ -143,52 +140,41 @@ class SQLiteCheckpointStore:
             )
             return None
 
-    def put(self, path: str, digest: str, value: Any) -> None:
-        """Save ``value`` under ``path`` and ``digest``; returns at once, the commit follows shortly.
-
-        Raises :class:`CheckpointValueError` if ``value`` cannot be pickled and
-        :class:`CheckpointWriteError` if an earlier write failed.
-        """
-        blob = self._prepare(path, digest, value)
-        self._buffer((path, digest, blob, 0.0, None, None), durable=False)
-
-    async def put_durable(self, path: str, digest: str, value: Any) -> None:
-        """Save ``value`` under ``path`` and ``digest``; return once it is committed."""
-        await self.put_pending(path, digest, value)
-
-    def put_pending(
-        self, path: str, digest: str, value: Any, spend: Mapping[str, Any] | None = None
+    def save(
+        self,
+        path: str,
+        digest: str,
+        value: Any,
+        *,
+        usage: Mapping[str, Any] | None = None,
+        pickled: bool = False,
     ) -> asyncio.Future[None]:
         """Save ``value`` under ``path`` and ``digest``; return a future done once it is committed.
 
-        ``spend`` (what the work's LLM calls spent, per resource) is saved in the same
-        row: a resumed run counts it (see :func:`open_checkpoint`). Each call gets its
-        own future (cancelling it affects nobody else); the futures of one batch are
-        settled by the one commit that holds it.
+        Returns at once: await the future to wait for the commit, or drop it (a failed
+        write is raised by every later call and by :meth:`aclose`). ``pickled``: ``value``
+        is bytes pickled already (protocol 5). ``usage`` (what the work consumed, per
+        resource) is saved in the same row: a resumed run counts it (see
+        :func:`open_checkpoint`). Raises :class:`CheckpointValueError` if ``value`` does
+        not pickle and :class:`CheckpointWriteError` if an earlier write failed.
         """
-        return self.put_pickled(path, digest, self._prepare(path, digest, value), spend)
-
-    def put_pickled(
-        self, path: str, digest: str, blob: bytes, spend: Mapping[str, Any] | None = None
-    ) -> asyncio.Future[None]:
-        """Like :meth:`put_pending` for a value pickled already (``pickle`` protocol 5)."""
         if self._closed or self._writer.failed:
             self._check_open()
-        spent = None if not spend else json.dumps(spend, separators=(",", ":"))
-        waiter = self._buffer((path, digest, blob, 0.0, spent, None), durable=True)
-        assert waiter is not None
-        return waiter
+        blob = value if pickled else self._pickled(path, value)
+        spent = None if not usage else json.dumps(usage, separators=(",", ":"))
+        return self._buffer((path, digest, blob, 0.0, spent, None))
 
-    def _buffer(self, entry: Entry, *, durable: bool) -> asyncio.Future[None] | None:
-        """Add ``entry`` to this loop iteration's batch; return a future of its commit."""
+    def _buffer(self, entry: Entry) -> asyncio.Future[None]:
+        """Add ``entry`` to this loop iteration's batch; return a future of its commit.
+
+        Each entry gets its own future (cancelling it affects nobody else); the futures of
+        one batch are resolved by the one commit that holds it."""
         loop = self._loop
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.get_running_loop()
         self._pending.append(entry)
-        waiter = None
-        if durable:
-            waiter = loop.create_future()
-            self._pending_waiters.append(waiter)
+        waiter = loop.create_future()
+        self._pending_waiters.append(waiter)
         if len(self._pending) >= MAX_BATCH:
             self._submit_pending()
         elif self._flush_handle is None:
@@ -208,7 +194,7 @@ class SQLiteCheckpointStore:
         self._writer.submit(Many(entries, waiters, self._loop, time.time()))
 
     async def flush(self) -> None:
-        """Return once everything put so far is committed."""
+        """Return once everything saved so far is committed."""
         self._check_open()
         self._submit_pending()
         future = self._new_waiter()
@@ -257,9 +243,8 @@ class SQLiteCheckpointStore:
         if self._writer.failed:
             raise self._writer.error()
 
-    def _prepare(self, path: str, digest: str, value: Any) -> bytes:
-        if self._closed or self._writer.failed:
-            self._check_open()
+    @staticmethod
+    def _pickled(path: str, value: Any) -> bytes:
         try:
             blob = pickle.dumps(value, protocol=5)
         except Exception as exc:
@@ -271,48 +256,6 @@ class SQLiteCheckpointStore:
     @staticmethod
     def _new_waiter() -> asyncio.Future[None]:
         return asyncio.get_running_loop().create_future()
-
-
-SPEND_PATH, SPEND_KEY = "$spend", "totals"
-"""Where a run's spend that no saved result holds is written (the engine writes there)."""
-
-_SPEND_FIELDS = ("calls", "cached", "prompt_tokens", "completion_tokens", "total_tokens")
-
-
-def _add_spend(total: dict[str, dict[str, Any]], found: Any) -> None:
-    """Add a saved spend (per resource, or a list of such, as two saves of one row keep)
-    into ``total``."""
-    if isinstance(found, list):
-        for each in found:
-            _add_spend(total, each)
-        return
-    if not isinstance(found, dict):
-        return
-    for key, spent in found.items():
-        if not isinstance(spent, dict):
-            continue
-        into = total.setdefault(key, dict.fromkeys(_SPEND_FIELDS, 0) | {"cost": None})
-        for field in _SPEND_FIELDS:
-            into[field] += int(spent.get(field) or 0)
-        if spent.get("cost") is not None:
-            into["cost"] = (into["cost"] or 0.0) + float(spent["cost"])
-
-
-def _loaded(blob: bytes) -> Any:
-    try:
-        return pickle.loads(blob)
-    except Exception:
-        logger.warning("checkpoint: a saved spend does not load; it is not counted", exc_info=True)
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Opened:
-    conn: sqlite3.Connection
-    blobs: dict[tuple[str, str], bytes]
-    lock: RunLock
-    identity: tuple[int, int]
-    """The file's device and inode: the writer checks the file is still there."""
 
 
 async def open_checkpoint(
@@ -334,7 +277,7 @@ async def open_checkpoint(
     at a time (:class:`~hush.checkpoint.lock.RunLockedError` for a second one).
 
     What the run spent (the spend saved with its results, and the rests written under
-    ``SPEND_PATH``) is read back summed, as the value of ``get(SPEND_PATH, SPEND_KEY)``;
+    ``SPEND_PATH``) is read back summed, as the value of ``load(SPEND_PATH, SPEND_KEY)``;
     an opening's own rest is then written there again.
     """
     if not isinstance(run_id, str) or not run_id:
@@ -345,108 +288,10 @@ async def open_checkpoint(
         raise ValueError(f"on_mismatch must be 'error' or 'restart', not {on_mismatch!r}")
     file = Path(path).expanduser()
     opened = await anyio.to_thread.run_sync(
-        functools.partial(_open_run, file, run_id, fingerprint, on_mismatch, restart)
+        functools.partial(open_run, file, run_id, fingerprint, on_mismatch, restart)
     )
     writer = Writer(opened.conn, run_id, file, lock=opened.lock, identity=opened.identity)
     writer.start()
     return SQLiteCheckpointStore(
         file=file, run_id=run_id, fingerprint=fingerprint, blobs=opened.blobs, writer=writer
     )
-
-
-def _open_run(
-    file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch, restart: bool
-) -> _Opened:
-    """Take the run's lock, then open the file and claim the run; on any failure, let go
-    of what was taken (the writer thread releases both once it has started)."""
-    lock = RunLock.take(file, run_id)
-    conn: sqlite3.Connection | None = None
-    try:
-        conn = connect(file)
-        stat = os.stat(file)
-        conn.execute("BEGIN IMMEDIATE")
-        blobs = _claim_run(conn, file, run_id, fingerprint, on_mismatch, restart)
-        conn.execute("COMMIT")
-        return _Opened(conn, blobs, lock, (stat.st_dev, stat.st_ino))
-    except BaseException as exc:
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        lock.release()
-        if isinstance(exc, sqlite3.Error | OSError):
-            raise CheckpointError(f"cannot open checkpoint file {file}: {exc}") from exc
-        raise
-
-
-def _claim_run(
-    conn: sqlite3.Connection,
-    file: Path,
-    run_id: str,
-    fingerprint: str,
-    on_mismatch: OnMismatch,
-    restart: bool,
-) -> dict[tuple[str, str], bytes]:
-    """Create, resume or restart the run record; return its saved entries."""
-    now = time.time()
-    row = conn.execute("SELECT fingerprint FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO runs (run_id, fingerprint, created_at, updated_at, status) "
-            "VALUES (?, ?, ?, ?, 'running')",
-            (run_id, fingerprint, now, now),
-        )
-        logger.info("checkpoint %s: new run %r", file, run_id)
-        return {}
-    if row[0] != fingerprint or restart:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM entries WHERE run_id = ? AND path NOT LIKE '$%'", (run_id,)
-        ).fetchone()
-        if on_mismatch == "error" and not restart:
-            raise CheckpointMismatchError(
-                run_id=run_id,
-                file=file,
-                stored_fingerprint=row[0],
-                fingerprint=fingerprint,
-                entries=count,
-            )
-        conn.execute("DELETE FROM entries WHERE run_id = ?", (run_id,))
-        conn.execute(
-            "UPDATE runs SET fingerprint = ?, created_at = ?, updated_at = ?, status = 'running' "
-            "WHERE run_id = ?",
-            (fingerprint, now, now, run_id),
-        )
-        logger.warning(
-            "checkpoint %s: run %r %s; deleted %d saved result(s) and restarting",
-            file,
-            run_id,
-            "restarted" if restart else "changed",
-            count,
-        )
-        return {}
-    conn.execute(
-        "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ?", (now, run_id)
-    )
-    blobs: dict[tuple[str, str], bytes] = {}
-    spent: dict[str, dict[str, Any]] = {}
-    rests: dict[str, dict[str, Any]] = {}
-    for path, digest, value, spend in conn.execute(
-        "SELECT path, digest, value, spend FROM entries WHERE run_id = ?", (run_id,)
-    ):
-        if spend is not None:
-            _add_spend(spent, json.loads(spend))
-        if path == SPEND_PATH:
-            _add_spend(rests, _loaded(value))
-        else:
-            blobs[path, digest] = value
-    # The rests of earlier openings become one row; this opening writes its own rest.
-    conn.execute("DELETE FROM entries WHERE run_id = ? AND path = ?", (run_id, SPEND_PATH))
-    if rests:
-        conn.execute(
-            "INSERT INTO entries (run_id, path, digest, value, finished_at) VALUES (?, ?, ?, ?, ?)",
-            (run_id, SPEND_PATH, "earlier", pickle.dumps(rests, protocol=5), now),
-        )
-    _add_spend(spent, rests)
-    if spent:
-        blobs[SPEND_PATH, SPEND_KEY] = pickle.dumps(spent, protocol=5)
-    logger.info("checkpoint %s: resuming run %r with %d saved result(s)", file, run_id, len(blobs))
-    return blobs

@@ -15,7 +15,8 @@ class CheckpointStore(Protocol):
     the inputs the work ran with (see :func:`hush.checkpoint.digest`), so a
     saved result is only ever reused for the same inputs. Only successful work
     is stored, so failed nodes and items run again on resume. Lookups see what
-    was saved before the store was opened.
+    was saved before the store was opened. One verb saves (:meth:`save`), one
+    reads (:meth:`load`).
     """
 
     @property
@@ -28,25 +29,21 @@ class CheckpointStore(Protocol):
     def has_under(self, prefix: str) -> bool:
         """Whether anything is saved below ``prefix`` (a path ending in ``/``)."""
 
-    def get(self, path: str, digest: str) -> Any | None:
+    def load(self, path: str, digest: str) -> Any | None:
         """Return what was saved under ``path`` for inputs ``digest``, or ``None``."""
 
-    def put(self, path: str, digest: str, value: Any) -> None:
-        """Persist ``value``; must not block the event loop."""
-
-    async def put_durable(self, path: str, digest: str, value: Any) -> None:
-        """Persist ``value`` and return once it is committed."""
-
-    def put_pending(
-        self, path: str, digest: str, value: Any, spend: Mapping[str, Any] | None = None
+    def save(
+        self,
+        path: str,
+        digest: str,
+        value: Any,
+        *,
+        usage: Mapping[str, Any] | None = None,
+        pickled: bool = False,
     ) -> asyncio.Future[None]:
-        """Persist ``value`` (and, in the same commit, ``spend``: what the work's LLM calls
-        spent, per resource); the returned future is done once it is committed."""
-
-    def put_pickled(
-        self, path: str, digest: str, blob: bytes, spend: Mapping[str, Any] | None = None
-    ) -> asyncio.Future[None]:
-        """Persist a value pickled already; the future is done once it is committed."""
+        """Save ``value`` without blocking the event loop (``pickled``: ``value`` is bytes
+        pickled already), with ``usage`` (what the work consumed) in the same commit; the
+        returned future is done once it is committed (await it to wait, or drop it)."""
 
     def mark_finished(self, status: str = "ok") -> None:
         """Record the run's final status."""

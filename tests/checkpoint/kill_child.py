@@ -1,8 +1,8 @@
-"""Child process for the SIGKILL test: puts entries forever, printing what is durable.
+"""Child process for the SIGKILL test: saves entries forever, printing what is durable.
 
 Each line printed is a count ``n``: the entries ``root/batch[0]`` to
-``root/batch[n-1]`` are all committed (a ``put_durable`` confirmed the last
-one, and commits follow the order of puts).
+``root/batch[n-1]`` are all committed (a ``await save()`` confirmed the last
+one, and commits follow the order of saves).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ async def main(path: str, run_id: str) -> None:
     count = 0
     while True:
         for _ in range(9):
-            store.put(f"root/batch[{count}]", "d", value(count))
+            store.save(f"root/batch[{count}]", "d", value(count))
             count += 1
-        await store.put_durable(f"root/batch[{count}]", "d", value(count))
+        await store.save(f"root/batch[{count}]", "d", value(count))
         count += 1
         sys.stdout.write(f"{count}\n")
         sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""A process killed with SIGKILL loses nothing that ``put_durable`` confirmed."""
+"""A process killed with SIGKILL loses nothing that ``await save()`` confirmed."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
 
 async def _run_and_kill(db: Path, run_id: str, kill_after: int) -> int:
-    """Start the child, SIGKILL it once ``kill_after`` puts are confirmed; return the count."""
+    """Start the child, SIGKILL it once ``kill_after`` saves are confirmed; return the count."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(CHILD), str(db), run_id, stdout=asyncio.subprocess.PIPE, env=env
@@ -47,7 +47,7 @@ async def _run_and_kill(db: Path, run_id: str, kill_after: int) -> int:
     return confirmed
 
 
-async def test_every_confirmed_put_survives_sigkill(tmp_path: Path) -> None:
+async def test_every_confirmed_save_survives_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     confirmed = await _run_and_kill(db, "killed", kill_after=3000)
 
@@ -55,7 +55,7 @@ async def test_every_confirmed_put_survives_sigkill(tmp_path: Path) -> None:
         missing = [i for i in range(confirmed) if not store.has(f"root/batch[{i}]")]
         assert missing == []
         assert all(
-            store.get(f"root/batch[{i}]", "d") == expected_value(i) for i in range(confirmed)
+            store.load(f"root/batch[{i}]", "d") == expected_value(i) for i in range(confirmed)
         )
         assert len(store) >= confirmed
     (run,) = list_runs(db)

@@ -18,11 +18,11 @@ from hush.checkpoint import (
 async def test_list_runs_and_load_entries(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "first", "fp-1") as store:
-        await store.put_durable("root/a", "d", {"x": 1})
-        await store.put_durable("root/b", "d", {"x": 2})
+        await store.save("root/a", "d", {"x": 1})
+        await store.save("root/b", "d", {"x": 2})
         store.mark_finished("ok")
     async with await open_checkpoint(db, "second", "fp-2") as store:
-        await store.put_durable("root/c", "d", 3)
+        await store.save("root/c", "d", 3)
         runs = {run.run_id: run for run in list_runs(db)}
         assert load_entries(db, "second") == {"root/c": 3}
     assert set(runs) == {"first", "second"}
@@ -40,7 +40,7 @@ async def test_list_runs_and_load_entries(tmp_path: Path) -> None:
 async def test_reading_does_not_write(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
-        store.put("root/a", "d", 1)
+        store.save("root/a", "d", 1)
     before = db.stat().st_mtime_ns
     assert load_entries(db, "r") == {"root/a": 1}
     assert db.stat().st_mtime_ns == before

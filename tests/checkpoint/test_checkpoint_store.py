@@ -46,49 +46,49 @@ async def test_roundtrip_across_reopen(tmp_path: Path) -> None:
     }
     async with await open_checkpoint(db, "r1", "fp") as store:
         assert store.restored == 0
-        assert store.get("root/prepare", "d") is None
+        assert store.load("root/prepare", "d") is None
         for path, value in values.items():
-            store.put(path, "d", value)
-        assert store.get("root/prepare", "d") is None, "lookups see only what the file held"
+            store.save(path, "d", value)
+        assert store.load("root/prepare", "d") is None, "lookups see only what the file held"
 
     async with await open_checkpoint(str(db), "r1", "fp") as store:
         assert store.restored == len(values) == len(store)
         for path, value in values.items():
-            assert store.get(path, "d") == value
-        assert store.get("root/other", "d") is None
+            assert store.load(path, "d") == value
+        assert store.load("root/other", "d") is None
 
 
 async def test_store_satisfies_protocol(tmp_path: Path) -> None:
     store: CheckpointStore = await open_checkpoint(tmp_path / "run.db", "r", "fp")
-    store.put("root/a", "d", 1)
+    store.save("root/a", "d", 1)
     await store.aclose()
     store = await open_checkpoint(tmp_path / "run.db", "r", "fp")
-    assert store.get("root/a", "d") == 1
+    assert store.load("root/a", "d") == 1
     assert (store.has("root/a"), store.has_under("root/"), store.has_under("")) == (True,) * 3
     assert (store.has("root/b"), store.has_under("other/")) == (False, False)
     await store.aclose()
 
 
-async def test_get_returns_a_fresh_copy_of_what_was_put(tmp_path: Path) -> None:
+async def test_load_returns_a_fresh_copy_of_what_was_saved(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
         value = {"items": [1]}
-        store.put("root/a", "d", value)
+        store.save("root/a", "d", value)
         value["items"].append(2)
     async with await open_checkpoint(db, "r", "fp") as store:
-        got = store.get("root/a", "d")
+        got = store.load("root/a", "d")
         assert got == {"items": [1]}
         got["items"].append(3)
-        assert store.get("root/a", "d") == {"items": [1]}
+        assert store.load("root/a", "d") == {"items": [1]}
 
 
-async def test_latest_put_wins(tmp_path: Path) -> None:
+async def test_latest_save_wins(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
         for i in range(50):
-            store.put("root/a", "d", i)
+            store.save("root/a", "d", i)
     async with await open_checkpoint(db, "r", "fp") as store:
-        assert store.get("root/a", "d") == 49
+        assert store.load("root/a", "d") == 49
 
 
 async def test_runs_in_one_file_are_separate(tmp_path: Path) -> None:
@@ -97,19 +97,19 @@ async def test_runs_in_one_file_are_separate(tmp_path: Path) -> None:
         await open_checkpoint(db, "a", "fp-a") as a,
         await open_checkpoint(db, "b", "fp-b") as b,
     ):
-        a.put("root/x", "d", "from a")
-        b.put("root/x", "d", "from b")
+        a.save("root/x", "d", "from a")
+        b.save("root/x", "d", "from b")
     async with (
         await open_checkpoint(db, "a", "fp-a") as a,
         await open_checkpoint(db, "b", "fp-b") as b,
     ):
-        assert (a.get("root/x", "d"), b.get("root/x", "d")) == ("from a", "from b")
+        assert (a.load("root/x", "d"), b.load("root/x", "d")) == ("from a", "from b")
 
 
 async def test_mismatch_names_the_run_and_the_fix(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "nightly", "fp-1") as store:
-        store.put("root/a", "d", 1)
+        store.save("root/a", "d", 1)
     with pytest.raises(CheckpointMismatchError) as info:
         await open_checkpoint(db, "nightly", "fp-2")
     message = str(info.value)
@@ -120,19 +120,19 @@ async def test_mismatch_names_the_run_and_the_fix(tmp_path: Path) -> None:
     assert isinstance(info.value, ValueError)
     assert info.value.entries == 1
     async with await open_checkpoint(db, "nightly", "fp-1") as store:
-        assert store.get("root/a", "d") == 1
+        assert store.load("root/a", "d") == 1
 
 
 async def test_restart_clears_the_old_entries(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp-1") as store:
-        store.put("root/a", "d", 1)
+        store.save("root/a", "d", 1)
     async with await open_checkpoint(db, "r", "fp-2", on_mismatch="restart") as store:
         assert len(store) == 0
-        assert store.get("root/a", "d") is None
-        store.put("root/b", "d", 2)
+        assert store.load("root/a", "d") is None
+        store.save("root/b", "d", 2)
     async with await open_checkpoint(db, "r", "fp-2") as store:
-        assert (store.get("root/a", "d"), store.get("root/b", "d")) == (None, 2)
+        assert (store.load("root/a", "d"), store.load("root/b", "d")) == (None, 2)
     with pytest.raises(CheckpointMismatchError):
         await open_checkpoint(db, "r", "fp-1")
 
@@ -157,12 +157,12 @@ async def test_unopenable_files_name_the_file(tmp_path: Path) -> None:
         await open_checkpoint(garbage, "r", "fp")
 
 
-async def test_ten_thousand_puts_are_fast_and_grouped(tmp_path: Path) -> None:
+async def test_ten_thousand_saves_are_fast_and_grouped(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     started = time.perf_counter()
     store = await open_checkpoint(db, "big", "fp")
     for i in range(10_000):
-        store.put(f"root/batch[{i}]", "d", {"i": i, "content": "x" * 200})
+        store.save(f"root/batch[{i}]", "d", {"i": i, "content": "x" * 200})
     await store.flush()
     elapsed = time.perf_counter() - started
     stats = store.stats
@@ -173,7 +173,7 @@ async def test_ten_thousand_puts_are_fast_and_grouped(tmp_path: Path) -> None:
     async with await open_checkpoint(db, "big", "fp") as store:
         assert len(store) == 10_000
         assert all(
-            store.get(f"root/batch[{i}]", "d") == {"i": i, "content": "x" * 200}
+            store.load(f"root/batch[{i}]", "d") == {"i": i, "content": "x" * 200}
             for i in range(10_000)
         )
 
@@ -183,8 +183,8 @@ async def test_every_batch_size_is_written_exactly(tmp_path: Path, size: int) ->
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
         for i in range(size):
-            store.put(f"root/item[{i}]", "d", i)
-        store.put("root/item[0]", "d", "last")
+            store.save(f"root/item[{i}]", "d", i)
+        store.save("root/item[0]", "d", "last")
     with sqlite3.connect(db) as other:
         rows = dict(other.execute("SELECT path, value FROM entries"))
     expected = {f"root/item[{i}]": i for i in range(size)} | {"root/item[0]": "last"}
@@ -200,7 +200,7 @@ async def test_busy_event_loop_does_not_starve_the_writer(tmp_path: Path) -> Non
             end = time.perf_counter() + 40e-6
             while time.perf_counter() < end:
                 pass
-            store.put(f"root/w[{w}]/item[{i}]", "d", i)
+            store.save(f"root/w[{w}]/item[{i}]", "d", i)
             await asyncio.sleep(0)
 
     await asyncio.gather(*(busy_writer(w) for w in range(100)))
@@ -211,27 +211,27 @@ async def test_busy_event_loop_does_not_starve_the_writer(tmp_path: Path) -> Non
     assert store.stats.entries == 5_000
 
 
-async def test_concurrent_put_durable_share_commits(tmp_path: Path) -> None:
+async def test_concurrent_awaited_saves_share_commits(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
 
         async def writer(w: int) -> None:
             for i in range(20):
-                await store.put_durable(f"root/w[{w}]/item[{i}]", "d", (w, i))
+                await store.save(f"root/w[{w}]/item[{i}]", "d", (w, i))
 
         await asyncio.gather(*(writer(w) for w in range(100)))
         assert store.stats.entries == 2_000
         assert store.stats.commits < 2_000
     async with await open_checkpoint(db, "r", "fp") as store:
         assert len(store) == 2_000
-        assert store.get("root/w[99]/item[19]", "d") == (99, 19)
+        assert store.load("root/w[99]/item[19]", "d") == (99, 19)
 
 
-async def test_put_durable_is_committed_when_it_returns(tmp_path: Path) -> None:
+async def test_an_awaited_save_is_committed_when_it_returns(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
-        store.put("root/a", "d", "a")
-        await store.put_durable("root/b", "d", "b")
+        store.save("root/a", "d", "a")
+        await store.save("root/b", "d", "b")
         with sqlite3.connect(db) as other:
             rows = dict(other.execute("SELECT path, value FROM entries WHERE run_id = 'r'"))
         assert {path: pickle.loads(blob) for path, blob in rows.items()} == {
@@ -243,7 +243,7 @@ async def test_put_durable_is_committed_when_it_returns(tmp_path: Path) -> None:
 async def test_mark_finished_records_the_status(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
-        store.put("root/a", "d", 1)
+        store.save("root/a", "d", 1)
         store.mark_finished("error")
         with pytest.raises(ValueError, match="status"):
             store.mark_finished("")
@@ -257,14 +257,14 @@ async def test_mark_finished_records_the_status(tmp_path: Path) -> None:
         )
 
 
-async def test_unpicklable_value_fails_at_put(tmp_path: Path) -> None:
+async def test_unpicklable_value_fails_at_save(tmp_path: Path) -> None:
     async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
         with pytest.raises(CheckpointValueError, match="root/lock"):
-            store.put("root/lock", "d", {"lock": threading.Lock()})
-        store.put("root/ok", "d", 1)
+            store.save("root/lock", "d", {"lock": threading.Lock()})
+        store.save("root/ok", "d", 1)
     async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
-        assert store.get("root/lock", "d") is None
-        assert store.get("root/ok", "d") == 1
+        assert store.load("root/lock", "d") is None
+        assert store.load("root/ok", "d") == 1
 
 
 async def test_unloadable_entry_is_treated_as_missing(
@@ -272,19 +272,19 @@ async def test_unloadable_entry_is_treated_as_missing(
 ) -> None:
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
-        store.put("root/a", "d", 1)
+        store.save("root/a", "d", 1)
     with sqlite3.connect(db) as other:
         other.execute("UPDATE entries SET value = ? WHERE path = 'root/a'", (b"garbage",))
     async with await open_checkpoint(db, "r", "fp") as store:
         with caplog.at_level(logging.WARNING, logger="hush.checkpoint"):
-            assert store.get("root/a", "d") is None
+            assert store.load("root/a", "d") is None
         assert "root/a" in caplog.text
 
 
 async def test_writer_errors_surface(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "run.db"
     store = await open_checkpoint(db, "r", "fp")
-    await store.put_durable("root/a", "d", 1)
+    await store.save("root/a", "d", 1)
     with sqlite3.connect(db) as other:
         other.execute("DROP TABLE entries")
     with (
@@ -292,11 +292,11 @@ async def test_writer_errors_surface(tmp_path: Path, caplog: pytest.LogCaptureFi
         pytest.raises(CheckpointWriteError, match="'r'") as info,
     ):
         async with asyncio.timeout(30):
-            await store.put_durable("root/b", "d", 2)
+            await store.save("root/b", "d", 2)
     assert isinstance(info.value.__cause__, sqlite3.OperationalError)
     assert any(r.name == "hush.checkpoint" and r.levelno == logging.ERROR for r in caplog.records)
     with pytest.raises(CheckpointWriteError):
-        store.put("root/c", "d", 3)
+        store.save("root/c", "d", 3)
     with pytest.raises(CheckpointWriteError):
         await store.flush()
     with pytest.raises(CheckpointWriteError):
@@ -304,13 +304,13 @@ async def test_writer_errors_surface(tmp_path: Path, caplog: pytest.LogCaptureFi
     await store.aclose()
 
 
-async def test_writer_error_raised_by_aclose_after_plain_puts(tmp_path: Path) -> None:
+async def test_writer_error_raised_by_aclose_after_unawaited_saves(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     store = await open_checkpoint(db, "r", "fp")
     await store.flush()
     with sqlite3.connect(db) as other:
         other.execute("DROP TABLE entries")
-    store.put("root/a", "d", 1)
+    store.save("root/a", "d", 1)
     with pytest.raises(CheckpointWriteError, match="may not be saved"):
         async with asyncio.timeout(30):
             await store.aclose()
@@ -321,10 +321,10 @@ async def test_closed_store_refuses_work(tmp_path: Path) -> None:
     await store.aclose()
     await store.aclose()
     with pytest.raises(RuntimeError, match="closed"):
-        store.put("root/a", "d", 1)
+        store.save("root/a", "d", 1)
     with pytest.raises(RuntimeError, match="closed"):
-        await store.put_durable("root/a", "d", 1)
-    assert store.get("root/a", "d") is None
+        await store.save("root/a", "d", 1)
+    assert store.load("root/a", "d") is None
 
 
 async def test_forgotten_store_still_commits_when_collected(tmp_path: Path) -> None:
@@ -332,7 +332,7 @@ async def test_forgotten_store_still_commits_when_collected(tmp_path: Path) -> N
     store: SQLiteCheckpointStore | None = await open_checkpoint(db, "r", "fp")
     assert store is not None
     for i in range(100):
-        store.put(f"root/item[{i}]", "d", i)
+        store.save(f"root/item[{i}]", "d", i)
     store = None
     gc.collect()
     async with await open_checkpoint(db, "r", "fp") as reopened:
@@ -345,3 +345,20 @@ async def test_file_uses_wal(tmp_path: Path) -> None:
         pass
     with sqlite3.connect(db) as other:
         assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_former_method_names_still_work_and_warn(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+        with pytest.warns(DeprecationWarning, match=r"put\(\) is deprecated; use save\(\)"):
+            store.put("root/a", "d", 1)
+        with pytest.warns(DeprecationWarning, match=r"use await save\(\)"):
+            await store.put_durable("root/b", "d", 2)
+        with pytest.warns(DeprecationWarning, match=r"put_pending\(\) is deprecated; use save"):
+            await store.put_pending("root/c", "d", 3, {"m": {"calls": 1}})
+        with pytest.warns(DeprecationWarning, match=r"use save\(\.\.\., pickled=True\)"):
+            await store.put_pickled("root/d", "d", pickle.dumps(4, protocol=5))
+    async with await open_checkpoint(db, "r", "fp") as reopened:
+        with pytest.warns(DeprecationWarning, match=r"get\(\) is deprecated; use load\(\)"):
+            assert reopened.get("root/a", "d") == 1
+        assert [reopened.load(f"root/{p}", "d") for p in "bcd"] == [2, 3, 4]

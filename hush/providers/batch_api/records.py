@@ -31,7 +31,7 @@ class SubmittedBatches:
     def __init__(self, store: CheckpointStore, key: str) -> None:
         self.store = store
         self.key = key
-        saved = store.get(RECORD_PATH, key)
+        saved = store.load(RECORD_PATH, key)
         self.batches: dict[str, list[str]] = {}
         """Batch id -> the ``custom_id`` of every line it was submitted with."""
         self.by_cid: dict[str, str] = {}
@@ -50,7 +50,7 @@ class SubmittedBatches:
         if self.store.failed:
             return
         try:
-            await self.store.put_durable(RECORD_PATH, self.key, dict(self.batches))
+            await self.store.save(RECORD_PATH, self.key, dict(self.batches))
         except Exception:
             logger.warning(
                 "%s: could not save batch %s in the checkpoint; a resumed run would "
