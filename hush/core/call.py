@@ -7,20 +7,19 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from hush.checkpoint.errors import CheckpointWriteError
-from hush.core import items, runtime
 from hush.core.events import Event, LLMCall
+from hush.core.items import ItemOutcome, run_item
+from hush.core.outcome import Outcome
 from hush.core.state import IterationCounters
 
 if TYPE_CHECKING:
-    from hush.core.checkpointing import ItemKeys, Snapshot
-    from hush.core.errors import NodeError
+    from hush.core.checkpointing import ItemKeys
     from hush.core.executor import ItemExecutor
-    from hush.core.items import ItemOutcome
     from hush.core.nodes.base import BaseNode
+    from hush.core.outcome import GraphOutcome
     from hush.core.plan import GraphPlan, NodePlan
     from hush.core.policies import RetryPolicy
-    from hush.core.runtime import Frame, GraphOutcome
+    from hush.core.runtime import Frame
 
 logger = logging.getLogger("hush.runtime")
 
@@ -30,8 +29,8 @@ class NodeCall:
     report what it does (tokens, LLM calls, progress) to the run's subscribers.
 
     Containers run sub-graphs with :meth:`run_graph` and items with
-    :meth:`run_item`; what those report is kept on this attempt and merged
-    into the run only if the attempt is accepted. Nodes that own their retry
+    :meth:`run_item`; what those report is merged into this attempt's
+    :attr:`outcome`, which the node's graph merges only if the attempt is accepted. Nodes that own their retry
     and timeout (``owns_policy``) read :attr:`retry` and :attr:`timeout`.
     """
 
@@ -40,14 +39,12 @@ class NodeCall:
         "_threads",
         "attempt",
         "demanded",
-        "errors",
         "frame",
         "node",
         "node_path",
+        "outcome",
         "path",
         "run",
-        "saves",
-        "unhandled",
     )
 
     def __init__(self, frame: Frame, np: NodePlan, path: str, attempt: int) -> None:
@@ -64,9 +61,8 @@ class NodeCall:
         """The node's path without item indices (the same for every item)."""
         self.attempt = attempt
         """This attempt's number (from 1); a node owning its retry loop sets the attempts it made."""
-        self.errors: list[NodeError] = []
-        self.unhandled: list[NodeError] = []
-        self.saves: list[Snapshot] = []
+        self.outcome = Outcome()
+        """What ran inside this attempt reported (its nested graphs and items)."""
         self._threads: list[asyncio.Future[None]] = []
         self._shared: ItemKeys | None = None
 
@@ -83,18 +79,8 @@ class NodeCall:
     async def run_graph(self, plan: GraphPlan, state: dict[str, Any]) -> GraphOutcome:
         """Run a nested graph (a ``GraphNode`` body) as part of this attempt."""
         frame = self.frame
-        outcome = await runtime.execute(
-            plan,
-            state,
-            self.run,
-            self.path,
-            static=frame.static,
-            defer=frame.defer,
-            owner=self,
-        )
-        self.errors.extend(outcome.errors)
-        self.unhandled.extend(outcome.unhandled)
-        self.saves.extend(outcome.saves)
+        outcome = await frame.execute(plan, state, self.path, self, in_item=frame.in_item)
+        self.outcome.merge(outcome)
         return outcome
 
     def run_item(
@@ -112,19 +98,13 @@ class NodeCall:
         ``shared`` inputs are the same dict for every item (digested once),
         ``own`` are this item's. See :func:`hush.core.items.run_item`.
         """
-        return items.run_item(
-            self, plan, index, shared, own, wait_saved=wait_saved, executor=executor
-        )
+        return run_item(self, plan, index, shared, own, wait_saved=wait_saved, executor=executor)
 
     async def saved(self, saving: asyncio.Future[None] | None) -> None:
         """Wait until an item's result is committed (a failed write is kept for the run)."""
-        if saving is None:
-            return
-        try:
-            await saving
-        except CheckpointWriteError as exc:
+        if saving is not None:
             assert self.run.checkpoint is not None
-            self.run.checkpoint.failed(self.path, exc)
+            await self.run.checkpoint.saved(self.path, saving)
 
     def counters(self, total: int | None) -> IterationCounters:
         """Live counters for an iteration node, registered on the run record."""
@@ -184,7 +164,7 @@ class NodeCall:
         if owner is not None:
             owner.track(finished)
 
-    async def settled(self) -> None:
+    async def threads_ended(self) -> None:
         """Wait for threads this attempt left running (a sync call that timed out)."""
         running = [f for f in self._threads if not f.done()]
         if running:

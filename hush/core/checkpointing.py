@@ -21,7 +21,7 @@ import contextvars
 import logging
 import pickle
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.checkpoint.digest import digest, digest_after
@@ -103,44 +103,38 @@ class RunCheckpoint:
         """The result saved for ``path`` with these inputs, if any."""
         if key is None or not self.resuming:
             return None
-        value: Mapping[str, Any] | None = self.store.get(self.saved_path(path), key)
+        value: Mapping[str, Any] | None = self.store.load(self.saved_path(path), key)
         return value
 
-    async def save(self, path: str, key: str | None, value: Mapping[str, Any]) -> None:
-        """Save a node's ``value`` (outside map items) and wait for its commit; the run's
-        spend that no saved work holds is written in the same batch, so what the node's
-        calls spent is saved no later than its result."""
-        spend = current_spend.get()
-        if spend is not None:
-            spend.save()
-        waiter = self.put(path, key, value)
-        if waiter is not None:
-            try:
-                await waiter
-            except CheckpointWriteError as exc:
-                self.failed(path, exc)
-
-    def put(
+    def save(
         self,
         path: str,
         key: str | None,
         value: Mapping[str, Any],
-        spend: Mapping[str, Any] | None = None,
+        usage: Mapping[str, Any] | None = None,
+        *,
+        rest: bool = False,
     ) -> asyncio.Future[None] | None:
-        """Save ``value`` (with ``spend``, what its work's LLM calls spent, in the same
-        commit); return the future of its commit (``None`` if it is not saved)."""
+        """Save ``value`` (with ``usage``, what its work consumed, in the same commit); return
+        the future of its commit (``None`` if it is not saved). ``rest``: first write the
+        run's usage that no saved work holds, so that what a node outside map items used
+        is saved no later than its result."""
+        if rest:
+            spend = current_spend.get()
+            if spend is not None:
+                spend.save()
         if key is None or self.write_error is not None:
             return None
         try:
-            return self.store.put_pending(self.saved_path(path), key, value, spend)
+            return self.store.save(self.saved_path(path), key, value, usage=usage)
         except CheckpointValueError as exc:
             self._warn_once(path, str(exc))
         except CheckpointWriteError as exc:
             self.failed(path, exc)
         return None
 
-    def snapshot(self, path: str, key: str | None, value: Mapping[str, Any]) -> Snapshot | None:
-        """Pickle ``value`` now, to be written later if its map item does not end clean."""
+    def snapshot_of(self, path: str, key: str | None, value: Mapping[str, Any]) -> Snapshot | None:
+        """``value`` pickled now, to be saved later if its map item does not end clean."""
         if key is None:
             return None
         try:
@@ -149,10 +143,10 @@ class RunCheckpoint:
             self._warn_once(path, f"its result does not pickle ({exc})")
             return None
 
-    def put_snapshots(
-        self, snapshots: list[Snapshot], spend: Mapping[str, Any] | None = None
+    def save_snapshots(
+        self, snapshots: Sequence[Snapshot], usage: Mapping[str, Any] | None = None
     ) -> asyncio.Future[None] | None:
-        """Write the snapshots of an item that did not end clean (the item's ``spend`` with
+        """Save the snapshots of an item that did not end clean (the item's ``usage`` with
         the last); return the last commit."""
         if self.write_error is not None:
             return None
@@ -160,13 +154,26 @@ class RunCheckpoint:
         last = len(snapshots) - 1
         for n, snapshot in enumerate(snapshots):
             try:
-                waiter = self.store.put_pickled(
-                    snapshot.path, snapshot.key, snapshot.blob, spend if n == last else None
+                waiter = self.store.save(
+                    snapshot.path,
+                    snapshot.key,
+                    snapshot.blob,
+                    usage=usage if n == last else None,
+                    pickled=True,
                 )
             except CheckpointWriteError as exc:
                 self.failed(snapshot.path, exc)
                 return None
         return waiter
+
+    async def saved(self, path: str, waiter: asyncio.Future[None] | None) -> None:
+        """Wait until what :meth:`save` returned is committed (a failure is kept for the run)."""
+        if waiter is None:
+            return
+        try:
+            await waiter
+        except CheckpointWriteError as exc:
+            self.failed(path, exc)
 
     def failed(self, path: str, exc: CheckpointWriteError) -> None:
         """Keep the first write failure for the run's record; later saves are skipped."""

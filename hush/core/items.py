@@ -11,7 +11,6 @@ import asyncio
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hush.core import runtime
 from hush.core.events import Event, status_of
 from hush.providers.spend import current as current_spend
 from hush.providers.spend import work_spend
@@ -22,8 +21,8 @@ if TYPE_CHECKING:
     from hush.core.call import NodeCall
     from hush.core.errors import NodeError
     from hush.core.executor import ItemExecutor
+    from hush.core.outcome import GraphOutcome
     from hush.core.plan import GraphPlan
-    from hush.core.runtime import GraphOutcome
 
 
 class ItemOutcome(NamedTuple):
@@ -92,24 +91,23 @@ async def _run(
     wait_saved: bool,
 ) -> ItemOutcome:
     """Run the item's body and save what it did (under ``key``; ``None``: not saved whole),
-    with what its LLM calls spent in the same commit."""
+    with what its work used in the same commit."""
     checkpoint = call.run.checkpoint
     with work_spend(current_spend.get() if checkpoint is not None else None) as spent:
         if call.run.emit is None:
             outcome = await _body(call, plan, path, state, executor)
         else:
             outcome = await _traced(call, plan, index, path, state, executor)
-        call.errors.extend(outcome.errors)
-        call.unhandled.extend(outcome.unhandled)
         waiter = None
         if checkpoint is not None:
-            spend = spent.summary() if spent is not None else None
+            outcome.usage = spent.summary() if spent is not None else None
             if outcome.clean:
-                waiter = checkpoint.put(path, key, outcome.written, spend)
+                waiter = checkpoint.save(path, key, outcome.written, outcome.usage)
             else:
-                waiter = checkpoint.put_snapshots(outcome.saves, spend)
+                waiter = checkpoint.save_snapshots(outcome.take_saves(), outcome.usage)
             if spent is not None:
                 spent.taken = waiter is not None
+    call.outcome.merge(outcome)
     if waiter is not None and wait_saved:
         await call.saved(waiter)
         waiter = None
@@ -125,7 +123,7 @@ def _body(
 ) -> Coroutine[Any, Any, GraphOutcome]:
     if executor is not None:
         return executor.run_body(call, plan, path, state)
-    return runtime.execute(plan, state, call.run, path, static=False, defer=True, owner=call)
+    return call.frame.execute(plan, state, path, call, in_item=True)
 
 
 async def _traced(

@@ -15,8 +15,9 @@ A node, in one execution of its graph (:func:`run_node`):
 Once the inputs are known it emits ``node_start``, and ``node_end`` in
 ``finally`` with a status: ok, error, timeout or cancelled (see
 :mod:`hush.core.events`). A container's children report to the
-:class:`NodeCall` of the attempt that runs them; the node merges what they
-report (errors, deferred saves) only from the attempt it accepts.
+:class:`~hush.core.call.NodeCall` of the attempt that runs them; the node merges
+that attempt's :class:`~hush.core.outcome.Outcome` (errors, snapshots) into its
+graph's only from the attempt it accepts. Step 3 is :mod:`hush.core.attempts`.
 
 A map item (:func:`hush.core.items.run_item`) takes the same steps without
 slot or retries: look up, run the body, save, and hand its outcome to the map.
@@ -30,59 +31,16 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from hush.core import call as call_module
-from hush.core.errors import (
-    NodeCancelledError,
-    NodeError,
-    NodeFailedError,
-    NodeInputError,
-    NodeReturnError,
-    NodeTimeoutError,
-)
+from hush.core.attempts import STOPS, Done, attempts, checked, failure, stray
+from hush.core.errors import NodeError, NodeInputError
 from hush.core.events import Event, status_of
 from hush.core.inputs import ERROR, OK, resolve, resolve_inputs
 
 if TYPE_CHECKING:
-    from hush.core.call import NodeCall
     from hush.core.plan import NodePlan
     from hush.core.runtime import Frame
-    from hush.core.state import Status
 
 logger = logging.getLogger("hush.runtime")
-
-_STOPS = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
-"""What stops the run instead of failing one node (a cancellation nobody asked for is
-turned into an error before it gets here)."""
-
-
-class Done:
-    """How a node's work ended: its outputs or error, and the attempt that produced them."""
-
-    __slots__ = ("call", "error", "key", "outputs", "own", "resumed", "status")
-
-    def __init__(
-        self,
-        status: Status,
-        outputs: Mapping[str, Any] | None = None,
-        error: NodeError | None = None,
-        call: NodeCall | None = None,
-        *,
-        own: bool = True,
-        resumed: bool = False,
-    ) -> None:
-        self.status = status
-        self.outputs = outputs
-        self.error = error
-        self.call = call
-        self.own = own
-        """The error is this node's own, not one carried up from inside it."""
-        self.resumed = resumed
-        self.key: str | None = None
-
-    @property
-    def clean(self) -> bool:
-        """Succeeded with nothing failing inside: may be saved and reused."""
-        return self.status == OK and (self.call is None or not self.call.errors)
 
 
 async def run_node(frame: Frame, i: int) -> None:
@@ -105,7 +63,7 @@ async def run_node(frame: Frame, i: int) -> None:
         inputs = {}
         done = Done(ERROR, error=NodeError.from_exception(exc, path))
     else:
-        done = await _settle(frame, np, path, inputs)
+        done = await _reuse_or_run(frame, np, path, inputs)
     _accept(frame, np, path, done)
     await _save(frame, np, path, done)
     _record(frame, np, done, started)
@@ -119,13 +77,13 @@ async def _run_plain(frame: Frame, np: NodePlan) -> None:
     try:
         out = await np.plain(**{b.name: resolve(frame, b) for b in np.bindings})
         if np.outputs or type(out) is not dict:
-            out = _checked(np, out)
+            out = checked(np, out)
     except asyncio.CancelledError as exc:
-        _accept(frame, np, frame.path_of(np), _failure(_stray(exc), frame.path_of(np), None))
-    except _STOPS:
+        _accept(frame, np, frame.path_of(np), failure(stray(exc), frame.path_of(np), None))
+    except STOPS:
         raise
     except BaseException as exc:
-        _accept(frame, np, frame.path_of(np), _failure(exc, frame.path_of(np), None))
+        _accept(frame, np, frame.path_of(np), failure(exc, frame.path_of(np), None))
     else:
         frame.outputs[i] = out
         frame.status[i] = OK
@@ -163,13 +121,13 @@ async def _run_plain_observed(frame: Frame, np: NodePlan) -> None:
         try:
             out = await np.plain(**inputs)
             if np.outputs or type(out) is not dict:
-                out = _checked(np, out)
+                out = checked(np, out)
         except asyncio.CancelledError as exc:
-            done = _failure(_stray(exc), path, None)
-        except _STOPS:
+            done = failure(stray(exc), path, None)
+        except STOPS:
             raise
         except BaseException as exc:
-            done = _failure(exc, path, None)
+            done = failure(exc, path, None)
         else:
             done = Done(OK, out)
     finally:
@@ -179,7 +137,7 @@ async def _run_plain_observed(frame: Frame, np: NodePlan) -> None:
     _record(frame, np, done, started)
 
 
-async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any]) -> Done:
+async def _reuse_or_run(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any]) -> Done:
     """Steps 2 and 3: the saved result for these inputs, or the result of the attempts."""
     checkpoint = frame.run.checkpoint
     key = None
@@ -190,7 +148,7 @@ async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any])
             return Done(OK, saved, resumed=True)
     emit = frame.run.emit
     if emit is None:
-        done = await _attempts(frame, np, path, inputs)
+        done = await attempts(frame, np, path, inputs)
         done.key = key
         return done
     run_id = frame.run.run_id
@@ -209,7 +167,7 @@ async def _settle(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any])
     )
     ended: Done | None = None
     try:
-        ended = await _attempts(frame, np, path, inputs)
+        ended = await attempts(frame, np, path, inputs)
         ended.key = key
         return ended
     finally:
@@ -234,121 +192,13 @@ def _node_end(frame: Frame, np: NodePlan, path: str, done: Done | None, duration
     )
 
 
-async def _attempts(frame: Frame, np: NodePlan, path: str, inputs: dict[str, Any]) -> Done:
-    """Attempt until success, a non-retryable error, or the policy's last attempt.
-
-    With a retry policy every attempt gets its own (shallow) copy of the inputs,
-    so nothing one attempt writes into them reaches the next.
-    """
-    node = np.node
-    policy = None if node.owns_policy else node.retry
-    attempt = 1
-    while True:
-        call = call_module.NodeCall(frame, np, path, attempt)
-        try:
-            out = await _attempt(frame, np, call, inputs if policy is None else dict(inputs))
-        except _STOPS:
-            raise
-        except BaseException as exc:
-            if policy is None or attempt >= policy.attempts or not policy.retries(exc):
-                return _failure(exc, path, call)
-            await call.settled()
-            delay = policy.delay(attempt)
-            logger.info(
-                "node %s attempt %d failed (%s: %s); retrying in %.2fs",
-                path,
-                attempt,
-                type(exc).__name__,
-                exc,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            attempt += 1
-        else:
-            return Done(OK, out, call=call)
-
-
-async def _attempt(
-    frame: Frame, np: NodePlan, call: NodeCall, inputs: dict[str, Any]
-) -> Mapping[str, Any]:
-    """One attempt: the slot, then the timeout, then the node's own work."""
-    node = np.node
-    slot = frame.run.slot if np.is_leaf else None
-    if slot is not None:
-        await slot.acquire()
-    try:
-        timeout = None if node.times_itself() else node.timeout
-        if timeout is None:
-            out = await _guarded(node.run(inputs, call))
-        else:
-            try:
-                async with asyncio.timeout(timeout) as scope:
-                    out = await _guarded(node.run(inputs, call))
-            except TimeoutError:
-                if scope.expired():
-                    raise NodeTimeoutError(f"timed out after {timeout:g}s") from None
-                raise
-    finally:
-        if slot is not None:
-            slot.release()
-    return _checked(np, out)
-
-
-async def _guarded(work: Any) -> Any:
-    """Await the node's work; a ``CancelledError`` nobody asked for becomes its error."""
-    try:
-        return await work
-    except asyncio.CancelledError as exc:
-        raise _stray(exc) from exc
-
-
-def _stray(exc: asyncio.CancelledError) -> NodeCancelledError:
-    """Re-raise a cancellation of this task; turn one nobody asked for into an error."""
-    task = asyncio.current_task()
-    if task is None or task.cancelling():
-        raise exc
-    error = NodeCancelledError(
-        "raised CancelledError although neither the run nor this node was cancelled "
-        "(it awaited a task or future that something else cancelled)"
-    )
-    error.__cause__ = exc
-    return error
-
-
-def _checked(np: NodePlan, out: Any) -> Mapping[str, Any]:
-    """Classify what the node returned: a dict with every declared output, or its error."""
-    if out is None:
-        out = {}
-    elif not isinstance(out, Mapping):
-        raise NodeReturnError(
-            f"{type(np.node).__name__} '{np.name}' returned {type(out).__name__}; "
-            "it must return a dict of outputs (or None)"
-        )
-    for src, dst in np.outputs:
-        if src != "*" and src != "error" and src not in out:
-            have = ", ".join(sorted(map(str, out))) or "nothing"
-            raise NodeInputError(
-                f"output '{src}' is mapped to PARENT['{dst}'] but the node returned no '{src}' "
-                f"(it returned: {have})"
-            )
-    checked: Mapping[str, Any] = out
-    return checked
-
-
-def _failure(exc: BaseException, path: str, call: NodeCall | None) -> Done:
-    if isinstance(exc, NodeFailedError):
-        return Done(ERROR, error=exc.error, call=call, own=False)
-    return Done(ERROR, error=NodeError.from_exception(exc, path), call=call)
-
-
 def _accept(frame: Frame, np: NodePlan, path: str, done: Done) -> None:
     """Step 4: write the outputs or the error into the graph; merge what the attempt reported."""
     i = np.index
     call = done.call
+    outcome = frame.outcome
     if call is not None and not done.clean:
-        frame.errors.extend(call.errors)
-        frame.unhandled.extend(call.unhandled)
-        frame.saves.extend(call.saves)
+        outcome.merge(call.outcome)
     if done.status == OK:
         out = done.outputs
         assert out is not None
@@ -361,17 +211,15 @@ def _accept(frame: Frame, np: NodePlan, path: str, done: Done) -> None:
     frame.node_errors[i] = error
     frame.status[i] = ERROR
     if done.own:
-        frame.errors.append(error)
-        if not np.error_handled:
-            frame.unhandled.append(error)
+        outcome.fail(error, handled=np.error_handled)
     elif np.error_handled:
-        frame.unhandled = [e for e in frame.unhandled if e is not error]
+        outcome.handle(error)
     for src, dst in np.outputs:
         if src == "error":
             frame.state[dst] = frame.written[dst] = error
     if not np.error_handled and frame.first_error is None:
         frame.first_error = error
-    level = logging.WARNING if frame.static else logging.DEBUG
+    level = logging.DEBUG if frame.in_item else logging.WARNING
     logger.log(level, "node %s failed: %s: %s", path, error.type, error.message)
 
 
@@ -395,12 +243,12 @@ async def _save(frame: Frame, np: NodePlan, path: str, done: Done) -> None:
     if checkpoint is None or not done.clean or done.resumed:
         return
     assert done.outputs is not None
-    if frame.defer:
-        snapshot = checkpoint.snapshot(path, done.key, done.outputs)
+    if frame.in_item:
+        snapshot = checkpoint.snapshot_of(path, done.key, done.outputs)
         if snapshot is not None:
-            frame.saves.append(snapshot)
+            frame.outcome.keep(snapshot)
     else:
-        await checkpoint.save(path, done.key, done.outputs)
+        await checkpoint.saved(path, checkpoint.save(path, done.key, done.outputs, rest=True))
 
 
 def _record(frame: Frame, np: NodePlan, done: Done, started: float) -> None:

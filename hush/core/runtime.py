@@ -15,76 +15,56 @@ much per task, which is most of a fan-out's scheduling cost.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Final
 
-from hush.core import lifecycle
 from hush.core.errors import NodeError, NodeTimeoutError
 from hush.core.inputs import ERROR, OK
+from hush.core.lifecycle import run_node
+from hush.core.outcome import GraphOutcome, Outcome
 from hush.core.state import NodeLog
 
 if TYPE_CHECKING:
     from hush.core.call import NodeCall
-    from hush.core.checkpointing import Snapshot
     from hush.core.context import RunContext
     from hush.core.plan import GraphPlan, NodePlan
     from hush.core.state import Status
 
 SKIPPED: Final = "skipped"
 
-
-class GraphOutcome(NamedTuple):
-    """What one execution of a graph produced, handed back to the node that ran it."""
-
-    written: dict[str, Any]
-    """What the graph's nodes wrote to its state (its outputs)."""
-    error: NodeError | None
-    """The first error no handler took care of: the graph failed."""
-    errors: list[NodeError]
-    """Every error inside, handled or not, in the order they happened."""
-    unhandled: list[NodeError]
-    """The errors no error handler took care of (a failed map item counts)."""
-    saves: list[Snapshot]
-    """Inside a map item: results of clean nodes, written if the item does not end clean."""
-
-    @property
-    def clean(self) -> bool:
-        """Nothing inside failed, so the whole result may be saved and reused."""
-        return not self.errors
+__all__ = ["SKIPPED", "Frame", "GraphOutcome", "execute"]
 
 
 class Frame:
     """The state of one execution of one graph plan.
 
-    ``static`` frames run outside any map item: their nodes have fixed paths
-    and are recorded one by one on the run record. ``defer`` frames run inside
-    a map item: their clean nodes' results are snapshotted as they finish
-    (``saves``) and written only if the item does not end clean.
+    Outside any map item (``in_item`` false) nodes have fixed paths and are
+    recorded one by one on the run record. Inside a map item their clean
+    results are snapshotted as they finish (the outcome's ``saves``) and
+    written only if the item does not end clean. What the nodes report is
+    merged into :attr:`outcome`.
     """
 
     __slots__ = (
         "blocked",
-        "defer",
-        "errors",
         "fast",
         "first_error",
         "hard",
+        "in_item",
         "log",
         "lookups",
         "node_errors",
+        "outcome",
         "outputs",
         "owner",
         "plan",
         "prefix",
         "run",
-        "saves",
-        "skip_save",
         "soft",
         "soft_ok",
         "state",
-        "static",
         "status",
         "tg",
-        "unhandled",
         "written",
     )
 
@@ -95,8 +75,7 @@ class Frame:
         run: RunContext,
         prefix: str,
         *,
-        static: bool,
-        defer: bool,
+        in_item: bool,
         owner: NodeCall | None = None,
     ) -> None:
         n = len(plan.nodes)
@@ -105,17 +84,16 @@ class Frame:
         self.state = state
         self.run = run
         self.prefix = prefix
-        self.static = static
-        self.defer = defer
+        self.in_item = in_item
         checkpoint = run.checkpoint
         self.lookups = (
             checkpoint is not None
             and checkpoint.resuming
-            and (not defer or checkpoint.has_under(prefix + "/"))
+            and (not in_item or checkpoint.has_under(prefix + "/"))
         )
         """Whether nodes look for saved results (inside an item: only if the file has some)."""
         self.fast = run.plain or (
-            run.slot is None and defer and not self.lookups and len(plan.nodes) == 1
+            run.slot is None and in_item and not self.lookups and len(plan.nodes) == 1
         )
         """Plain nodes may take the scheduler's fast path: nothing to look up, save or limit
         (an item of one node is saved whole or not at all, so its node takes no snapshot)."""
@@ -128,18 +106,23 @@ class Frame:
         self.soft_ok: set[int] = set()
         self.blocked: set[int] = set()
         self.first_error: NodeError | None = None
-        self.errors: list[NodeError] = []
-        self.unhandled: list[NodeError] = []
-        self.saves: list[Snapshot] = []
+        self.outcome = Outcome()
         self.tg: asyncio.TaskGroup | None = None
         self.log: NodeLog | None = None
-        if static:
+        if not in_item:
             self.log = NodeLog(plan, self.status, self.outputs, self.node_errors)
             run.record.logs.append(self.log)
 
     def path_of(self, np: NodePlan) -> str:
         """The path of a node in this execution (with map indices when inside an item)."""
-        return np.path if self.static else f"{self.prefix}/{np.name}"
+        return f"{self.prefix}/{np.name}" if self.in_item else np.path
+
+    def execute(
+        self, plan: GraphPlan, state: dict[str, Any], prefix: str, owner: NodeCall, *, in_item: bool
+    ) -> Coroutine[Any, Any, GraphOutcome]:
+        """Run a graph inside one of this frame's nodes (a container's body, a map item):
+        how the lifecycle reaches the scheduler without importing it."""
+        return execute(plan, state, self.run, prefix, in_item=in_item, owner=owner)
 
 
 async def execute(
@@ -148,19 +131,18 @@ async def execute(
     run: RunContext,
     prefix: str,
     *,
-    static: bool,
-    defer: bool,
+    in_item: bool,
     owner: NodeCall | None = None,
     timeout: float | None = None,
 ) -> GraphOutcome:
     """Run one graph plan with ``state`` as its ``PARENT``; return its outcome.
 
-    ``owner`` is the attempt of the container running it (``None`` for the root).
+    ``in_item``: the graph is a map item's body (or inside one). ``owner`` is the attempt of the container running it (``None`` for the root).
     ``timeout`` (the root graph's own; a nested graph's is its attempt's) cancels the
     nodes still running when it expires and makes that the graph's error, keeping what
     the finished nodes wrote.
     """
-    frame = Frame(plan, state, run, prefix, static=static, defer=defer, owner=owner)
+    frame = Frame(plan, state, run, prefix, in_item=in_item, owner=owner)
     if timeout is None:
         await _walk(frame)
     else:
@@ -171,15 +153,15 @@ async def execute(
             if not scope.expired():
                 raise
             _expired(frame, prefix, timeout)
-    saves = frame.saves if frame.errors else []
-    return GraphOutcome(frame.written, frame.first_error, frame.errors, frame.unhandled, saves)
+    outcome = frame.outcome
+    saves = outcome.saves if outcome.errors else ()
+    return GraphOutcome(frame.written, frame.first_error, outcome.errors, outcome.unhandled, saves)
 
 
 def _expired(frame: Frame, path: str, timeout: float) -> None:
     """The graph ran out of time: its own timeout is its first error."""
     error = NodeError.from_exception(NodeTimeoutError(f"timed out after {timeout:g}s"), path)
-    frame.errors.append(error)
-    frame.unhandled.append(error)
+    frame.outcome.fail(error, handled=False)
     if frame.first_error is None:
         frame.first_error = error
 
@@ -202,7 +184,6 @@ async def _walk(frame: Frame) -> None:
 
 async def _chain(frame: Frame, i: int) -> None:
     """Run node ``i``, then whatever it made ready: the first here, the rest in new tasks."""
-    run_node = lifecycle.run_node
     while True:
         await run_node(frame, i)
         ready = _propagate(frame, i)

@@ -43,7 +43,7 @@ def map_graph(calls: Counter[int], steps: int, fail: int | None = None) -> Graph
 def count_snapshots(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Count the snapshots and node keys the run takes (the real methods still run)."""
     seen: Counter[str] = Counter()
-    snapshot, key = RunCheckpoint.snapshot, RunCheckpoint.key
+    snapshot, key = RunCheckpoint.snapshot_of, RunCheckpoint.key
 
     def counted_snapshot(self: RunCheckpoint, path: str, *args: Any) -> Any:
         seen["snapshot"] += 1
@@ -53,7 +53,7 @@ def count_snapshots(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         seen["key " + path.rsplit("/", 1)[-1]] += 1
         return key(self, path, inputs)
 
-    monkeypatch.setattr(RunCheckpoint, "snapshot", counted_snapshot)
+    monkeypatch.setattr(RunCheckpoint, "snapshot_of", counted_snapshot)
     monkeypatch.setattr(RunCheckpoint, "key", counted_key)
     return seen
 
