@@ -1,13 +1,17 @@
-"""One request to a resource under the LLM rules: budget hold, limiter permit, retries.
+"""The one request loop of a resource: budget hold, limiter permit, transport retries.
 
-:class:`ResourceCaller` is what embedding and rerank calls go through. A request
-function sends one HTTP request and returns the reply and its headers, raising
-:class:`HTTPFailure` for an error status; the caller classifies failures like
-chat completions (see :mod:`hush.providers.client`): 408/409/429 and 5xx,
-timeouts, connection errors and malformed replies are retried (``Retry-After``,
-else backoff with jitter), a ``Retry-After`` beyond ``max_retry_wait`` and other
-4xx fail at once, and what the attempt held (budget hold, permit) ends in one
-``finally``/``with`` each.
+Chat completions, embeddings and rerank all send through :meth:`ResourceCaller.send`. A
+request function sends one HTTP request and returns the reply and its headers; a read
+function checks the reply and says what it used. What an attempt raises is classified
+by :func:`hush.providers.failures.classify`; the loop retries what is retryable (the
+server's ``Retry-After``, else backoff with jitter, up to ``attempts`` requests) and
+raises :class:`LLMCallError` with the last failure. This loop is the only owner of
+transport retries: the SDK's own are off and the node lifecycle never retries a call
+whose retries ran out (``LLMCallError.retries_exhausted``).
+
+What an attempt holds ends in one ``finally``/``with`` each: the budget hold (settled
+with what the reply used, or nothing), the limiter permit (its one outcome; "abandoned"
+when cancelled) and the time spent waiting to send.
 """
 
 from __future__ import annotations
@@ -19,44 +23,29 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import httpx2
-import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from hush.core.redaction import redact
 from hush.providers.errors import LLMCallError
-from hush.providers.headers import parse_retry_after
-from hush.providers.limiter import Permit, ResourceLimiter, get_limiter
+from hush.providers.failures import MalformedReply, classify
+from hush.providers.limiter import ResourceLimiter, get_limiter
 from hush.providers.pricing import Price, price_of
 from hush.providers.resources import LLMResource
 from hush.providers.retrying import AttemptFailed, RetryWait
 from hush.providers.spend import RunSpend
 
-logger = logging.getLogger(__name__)
+__all__ = ["Read", "Request", "ResourceCaller", "Sent", "Usage"]
 
-RETRYABLE_STATUS = frozenset({408, 409, 429})
-CONNECT_SHARE = 0.9
-"""Share of the timeout within which the connection must be made (else: unreachable)."""
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Usage = dict[str, int]
 
-
-class HTTPFailure(Exception):
-    """An error status from the server, with its headers and message."""
-
-    def __init__(
-        self, status: int, headers: Mapping[str, str], message: str, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers
-        self.message = message
-        self.code = code
-
-
-class MalformedReply(Exception):
-    """The reply came but cannot be read."""
+Request = Callable[[float, int], Awaitable[tuple[T, Mapping[str, str]]]]
+"""Sends one request within the given timeout (seconds) as the given attempt (from 1);
+returns the reply and its headers."""
+Read = Callable[[T], tuple[Usage, int]]
+"""Checks a reply (raising :class:`AttemptFailed` or ``ValueError`` when it cannot be
+used) and returns its usage and the tokens the limiter counts for it."""
 
 
 @dataclass(slots=True)
@@ -68,34 +57,51 @@ class Sent(Generic[T]):
     cost: float | None
     attempts: int
     latency_s: float
+    """From the call to the reply, across retries and their backoff, less :attr:`queued_s`."""
     queued_s: float
+    """Waiting to send: for the budget, the rate limiter and an in-flight slot."""
 
 
-Request = Callable[[float], Awaitable[tuple[T, Mapping[str, str]]]]
-"""Sends one request within the given timeout (seconds); returns the reply and headers."""
+@dataclass(slots=True)
+class Estimate:
+    """A request's tokens before it is sent."""
+
+    prompt: int
+    max_tokens: int | None
+    """The reply's allowance (``None``: unbounded), for the budget hold."""
+    limiter: int
+    """Prompt plus reply allowance, as the tokens-per-minute limit counts them."""
 
 
 class ResourceCaller:
     """Requests to one resource through its process-wide limiter, budget and retries."""
 
-    def __init__(self, key: str, resource: LLMResource) -> None:
+    def __init__(
+        self, key: str, resource: LLMResource, limiter: ResourceLimiter | None = None
+    ) -> None:
         self.key = key
         self.resource = resource
-        self.limiter: ResourceLimiter = get_limiter(key, resource)
+        self.limiter = limiter if limiter is not None else get_limiter(key, resource)
         self.price: Price | None = price_of(resource)
 
     async def send(
         self,
         request: Request[T],
-        usage_of: Callable[[T], Usage],
+        read: Read[T],
+        estimate: Estimate,
         *,
-        tokens: int,
         attempts: int | None = None,
         timeout: float | None = None,
         spend: RunSpend | None = None,
+        delivered: Callable[[], int] | None = None,
     ) -> Sent[T]:
-        """Send ``request`` (``tokens``: its estimated input tokens) until it is answered or
-        fails for good (:class:`LLMCallError`); ``usage_of`` reads a reply's usage."""
+        """Send ``request`` until it is answered or fails for good (:class:`LLMCallError`).
+
+        ``attempts`` (requests at most) and ``timeout`` (seconds per request, once sent)
+        override the resource's ``max_retries + 1`` and ``timeout``. ``delivered`` says how
+        much of the reply was already passed on (a stream's pieces): a failure after that
+        is not retried, since the consumer holds part of a reply that will not be finished.
+        """
         limit = attempts if attempts is not None else self.resource.max_retries + 1
         per_request = timeout if timeout is not None else self.resource.timeout
         started = time.monotonic()
@@ -106,7 +112,7 @@ class ResourceCaller:
             nonlocal sent
             sent += 1
             reply, usage, cost = await self._attempt(
-                request, usage_of, tokens, per_request, spend, queued
+                request, read, estimate, per_request, spend, queued, sent, delivered
             )
             latency = max(0.0, time.monotonic() - started - queued[0])
             return Sent(reply, usage, cost, sent, latency, queued[0])
@@ -128,108 +134,81 @@ class ResourceCaller:
                 resource_key=self.key,
                 retryable=failure.retryable,
                 attempts=sent,
+                retries_exhausted=failure.retryable,
             ) from failure.__cause__
 
     def _before_retry(self, state: RetryCallState) -> None:
         self.limiter.note_retry()
         error = state.outcome.exception() if state.outcome is not None else None
-        logger.debug("%s: attempt %d failed (%s); retrying", self.key, state.attempt_number, error)
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.debug(
+            "%s: attempt %d failed (%s); retrying in %.2fs",
+            self.key,
+            state.attempt_number,
+            error,
+            wait,
+        )
 
     async def _attempt(
         self,
         request: Request[T],
-        usage_of: Callable[[T], Usage],
-        tokens: int,
+        read: Read[T],
+        estimate: Estimate,
         timeout: float,
         spend: RunSpend | None,
         queued: list[float],
+        number: int,
+        delivered: Callable[[], int] | None,
     ) -> tuple[T, Usage, float | None]:
         waiting_since = time.monotonic()
         waiting = True
         hold = None
         usage: Usage | None = None
-        cost: float | None = None
+        """What the provider billed this attempt, once a reply came (even one that fails)."""
         try:
             if spend is not None:
-                hold = await spend.reserve(self.key, self.price, tokens, 0)
-            permit = await self.limiter.acquire(tokens)
+                hold = await spend.reserve(
+                    self.key, self.price, estimate.prompt, estimate.max_tokens
+                )
+            permit = await self.limiter.acquire(estimate.limiter)
             queued[0] += time.monotonic() - waiting_since
             waiting = False
             with permit:
-                reply, headers = await self._request(permit, request, timeout)
+                headers: Mapping[str, str] | None = None
                 try:
-                    usage = usage_of(reply)
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    permit.failed(headers)
-                    raise AttemptFailed(f"malformed reply body: {exc}", retryable=True) from exc
-                cost = None if self.price is None else self.price.usage_cost(usage)
-                permit.commit(usage.get("total_tokens") or tokens, headers)
-                return reply, usage, cost
+                    async with asyncio.timeout(timeout):
+                        reply, headers = await request(timeout, number)
+                    try:
+                        usage, charged = read(reply)
+                    except (KeyError, TypeError, AttributeError) as exc:
+                        raise MalformedReply(str(exc)) from exc
+                except Exception as exc:
+                    failure = classify(exc, self.resource, timeout)
+                    if failure is None:
+                        raise
+                    if failure.headers is None:
+                        failure.headers = headers
+                    if failure.usage is not None:
+                        usage = failure.usage
+                    pieces = delivered() if delivered is not None else 0
+                    if pieces:
+                        failure.final(
+                            f"{pieces} piece(s) of the reply were already streamed, "
+                            "so it is not retried"
+                        )
+                    failure.report(permit)
+                    if failure is exc:
+                        raise
+                    raise failure from exc
+                permit.commit(charged or estimate.limiter, headers)
+                return reply, usage, self._cost(usage)
         finally:
             if waiting:
                 queued[0] += time.monotonic() - waiting_since
             if hold is not None:
-                hold.settle(usage, cost)
+                hold.settle(usage, self._cost(usage))
 
-    async def _request(
-        self, permit: Permit, request: Request[T], timeout: float
-    ) -> tuple[T, Mapping[str, str]]:
-        try:
-            async with asyncio.timeout(timeout):
-                return await request(timeout)
-        except HTTPFailure as exc:
-            raise self._status_failure(permit, exc) from exc
-        except (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError) as exc:
-            cause = exc.__cause__ if isinstance(exc, openai.APITimeoutError) else exc
-            if isinstance(cause, httpx2.ConnectTimeout):
-                reason = f"no connection within {timeout * CONNECT_SHARE:g} s"
-                permit.failed(unreachable=reason)
-                raise AttemptFailed(
-                    f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
-                ) from exc
-            permit.failed()
-            raise AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True) from exc
-        except (openai.APIConnectionError, httpx2.TransportError) as exc:
-            cause = exc.__cause__ or exc
-            reason = redact(str(cause) or type(cause).__name__)
-            permit.failed(unreachable=reason)
-            raise AttemptFailed(
-                f"cannot connect to {self.resource.base_url}: {reason}", retryable=True
-            ) from exc
-        except (MalformedReply, openai.APIResponseValidationError, ValueError) as exc:
-            permit.failed()
-            raise AttemptFailed(
-                f"malformed reply body: {redact(str(exc))[:200]}", retryable=True
-            ) from exc
-
-    def _status_failure(self, permit: Permit, exc: HTTPFailure) -> AttemptFailed:
-        status, headers = exc.status, exc.headers
-        retry_after = parse_retry_after(headers)
-        retryable = (
-            (status in RETRYABLE_STATUS or status >= 500)
-            and headers.get("x-should-retry") != "false"
-            and exc.code != "insufficient_quota"
-        )
-        message = f"HTTP {status}: {redact(exc.message)}"
-        if status == 429 and retryable:
-            permit.rate_limited(headers, retry_after)
-        else:
-            permit.failed(headers)
-        if retryable and retry_after is not None and retry_after > self.resource.max_retry_wait:
-            retryable = False
-            message = (
-                f"the server asked to retry after {retry_after:.0f} s, more than "
-                f"max_retry_wait ({self.resource.max_retry_wait:g} s): a spent quota? "
-                f"Resume the run later ({message})"
-            )
-        return AttemptFailed(
-            message,
-            status_code=status,
-            retryable=retryable,
-            retry_after=retry_after if retryable else None,
-        )
-
-
-def http_timeout(timeout: float) -> httpx2.Timeout:
-    """A request timeout whose connection share is :data:`CONNECT_SHARE`."""
-    return httpx2.Timeout(timeout, connect=timeout * CONNECT_SHARE)
+    def _cost(self, usage: Usage | None) -> float | None:
+        if usage is None or self.price is None:
+            return None
+        return self.price.usage_cost(usage)

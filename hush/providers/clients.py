@@ -1,28 +1,23 @@
-"""The clients of each event loop, closed with it, and calls with fallback across resources.
+"""Chat clients by resource, and calls with fallback across resources.
 
-HTTP connections belong to the event loop that opened them, so each running loop
-(each ``asyncio.run``, each thread running a loop) gets its own
-:class:`~hush.providers.client.LLMClient` per resource; all of them draw on the
-resource's one process-wide limiter. A loop's clients are closed when the loop
-shuts down (``asyncio.run`` and ``anyio.run`` finalize async generators before
-closing the loop; a small generator registered on the loop does the closing), so
-no socket outlives its loop. A client replaced because its resource's settings
-changed is closed only once its calls in flight are over.
+Each resource has one :class:`~hush.providers.client.LLMClient` per owner: the current
+``client_scope()`` (a run, or your ``async with`` block), else the running event loop (see
+:mod:`hush.providers.client_scope`). All of them draw on the resource's one process-wide
+limiter.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pydantic
 
-from hush.providers.client import FALLBACK_STATUS, LLMClient, LLMResult, TokenCallback
+from hush.providers.client import LLMClient, LLMResult, TokenCallback
+from hush.providers.client_scope import current_scope, scoped_client
 from hush.providers.errors import BudgetExceededError, LLMCallError, ResourceUnavailableError
+from hush.providers.failures import FALLBACK_STATUS
 from hush.providers.resources import ResourceRegistry, get_registry, normalize_key
 from hush.providers.spend import RunSpend
 from hush.providers.spend import current as current_spend
@@ -32,62 +27,16 @@ __all__ = ["aclose_all", "complete", "get_client"]
 logger = logging.getLogger("hush.providers.client")
 
 
-class _LoopClients:
-    """The clients of one event loop, and the generator that closes them with it."""
-
-    def __init__(self) -> None:
-        self.clients: dict[str, LLMClient] = {}
-        self.keeper: AsyncIterator[None] | None = None
-
-    async def aclose(self) -> None:
-        clients, self.clients = list(self.clients.values()), {}
-        await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
-
-
-async def _close_with_the_loop(owner: _LoopClients) -> AsyncIterator[None]:
-    """Yields once; finalized by the loop's shutdown, when it closes the clients."""
-    try:
-        yield
-    finally:
-        await owner.aclose()
-
-
-_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _for_running_loop() -> _LoopClients:
-    loop = asyncio.get_running_loop()
-    owner = _loops.get(loop)
-    if owner is None:
-        owner = _loops[loop] = _LoopClients()
-        keeper = _close_with_the_loop(owner)
-        step: Any = keeper.__anext__()
-        with contextlib.suppress(StopIteration):
-            step.send(None)  # registers the generator with the loop, runs it to its yield
-        owner.keeper = keeper
-    return owner
-
-
 def get_client(resource_key: str, *, registry: ResourceRegistry | None = None) -> LLMClient:
-    """The running loop's client for ``resource_key`` (created on first use)."""
+    """The current scope's client for ``resource_key`` (created on first use)."""
     key = normalize_key(resource_key)
     resource = (registry or get_registry()).get_llm(key)
-    owner = _for_running_loop()
-    client = owner.clients.get(key)
-    if client is None or client.resource != resource:
-        if client is not None:
-            client.retire()
-        client = owner.clients[key] = LLMClient(key, resource)
-    return client
+    return scoped_client(key, resource, lambda: LLMClient(key, resource), LLMClient)
 
 
 async def aclose_all() -> None:
-    """Close every client of the running loop now (they are recreated on next use)."""
-    owner = _loops.get(asyncio.get_running_loop())
-    if owner is not None:
-        await owner.aclose()
+    """Close every client of the current scope now (they are recreated on next use)."""
+    await current_scope().aclose()
 
 
 async def complete(
@@ -179,4 +128,5 @@ async def complete(
         retryable=all(error.retryable for error in failures),
         attempts=sum(error.attempts for error in failures),
         failures=failures,
+        retries_exhausted=any(error.retries_exhausted for error in failures),
     )

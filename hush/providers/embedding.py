@@ -15,12 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import openai
-
-from hush.providers.attempts import HTTPFailure, MalformedReply, ResourceCaller, http_timeout
+from hush.providers.attempts import Estimate, ResourceCaller
 from hush.providers.cache import request_key
-from hush.providers.client import make_openai
-from hush.providers.loop_clients import loop_client
+from hush.providers.client_scope import scoped_client
+from hush.providers.connections import make_openai
+from hush.providers.failures import MalformedReply, http_timeout
 from hush.providers.resource_node import ResourceNode
 from hush.providers.resources import (
     EmbeddingResource,
@@ -39,7 +38,6 @@ __all__ = ["EmbeddingClient", "EmbeddingNode", "EmbeddingResult", "embed"]
 
 logger = logging.getLogger(__name__)
 
-NO_API_KEY = "no-key"
 Vector = list[float]
 
 
@@ -148,18 +146,13 @@ class EmbeddingClient:
     ) -> Any:
         tokens = sum(count_text_tokens(text) for text in batch)
 
-        async def request(seconds: float) -> tuple[Any, Mapping[str, str]]:
-            try:
-                raw = await self.openai.embeddings.with_raw_response.create(
-                    model=self.resource.model,
-                    input=batch,
-                    timeout=http_timeout(seconds),
-                    **params,
-                )
-            except openai.APIStatusError as exc:
-                raise HTTPFailure(
-                    exc.status_code, exc.response.headers, _message(exc), exc.code
-                ) from exc
+        async def request(seconds: float, attempt: int) -> tuple[Any, Mapping[str, str]]:
+            raw = await self.openai.embeddings.with_raw_response.create(
+                model=self.resource.model,
+                input=batch,
+                timeout=http_timeout(seconds),
+                **params,
+            )
             reply = raw.parse()
             data = sorted(reply.data or [], key=lambda item: item.index)
             if len(data) != len(batch):
@@ -167,16 +160,21 @@ class EmbeddingClient:
             reply.data = data
             return reply, raw.headers
 
-        def usage_of(reply: Any) -> dict[str, int]:
+        def read(reply: Any) -> tuple[dict[str, int], int]:
             usage = getattr(reply, "usage", None)
             prompt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
             if prompt <= 0:
-                return {"prompt_tokens": tokens, "total_tokens": tokens, "estimated": True}
+                return {"prompt_tokens": tokens, "total_tokens": tokens, "estimated": True}, tokens
             total = int(getattr(usage, "total_tokens", 0) or 0) or prompt
-            return {"prompt_tokens": prompt, "total_tokens": total}
+            return {"prompt_tokens": prompt, "total_tokens": total}, total
 
         return await self.caller.send(
-            request, usage_of, tokens=tokens, attempts=attempts, timeout=timeout, spend=spend
+            request,
+            read,
+            Estimate(tokens, 0, tokens),
+            attempts=attempts,
+            timeout=timeout,
+            spend=spend,
         )
 
 
@@ -191,20 +189,13 @@ async def _all(calls: Any) -> list[Any]:
     return [task.result() for task in tasks]
 
 
-def _message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return exc.message
-
-
 def get_embedding_client(
     resource_key: str, *, registry: ResourceRegistry | None = None
 ) -> EmbeddingClient:
-    """The running loop's client for the embedding resource ``resource_key``."""
+    """The current scope's client for the embedding resource ``resource_key``."""
     resource = (registry or get_registry()).get_embedding(resource_key)
     key = normalize_key(resource_key, "embedding")
-    return loop_client(key, resource, lambda: EmbeddingClient(key, resource), EmbeddingClient)
+    return scoped_client(key, resource, lambda: EmbeddingClient(key, resource), EmbeddingClient)
 
 
 async def embed(

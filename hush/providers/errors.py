@@ -20,6 +20,9 @@ class LLMCallError(RuntimeError):
             body): the same request may succeed later or elsewhere.
         attempts: Requests sent for this call.
         failures: For a fallback chain, each resource's own error, in order.
+        retries_exhausted: The client retried this transient failure as often as it was
+            allowed (``retry=N`` on the node, else the resource's ``max_retries``): a node's
+            retry policy never retries it again (see "Who retries what" in the LLM docs).
     """
 
     def __init__(
@@ -31,6 +34,7 @@ class LLMCallError(RuntimeError):
         retryable: bool = False,
         attempts: int = 0,
         failures: Sequence[LLMCallError] = (),
+        retries_exhausted: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -39,6 +43,7 @@ class LLMCallError(RuntimeError):
         self.retryable = retryable
         self.attempts = attempts
         self.failures = tuple(failures)
+        self.retries_exhausted = retries_exhausted
 
 
 class ResourceUnavailableError(LLMCallError):

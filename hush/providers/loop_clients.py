@@ -1,9 +1,9 @@
-"""HTTP clients per event loop for embedding and rerank resources, closed with their loop.
+"""The fallback owner of clients made outside any ``client_scope()``: their event loop.
 
-Connections belong to the loop that opened them (see :mod:`hush.providers.clients`);
-each loop gets one client per resource key, replaced when the resource's settings
-change (the old one, which calls in flight may still use, is kept until the loop
-ends), and closed when the loop shuts down.
+Each running loop gets one :class:`~hush.providers.client_scope.ClientScope`, closed when
+the loop shuts down (``asyncio.run`` and ``anyio.run`` finalize async generators before
+closing the loop; a small generator registered on the loop does the closing), so no
+socket outlives its loop.
 """
 
 from __future__ import annotations
@@ -11,60 +11,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hush.providers.client_scope import ClientScope
+
+__all__ = ["loop_scope"]
 
 
-class LoopClient(Protocol):
-    """What a per-loop client has: the settings it was made from, and a way to close."""
+class _LoopScope(ClientScope):
+    """A loop's scope, and the generator that closes it with the loop."""
 
-    resource: Any
-
-    async def aclose(self) -> None: ...
+    keeper: AsyncIterator[None] | None = None
 
 
-C = TypeVar("C", bound=LoopClient)
-
-
-class _Clients:
-    def __init__(self) -> None:
-        self.clients: dict[str, LoopClient] = {}
-        self.keeper: AsyncIterator[None] | None = None
-        self.retired: list[LoopClient] = []
-
-    async def aclose(self) -> None:
-        clients = [*self.clients.values(), *self.retired]
-        self.clients, self.retired = {}, []
-        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
-
-
-async def _close_with_the_loop(owner: _Clients) -> AsyncIterator[None]:
+async def _close_with_the_loop(scope: ClientScope) -> AsyncIterator[None]:
+    """Yields once; finalized by the loop's shutdown, when it closes the clients."""
     try:
         yield
     finally:
-        await owner.aclose()
+        await scope.aclose()
 
 
-_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Clients] = weakref.WeakKeyDictionary()
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopScope] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def loop_client(key: str, resource: Any, make: Callable[[], C], kind: type[C]) -> C:
-    """The running loop's client of ``kind`` for ``key``, made with ``make`` when there is
-    none or ``resource`` changed."""
-    loop = asyncio.get_running_loop()
-    owner = _loops.get(loop)
-    if owner is None:
-        owner = _loops[loop] = _Clients()
-        keeper = _close_with_the_loop(owner)
+def loop_scope(loop: asyncio.AbstractEventLoop) -> ClientScope:
+    """The scope of ``loop`` (the running loop), made and tied to the loop on first use."""
+    scope = _loops.get(loop)
+    if scope is None:
+        scope = _loops[loop] = _LoopScope(loop)
+        keeper = _close_with_the_loop(scope)
         step: Any = keeper.__anext__()
         with contextlib.suppress(StopIteration):
-            step.send(None)
-        owner.keeper = keeper
-    client = owner.clients.get(key)
-    if isinstance(client, kind) and client.resource == resource:
-        return client
-    if client is not None:
-        owner.retired.append(client)
-    fresh = make()
-    owner.clients[key] = fresh
-    return fresh
+            step.send(None)  # registers the generator with the loop, runs it to its yield
+        scope.keeper = keeper
+    return scope

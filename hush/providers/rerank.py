@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from hush.providers.attempts import HTTPFailure, MalformedReply, ResourceCaller, http_timeout
+from hush.providers.attempts import Estimate, ResourceCaller
 from hush.providers.cache import request_key
-from hush.providers.limiter import DEFAULT_MAX_CONCURRENCY
-from hush.providers.loop_clients import loop_client
+from hush.providers.client_scope import scoped_client
+from hush.providers.connections import make_http
+from hush.providers.failures import HTTPFailure, MalformedReply, http_timeout
 from hush.providers.resource_node import ResourceNode
 from hush.providers.resources import (
     RerankResource,
@@ -66,16 +67,10 @@ class RerankClient:
         self.key = key
         self.resource = resource
         self.caller = ResourceCaller(key, resource)
-        size = resource.max_concurrency or DEFAULT_MAX_CONCURRENCY
         headers = {name: value.get_secret_value() for name, value in resource.headers.items()}
         if resource.api_key is not None:
             headers.setdefault("Authorization", f"Bearer {resource.api_key.get_secret_value()}")
-        self.http = httpx2.AsyncClient(
-            limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size),
-            timeout=httpx2.Timeout(resource.timeout),
-            headers=headers,
-            follow_redirects=True,
-        )
+        self.http = make_http(resource, headers)
         self.url = resource.base_url.rstrip("/") + "/rerank"
 
     async def aclose(self) -> None:
@@ -121,7 +116,7 @@ class RerankClient:
         )
         started = time.monotonic()
 
-        async def request(seconds: float) -> tuple[_Reply, Mapping[str, str]]:
+        async def request(seconds: float, attempt: int) -> tuple[_Reply, Mapping[str, str]]:
             response = await self.http.post(self.url, json=body, timeout=http_timeout(seconds))
             if response.status_code >= 400:
                 message, code = _error_of(response)
@@ -137,8 +132,8 @@ class RerankClient:
 
         sent = await self.caller.send(
             request,
-            lambda reply: reply[1],
-            tokens=tokens,
+            lambda reply: (reply[1], reply[1]["total_tokens"]),
+            Estimate(tokens, 0, tokens),
             attempts=attempts,
             timeout=timeout,
             spend=spend,
@@ -212,10 +207,10 @@ def _error_of(response: httpx2.Response) -> tuple[str, str | None]:
 def get_rerank_client(
     resource_key: str, *, registry: ResourceRegistry | None = None
 ) -> RerankClient:
-    """The running loop's client for the rerank resource ``resource_key``."""
+    """The current scope's client for the rerank resource ``resource_key``."""
     resource = (registry or get_registry()).get_rerank(resource_key)
     key = normalize_key(resource_key, "rerank")
-    return loop_client(key, resource, lambda: RerankClient(key, resource), RerankClient)
+    return scoped_client(key, resource, lambda: RerankClient(key, resource), RerankClient)
 
 
 async def rerank(

@@ -17,11 +17,12 @@ from openai.types.chat import ChatCompletion
 from hush.core import END, PARENT, START, Each, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
 from hush.providers import LLMNode
-from hush.providers.client import Estimate, _usage_or_estimate
+from hush.providers.attempts import Estimate
 from hush.providers.clients import complete
 from hush.providers.headers import MAX_SECONDS, parse_retry_after
 from hush.providers.limiter import ResourceLimiter, get_limiter, use_limiters
 from hush.providers.resources import get_registry
+from hush.providers.streaming import usage_or_estimate
 from hush.testing import MockLLMServer
 
 OUTPUTS = ("content", "usage", "latency", "queued", "error")
@@ -234,7 +235,7 @@ def test_cached_and_reasoning_tokens_are_kept_from_the_usage_details() -> None:
             },
         }
     )
-    usage = _usage_or_estimate(completion, Estimate(prompt=7, max_tokens=None, limiter=263))
+    usage = usage_or_estimate(completion, Estimate(prompt=7, max_tokens=None, limiter=263))
     assert usage == {
         "prompt_tokens": 100,
         "completion_tokens": 40,

@@ -31,7 +31,7 @@ from hush.providers.batch_api.lines import custom_id, request_line, split
 from hush.providers.batch_api.pricing import batch_price
 from hush.providers.batch_api.records import SubmittedBatches
 from hush.providers.client import LLMResult
-from hush.providers.loop_clients import loop_client
+from hush.providers.client_scope import scoped_client
 from hush.providers.resources import LLMResource, get_registry, normalize_key
 from hush.providers.spend import Hold
 from hush.providers.spend import current as current_spend
@@ -92,7 +92,7 @@ class Collector:
         """``time.monotonic()`` when the last batch was created."""
 
     async def aclose(self) -> None:
-        """Close the HTTP client (called when the collector's event loop shuts down)."""
+        """Close the HTTP client (called when the collector's client scope closes)."""
         await self.client.close()
 
     def _record(self) -> SubmittedBatches | None:
@@ -272,10 +272,10 @@ class Collector:
 
 
 def collector_for(key: str) -> Collector:
-    """The collector of resource ``key`` on the running loop, closed with that loop."""
+    """The collector of resource ``key`` in the current client scope, closed with it."""
     key = normalize_key(key)
     resource = get_registry().get_llm(key)
-    return loop_client(f"batch:{key}", resource, lambda: Collector(key, resource), Collector)
+    return scoped_client(f"batch:{key}", resource, lambda: Collector(key, resource), Collector)
 
 
 async def batch_complete(
