@@ -17,16 +17,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
 from hush.testing.faults import error_body, parse_markers
+from hush.testing.prelude import Answer, Prelude
 from hush.testing.records import RequestRecord
 from hush.testing.replies import build_reply, choice_count, completion_body, last_user_text
-
-if TYPE_CHECKING:
-    from hush.testing.server import MockLLMServer
+from hush.testing.responses import error
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,6 @@ MAX_REQUESTS = 50_000
 """Most lines in one batch input file (OpenAI's limit)."""
 
 Outcome = Literal["completed", "failed", "expired"]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(slots=True)
@@ -119,8 +117,8 @@ class BatchAPI:
     answer no line).
     """
 
-    def __init__(self, server: MockLLMServer) -> None:
-        self.server = server
+    def __init__(self, prelude: Prelude) -> None:
+        self.prelude = prelude
         self.turnaround: float | None = 0.0
         self.outcome: Outcome = "completed"
         self.files: dict[str, StoredFile] = {}
@@ -140,32 +138,27 @@ class BatchAPI:
     def add_routes(self, app: web.Application) -> None:
         """Register the routes on ``app`` (with and without the ``/v1`` prefix)."""
         for prefix in ("/v1", ""):
-            app.router.add_post(f"{prefix}/files", self._wrap(self._upload))
-            app.router.add_get(f"{prefix}/files/{{id}}", self._wrap(self._file))
-            app.router.add_get(f"{prefix}/files/{{id}}/content", self._wrap(self._content))
-            app.router.add_post(f"{prefix}/batches", self._wrap(self._create))
-            app.router.add_get(f"{prefix}/batches/{{id}}", self._wrap(self._retrieve))
-            app.router.add_post(f"{prefix}/batches/{{id}}/cancel", self._wrap(self._cancel))
+            app.router.add_post(f"{prefix}/files", self._route(self._upload))
+            app.router.add_get(f"{prefix}/files/{{id}}", self._route(self._file))
+            app.router.add_get(f"{prefix}/files/{{id}}/content", self._route(self._content))
+            app.router.add_post(f"{prefix}/batches", self._route(self._create))
+            app.router.add_get(f"{prefix}/batches/{{id}}", self._route(self._retrieve))
+            app.router.add_post(f"{prefix}/batches/{{id}}/cancel", self._route(self._cancel))
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _wrap(
+    def _route(
         self, answer: Callable[[web.Request, RequestRecord], Awaitable[web.Response]]
-    ) -> Handler:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            server = self.server
-            record = server._begin(request)
-            try:
-                key = server.config.api_key
-                if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
-                    return _error(record, 401, "Incorrect API key provided.", "invalid_api_key")
-                response = await answer(request, record)
-                record.status = response.status
-                return response
-            finally:
-                server._recorder.end(record, time.monotonic())
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """``answer`` behind the server's prelude, its status recorded."""
 
-        return handler
+        async def recorded(request: web.Request, record: RequestRecord) -> web.StreamResponse:
+            response = await answer(request, record)
+            record.status = response.status
+            return response
+
+        handler: Answer = recorded
+        return self.prelude.route(handler)
 
     def _new_id(self, prefix: str) -> str:
         self._ids += 1
@@ -180,13 +173,13 @@ class BatchAPI:
 
     async def _upload(self, request: web.Request, record: RequestRecord) -> web.Response:
         if not request.content_type.startswith("multipart/"):
-            return _error(record, 400, "Uploads must be multipart/form-data.")
+            return error(record, 400, "Uploads must be multipart/form-data.")
         form = await request.post()
         purpose, upload = form.get("purpose"), form.get("file")
         if purpose != "batch":
-            return _error(record, 400, f"Unsupported purpose {purpose!r}: only 'batch' is served.")
+            return error(record, 400, f"Unsupported purpose {purpose!r}: only 'batch' is served.")
         if not isinstance(upload, web.FileField):
-            return _error(record, 400, "The form has no 'file' part.")
+            return error(record, 400, "The form has no 'file' part.")
         content = upload.file.read()
         record.body = {"purpose": purpose, "filename": upload.filename, "bytes": len(content)}
         return web.json_response(self._store(content, upload.filename, "batch").body())
@@ -204,23 +197,17 @@ class BatchAPI:
         return web.Response(body=stored.content, content_type="application/octet-stream")
 
     async def _create(self, request: web.Request, record: RequestRecord) -> web.Response:
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return _error(record, 400, "We could not parse the JSON body of your request.")
-        record.body = body
-        if not isinstance(body, dict):
-            return _error(record, 400, "The request body must be a JSON object.")
+        body = await self.prelude.json_body(request, record, _object_problem)
         if body.get("endpoint") != ENDPOINT:
-            return _error(record, 400, f"Unsupported endpoint {body.get('endpoint')!r}.")
+            return error(record, 400, f"Unsupported endpoint {body.get('endpoint')!r}.")
         if body.get("completion_window") != "24h":
-            return _error(record, 400, "completion_window must be '24h'.")
+            return error(record, 400, "completion_window must be '24h'.")
         stored = self.files.get(str(body.get("input_file_id")))
         if stored is None:
             return _missing(record, "file", str(body.get("input_file_id")))
         lines, problem = _parse_input(stored.content)
         if problem is not None:
-            return _error(record, 400, problem)
+            return error(record, 400, problem)
         batch = StoredBatch(
             id=self._new_id("batch"),
             input_file_id=stored.id,
@@ -281,9 +268,7 @@ class BatchAPI:
 
     def _answer(self, line: dict[str, Any]) -> tuple[bool, bytes]:
         """One result line: ``(True, output line)`` or ``(False, error line)``."""
-        server = self.server
-        server._counter += 1
-        number = server._counter
+        number = self.prelude.next_number()
         body: dict[str, Any] = line["body"]
         messages: list[Any] = body["messages"]
         model: str = body["model"]
@@ -303,7 +288,7 @@ class BatchAPI:
             return False, json.dumps(result).encode() + b"\n"
         tool = markers.tool if markers is not None else None
         reply = build_reply(
-            body, messages, model, last_user, tool, server.config.reply_chars, number
+            body, messages, model, last_user, tool, self.prelude.config.reply_chars, number
         )
         payload = completion_body(
             reply, model, f"chatcmpl-mock{number:08d}", int(time.time()), choice_count(body)
@@ -349,13 +334,8 @@ def _parse_input(content: bytes) -> tuple[list[dict[str, Any]], str | None]:
 
 
 def _missing(record: RequestRecord, kind: str, ident: str) -> web.Response:
-    return _error(record, 404, f"No such {kind}: '{ident}'.", "not_found")
+    return error(record, 404, f"No such {kind}: '{ident}'.", "not_found")
 
 
-def _error(
-    record: RequestRecord, status: int, message: str, code: str | None = None
-) -> web.Response:
-    record.status = status
-    return web.Response(
-        status=status, body=error_body(status, message, code), content_type="application/json"
-    )
+def _object_problem(body: Any) -> str | None:
+    return None if isinstance(body, dict) else "The request body must be a JSON object."

@@ -12,25 +12,21 @@ markers (``[[fail-once:500]]`` in a text) and records.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import math
 import re
 import struct
-import time
 import zlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from hush.testing.faults import error_body, parse_markers
+from hush.testing.faults import BROKEN_REPLIES, parse_markers
+from hush.testing.prelude import Prelude
 from hush.testing.records import RequestRecord
 from hush.testing.replies import count_tokens
-
-if TYPE_CHECKING:
-    from hush.testing.server import MockLLMServer
+from hush.testing.responses import cut_body
 
 DIMENSIONS = 64
 """Length of an embedding when the request does not ask for ``dimensions``."""
@@ -66,48 +62,31 @@ def overlap(query: str, document: str) -> float:
     return round(len(q & d) / math.sqrt(len(q) * len(d)), 6)
 
 
-def add_retrieval_routes(app: web.Application, server: MockLLMServer) -> None:
-    """Register the embeddings and rerank routes of ``server`` on ``app``."""
-    routes = _Routes(server)
+def add_retrieval_routes(app: web.Application, prelude: Prelude) -> None:
+    """Register the embeddings and rerank routes on ``app``, behind ``prelude``."""
+    routes = _Routes(prelude)
     for path in ("/v1/embeddings", "/embeddings"):
-        app.router.add_post(path, routes.embeddings)
+        app.router.add_post(path, prelude.route(routes.embeddings))
     for path in ("/rerank", "/v1/rerank", "/v2/rerank"):
-        app.router.add_post(path, routes.rerank)
+        app.router.add_post(path, prelude.route(routes.rerank))
 
 
 class _Routes:
-    """The handlers, reading the server's settings, limiter, faults and recorder."""
+    """The two answers; what comes before them is the server's :class:`Prelude`."""
 
-    def __init__(self, server: MockLLMServer) -> None:
-        self.server = server
+    def __init__(self, prelude: Prelude) -> None:
+        self.prelude = prelude
         self.counter = 0
 
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, _embeddings_problem, _embeddings_text, self._embed)
+    async def embeddings(self, request: web.Request, record: RequestRecord) -> web.StreamResponse:
+        return await self._answer(
+            request, record, _embeddings_problem, _embeddings_text, self._embed
+        )
 
-    async def rerank(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, _rerank_problem, _rerank_text, self._rerank)
+    async def rerank(self, request: web.Request, record: RequestRecord) -> web.StreamResponse:
+        return await self._answer(request, record, _rerank_problem, _rerank_text, self._rerank)
 
-    async def _handle(
-        self,
-        request: web.Request,
-        problem_of: Callable[[Any], str | None],
-        text_of: Callable[[dict[str, Any]], str],
-        answer: Answer,
-    ) -> web.StreamResponse:
-        server = self.server
-        record = server._begin(request)
-        task = asyncio.current_task()
-        if task is not None:
-            server._tasks.add(task)
-        try:
-            return await self._reply(request, record, problem_of, text_of, answer)
-        finally:
-            if task is not None:
-                server._tasks.discard(task)
-            server._recorder.end(record, time.monotonic())
-
-    async def _reply(
+    async def _answer(
         self,
         request: web.Request,
         record: RequestRecord,
@@ -115,44 +94,21 @@ class _Routes:
         text_of: Callable[[dict[str, Any]], str],
         answer: Answer,
     ) -> web.StreamResponse:
-        server, config = self.server, self.server.config
-        if config.api_key is not None and (
-            request.headers.get("Authorization") != f"Bearer {config.api_key}"
-        ):
-            return _error(record, 401, "Incorrect API key provided.", "invalid_api_key")
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return _error(record, 400, "We could not parse the JSON body of your request.")
-        record.body = body
-        problem = problem_of(body)
-        if problem is not None:
-            return _error(record, 400, problem)
+        prelude = self.prelude
+        body = await prelude.json_body(request, record, problem_of)
         text = text_of(body)
         self.counter += 1
         headers = {"x-request-id": f"req_mockr{self.counter:08d}"}
-        if config.rpm is not None or config.tpm is not None:
-            decision = server._limiter.check(
-                config.rpm, config.tpm, config.burst_seconds, count_tokens(text), time.monotonic()
-            )
-            if config.rate_limit_headers == "always" or (
-                config.rate_limit_headers == "on_429" and not decision.allowed
-            ):
-                headers.update(decision.headers)
-            if not decision.allowed:
-                server._recorder.fault(record, "rate_limited")
-                seconds = max(0.001, decision.retry_after)
-                headers["retry-after"] = f"{seconds:.3f}"
-                headers["retry-after-ms"] = str(max(1, math.ceil(seconds * 1000)))
-                return _error(record, 429, decision.reason, "rate_limit_exceeded", headers)
+        prelude.admit(record, count_tokens(text), headers)
         markers = parse_markers(text)
-        fault = server._faults.decide(markers, text, config)
-        delay = server._delay(config, body, markers)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if fault is not None:
-            return await server._fault(request, record, fault, headers, config)
-        return answer(body, record, headers)
+        fault = await prelude.hold(body, markers, text)
+        if fault is not None and fault not in BROKEN_REPLIES:
+            return await prelude.answer_fault(request, record, fault, headers, markers)
+        response = answer(body, record, headers)
+        if fault is not None and isinstance(response.body, bytes):
+            prelude.recorder.fault(record, str(fault))
+            return await cut_body(request, response.body, headers)
+        return response
 
     def _embed(
         self, body: dict[str, Any], record: RequestRecord, headers: dict[str, str]
@@ -281,19 +237,3 @@ def _rerank_problem(body: Any) -> str | None:
 
 def _rerank_text(body: dict[str, Any]) -> str:
     return "\n".join([body["query"], *(_document_text(d) for d in body["documents"])])
-
-
-def _error(
-    record: RequestRecord,
-    status: int,
-    message: str,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    record.status = status
-    return web.Response(
-        status=status,
-        body=error_body(status, message, code),
-        content_type="application/json",
-        headers=headers,
-    )

@@ -53,7 +53,7 @@ async def test_retry_after_is_enough(server: MockLLMServer, raw: httpx.AsyncClie
 
 
 async def test_burst_capacity(server: MockLLMServer, raw: httpx.AsyncClient) -> None:
-    server.configure(rpm=600, burst_seconds=1.0)  # 10/s, bucket holds ten
+    server.configure(rpm=6, burst_seconds=100.0)  # one per 10 s, bucket holds ten
     statuses = [(await post(raw)).status_code for _ in range(12)]
     assert statuses.count(200) == 10 and statuses[-1] == 429
 
