@@ -115,6 +115,8 @@ def test_close_drains_runs_on_close_once_and_is_idempotent() -> None:
     assert closed == [5]
     with pytest.raises(RuntimeError, match=r"test-close.*closed"):
         writer.put(6)
+    assert writer.offer(6) is False
+    assert writer.dropped == 0
     assert writer.flush(WAIT)
 
 
@@ -295,7 +297,7 @@ def test_on_idle_runs_when_the_queue_is_empty() -> None:
     writer.close()
 
 
-def test_flush_or_close_from_the_writers_own_thread_is_refused() -> None:
+def test_flush_from_the_writers_own_thread_is_refused() -> None:
     errors: list[str] = []
     writer: BackgroundWriter[int]
 
@@ -307,8 +309,24 @@ def test_flush_or_close_from_the_writers_own_thread_is_refused() -> None:
 
     writer = BackgroundWriter(handler, name="test-self")
     writer.put(1)
-    assert writer.close(WAIT)
+    assert writer.flush(WAIT)
     assert errors and "deadlock" in errors[0]
+    writer.begin_close()
+    assert writer.wait_closed(WAIT)
+
+
+def test_close_from_the_writers_own_thread_does_not_wait_for_itself() -> None:
+    results: list[bool] = []
+    writer: BackgroundWriter[int]
+
+    def handler(batch: list[int]) -> None:
+        results.append(writer.close(WAIT))
+
+    writer = BackgroundWriter(handler, name="test-self-close")
+    writer.put(1)
+    assert writer.wait_closed(WAIT)
+    assert results == [False]
+    assert writer.closed
 
 
 def test_bad_settings_name_the_writer() -> None:

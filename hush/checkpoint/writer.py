@@ -1,17 +1,15 @@
-"""The writer thread: group commits of queued checkpoint entries.
+"""The checkpoint writer: group commits of queued checkpoint entries.
 
-The event loop only enqueues; this thread takes everything queued (up to
-:data:`MAX_BATCH` entries), upserts it in one statement (one transaction),
-then settles the futures waiting on that commit (``put_durable``, ``flush``,
-``aclose``) on their own loops. The first failure is kept: every later put
+The event loop only enqueues; a :class:`~hush.core.background.BackgroundWriter` thread
+takes everything queued (up to :data:`MAX_BATCH` entries), upserts it in one statement
+(one transaction), then settles the futures waiting on that commit (``put_durable``,
+``flush``, ``aclose``) on their own loops. The first failure is kept: every later put
 and waiter gets a :class:`CheckpointWriteError`.
 
-A busy event loop releases the GIL for an instant on every iteration (its
-``select`` call) and takes it straight back, which can starve this thread for
-as long as the loop stays busy. So :meth:`Writer.submit` checks whether queued
-work has waited longer than :data:`STALL_S` and, at most every
-:data:`NUDGE_EVERY_S`, sleeps :data:`NUDGE_S` to hand the GIL over. A whole
-batch being one statement, a commit needs the GIL back only once.
+A busy event loop can starve the thread of the GIL, so submissions nudge it (see
+:class:`~hush.core.handoff.Nudge`); a whole batch being one statement, a commit needs
+the GIL back only once. The thread follows the background writers' shutdown policy;
+closing commits what is queued, closes the connection and releases the run's lock.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -31,14 +28,14 @@ from hush.checkpoint.errors import CheckpointWriteError
 from hush.checkpoint.lock import RunLock
 from hush.checkpoint.schema import SET_STATUS, STATEMENT_SIZES, TOUCH_RUN, upsert_entries
 from hush.checkpoint.wal import WalCheckpointer
+from hush.core.background import BackgroundWriter, WriterFailedError
 
 logger = logging.getLogger("hush.checkpoint")
 
 MAX_BATCH = STATEMENT_SIZES[-1]
 TOUCH_EVERY_S = 1.0
-STALL_S = 0.002
-NUDGE_EVERY_S = 0.001
-NUDGE_S = 0.00005
+EXIT_TIMEOUT_S = 30.0
+"""How long interpreter exit waits for a writer still open to commit what it holds."""
 
 Waiter = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
 Futures = tuple[list["asyncio.Future[None]"], asyncio.AbstractEventLoop]
@@ -95,7 +92,7 @@ class WriterStats:
 
 
 class Writer:
-    """Owns the write connection of one run and the thread that uses it."""
+    """Owns the write connection of one run and the background writer that uses it."""
 
     def __init__(
         self,
@@ -111,43 +108,50 @@ class Writer:
         self._file = file
         self._lock = lock
         self._identity = identity
-        self._queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
-        self._close_waiters: list[Futures] = []
-        self._closing = False
+        self._close_waiters: list[Futures] | None = []
+        """Futures of ``aclose`` calls; ``None`` once the writer has closed."""
+        self._close_lock = threading.Lock()
         self._cause: BaseException | None = None
         self._commits = 0
         self._entries = 0
         self._max_lag = 0.0
-        self._submitted = 0
-        self._processed = 0
-        self._waiting_since = 0.0
-        self._progress_at = 0.0
-        self._nudged_at = 0.0
         self._touched_at = 0.0
-        self._thread = threading.Thread(
-            target=self._run, name=f"hush-checkpoint-writer[{run_id}]", daemon=True
-        )
         self._wal = WalCheckpointer(file)
+        self._background = BackgroundWriter[Op](
+            self._commit,
+            name=f"hush-checkpoint-writer[{run_id}]",
+            batch_size=MAX_BATCH,
+            exit_timeout=EXIT_TIMEOUT_S,
+            on_failure=self._fail,
+            rejected=self._reject,
+            on_close=self._closed,
+            nudge=True,
+        )
 
     def start(self) -> None:
-        """Start the writer thread (and the thread that checkpoints its WAL)."""
+        """Turn SQLite's automatic WAL checkpoints off (:mod:`hush.checkpoint.wal` does
+        them); the thread starts with the first submission."""
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._wal.start()
-        self._thread.start()
 
     def submit(self, op: Op) -> None:
-        """Queue ``op``; thread-safe, and blocks for at most :data:`NUDGE_S`."""
-        now = time.monotonic()
-        if self._processed == self._submitted:
-            self._waiting_since = now
-        self._submitted += 1
-        self._queue.put(op)
-        if (
-            now - max(self._waiting_since, self._progress_at) > STALL_S
-            and now - self._nudged_at > NUDGE_EVERY_S
-        ):
-            self._nudged_at = now
-            time.sleep(NUDGE_S)
+        """Queue ``op``; thread-safe, and blocks for at most a few microseconds. After a
+        failure, its waiters get the error at once."""
+        if isinstance(op, Close):
+            self._submit_close(op)
+            return
+        try:
+            self._background.put(op)
+        except (WriterFailedError, RuntimeError):
+            self._settle(_waiters([op]), failed=True)
+
+    def _submit_close(self, op: Close) -> None:
+        with self._close_lock:
+            waiters = self._close_waiters
+            if op.waiter is not None and waiters is not None:
+                waiters.append(_alone(op.waiter))
+        if op.waiter is not None and waiters is None:
+            self._settle([_alone(op.waiter)], failed=False)
+        self._background.begin_close()
 
     @property
     def failed(self) -> bool:
@@ -156,11 +160,12 @@ class Writer:
 
     def error(self) -> CheckpointWriteError:
         """A fresh exception describing the first failure."""
+        cause = self._cause or RuntimeError("the writer is closed")
         error = CheckpointWriteError(
-            f"checkpoint writer of run {self._run_id!r} in {self._file} failed: {self._cause!r}; "
+            f"checkpoint writer of run {self._run_id!r} in {self._file} failed: {cause!r}; "
             "results finished since its last commit may not be saved"
         )
-        error.__cause__ = self._cause
+        error.__cause__ = cause
         return error
 
     @property
@@ -170,17 +175,40 @@ class Writer:
 
     def shutdown(self, timeout: float) -> None:
         """Commit what is queued and stop, waiting up to ``timeout`` seconds."""
-        if self._thread.is_alive():
-            self._queue.put(Close(None))
-            self._thread.join(timeout)
+        self._background.begin_close()
+        self._background.wait_closed(timeout)
 
-    def _run(self) -> None:
+    def _commit(self, batch: list[Op]) -> None:
+        """Write ``batch`` in one transaction, then settle its waiters (the background
+        writer hands a batch that fails to :meth:`_reject`)."""
+        entries: list[Entry] = []
+        statuses: list[Status] = []
+        for op in batch:
+            if isinstance(op, tuple):
+                entries.append(op)
+            elif isinstance(op, Many):
+                entries.extend(
+                    e if e[3] else (e[0], e[1], e[2], op.at, e[4], e[5]) for e in op.entries
+                )
+            elif isinstance(op, Status):
+                statuses.append(op)
+        if entries:
+            self._write(entries)
+        if statuses:
+            self._write_run(statuses)
+        self._settle(_waiters(batch), failed=False)
+
+    def _reject(self, batch: list[Op], failure: BaseException) -> None:
+        self._settle(_waiters(batch), failed=True)
+
+    def _closed(self) -> None:
+        """The thread's last act: record the run's update time, close the connection,
+        release the lock, settle ``aclose``."""
         try:
-            while not self._closing:
-                self._commit(self._take())
+            if self._entries and self._cause is None:
+                self._write_run([])
         except BaseException as exc:
             self._fail(exc)
-            self._reject_until_closed()
         finally:
             self._wal.stop()
             try:
@@ -189,52 +217,9 @@ class Writer:
                 self._fail(exc)
             if self._lock is not None:
                 self._lock.release()
-            self._settle(self._close_waiters, failed=False)
-
-    def _take(self) -> list[Op]:
-        batch = [self._queue.get()]
-        self._progress_at = time.monotonic()
-        while len(batch) < MAX_BATCH:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
-
-    def _commit(self, batch: list[Op]) -> None:
-        """Write ``batch`` in one transaction, then settle its waiters."""
-        entries: list[Entry] = []
-        waiters: list[Futures] = []
-        statuses: list[Status] = []
-        for op in batch:
-            if isinstance(op, tuple):
-                entries.append(op)
-                if op[5] is not None:
-                    waiters.append(_alone(op[5]))
-            elif isinstance(op, Many):
-                entries.extend(
-                    e if e[3] else (e[0], e[1], e[2], op.at, e[4], e[5]) for e in op.entries
-                )
-                waiters.append((op.waiters, op.loop))
-            elif isinstance(op, Status):
-                statuses.append(op)
-            elif isinstance(op, Barrier):
-                waiters.append(_alone(op.waiter))
-            else:
-                self._closing = True
-                if op.waiter is not None:
-                    self._close_waiters.append(_alone(op.waiter))
-        try:
-            if entries:
-                self._write(entries)
-            if statuses or (self._closing and self._entries):
-                self._write_run(statuses)
-        except BaseException as exc:
-            self._fail(exc)
-            self._settle(waiters, failed=True)
-            raise
-        self._processed += len(batch)
-        self._settle(waiters, failed=False)
+            with self._close_lock:
+                waiters, self._close_waiters = self._close_waiters or [], None
+            self._settle(waiters, failed=False)
 
     def _write(self, entries: list[Entry]) -> None:
         """Upsert ``entries`` in statements of at most :data:`MAX_BATCH` rows (in one
@@ -263,7 +248,7 @@ class Writer:
         self._conn.execute(upsert_entries(size), params)
         self._check_file()
         self._wal.committed()
-        self._progress_at = now = time.monotonic()
+        now = time.monotonic()
         self._commits += 1
         self._entries += len(entries)
         self._max_lag = max(self._max_lag, time.time() - entries[0][3])
@@ -294,23 +279,6 @@ class Writer:
         self._conn.execute(TOUCH_RUN, (time.time(), self._run_id))
         self._check_file()
 
-    def _reject_until_closed(self) -> None:
-        while not self._closing:
-            waiters: list[Futures] = []
-            for op in self._take():
-                if isinstance(op, tuple):
-                    if op[5] is not None:
-                        waiters.append(_alone(op[5]))
-                elif isinstance(op, Many):
-                    waiters.append((op.waiters, op.loop))
-                elif isinstance(op, Barrier):
-                    waiters.append(_alone(op.waiter))
-                elif isinstance(op, Close):
-                    self._closing = True
-                    if op.waiter is not None:
-                        self._close_waiters.append(_alone(op.waiter))
-            self._settle(waiters, failed=True)
-
     def _fail(self, exc: BaseException) -> None:
         if self._cause is None:
             self._cause = exc
@@ -331,6 +299,20 @@ class Writer:
                 loop.call_soon_threadsafe(_settle_futures, futures, errors)
             except RuntimeError:
                 logger.debug("event loop closed; %d checkpoint waiter(s) dropped", len(futures))
+
+
+def _waiters(ops: list[Op]) -> list[Futures]:
+    """The futures waiting on ``ops``' commit."""
+    waiters: list[Futures] = []
+    for op in ops:
+        if isinstance(op, tuple):
+            if op[5] is not None:
+                waiters.append(_alone(op[5]))
+        elif isinstance(op, Many):
+            waiters.append((op.waiters, op.loop))
+        elif isinstance(op, Barrier | Close) and op.waiter is not None:
+            waiters.append(_alone(op.waiter))
+    return waiters
 
 
 def _alone(waiter: Waiter) -> Futures:

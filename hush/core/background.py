@@ -109,9 +109,6 @@ class BackgroundWriter(Generic[T]):
         self._thread: threading.Thread | None = None
         shutdown.register(self)
 
-    def __repr__(self) -> str:
-        return f"<BackgroundWriter {self.name!r} pending={self.pending}>"
-
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (submissions are then refused)."""
@@ -132,8 +129,9 @@ class BackgroundWriter(Generic[T]):
 
     def offer(self, item: T, *, force: bool = False) -> bool:
         """Queue ``item`` unless the queue is full (``force`` queues it anyway); ``False``
-        (counted in :attr:`dropped`) when it is not queued. Never blocks."""
-        if self._refused():
+        (counted in :attr:`dropped`) when it is not queued, or the writer is closed. Never
+        blocks."""
+        if self._closed or self._refused():
             return False
         if self.maxsize and not force and self._queue.qsize() >= self.maxsize:
             self._drop()
@@ -224,7 +222,8 @@ class BackgroundWriter(Generic[T]):
     def flush(self, timeout: float | None = None, then: Callable[[], object] | None = None) -> bool:
         """Block until everything submitted before is handled (or rejected) and ``then``
         ran in the thread; ``False`` after ``timeout`` seconds (the work goes on)."""
-        self._not_from_thread("flush")
+        if self._thread is threading.current_thread():
+            raise RuntimeError(f"writer {self.name!r}: flush() from its own thread would deadlock")
         done = threading.Event()
         self._barrier(_Barrier(then, done.set, stop=False))
         return done.wait(timeout)
@@ -240,13 +239,16 @@ class BackgroundWriter(Generic[T]):
 
     def close(self, timeout: float | None = None) -> bool:
         """Handle what is queued, run ``on_close`` and stop the thread, blocking at most
-        ``timeout`` seconds (``False`` if that was not enough). Idempotent."""
-        self._not_from_thread("close")
+        ``timeout`` seconds (``False`` if that was not enough; never from the writer's
+        thread). Idempotent."""
         self.begin_close()
         return self.wait_closed(timeout)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
-        """Wait at most ``timeout`` seconds for a close begun to finish."""
+        """Wait at most ``timeout`` seconds for a close begun to finish (not at all from
+        the writer's own thread)."""
+        if self._thread is threading.current_thread():
+            return self._stopped.is_set()
         return self._stopped.wait(timeout)
 
     def after_fork(self) -> None:
@@ -277,10 +279,6 @@ class BackgroundWriter(Generic[T]):
         self._queue.put(barrier)
         self._urgent.set()
         self._start()
-
-    def _not_from_thread(self, what: str) -> None:
-        if self._thread is threading.current_thread():
-            raise RuntimeError(f"writer {self.name!r}: {what}() from its own thread would deadlock")
 
     # ---- the thread ---------------------------------------------------------------
 
