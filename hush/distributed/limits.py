@@ -144,7 +144,7 @@ class ClusterLimiter(ResourceLimiter):
     def __init__(self, key: str, resource: LLMResource) -> None:
         super().__init__(
             key,
-            max_concurrency=resource.max_concurrency,
+            max_in_flight=resource.max_in_flight,
             max_retry_wait=resource.max_retry_wait,
             base_url=resource.base_url,
         )

@@ -5,19 +5,16 @@ A :class:`ResourceLimiter` owns what its resource may send and what it learned
 (:class:`~hush.providers.breaker.Breaker`) and whether it said to come back much
 later. Those are shared under a lock by every event loop and thread of the
 process, so two loops on one resource together stay within its limit. Each
-running loop has its own queue of waiters: first come, first served within the
-loop, each waiter a future resolved by a timer of that loop or by another loop's
-release (through ``call_soon_threadsafe``), so waiting blocks nothing else.
+running loop has its own queue of waiters (:mod:`hush.providers.permits`), so
+waiting blocks nothing else.
 
 A waiter fails at once, with a clear :class:`ResourceUnavailableError`, when the
 resource's breaker is open (it cannot be reached) or when the server asked to
 retry later than the resource's ``max_retry_wait`` (a spent quota).
 
-A :class:`Permit` ends with exactly one outcome: the first of ``commit`` (answered),
-``rate_limited``, ``failed`` (reached the server, or could not connect) that its
-holder reports, else "abandoned" when it is released without one (the request was
-cancelled, or its holder raised). Its release (``with permit:``) is the one place
-that records it: an abandoned breaker probe is cleared, so the next call probes.
+Every request is counted twice: in the limiter's process-wide :meth:`~ResourceLimiter.stats`,
+and in the :class:`~hush.providers.run_counters.RunCounters` of the run that sent it,
+read where it asked for its permit.
 """
 
 from __future__ import annotations
@@ -27,190 +24,41 @@ import contextlib
 import logging
 import threading
 import time
+import warnings
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal
 
 from hush.providers.breaker import Breaker
 from hush.providers.errors import ResourceUnavailableError
 from hush.providers.headers import RateLimitHeaders
+from hush.providers.limiter_registry import all_limiters, get_limiter, use_limiters
+from hush.providers.limiter_stats import LimiterStats
+from hush.providers.permits import LoopQueue, Outcome, Permit, Waiter
 from hush.providers.rates import Limits, RateState
-from hush.providers.resources import LLMResource
+from hush.providers.resource_models import LLMResource
+from hush.providers.run_counters import RunCounters, current
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_RETRY_WAIT",
     "LimiterStats",
+    "Outcome",
     "Permit",
     "ResourceLimiter",
     "all_limiters",
     "get_limiter",
+    "use_limiters",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONCURRENCY = 256
-"""In-flight cap when a resource sets no ``max_concurrency``."""
+DEFAULT_MAX_IN_FLIGHT = 256
+"""In-flight cap when a resource sets no ``max_in_flight``."""
+DEFAULT_MAX_CONCURRENCY = DEFAULT_MAX_IN_FLIGHT
+"""The old name of :data:`DEFAULT_MAX_IN_FLIGHT`."""
 DEFAULT_MAX_RETRY_WAIT = 120.0
-
-Outcome = Literal["answered", "rate_limited", "failed", "unreachable", "abandoned"]
-"""How the request sent under a permit ended."""
-
-
-@dataclass(frozen=True, slots=True)
-class LimiterStats:
-    """A snapshot of one resource's limiter (rates per minute; ``None`` = not paced)."""
-
-    key: str
-    rpm: float | None
-    tpm: float | None
-    rpm_limit: float | None
-    tpm_limit: float | None
-    max_concurrency: int
-    in_flight: int
-    waiting: int
-    sent: int
-    ok: int
-    rate_limited: int
-    retries: int
-    errors: int
-    tokens_used: int
-    """Tokens committed by successful requests (what counted against the TPM limit)."""
-    wait_time_s: float
-    paused_for_s: float
-
-
-class Permit:
-    """Leave to send one request; release it when the request is over (``with permit:``).
-
-    Report how the request ended with :meth:`commit`, :meth:`rate_limited` or
-    :meth:`failed` before releasing it; the first report is its outcome (later ones
-    are ignored). Released without one, its outcome is ``"abandoned"``.
-    """
-
-    __slots__ = ("_limiter", "_queue", "_released", "outcome", "sent_at", "tokens", "waited_s")
-
-    def __init__(
-        self,
-        limiter: ResourceLimiter,
-        queue: _Queue,
-        tokens: int,
-        sent_at: float,
-        waited_s: float,
-    ) -> None:
-        self._limiter = limiter
-        self._queue = queue
-        self._released = False
-        self.outcome: Outcome | None = None
-        """How the request ended, once reported (or released)."""
-        self.tokens = tokens
-        """Tokens charged up front (the estimate)."""
-        self.sent_at = sent_at
-        self.waited_s = waited_s
-        """Seconds spent waiting for this permit."""
-
-    def _report(self, outcome: Outcome) -> bool:
-        """Record ``outcome`` if none was; ``False`` when one already was."""
-        if self.outcome is not None:
-            logger.debug(
-                "%s: permit already %s; %s ignored", self._limiter.key, self.outcome, outcome
-            )
-            return False
-        self.outcome = outcome
-        return True
-
-    def commit(self, actual_tokens: int, headers: Mapping[str, str] | None = None) -> None:
-        """The request succeeded and counted ``actual_tokens`` against the limit."""
-        if self._report("answered"):
-            self._limiter._on_answer(self, actual_tokens, headers)
-
-    def rate_limited(
-        self, headers: Mapping[str, str] | None = None, retry_after: float | None = None
-    ) -> float:
-        """The request got a 429: pause the resource (learning what it can). Returns the pause."""
-        if not self._report("rate_limited"):
-            return 0.0
-        return self._limiter._on_429(self, headers, retry_after)
-
-    def failed(
-        self, headers: Mapping[str, str] | None = None, *, unreachable: str | None = None
-    ) -> None:
-        """The request failed otherwise: it reached the server (a 5xx, a timeout waiting
-        for the reply, a cut or malformed reply), or ``unreachable`` names why it could
-        not connect."""
-        if self._report("failed" if unreachable is None else "unreachable"):
-            self._limiter._on_failure(self, headers, unreachable)
-
-    def release(self) -> None:
-        """Free the in-flight slot (idempotent); with no outcome reported, it is abandoned."""
-        if not self._released:
-            self._released = True
-            abandoned = self._report("abandoned")
-            self._limiter._release(self, abandoned=abandoned)
-
-    def __enter__(self) -> Permit:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-
-@dataclass(eq=False, slots=True)
-class _Waiter:
-    tokens: int
-    future: asyncio.Future[Permit]
-    enqueued: float
-
-
-class _Queue:
-    """The waiters of one event loop, served in arrival order."""
-
-    __slots__ = ("in_flight", "limiter", "loop", "reaped", "timer", "waiters")
-
-    def __init__(self, limiter: ResourceLimiter, loop: asyncio.AbstractEventLoop) -> None:
-        self.limiter = limiter
-        self.loop = loop
-        self.waiters: deque[_Waiter] = deque()
-        self.timer: asyncio.TimerHandle | None = None
-        self.in_flight = 0
-        """Permits of this loop not yet released."""
-        self.reaped = False
-        """The loop closed with permits out; they were given back to the budget."""
-
-    def dispatch(self) -> None:
-        """Grant head waiters while the budget allows; else arm a timer for the head."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        limiter = self.limiter
-        with limiter._lock:
-            now = limiter._clock()
-            while self.waiters:
-                head = self.waiters[0]
-                if head.future.done():
-                    self.waiters.popleft()
-                    continue
-                refusal = limiter._refusal(now)
-                if refusal is not None:
-                    self.waiters.popleft()
-                    head.future.set_exception(refusal)
-                    continue
-                wait = limiter._state.wait(head.tokens, now)
-                if wait is None:
-                    return
-                if wait > 0:
-                    self.timer = self.loop.call_later(wait, self.dispatch)
-                    return
-                self.waiters.popleft()
-                head.future.set_result(limiter._grant(self, head.tokens, now, head.enqueued))
 
 
 class ResourceLimiter:
@@ -222,26 +70,37 @@ class ResourceLimiter:
         *,
         rpm: int | None = None,
         tpm: int | None = None,
-        max_concurrency: int | None = None,
+        max_in_flight: int | None = None,
         learn_from_headers: bool = True,
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
         base_url: str = "",
         clock: Callable[[], float] = time.monotonic,
+        max_concurrency: int | None = None,
     ) -> None:
+        """``max_concurrency`` is the old name of ``max_in_flight`` (deprecated)."""
+        if max_concurrency is not None:
+            if max_in_flight is not None:
+                raise TypeError(f"{key}: give max_in_flight only (max_concurrency is its old name)")
+            warnings.warn(
+                f"{key}: ResourceLimiter(max_concurrency=...) is deprecated; use max_in_flight=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            max_in_flight = max_concurrency
         self.key = key
         self.base_url = base_url
         self.max_retry_wait = max_retry_wait
-        self.max_concurrency = max_concurrency or DEFAULT_MAX_CONCURRENCY
+        self.max_in_flight = max_in_flight or DEFAULT_MAX_IN_FLIGHT
         self._clock = clock
         self._lock = threading.RLock()
-        limits = Limits(rpm, tpm, self.max_concurrency, learn_from_headers)
+        limits = Limits(rpm, tpm, self.max_in_flight, learn_from_headers)
         self._state = RateState(limits, clock())
         self._breaker = Breaker()
         self._probe: Permit | None = None
         """The permit of the breaker's probe while one is out."""
         self._back_at = 0.0
         self._back_reason = ""
-        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = (
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopQueue] = (
             weakref.WeakKeyDictionary()
         )
         self._sent = self._ok = self._n429 = self._retries = self._errors = 0
@@ -257,7 +116,7 @@ class ResourceLimiter:
             key,
             rpm=resource.rpm,
             tpm=resource.tpm,
-            max_concurrency=resource.max_concurrency,
+            max_in_flight=resource.max_in_flight,
             learn_from_headers=resource.rate_limit_headers,
             max_retry_wait=resource.max_retry_wait,
             base_url=resource.base_url,
@@ -273,11 +132,12 @@ class ResourceLimiter:
         reached or asked to come back later than ``max_retry_wait``.
         """
         queue = self._queue()
+        counters = current.get()
         with self._lock:
-            permit = self._now(queue, tokens)
+            permit = self._now(queue, tokens, counters)
             if permit is not None:
                 return permit
-            waiter = _Waiter(tokens, queue.loop.create_future(), self._clock())
+            waiter = Waiter(tokens, queue.loop.create_future(), self._clock(), counters)
             queue.waiters.append(waiter)
         if len(queue.waiters) == 1:
             queue.dispatch()
@@ -310,31 +170,35 @@ class ResourceLimiter:
         """A permit if one request may be sent right now (nobody waiting on this loop and
         the budget allows it), else ``None``; never waits. Raises like :meth:`acquire`."""
         queue = self._queue()
+        counters = current.get()
         with self._lock:
-            return self._now(queue, tokens)
+            return self._now(queue, tokens, counters)
 
-    def _now(self, queue: _Queue, tokens: int) -> Permit | None:
+    def _now(self, queue: LoopQueue, tokens: int, counters: RunCounters | None) -> Permit | None:
         """A permit if the request may go at once (under the lock), else ``None``."""
         now = self._clock()
         refusal = self._refusal(now)
         if refusal is not None:
             raise refusal
         if not queue.waiters and self._state.wait(tokens, now) == 0.0:
-            return self._grant(queue, tokens, now, now)
+            return self._grant(queue, tokens, now, now, counters)
         return None
 
     def note_retry(self) -> None:
-        """Count a retry (for :meth:`stats`)."""
+        """Count a retry (for :meth:`stats` and the running run's counters)."""
         with self._lock:
             self._retries += 1
+        counters = current.get()
+        if counters is not None:
+            counters.retried(self.key)
 
-    def _queue(self) -> _Queue:
+    def _queue(self) -> LoopQueue:
         loop = asyncio.get_running_loop()
         with self._lock:
             queue = self._queues.get(loop)
             if queue is None:
                 self._reap()
-                queue = self._queues[loop] = _Queue(self, loop)
+                queue = self._queues[loop] = LoopQueue(self, loop)
             return queue
 
     def _reap(self) -> None:
@@ -350,12 +214,21 @@ class ResourceLimiter:
                     self._probe = None
                     self._breaker.abandoned(probe=True)
 
-    def _grant(self, queue: _Queue, tokens: int, now: float, enqueued: float) -> Permit:
+    def _grant(
+        self,
+        queue: LoopQueue,
+        tokens: int,
+        now: float,
+        enqueued: float,
+        counters: RunCounters | None,
+    ) -> Permit:
         self._state.take(tokens)
         queue.in_flight += 1
         self._sent += 1
         self._wait_time += now - enqueued
-        permit = Permit(self, queue, tokens, now, now - enqueued)
+        if counters is not None:
+            counters.sent(self.key, now - enqueued)
+        permit = Permit(self, queue, tokens, now, now - enqueued, counters)
         if self._breaker.sending():
             self._probe = permit
         return permit
@@ -406,6 +279,8 @@ class ResourceLimiter:
             now = self._clock()
             self._ok += 1
             self._tokens_used += actual_tokens
+            if permit.counters is not None:
+                permit.counters.answered(self.key, actual_tokens)
             info = RateLimitHeaders.parse(headers) if headers is not None else None
             self._state.answered(permit.tokens, actual_tokens, info, now)
             self._was_probe(permit)
@@ -439,6 +314,8 @@ class ResourceLimiter:
                 pause = self._state.rate_limited(
                     permit.tokens, info, retry_after, permit.sent_at, now
                 )
+        if permit.counters is not None:
+            permit.counters.rate_limited(self.key, pause)
         self._wake()
         return pause
 
@@ -448,6 +325,8 @@ class ResourceLimiter:
         with self._lock:
             now = self._clock()
             self._errors += 1
+            if permit.counters is not None:
+                permit.counters.failed(self.key)
             info = RateLimitHeaders.parse(headers) if headers is not None else None
             self._state.failed(info, now)
             probe = self._was_probe(permit)
@@ -490,11 +369,10 @@ class ResourceLimiter:
                 tpm=state.tpm,
                 rpm_limit=state.limit("requests"),
                 tpm_limit=state.limit("tokens"),
-                max_concurrency=self.max_concurrency,
+                max_in_flight=self.max_in_flight,
+                max_concurrency=self.max_in_flight,
                 in_flight=state.in_flight,
-                waiting=sum(
-                    1 for q in self._queues.values() for w in q.waiters if not w.future.done()
-                ),
+                waiting=sum(queue.waiting() for queue in self._queues.values()),
                 sent=self._sent,
                 ok=self._ok,
                 rate_limited=self._n429,
@@ -508,36 +386,5 @@ class ResourceLimiter:
     def __repr__(self) -> str:
         return (
             f"ResourceLimiter({self.key!r}, rpm={self._state.rpm}, tpm={self._state.tpm}, "
-            f"max_concurrency={self.max_concurrency})"
+            f"max_in_flight={self.max_in_flight})"
         )
-
-
-_limiters: dict[str, tuple[LLMResource, ResourceLimiter]] = {}
-_limiters_lock = threading.Lock()
-_factory: Callable[[str, LLMResource], ResourceLimiter] | None = None
-
-
-def get_limiter(key: str, resource: LLMResource) -> ResourceLimiter:
-    """The process-wide limiter of ``key``; a changed resource config gets a fresh one."""
-    with _limiters_lock:
-        entry = _limiters.get(key)
-        if entry is None or entry[0] != resource:
-            make = _factory or ResourceLimiter.from_resource
-            entry = (resource, make(key, resource))
-            _limiters[key] = entry
-        return entry[1]
-
-
-def use_limiters(factory: Callable[[str, LLMResource], ResourceLimiter] | None) -> None:
-    """Make :func:`get_limiter` build limiters with ``factory`` from now on (``None``: the
-    process's own). A Ray worker uses it to draw on the cluster's limiters."""
-    global _factory
-    with _limiters_lock:
-        _factory = factory
-        _limiters.clear()
-
-
-def all_limiters() -> dict[str, ResourceLimiter]:
-    """Every limiter created in this process, by resource key."""
-    with _limiters_lock:
-        return {key: limiter for key, (_, limiter) in _limiters.items()}

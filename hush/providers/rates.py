@@ -15,7 +15,7 @@ How the limits are set:
   (:data:`SQUEEZE_SHARE` of recent answers) is the aim lowered a little.
 * **No known limit**: requests are not paced. Until the first answer at most
   :data:`INITIAL_WINDOW` are in flight; each answer widens the window by one (it
-  doubles every round trip), up to the resource's ``max_concurrency``. Rate-limit
+  doubles every round trip), up to the resource's ``max_in_flight``. Rate-limit
   headers on any answer set the limits at once. The first 429 without them sets
   the request rate from what the server accepted over the last
   :data:`MEASURE_SECONDS` (less :data:`DISCOVERY_MARGIN`); later 429s cut it by
@@ -120,7 +120,7 @@ class Limits:
 
     rpm: int | None = None
     tpm: int | None = None
-    max_concurrency: int = 256
+    max_in_flight: int = 256
     learn_from_headers: bool = True
 
 
@@ -148,7 +148,7 @@ class RateState:
 
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits
-        self.max_concurrency = limits.max_concurrency
+        self.max_in_flight = limits.max_in_flight
         self._limits = {
             "requests": _Limit(float(limits.rpm) if limits.rpm else None),
             "tokens": _Limit(float(limits.tpm) if limits.tpm else None),
@@ -175,7 +175,7 @@ class RateState:
         if now < self.paused_until:
             return self.paused_until - now
         cap = (
-            self.max_concurrency if self.window is None else min(self.window, self.max_concurrency)
+            self.max_in_flight if self.window is None else min(self.window, self.max_in_flight)
         )
         if self.in_flight >= cap:
             return None

@@ -32,7 +32,7 @@ def two_maps(resource: str) -> GraphNode:
 async def test_in_flight_limit_is_shared_by_two_maps_and_two_concurrent_runs(
     server: MockLLMServer, register: Callable[..., str]
 ) -> None:
-    register("shared", server.base_url, max_concurrency=4)
+    register("shared", server.base_url, max_in_flight=4)
     server.configure(latency=0.02)
     engine = Hush(two_maps("shared"))
     queries = [f"q{i}" for i in range(20)]
@@ -50,7 +50,7 @@ async def test_in_flight_limit_is_shared_by_two_maps_and_two_concurrent_runs(
 async def test_limited_resource_never_stalls_code_nodes_or_other_resources(
     server: MockLLMServer, register: Callable[..., str]
 ) -> None:
-    register("slow", server.base_url, rpm=60, max_concurrency=1)
+    register("slow", server.base_url, rpm=60, max_in_flight=1)
     register("fast", server.base_url)
     code_done = anyio.Event()
     fast_done = anyio.Event()

@@ -316,7 +316,7 @@ async def test_limit_is_shared_by_concurrent_groups(
     server: MockLLMServer, registry: ResourceRegistry, register: Register
 ) -> None:
     server.configure(latency=0.02)
-    register(max_concurrency=4, rpm=600_000)
+    register(max_in_flight=4, rpm=600_000)
 
     async def group(tag: str) -> list[LLMResult]:
         return await asyncio.gather(

@@ -16,7 +16,7 @@ from hush.providers.resources import LLMResource
 
 
 async def test_waiters_are_served_in_arrival_order() -> None:
-    limiter = ResourceLimiter("llm:fifo", rpm=600_000, max_concurrency=1)
+    limiter = ResourceLimiter("llm:fifo", rpm=600_000, max_in_flight=1)
     first = await limiter.acquire()
     order: list[int] = []
 
@@ -37,7 +37,7 @@ async def test_waiters_are_served_in_arrival_order() -> None:
 
 
 async def test_in_flight_cap() -> None:
-    limiter = ResourceLimiter("llm:cap", rpm=600_000, max_concurrency=3)
+    limiter = ResourceLimiter("llm:cap", rpm=600_000, max_in_flight=3)
     inside = peak = 0
 
     async def call() -> None:
@@ -71,7 +71,7 @@ async def test_request_rate_spaces_requests() -> None:
 
 
 async def test_a_cancelled_waiter_leaves_the_queue_at_once() -> None:
-    limiter = ResourceLimiter("llm:cancel", max_concurrency=1)
+    limiter = ResourceLimiter("llm:cancel", max_in_flight=1)
     holder = await limiter.acquire()
     waiting = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
     behind = asyncio.create_task(limiter.acquire())
@@ -89,7 +89,7 @@ async def test_a_cancelled_waiter_leaves_the_queue_at_once() -> None:
 
 
 async def test_a_long_retry_after_refuses_every_call_at_once() -> None:
-    limiter = ResourceLimiter("llm:quota", rpm=600_000, max_concurrency=1, max_retry_wait=60)
+    limiter = ResourceLimiter("llm:quota", rpm=600_000, max_in_flight=1, max_retry_wait=60)
     permit = await limiter.acquire()
     queued = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0)
@@ -132,7 +132,7 @@ async def test_a_paused_resource_never_blocks_another() -> None:
 
 
 def test_loops_in_two_threads_share_one_budget() -> None:
-    limiter = ResourceLimiter("llm:threads", rpm=600_000, max_concurrency=4)
+    limiter = ResourceLimiter("llm:threads", rpm=600_000, max_in_flight=4)
     inside = peak = 0
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -169,7 +169,7 @@ def test_loops_in_two_threads_share_one_budget() -> None:
 
 
 def test_permits_left_out_by_a_closed_loop_are_given_back() -> None:
-    limiter = ResourceLimiter("llm:loops", max_concurrency=1)
+    limiter = ResourceLimiter("llm:loops", max_in_flight=1)
 
     async def leak() -> None:
         await limiter.acquire()  # never released: its loop ends
@@ -190,3 +190,12 @@ def test_get_limiter_is_shared_and_follows_config() -> None:
     changed = get_limiter("llm:shared-test", LLMResource(model="m", rpm=200))
     assert changed is not first
     assert changed.stats().rpm == pytest.approx(200 * HEADROOM)
+
+
+def test_the_old_max_concurrency_keyword_still_caps_and_warns() -> None:
+    with pytest.warns(DeprecationWarning, match="llm:old: .*use max_in_flight"):
+        limiter = ResourceLimiter("llm:old", max_concurrency=2)
+    stats = limiter.stats()
+    assert (limiter.max_in_flight, stats.max_in_flight, stats.max_concurrency) == (2, 2, 2)
+    with pytest.raises(TypeError, match="llm:both: give max_in_flight only"):
+        ResourceLimiter("llm:both", max_in_flight=2, max_concurrency=3)

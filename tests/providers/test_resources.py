@@ -23,7 +23,7 @@ llm:gpt-4o-mini:
   model: gpt-4o-mini
   rpm: ${HUSH_TEST_RPM:-5000}
   tpm: 2000000
-  max_concurrency: 64
+  max_in_flight: 64
 llm:local:
   base_url: http://127.0.0.1:8000/v1
   model: llama3:8b
@@ -56,7 +56,7 @@ def test_hush_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert llm.model == "gpt-4o-mini"
     assert llm.rpm == 5000
     assert llm.tpm == 2_000_000
-    assert llm.max_concurrency == 64
+    assert llm.max_in_flight == 64
     assert llm.api_key is not None and llm.api_key.get_secret_value() == "sk-abc"
 
 
@@ -280,3 +280,47 @@ def test_registry_without_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert registry.keys() == [] and registry.source is None
     with pytest.raises(ResourceError, match=r"Looked for a resource file .* in: nowhere"):
         registry.get_llm("local")
+
+
+def test_the_old_max_concurrency_key_loads_with_one_warning_naming_resource_and_new_key(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "resources.yaml", "llm:old:\n  model: m\n  max_concurrency: 7\n")
+    registry = ResourceRegistry(path)
+    with pytest.warns(DeprecationWarning) as caught:
+        resource = registry.get_llm("old")
+        registry.get_llm("old")
+    assert resource.max_in_flight == 7
+    (warning,) = caught
+    assert "llm:old" in str(warning.message) and "max_in_flight" in str(warning.message)
+
+
+@pytest.mark.parametrize("category", ["llm", "embedding", "rerank"])
+def test_the_old_key_registered_in_code_warns_for_every_category(category: str) -> None:
+    registry = ResourceRegistry(discover=False)
+    settings = {"model": "m", "base_url": "http://127.0.0.1:9/v1", "max_concurrency": 3}
+    with pytest.warns(DeprecationWarning, match=f"{category}:old: 'max_concurrency'"):
+        resource = registry.register(f"{category}:old", settings)
+    assert isinstance(resource, LLMResource) and resource.max_in_flight == 3
+
+
+def test_the_old_key_on_a_model_built_in_code_warns_and_reads_back() -> None:
+    with pytest.warns(DeprecationWarning, match="LLMResource: 'max_concurrency'.*max_in_flight"):
+        resource = LLMResource(model="m", max_concurrency=5)  # type: ignore[call-arg]
+    assert resource.max_in_flight == 5
+    with pytest.warns(DeprecationWarning, match="read max_in_flight"):
+        assert resource.max_concurrency == 5
+
+
+def test_both_spellings_of_the_in_flight_cap_are_an_error_naming_the_resource(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path / "resources.yaml",
+        "llm:both:\n  model: m\n  max_concurrency: 4\n  max_in_flight: 8\n",
+    )
+    with pytest.raises(ResourceError) as caught:
+        ResourceRegistry(path).get_llm("both")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: llm:both: ")
+    assert "max_concurrency and max_in_flight are both given" in message
