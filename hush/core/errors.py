@@ -163,8 +163,12 @@ def is_retryable(exc: BaseException) -> bool:
 
     An exception with a boolean ``retryable`` attribute (hush's own errors,
     ``LLMCallError``) says so itself; anything else (a connection error, a
-    flaky library) is assumed transient.
+    flaky library) is assumed transient. A failure the layer below already
+    retried as often as it was allowed (``retries_exhausted``, an LLM call whose
+    transport retries ran out) is not retried again.
     """
+    if getattr(exc, "retries_exhausted", False) is True:
+        return False
     flag = getattr(exc, "retryable", None)
     if isinstance(flag, bool):
         return flag

@@ -3,8 +3,9 @@
 The node-attempt lifecycle (:mod:`hush.core.lifecycle`) applies them: an
 attempt's timeout starts once the attempt holds its slot, and a failed attempt
 is retried only when the policy says the error is retryable. Nodes that talk
-to a provider (``LLMNode``) hand both to the provider, which owns that loop,
-so retries never multiply.
+to a provider (``LLMNode``) also hand the attempts and the timeout to the
+provider's client, which owns transport retries; a call whose transport retries
+ran out is never retried again here, so retries never multiply.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class RetryPolicy(BaseModel):
                 return False
         elif not isinstance(exc, self.on):
             return False
+        if getattr(exc, "retries_exhausted", False) is True:
+            return False  # retried below already (an LLM call's transport retries)
         predicate = self.retry_if or is_retryable
         return bool(predicate(exc))
 

@@ -58,12 +58,14 @@ class LLMNode(BaseNode):
     ``weights``) spreads calls over those resources (see :mod:`hush.providers.balance`);
     the ``resource`` output names the one that answered.
 
-    The provider owns the retry loop, so retries never multiply: ``retry=N``
+    Retries never multiply: the client owns transport retries, and ``retry=N``
     makes one call send at most ``N`` requests (instead of the resource's
-    ``max_retries + 1``), retrying only what the provider classes as transient
-    (429, 5xx, timeouts, connection errors, malformed replies; never another
-    4xx), and ``timeout`` bounds each request once it is sent (instead of the
-    resource's ``timeout``), not the wait for the rate limiter.
+    ``max_retries + 1``), retrying only what it classes as transient (429, 5xx,
+    timeouts, connection errors, malformed replies; never another 4xx). The node
+    lifecycle retries the node for other errors its policy names (a reply not
+    matching ``response_format`` under a ``retry_if`` that says so), never a call
+    whose transport retries ran out. ``timeout`` bounds each request once it is
+    sent (instead of the resource's ``timeout``), not the wait for the rate limiter.
 
     With ``stream=True`` the reply is streamed (usage requested in the stream):
     each piece of content is a ``token`` event for :meth:`Hush.stream
@@ -74,7 +76,6 @@ class LLMNode(BaseNode):
 
     kind = "llm"
     trace_kind = "llm"
-    owns_policy = True
 
     def __init__(
         self,
@@ -128,6 +129,10 @@ class LLMNode(BaseNode):
         if "messages" not in self.inputs:
             raise GraphDefinitionError(f"LLMNode '{name}': inputs need 'messages'")
         check_params(name, params, (key for key in self.inputs if key not in _OWN_INPUTS))
+
+    def times_itself(self) -> bool:
+        """The timeout bounds each request (the client applies it), not the node."""
+        return True
 
     def output_keys(self) -> frozenset[str] | None:
         """What one completion produces."""

@@ -22,10 +22,11 @@ class ResourceNode(BaseNode):
     """A node that sends its inputs to one configured resource (see subclasses).
 
     ``retry=N`` makes one call send at most ``N`` requests per batch (instead of the
-    resource's ``max_retries + 1``); ``timeout`` bounds each request once sent.
+    resource's ``max_retries + 1``: the client owns transport retries; the lifecycle
+    retries the node only for other errors its policy names); ``timeout`` bounds each
+    request once sent.
     """
 
-    owns_policy = True
     operation: ClassVar[Literal["embeddings", "rerank"]]
     category: ClassVar[str]
     required_inputs: ClassVar[tuple[str, ...]]
@@ -54,6 +55,10 @@ class ResourceNode(BaseNode):
         missing = [key for key in self.required_inputs if key not in self.inputs]
         if missing:
             raise GraphDefinitionError(f"{cls} '{name}': inputs need {', '.join(missing)}")
+
+    def times_itself(self) -> bool:
+        """The timeout bounds each request (the client applies it), not the node."""
+        return True
 
     @property
     def resource_keys(self) -> list[str]:

@@ -52,7 +52,12 @@ MAX_POLL_INTERVAL = 600.0
 
 
 class BatchCallError(RuntimeError):
-    """A call sent through the Batch API failed (its line, or its whole batch)."""
+    """A call sent through the Batch API failed (its line, or its whole batch).
+
+    Not retried by a node's default retry policy: the batch's own answer is final, and
+    ``batch_fallback: sync`` is what sends an unanswered call again."""
+
+    retryable = False
 
 
 class BatchEndedError(BatchCallError):
