@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hush.providers.client_scope import client_scope
+
 if TYPE_CHECKING:
     from hush.providers.cache import ResponseCache
     from hush.providers.client import LLMClient, LLMResult
@@ -62,6 +64,7 @@ __all__ = [
     "RunSpend",
     "aclose_all",
     "all_limiters",
+    "client_scope",
     "complete",
     "get_client",
     "get_limiter",
