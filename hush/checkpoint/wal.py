@@ -31,6 +31,8 @@ class WalCheckpointer:
         self._file = file
         self._conn: sqlite3.Connection | None = None
         self._stopping = False
+        self.checkpoints = 0
+        """Checkpoints run so far."""
         self._background = BackgroundWriter[None](
             self._checkpoint,
             name=f"hush-checkpoint-wal[{file.name}]",
@@ -45,7 +47,12 @@ class WalCheckpointer:
     def committed(self) -> None:
         """Note that the WAL grew; a checkpoint follows within about a second (one already
         due covers this commit too)."""
-        self._background.offer(None)
+        if not self._background.pending:
+            self._background.offer(None)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Run a checkpoint still due now; ``False`` after ``timeout`` seconds."""
+        return self._background.flush(timeout)
 
     def stop(self) -> None:
         """Stop (a checkpoint under way finishes first; one still due is skipped)."""
@@ -61,6 +68,7 @@ class WalCheckpointer:
                 uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False
             )
         self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.checkpoints += 1
 
     def _failed(self, exc: BaseException) -> None:
         logger.warning("checkpoint %s: copying the WAL failed (%s)", self._file, exc)

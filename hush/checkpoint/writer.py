@@ -182,21 +182,27 @@ class Writer:
         """Write ``batch`` in one transaction, then settle its waiters (the background
         writer hands a batch that fails to :meth:`_reject`)."""
         entries: list[Entry] = []
+        waiters: list[Futures] = []
         statuses: list[Status] = []
         for op in batch:
-            if isinstance(op, tuple):
-                entries.append(op)
-            elif isinstance(op, Many):
+            if isinstance(op, Many):
                 entries.extend(
                     e if e[3] else (e[0], e[1], e[2], op.at, e[4], e[5]) for e in op.entries
                 )
+                waiters.append((op.waiters, op.loop))
+            elif isinstance(op, tuple):
+                entries.append(op)
+                if op[5] is not None:
+                    waiters.append(_alone(op[5]))
             elif isinstance(op, Status):
                 statuses.append(op)
+            elif isinstance(op, Barrier):
+                waiters.append(_alone(op.waiter))
         if entries:
             self._write(entries)
         if statuses:
             self._write_run(statuses)
-        self._settle(_waiters(batch), failed=False)
+        self._settle(waiters, failed=False)
 
     def _reject(self, batch: list[Op], failure: BaseException) -> None:
         self._settle(_waiters(batch), failed=True)

@@ -142,9 +142,9 @@ class BackgroundWriter(Generic[T]):
     def put(self, item: T, timeout: float | None = None) -> None:
         """Queue ``item``, blocking this thread while the queue is full (``TimeoutError``
         after ``timeout`` seconds). On an event loop's thread use :meth:`aput`."""
-        if self._refused():
+        if (self._closed or self.failure is not None) and self._refused():
             return
-        if self._full():
+        if self.maxsize and self._full():
             if asyncio._get_running_loop() is not None:
                 raise RuntimeError(
                     f"writer {self.name!r} is full: put() would block the event loop; "
@@ -310,7 +310,8 @@ class BackgroundWriter(Generic[T]):
                 return False
             if self.linger and not isinstance(first, _Barrier):
                 self._urgent.wait(self.linger)
-            self._urgent.clear()
+            if self._urgent.is_set():
+                self._urgent.clear()
             batch, barriers = self._take(first)
             self._handle(batch)
             for barrier in barriers:

@@ -6,7 +6,8 @@ name, the messages, and every generation parameter sent (``temperature``,
 ``response_format`` as its JSON schema. The endpoint and API key are not part of
 it: the same model asked the same thing through two resources shares an entry.
 Only complete, successful answers are stored (not a reply cut off by the token
-limit or stopped by the content filter, unless asked), committed by a thread of the cache's own within
+limit or stopped by the content filter, unless asked), committed by a
+:class:`~hush.core.background.BackgroundWriter` of the cache's own within
 milliseconds (a crash loses at most the last few), in a WAL-mode file that
 concurrent runs and processes can share.
 
@@ -16,20 +17,19 @@ deleting the file.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import contextlib
 import hashlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from hush.core.background import BackgroundWriter
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ KEY_VERSION = 1
 
 INCOMPLETE = frozenset({"length", "content_filter"})
 """``finish_reason`` values of a reply that is not a whole answer (not cached by default)."""
+MAX_QUEUED = 10_000
+"""Answers that may wait for the cache's writer; more are not stored (one warning)."""
+BATCH = 500
+"""Answers committed in one transaction at most."""
+EXIT_TIMEOUT_S = 30.0
+"""How long interpreter exit waits for the answers an open cache still holds."""
+
+Row = tuple[str, str, str]
+"""``(key, model, answer as JSON)``"""
 
 
 def default_cache_path() -> Path:
@@ -72,10 +81,12 @@ class ResponseCache:
     """LLM answers by request key, in the SQLite file at ``path`` (created if missing).
 
     Lookups read the file directly (WAL readers never wait for a writer). Answers are
-    written by a thread of the cache's own, many per commit, a few milliseconds after
-    they arrive; until then :meth:`get` finds them in memory. :meth:`flush` waits until
-    everything stored is committed; the engine flushes at the end of each run, and an
-    open cache is closed (committed) at interpreter exit.
+    written by a background writer of the cache's own, many per commit, a few
+    milliseconds after they arrive; until then :meth:`get` finds them in memory.
+    :meth:`flush` waits until everything stored is committed; the engine flushes at the
+    end of each run, and an open cache is closed (committed) at interpreter exit. Storing
+    never blocks the event loop: past :data:`MAX_QUEUED` answers waiting for the writer,
+    answers are not stored (one warning).
 
     Only complete answers are stored: a reply whose ``finish_reason`` is ``length``
     (cut off by the token limit) or ``content_filter`` is not (nor found again, if an
@@ -94,9 +105,6 @@ class ResponseCache:
         self._read_lock = threading.Lock()
         self._pending: dict[str, str] = {}
         self._pending_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[str, str, str] | threading.Event | None] = (
-            queue.SimpleQueue()
-        )
         self._warned: set[str] = set()
         self._off: sqlite3.Error | None = None
         """Why the cache is off (a damaged file, a failed write), or ``None``."""
@@ -122,11 +130,18 @@ class ResponseCache:
             self._off = self._unopened = exc
             self._closed = True
             return
-        self._writer = threading.Thread(
-            target=self._write_loop, args=(writer,), name="hush-response-cache", daemon=True
+        self._db = writer
+        self._writer = BackgroundWriter[Row](
+            self._commit,
+            name=f"hush-response-cache[{self.path.name}]",
+            maxsize=MAX_QUEUED,
+            batch_size=BATCH,
+            exit_timeout=EXIT_TIMEOUT_S,
+            on_error="count",
+            on_failure=self._write_failed,
+            rejected=lambda batch, exc: self._forget(batch),
+            on_close=writer.close,
         )
-        self._writer.start()
-        atexit.register(self.close)
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The complete answer stored under ``key``, or ``None`` (also when the file
@@ -174,7 +189,14 @@ class ResponseCache:
         text = json.dumps(answer, ensure_ascii=False)
         with self._pending_lock:
             self._pending[key] = text
-        self._queue.put((key, model, text))
+        if not self._writer.offer((key, model, text)):
+            self._forget([(key, model, text)])
+            if self._off is None:
+                self._warn(
+                    "full",
+                    "fell behind (%s): answers are not stored, calls are sent next time",
+                    f"{MAX_QUEUED} answers waiting for its writer",
+                )
 
     def _keeps(self, answer: Mapping[str, Any]) -> bool:
         return self.store_incomplete or answer.get("finish_reason") not in INCOMPLETE
@@ -183,13 +205,13 @@ class ResponseCache:
         """Wait until every answer stored so far is committed; ``False`` on timeout."""
         if self._closed:
             return True
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
+        return self._writer.flush(timeout)
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """:meth:`flush` without blocking the event loop."""
-        return await asyncio.to_thread(self.flush, timeout)
+        if self._closed:
+            return True
+        return await self._writer.aflush(timeout)
 
     def __len__(self) -> int:
         self._check_opened()
@@ -219,67 +241,49 @@ class ResponseCache:
         """Commit what is stored and close the file."""
         if self._closed:
             return
-        atexit.unregister(self.close)
-        self.flush()
         self._closed = True
-        self._queue.put(None)
-        self._writer.join()
+        self._writer.close()
         with self._read_lock:
             self._reader.close()
 
-    def _warn(self, what: str, message: str, exc: sqlite3.Error) -> None:
+    def _warn(self, what: str, message: str, cause: object) -> None:
         """Log ``message`` about this cache once per kind of trouble ``what``."""
         with self._pending_lock:
             if what in self._warned:
                 return
             self._warned.add(what)
-        logger.warning("response cache %s " + message, self.path, exc)
+        logger.warning("response cache %s " + message, self.path, cause)
 
-    def _write_loop(self, db: sqlite3.Connection) -> None:
-        while True:
-            item = self._queue.get()
-            batch: list[tuple[str, str, str]] = []
-            waiters: list[threading.Event] = []
-            stop = False
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    waiters.append(item)
-                else:
-                    batch.append(item)
-                if self._queue.empty() or len(batch) >= 500:
-                    break
-                item = self._queue.get()
-            if batch and self._off is None:
-                self._commit(db, batch)
-            for waiter in waiters:
-                waiter.set()
-            if stop:
-                db.close()
-                return
-
-    def _commit(self, db: sqlite3.Connection, batch: list[tuple[str, str, str]]) -> None:
+    def _commit(self, batch: list[Row]) -> None:
+        """Store ``batch`` in one transaction (in the writer's thread)."""
         now = time.time()
         try:
-            db.executemany(
+            self._db.executemany(
                 "INSERT OR REPLACE INTO answers (key, model, created, answer) VALUES (?, ?, ?, ?)",
                 [(key, model, now, text) for key, model, text in batch],
             )
-            db.commit()
-        except sqlite3.Error as exc:
-            self._off = exc
-            self._warn(
-                "write",
-                "cannot store answers (%s): the cache is off for the rest of "
-                "this run, calls are sent",
-                exc,
-            )
+            self._db.commit()
+        except sqlite3.Error:
             with contextlib.suppress(sqlite3.Error):
-                db.rollback()
+                self._db.rollback()
+            raise
+        finally:
+            self._forget(batch)
+
+    def _write_failed(self, exc: BaseException) -> None:
+        """A write failed: the cache is off for the rest of its life (one warning)."""
+        self._off = exc if isinstance(exc, sqlite3.Error) else sqlite3.Error(repr(exc))
         with self._pending_lock:
-            if self._off is not None:
-                self._pending.clear()
+            self._pending.clear()
+        self._warn(
+            "write",
+            "cannot store answers (%s): the cache is off for the rest of this run, calls are sent",
+            exc,
+        )
+
+    def _forget(self, batch: list[Row]) -> None:
+        """Drop ``batch`` from the answers :meth:`get` finds in memory (unless replaced)."""
+        with self._pending_lock:
             for key, _, text in batch:
                 if self._pending.get(key) is text:
                     del self._pending[key]
