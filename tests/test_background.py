@@ -358,3 +358,22 @@ def test_a_process_that_exits_without_closing_still_hands_over_what_it_queued(
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert out.read_text().split() == [str(n) for n in range(100)]
+
+
+def test_a_writer_stuck_at_exit_is_left_after_its_exit_timeout_with_one_warning(
+    tmp_path: Path,
+) -> None:
+    script = textwrap.dedent(
+        """
+        import threading
+        from hush.core.background import BackgroundWriter
+
+        never = threading.Event()
+        writer = BackgroundWriter(lambda batch: never.wait(), name="stuck", exit_timeout=0.1)
+        writer.put(1)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "stuck did not finish within 0.1 s of interpreter exit" in done.stderr

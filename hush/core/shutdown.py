@@ -8,15 +8,19 @@ seconds. In a forked child each is told that its threads do not exist.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import time
 import weakref
 from typing import Protocol
 
+logger = logging.getLogger("hush.shutdown")
+
 
 class Closing(Protocol):
     """What the exit hook closes."""
 
+    name: str
     exit_timeout: float
 
     def begin_close(self) -> None:
@@ -44,13 +48,19 @@ def unregister(closing: Closing) -> None:
 
 @atexit.register
 def close_all() -> None:
-    """Close everything still registered, each waited for at most its ``exit_timeout``."""
+    """Close everything still registered, each waited for at most its ``exit_timeout``
+    (one warning for each that did not finish: what it still held is lost)."""
     pending = list(_open)
     start = time.monotonic()
     for closing in pending:
         closing.begin_close()
     for closing in pending:
-        closing.wait_closed(max(start + closing.exit_timeout - time.monotonic(), 0.0))
+        if not closing.wait_closed(max(start + closing.exit_timeout - time.monotonic(), 0.0)):
+            logger.warning(
+                "%s did not finish within %.1f s of interpreter exit; what it still held is lost",
+                closing.name,
+                closing.exit_timeout,
+            )
 
 
 def _after_fork() -> None:
