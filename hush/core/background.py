@@ -131,7 +131,7 @@ class BackgroundWriter(Generic[T]):
         """Queue ``item`` unless the queue is full (``force`` queues it anyway); ``False``
         (counted in :attr:`dropped`) when it is not queued, or the writer is closed. Never
         blocks."""
-        if self._closed or self._refused():
+        if self._closed or (self.failure is not None and self._refused()):
             return False
         if self.maxsize and not force and self._queue.qsize() >= self.maxsize:
             self._drop()
