@@ -96,6 +96,20 @@ def register(factory: ExtensionFactory | str) -> None:
         _factories.append(factory)
 
 
+def unregister(factory: ExtensionFactory | str) -> None:
+    """Stop asking ``factory`` (as given to :func:`register`) for extensions."""
+    for i, known in enumerate(_factories):
+        if known is factory or (isinstance(factory, str) and _named(known) == factory):
+            del _factories[i]
+            return
+
+
+def _named(factory: ExtensionFactory | str) -> str:
+    if isinstance(factory, str):
+        return factory
+    return f"{factory.__module__}:{getattr(factory, '__qualname__', '')}"
+
+
 def extensions_for(options: RunOptions) -> tuple[RunExtension, ...]:
     """The extensions every registered factory gives for a run with ``options``."""
     found: list[RunExtension] = []

@@ -25,7 +25,7 @@ logger = logging.getLogger("hush.engine")
 
 
 class Tracer(Protocol):
-    """What a tracer is to the engine (the tracers of :mod:`hush.observability` are ones):
+    """What a tracer is to the engine (every hush tracer is one):
     ``subscribe`` is given the ``run_start`` event and returns what receives the run's
     events; ``flush`` exports them, waiting at most ``timeout`` (``None``: its own)."""
 

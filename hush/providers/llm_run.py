@@ -3,7 +3,8 @@
 :func:`run_extensions` (registered by :mod:`hush`) gives every run an :class:`LLMRun`:
 the run's spending ledger (:class:`~hush.providers.spend.RunSpend`, current for the
 run's tasks, held to the ``budget=``, restored from and saved to the checkpoint), and
-the counters of the run's own LLM calls that fill ``$state.llm``, ``$state.cost`` and
+the counters of the run's own LLM calls (:mod:`hush.providers.run_counters`: not those
+of other runs of the process) that fill ``$state.llm``, ``$state.cost`` and
 ``$state.tokens``. With ``cache=`` it also gives a :class:`CacheOpening`, which opens
 the response cache before the checkpoint (so a cache that cannot open leaves no run
 row) and commits or closes it when the run ends.
@@ -13,16 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
 import sqlite3
-import sys
 from typing import TYPE_CHECKING, Any
 
 from hush.core.errors import RunOptionError
 from hush.core.run_options import describe_value
+from hush.providers import run_counters
 from hush.providers.spend import RunSpend, current
 from hush.providers.usage import WorkSpend
 
@@ -63,14 +63,14 @@ class LLMRun:
 
     name = "llm"
     reads_checkpoint = True
-    __slots__ = ("_counting", "_exit", "budget", "cache", "spend")
+    __slots__ = ("_counters", "_exit", "budget", "cache", "spend")
 
     def __init__(self, budget: Budget | None) -> None:
         self.budget = budget
         self.cache: ResponseCache | None = None
         """The run's response cache (set by its :class:`CacheOpening`)."""
         self.spend = RunSpend()
-        self._counting: _Counting | None = None
+        self._counters: run_counters.RunCounters | None = None
         self._exit: contextlib.ExitStack | None = None
 
     def check(self, graph: GraphNode) -> None:
@@ -94,7 +94,7 @@ class LLMRun:
     async def __aenter__(self) -> None:
         with contextlib.ExitStack() as stack:
             stack.callback(current.reset, current.set(self.spend))
-            self._counting = _Counting()
+            self._counters = stack.enter_context(run_counters.counting())
             self._exit = stack.pop_all()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -105,7 +105,8 @@ class LLMRun:
     def finish(self, record: RunRecord) -> None:
         """Fill ``$state.llm``, ``$state.cost`` and ``$state.tokens``."""
         spend = self.spend
-        counted = self._counting.counted() if self._counting is not None else {}
+        counters = self._counters
+        counted = run_counters.llm_report(counters) if counters is not None else {}
         for key, spent in spend.summary().items():
             counted[key] = {**counted.get(key, {}), **spent}
         record.llm = counted
@@ -215,44 +216,3 @@ def unpriced_resources(graph: GraphNode) -> list[str]:
         except ResourceError:
             unpriced.append(key)
     return unpriced
-
-
-_COUNTERS = (
-    "sent",
-    "ok",
-    "rate_limited",
-    "retries",
-    "errors",
-    "tokens_used",
-    "wait_time_s",
-    "paused_for_s",
-)
-
-
-class _Counting:
-    """What the LLM resource limiters counted while the run lasted, with their current rates
-    and limits (a difference of the process-wide counters: a concurrent run on the same
-    resource counts in this one's window)."""
-
-    __slots__ = ("_before",)
-
-    def __init__(self) -> None:
-        self._before = _limiter_stats()
-
-    def counted(self) -> dict[str, dict[str, Any]]:
-        """Per resource that sent, failed or was rate limited: its counters for the run."""
-        out: dict[str, dict[str, Any]] = {}
-        for key, now in _limiter_stats().items():
-            old = self._before.get(key, {})
-            delta = {c: now[c] - old.get(c, 0) for c in _COUNTERS}
-            if delta["sent"] or delta["errors"] or delta["rate_limited"]:
-                out[key] = {**now, **delta}
-        return out
-
-
-def _limiter_stats() -> dict[str, dict[str, Any]]:
-    """Snapshot of every LLM resource limiter in the process (none if LLMs are unused)."""
-    limiter = sys.modules.get("hush.providers.limiter")
-    if limiter is None:
-        return {}
-    return {key: dataclasses.asdict(lim.stats()) for key, lim in limiter.all_limiters().items()}
