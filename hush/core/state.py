@@ -104,12 +104,12 @@ class RunRecord:
     Times are seconds since the run started. ``nodes`` has every node outside
     iteration bodies; nodes inside map items appear in ``errors`` when they fail
     and in their iteration node's ``counters``. ``llm`` has, per LLM resource
-    used, the limiter's current rates and limits and what its counters (sent,
-    ok, rate_limited, retries, errors, tokens_used, wait time) did during the
-    run; limiters are shared by the process, so concurrent runs on the same
-    resource count in each other's window. Its ``calls``, ``cached``,
-    ``prompt_tokens``, ``completion_tokens``, ``total_tokens`` and ``cost`` (USD,
-    ``None`` without a price) are this run's own.
+    used, the limiter's current rates and limits and what this run's own
+    requests did there (sent, ok, rate_limited, retries, errors, tokens_used,
+    wait time; a concurrent run's requests are not counted, a nested run's are),
+    and the run's ``calls``, ``cached``, ``prompt_tokens``, ``completion_tokens``,
+    ``total_tokens`` and ``cost`` (USD, ``None`` without a price). ``llm``,
+    ``cost`` and ``tokens`` are filled by the run's LLM extension.
     """
 
     run_id: str

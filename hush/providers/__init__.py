@@ -1,8 +1,8 @@
 """LLM nodes, resources, the per-resource client and its rate limiter, costs, budgets and the
 response cache.
 
-Names are imported on first use, so importing a light module of this package (the
-engine imports :mod:`hush.providers.spend`) does not load the OpenAI SDK.
+Names are imported on first use, so importing a light module of this package (every
+run imports :mod:`hush.providers.llm_run`, its LLM extension) does not load the OpenAI SDK.
 """
 
 from __future__ import annotations
