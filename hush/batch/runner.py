@@ -17,16 +17,13 @@ the end; a refused run leaves an existing output as it was.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hush.batch.answers import (
-    RESULT_COLUMNS,
     RUN_ID,
     Answers,
     Layout,
@@ -36,61 +33,34 @@ from hush.batch.answers import (
     saved_answers,
     with_saved,
 )
+from hush.batch.checks import (
+    check_budget,
+    check_concurrency,
+    check_destination,
+    check_model,
+    check_packing,
+    layout_for,
+    load_rows,
+)
 from hush.batch.errors import BatchUsageError, TableError
 from hush.batch.graphs import CallSpec, packs_graph, rows_graph
 from hush.batch.history import HistoryError, parse_history
 from hush.batch.output import OutputWriter
-from hush.batch.params import check_params, model_config
+from hush.batch.params import check_params
+from hush.batch.renamed import translate
+from hush.batch.results import BatchResult, packing_of, resumed_rows, settle_packs, settle_rows
 from hush.batch.schema import AnswerSchema, load_schema
-from hush.batch.tables import check_output, read_table
 from hush.batch.template import check_columns, load_template, placeholders, with_aliases
 from hush.checkpoint import CheckpointMismatchError
 from hush.core import Hush
 from hush.core.errors import GraphDefinitionError
-from hush.providers import get_registry
-from hush.providers.errors import ResourceError
-from hush.providers.spend import DEFAULT_REPLY_TOKENS
+from hush.core.run_options import Budget
+
+__all__ = ["BatchResult", "checkpoint_for", "run_batch"]
 
 logger = logging.getLogger("hush.batch")
 
 FLUSH_SECONDS = 5.0
-
-
-@dataclass
-class Packing:
-    """What packing rows saved: requests and prompt tokens, against one row per request."""
-
-    rows: int
-    requests: int
-    prompt_tokens: int
-    alone_estimate: int
-
-    def summary(self) -> str:
-        """``"95 rows in 10 requests (not 95), 2,310 prompt tokens (not ~4,560)"``."""
-        return (
-            f"{self.rows} rows in {self.requests} request(s) (not {self.rows}), "
-            f"{self.prompt_tokens:,} prompt tokens (not ~{self.alone_estimate:,})"
-        )
-
-
-@dataclass
-class BatchResult:
-    """The rows with their answers, and how the batch went."""
-
-    columns: list[str]
-    rows: list[dict[str, Any]]
-    output: Path | None
-    checkpoint: Path | None
-    failed: int
-    resumed: int
-    state: Any = field(repr=False, default=None)
-    packing: Packing | None = None
-    """With ``rows_per_call`` above 1: what packing saved."""
-
-    @property
-    def ok(self) -> bool:
-        """Every row was answered."""
-        return self.failed == 0
 
 
 def checkpoint_for(output: Path) -> Path:
@@ -112,9 +82,8 @@ async def run_batch(
     restart: bool = False,
     progress: bool | None = None,
     tracer: Any = None,
-    max_concurrency: int | None = None,
-    max_cost: float | None = None,
-    max_total_tokens: int | None = None,
+    max_running_nodes: int | None = None,
+    budget: Budget | None = None,
     cache: Any = None,
     params: Mapping[str, Any] | None = None,
     history_column: str | None = None,
@@ -122,6 +91,7 @@ async def run_batch(
     rows_per_call: int = 1,
     default_answer: str | None = None,
     batch_api: bool = False,
+    **renamed: Any,
 ) -> BatchResult:
     """Send every row of ``source`` through ``prompt`` on resource ``model``; write ``output``.
 
@@ -142,14 +112,17 @@ async def run_batch(
     ``checkpoint=True`` saves finished rows next to ``output`` (a path picks another
     file, ``False`` none); ``restart`` forgets what was saved. Saved answers are
     matched to rows by what the row asks, so rows added, removed or reordered since
-    cost only themselves. ``max_cost``, ``max_total_tokens`` and ``cache`` are those
-    of ``engine.run``: rows the budget leaves unsent fail with ``BudgetExceededError``
-    and are sent when the batch runs again with a larger budget.
+    cost only themselves. ``max_running_nodes``, ``budget`` and ``cache`` are those of
+    ``Hush.run``: rows the budget leaves unsent fail with ``BudgetExceededError`` and
+    are sent when the batch runs again with a larger budget (the earlier keywords
+    ``max_concurrency``, ``max_cost`` and ``max_total_tokens`` still work, with a
+    ``DeprecationWarning``).
     Raises :class:`BatchUsageError` before anything is sent (or written) when
     something is wrong.
     """
+    max_running_nodes, budget = translate(renamed, max_running_nodes, budget)
     out = Path(output) if output is not None else None
-    columns, rows = _load(source, sheet)
+    columns, rows = load_rows(source, sheet)
     user = load_template(prompt, what="--prompt")
     system_text = load_template(system, what="--system") if system is not None else None
     names = placeholders(user, what="the prompt")
@@ -159,18 +132,14 @@ async def run_batch(
     if history_column is not None:
         check_columns([history_column], columns, what="--history-column")
     answer_schema = load_schema(schema) if isinstance(schema, str) else schema
-    layout = _layout(columns, answer_column, answer_schema, model, params, default_answer)
-    _check_model(model)
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise BatchUsageError(f"--concurrency must be a positive number, got {concurrency!r}")
-    _check_packing(rows_per_call, system_names, history_column)
+    layout = layout_for(columns, answer_column, answer_schema, model, params, default_answer)
+    check_model(model)
+    check_concurrency(concurrency)
+    check_packing(rows_per_call, system_names, history_column)
     params = dict(params or {})
     check_params(params)
-    _check_budget(max_total_tokens, params)
-    if out is not None:
-        check_output(out)
-        if isinstance(source, str | os.PathLike) and Path(source).resolve() == out.resolve():
-            raise BatchUsageError(f"-o {out} is the input file; write the answers to another file")
+    check_budget(budget, params)
+    check_destination(out, source)
     aliases = {name: f"c{i}" for i, name in enumerate(names)}
     spec = CallSpec(
         model=model,
@@ -223,16 +192,14 @@ async def run_batch(
                     run_id=RUN_ID,
                     progress=progress,
                     tracer=tracer,
-                    max_concurrency=max_concurrency,
-                    max_cost=max_cost,
-                    max_total_tokens=max_total_tokens,
+                    max_running_nodes=max_running_nodes,
+                    budget=budget,
                     cache=cache,
                 )
             if rows_per_call > 1:
-                _settle_packs(answers, packs, result)
+                settle_packs(answers, packs, result)
             else:
-                for position, row_result in zip(asked, _results(result), strict=True):
-                    answers.set(position, row_result)
+                settle_rows(answers, asked, result)
     except CheckpointMismatchError:
         raise BatchUsageError(
             f"{db} was saved by a batch with a different prompt, model, parameters or "
@@ -251,95 +218,10 @@ async def run_batch(
         output=out,
         checkpoint=db,
         failed=answers.failed(),
-        resumed=_resumed(state, len(asked), rows_per_call),
+        resumed=resumed_rows(state, len(asked), rows_per_call),
         state=state,
-        packing=_packing(result) if rows_per_call > 1 else None,
+        packing=packing_of(result) if rows_per_call > 1 else None,
     )
-
-
-def _load(source: Any, sheet: str | None) -> tuple[list[str], list[dict[str, Any]]]:
-    if isinstance(source, str | os.PathLike):
-        columns, rows = read_table(Path(source), sheet)
-    elif hasattr(source, "to_dict") and hasattr(source, "columns"):
-        columns = [str(c) for c in source.columns]
-        rows = source.to_dict("records")
-    elif isinstance(source, Sequence) and all(isinstance(r, dict) for r in source):
-        columns = list(dict.fromkeys(k for row in source for k in row))
-        rows = [dict(r) for r in source]
-    else:
-        raise BatchUsageError(
-            f"a batch reads a file path, a list of row dicts or a DataFrame, not "
-            f"{type(source).__name__}"
-        )
-    if not rows:
-        raise BatchUsageError("the input has no rows")
-    return columns, rows
-
-
-def _check_model(model: str) -> None:
-    try:
-        get_registry().get_llm(model)
-    except ResourceError as exc:
-        raise BatchUsageError(str(exc)) from None
-
-
-def _layout(
-    columns: Sequence[str],
-    answer_column: str,
-    schema: AnswerSchema | None,
-    model: str,
-    params: Mapping[str, Any] | None,
-    default_answer: str | None,
-) -> Layout:
-    """Where the answers go; every added column must be new to the input."""
-    fields = schema.columns if schema is not None else []
-    constants = {"model_config": model_config(model, params)} if params else {}
-    added = [answer_column, *fields, *RESULT_COLUMNS, *constants]
-    for name in added:
-        if name in columns:
-            what = "choose another with --answer-column" if name == answer_column else ""
-            source = "a --schema field" if name in fields else "a column hush batch writes"
-            hint = what or f"it is {source}; rename the input column"
-            raise BatchUsageError(f"the input already has a column '{name}'; {hint}")
-    clash = [name for name in fields if name in (answer_column, *RESULT_COLUMNS, *constants)]
-    if clash:
-        raise BatchUsageError(
-            f"--schema field '{clash[0]}' would overwrite a column hush batch writes; rename it"
-        )
-    return Layout(answer_column, fields, constants, _default(default_answer, schema))
-
-
-def _default(value: str | None, schema: AnswerSchema | None) -> dict[str, Any] | None:
-    """The cells of a failed row under ``--default-answer``."""
-    if value is None:
-        return None
-    cells: dict[str, Any] = {"answer": value}
-    if schema is not None:
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, dict):
-            cells |= schema.cells(parsed)
-    return cells
-
-
-def _check_packing(rows_per_call: int, system_names: Sequence[str], history: str | None) -> None:
-    if not isinstance(rows_per_call, int) or rows_per_call < 1:
-        raise BatchUsageError(f"--rows-per-call must be a positive number, got {rows_per_call!r}")
-    if rows_per_call == 1:
-        return
-    if system_names:
-        raise BatchUsageError(
-            "--rows-per-call sends one system prompt for several rows: it cannot use "
-            f"placeholders ({', '.join('{' + n + '}' for n in system_names)}); move them to "
-            "--prompt"
-        )
-    if history is not None:
-        raise BatchUsageError(
-            "--rows-per-call cannot be combined with --history-column (each row's history is "
-            "its own conversation)"
-        )
 
 
 def _checkpoint_path(checkpoint: Any, out: Path | None) -> Path | None:
@@ -348,17 +230,6 @@ def _checkpoint_path(checkpoint: Any, out: Path | None) -> Path | None:
     if checkpoint is True:
         return checkpoint_for(out) if out is not None else None
     return Path(checkpoint)
-
-
-def _check_budget(max_total_tokens: int | None, params: Mapping[str, Any]) -> None:
-    """A token budget must leave room for one call's reply reservation."""
-    reply = params.get("max_tokens")
-    reserved = reply if isinstance(reply, int) else DEFAULT_REPLY_TOKENS
-    if max_total_tokens is not None and max_total_tokens < reserved:
-        raise BatchUsageError(
-            f"budget of {max_total_tokens} tokens is below one call's reservation of "
-            f"{reserved} tokens; lower --max-tokens or raise the budget"
-        )
 
 
 def _request(
@@ -401,55 +272,3 @@ def _writer(
         return build
 
     return OutputWriter(out, layout.columns(columns), snapshot, sheet=sheet, interval=FLUSH_SECONDS)
-
-
-def _results(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each asked row's result, in order."""
-    if not result:
-        return []
-    return [
-        failed(f"{error.type}: {error.message}") if error is not None else answer
-        for answer, error in zip(result["answer"], result["error"], strict=True)
-    ]
-
-
-def _settle_packs(
-    answers: Answers, packs: Sequence[Sequence[int]], result: Mapping[str, Any]
-) -> None:
-    """Each packed row's result, by position (a pack that failed fails its rows)."""
-    if not result:
-        return
-    for positions, rows, error in zip(packs, result["answers"], result["error"], strict=True):
-        for i, position in enumerate(positions):
-            if error is not None:
-                answers.set(position, failed(f"{error.type}: {error.message}"))
-            elif rows is None or i >= len(rows):
-                answers.set(position, failed("the pack gave no answer for this row"))
-            else:
-                answers.set(position, rows[i])
-
-
-def _packing(result: Mapping[str, Any]) -> Packing | None:
-    stats = [s for s in result.get("stats") or [] if isinstance(s, dict)]
-    rows = result.get("answers") or []
-    if not stats:
-        return None
-    return Packing(
-        rows=sum(len(r) for r in rows if r),
-        requests=sum(int(s["requests"]) for s in stats),
-        prompt_tokens=sum(int(s["prompt_tokens"]) for s in stats),
-        alone_estimate=sum(int(s["alone_estimate"]) for s in stats),
-    )
-
-
-def _resumed(state: Any, rows: int, rows_per_call: int) -> int:
-    """Rows the run took from its checkpoint (all when the whole map was saved; with packs,
-    the rows of the packs taken, the last one counted full)."""
-    if state is None:
-        return 0
-    path = "batch/packs" if rows_per_call > 1 else "batch/rows"
-    record = state.nodes.get(path)
-    if record is not None and record.resumed:
-        return rows
-    counters = state.iterations.get(path)
-    return min(rows, int(counters.resumed) * rows_per_call) if counters is not None else 0
