@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 
 from hush.cli.errors import UserError
-from hush.cli.spending import budget_hint, cache_option, sent_here, spend_line, spend_options
+from hush.cli.spending import (
+    budget_hint,
+    budget_option,
+    cache_option,
+    sent_here,
+    spend_line,
+    spend_options,
+)
 from hush.cli.tracing import trace_option, tracer_for
 from hush.core.errors import RunOptionError
 
@@ -166,8 +173,7 @@ def batch(
                     restart=restart,
                     progress=progress,
                     tracer=tracer,
-                    max_cost=max_cost,
-                    max_total_tokens=max_total_tokens,
+                    budget=budget_option(max_cost, max_total_tokens),
                     cache=cache_option(cache),
                     params=params,
                     history_column=history_column,

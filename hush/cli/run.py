@@ -14,10 +14,18 @@ import click
 from hush.checkpoint import CheckpointError, CheckpointMismatchError, list_runs
 from hush.cli.errors import UserError
 from hush.cli.loading import check_writable, load_graph, load_inputs, to_jsonable
-from hush.cli.spending import budget_hint, cache_option, sent_here, spend_line, spend_options
+from hush.cli.spending import (
+    budget_hint,
+    budget_option,
+    cache_option,
+    sent_here,
+    spend_line,
+    spend_options,
+)
 from hush.cli.tracing import trace_option, tracer_for
 from hush.core.engine import Hush
 from hush.core.errors import MissingInputError, RunOptionError
+from hush.core.run_options import Checkpoint
 from hush.core.state import RunRecord
 from hush.providers.spend import RunSpend
 
@@ -101,14 +109,12 @@ def run(
             result = asyncio.run(
                 engine.run(
                     data,
-                    checkpoint=checkpoint,
+                    checkpoint=Checkpoint(checkpoint, restart=restart) if checkpoint else None,
                     run_id=run_id,
-                    restart=restart,
                     progress=progress,
-                    max_concurrency=max_concurrency,
+                    max_running_nodes=max_concurrency,
                     tracer=tracer,
-                    max_cost=max_cost,
-                    max_total_tokens=max_total_tokens,
+                    budget=budget_option(max_cost, max_total_tokens),
                     cache=cache_option(cache),
                 )
             )

@@ -12,6 +12,7 @@ import click
 
 from hush.cli.errors import UserError
 from hush.cli.groups import CommandGroup
+from hush.core.run_options import Budget
 from hush.core.state import RunRecord
 from hush.providers.spend import RunSpend
 from hush.providers.spend import current as current_spend
@@ -45,6 +46,13 @@ def spend_options(command: F) -> F:
         help="Stop sending LLM requests once they would cost more than USD.",
     )(command)
     return command
+
+
+def budget_option(max_cost: float | None, max_total_tokens: int | None) -> Budget | None:
+    """What ``Hush.run(budget=...)`` takes for ``--max-cost`` and ``--max-total-tokens``."""
+    if max_cost is None and max_total_tokens is None:
+        return None
+    return Budget(max_cost=max_cost, max_total_tokens=max_total_tokens)
 
 
 def cache_option(value: str | None) -> bool | Path | None:

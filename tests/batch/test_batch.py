@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
+from hush import Budget
 from hush.batch import BatchUsageError, run_batch, run_batch_sync
 from hush.batch.answers import saved_answers
 from hush.providers import get_registry
@@ -250,6 +251,39 @@ async def test_run_batch_from_python_with_rows(workdir: Path, server: MockLLMSer
         assert "Thủ đô của Pháp?" in result.rows[1]["answer"]
         with pytest.raises(BatchUsageError, match=r"\{qq\}.*columns: q\)"):
             await run_batch([{"q": "x"}], prompt="{qq}", model="batch-test")
+    finally:
+        registry.unregister("batch-test")
+
+
+async def test_run_batch_takes_the_run_options_and_still_the_old_keywords(
+    workdir: Path, server: MockLLMServer
+) -> None:
+    registry = get_registry()
+    registry.register("batch-test", {"base_url": server.base_url, "model": "gpt-4o-mini"})
+    rows = [{"q": "one"}, {"q": "two"}]
+    try:
+        result = await run_batch(
+            rows, prompt="{q}", model="batch-test", progress=False, max_running_nodes=1
+        )
+        assert result.ok
+        with pytest.raises(BatchUsageError, match="budget of 10 tokens"):
+            await run_batch(
+                rows, prompt="{q}", model="batch-test", budget=Budget(max_total_tokens=10)
+            )
+        with pytest.warns(
+            DeprecationWarning, match=r"max_concurrency= is deprecated, use max_running_nodes"
+        ):
+            old = await run_batch(
+                rows, prompt="{q}", model="batch-test", progress=False, max_concurrency=1
+            )
+        assert old.ok and [r["answer"] for r in old.rows] == [r["answer"] for r in result.rows]
+        with (
+            pytest.warns(DeprecationWarning, match=r"max_total_tokens= is deprecated, use budget"),
+            pytest.raises(BatchUsageError, match="budget of 10 tokens"),
+        ):
+            await run_batch(rows, prompt="{q}", model="batch-test", max_total_tokens=10)
+        with pytest.raises(TypeError, match="unexpected keyword argument 'max_tokens'"):
+            await run_batch(rows, prompt="{q}", model="batch-test", max_tokens=10)
     finally:
         registry.unregister("batch-test")
 
