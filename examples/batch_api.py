@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hush.core import END, PARENT, START, Each, GraphNode, Hush
-from hush.core.nodes.iteration import MapNode
-from hush.providers import LLMNode
+from hush import END, PARENT, START, Each, GraphNode, Hush, LLMNode, MapNode
 from hush.providers.resources import get_registry
 from hush.testing import MockLLMServer
 

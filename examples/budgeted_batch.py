@@ -1,7 +1,8 @@
 """Cost, a spend budget and the response cache on one batch of prompts.
 
-1. A first run with ``max_cost`` stops sending once the budget is reached: the
-   calls that did not fit fail with ``BudgetExceededError``, nothing else is lost.
+1. A first run with ``budget=Budget(max_cost=...)`` stops sending once the budget is
+   reached: the calls that did not fit fail with ``BudgetExceededError``, nothing else
+   is lost.
 2. The same run id with a larger budget continues from the checkpoint: only the
    missing calls are sent.
 3. A new run over the same prompts with the response cache sends nothing and costs 0.
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from _llm import ensure_llm
 
-from hush import END, PARENT, START, Each, GraphNode, Hush, MapNode
-from hush.providers import LLMNode, get_registry
+from hush import END, PARENT, START, Budget, Each, GraphNode, Hush, LLMNode, MapNode
+from hush.providers import get_registry
 
 
 def build(model: str) -> GraphNode:
@@ -57,7 +58,11 @@ async def main() -> None:
         checkpoint, cache = Path(tmp) / "run.db", Path(tmp) / "answers.sqlite"
 
         first = await engine.run(
-            questions, run_id="facts", checkpoint=checkpoint, cache=cache, max_cost=0.25
+            questions,
+            run_id="facts",
+            checkpoint=checkpoint,
+            cache=cache,
+            budget=Budget(max_cost=0.25),
         )
         state = first["$state"]
         refused = [e for e in first["errors"] if e is not None]
@@ -68,7 +73,11 @@ async def main() -> None:
             print(f"  e.g. {refused[0].type}: {refused[0].message}")
 
         second = await engine.run(
-            questions, run_id="facts", checkpoint=checkpoint, cache=cache, max_cost=5.0
+            questions,
+            run_id="facts",
+            checkpoint=checkpoint,
+            cache=cache,
+            budget=Budget(max_cost=5.0),
         )
         state = second["$state"]
         print(
@@ -76,7 +85,7 @@ async def main() -> None:
             f"{state.cost:.4f} USD, errors: {sum(e is not None for e in second['errors'])}"
         )
 
-        third = await engine.run(questions, cache=cache, max_cost=5.0)
+        third = await engine.run(questions, cache=cache, budget=Budget(max_cost=5.0))
         state = third["$state"]
         print(
             f"run 3 (new run, same cache): {state.llm[key]['calls']} calls sent, "

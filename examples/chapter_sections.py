@@ -17,10 +17,7 @@ from typing import Any
 
 from _llm import ensure_llm
 
-from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
-from hush.core.nodes.iteration import MapNode
-from hush.core.nodes.iteration.base import Each
-from hush.providers import LLMNode, PromptNode
+from hush import END, PARENT, START, CodeNode, Each, GraphNode, Hush, LLMNode, MapNode, PromptNode
 
 MODEL = ensure_llm("gpt-4o-mini")
 

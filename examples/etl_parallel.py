@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
+from hush import END, PARENT, START, CodeNode, GraphNode, Hush
 
 
 def fetch_db() -> dict[str, list[int]]:

@@ -1,10 +1,10 @@
 """Nested generation: job role -> topics -> situations -> questions -> lessons, merged in order.
 
 Replaces a hand-made thread-pool pipeline (20-50 situations at once, 5 questions each,
-one lesson per question, a global cap): each level
-is a MapNode with its own cap, `max_concurrency` on the run bounds every LLM call in flight across
-all levels, a failed lesson stays a hole in its question instead of sinking the job, and the result
-comes back in the original structure.
+one lesson per question, a global cap): each level is a MapNode with its own cap
+(`max_concurrency`), `max_running_nodes` on the run bounds every LLM call in flight across
+all levels (`--max-concurrency` on the command line), a failed lesson stays a hole in its
+question instead of sinking the job, and the result comes back in the original structure.
 
     python examples/learning_path.py "AI Engineer"
     hush run examples/learning_path.py:graph --inputs examples/inputs/learning_path.json \
@@ -21,10 +21,7 @@ from typing import Any
 from _llm import ensure_llm
 from pydantic import BaseModel, Field
 
-from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
-from hush.core.nodes.iteration import MapNode
-from hush.core.nodes.iteration.base import Each
-from hush.providers import LLMNode, PromptNode
+from hush import END, PARENT, START, CodeNode, Each, GraphNode, Hush, LLMNode, MapNode, PromptNode
 
 MODEL = ensure_llm("gpt-4o-mini")
 
@@ -163,7 +160,7 @@ with GraphNode(name="learning-path") as graph:
 
 async def main() -> None:
     role = " ".join(sys.argv[1:]) or "AI Engineer"
-    result = await Hush(graph).run({"job_role": role}, max_concurrency=16)
+    result = await Hush(graph).run({"job_role": role}, max_running_nodes=16)
     path = result["learning_path"]
     state = result["$state"]
     lessons = sum(len(s["questions"]) for t in path["topics"] for s in t["situations"])

@@ -19,8 +19,7 @@ from contextlib import aclosing
 
 from _llm import ensure_llm, local_server
 
-from hush import END, PARENT, START, Each, GraphNode, Hush, MapNode
-from hush.providers import LLMNode, PromptNode
+from hush import END, PARENT, START, Each, GraphNode, Hush, LLMNode, MapNode, PromptNode
 
 MODEL = ensure_llm("gpt-4o-mini")
 QUESTIONS = [

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
-from hush.core.nodes.iteration import MapNode
-from hush.core.nodes.iteration.base import Each
+from hush import END, PARENT, START, CodeNode, Each, GraphNode, Hush, MapNode
 
 
 async def score(text: str) -> dict[str, float]:

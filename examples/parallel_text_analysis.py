@@ -14,8 +14,7 @@ import sys
 
 from _llm import ensure_llm
 
-from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
-from hush.providers import LLMNode, PromptNode
+from hush import END, PARENT, START, CodeNode, GraphNode, Hush, LLMNode, PromptNode
 
 SMART = ensure_llm("gpt-4o")
 CHEAP = ensure_llm("gpt-4o-mini")

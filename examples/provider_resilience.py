@@ -16,8 +16,8 @@ import asyncio
 import socket
 import time
 
-from hush import END, PARENT, START, Each, GraphNode, Hush, MapNode
-from hush.providers import LLMNode, PromptNode, get_registry
+from hush import END, PARENT, START, Each, GraphNode, Hush, LLMNode, MapNode, PromptNode
+from hush.providers import get_registry
 from hush.testing import MockLLMServer
 
 

@@ -19,8 +19,19 @@ from typing import Any
 
 from _llm import ensure_llm, local_server
 
-from hush import END, PARENT, START, CodeNode, EmbeddingNode, GraphNode, Hush, RerankNode
-from hush.providers import LLMNode, PromptNode, get_registry
+from hush import (
+    END,
+    PARENT,
+    START,
+    CodeNode,
+    EmbeddingNode,
+    GraphNode,
+    Hush,
+    LLMNode,
+    PromptNode,
+    RerankNode,
+)
+from hush.providers import get_registry
 from hush.testing import MockLLMServer
 
 PASSAGES = [

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from _llm import ensure_llm
 
-from hush import END, PARENT, START, CodeNode, Each, GraphNode, Hush, MapNode
-from hush.providers import LLMNode, PromptNode
+from hush import END, PARENT, START, CodeNode, Each, GraphNode, Hush, LLMNode, MapNode, PromptNode
 
 ran: Counter[str] = Counter()
 flaky = {"pricing: objections"}

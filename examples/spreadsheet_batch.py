@@ -23,11 +23,8 @@ from typing import Any
 
 from _llm import ensure_llm
 
+from hush import END, PARENT, START, CodeNode, Each, GraphNode, Hush, LLMNode, MapNode, PromptNode
 from hush.batch import read_table, write_table
-from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
-from hush.core.nodes.iteration import MapNode
-from hush.core.nodes.iteration.base import Each
-from hush.providers import LLMNode, PromptNode
 
 HERE = Path(__file__).resolve().parent
 MODEL = ensure_llm("gpt-4o-mini")

@@ -15,11 +15,8 @@ import os
 
 from _llm import ensure_llm
 
-from hush.core import END, PARENT, START, GraphNode, Hush
-from hush.core.nodes.iteration import MapNode
-from hush.core.nodes.iteration.base import Each
+from hush import END, PARENT, START, Each, GraphNode, Hush, Labels, LLMNode, MapNode, PromptNode
 from hush.observability import LocalTracer, Tracer, format_tree, read_trace
-from hush.providers import LLMNode, PromptNode
 
 MODEL = ensure_llm("gpt-4o-mini")
 
@@ -63,7 +60,7 @@ async def main() -> None:
         where = "batch_trace.jsonl"
     queries = [f"What is {i} squared?" for i in range(5)] + ["this one fails [[fail:400]]"]
     result = await Hush(graph).run(
-        {"queries": queries}, tracer=tracer, user_id="demo-user", tags=["example"]
+        {"queries": queries}, tracer=tracer, labels=Labels(user_id="demo-user", tags=["example"])
     )
     print(
         f"{len(result['answers'])} answers, {len(result['$state'].errors)} error(s); trace sent to {where}"
