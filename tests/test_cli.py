@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.hush_process import run_hush
+
 ROOT = Path(__file__).resolve().parent.parent
 HUSH = [sys.executable, "-m", "hush.cli"]
 
 
 def hush(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HUSH, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return run_hush(args, cwd=cwd)
 
 
 @pytest.fixture
@@ -134,8 +136,11 @@ def short_failure(out: subprocess.CompletedProcess[str]) -> list[str]:
 def test_version_and_help_have_no_artefacts(tmp_path: Path) -> None:
     from hush import __version__
 
-    out = hush("--version", cwd=tmp_path)
-    assert out.returncode == 0 and out.stdout.strip() == f"hush, version {__version__}"
+    for out in (
+        subprocess.run([*HUSH, "--version"], capture_output=True, text=True, cwd=tmp_path),
+        hush("--version", cwd=tmp_path),
+    ):
+        assert out.returncode == 0 and out.stdout.strip() == f"hush, version {__version__}"
     for command in ([], ["run"], ["batch"], ["graph"], ["mock-llm"], ["demo"], ["trace"]):
         page = hush(*command, "--help", cwd=tmp_path)
         assert page.returncode == 0, page.stderr

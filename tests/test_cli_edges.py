@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.hush_process import run_hush
+
 HUSH = [sys.executable, "-m", "hush.cli"]
 
 
 def hush(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HUSH, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return run_hush(args, cwd=cwd)
 
 
 def user_error(out: subprocess.CompletedProcess[str], *, lines: int = 2) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from hush.testing import MockLLMServer
+from tests.hush_process import run_hush
 
 HUSH = [sys.executable, "-m", "hush.cli"]
 RESULT_COLUMNS = [
@@ -65,15 +66,7 @@ def hush(
     """``hush ARGS``; a batch without ``--model`` uses the configured ``gpt-4o-mini``."""
     if args[0] == "batch" and "--model" not in args:
         args = (*args, "--model", "gpt-4o-mini")
-    return subprocess.run(
-        [*HUSH, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=workdir,
-        env={**env_for(workdir), **(env or {})},
-        preexec_fn=None if umask is None else (lambda: os.umask(umask) and None),
-    )
+    return run_hush(args, cwd=workdir, env={**env_for(workdir), **(env or {})}, umask=umask)
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
