@@ -167,3 +167,26 @@ async def test_rates_are_seeded() -> None:
     assert a == b
     assert {200, 500, 503, None} <= set(a)
     assert 8 < a.count(200) < 32
+
+
+async def test_every_route_takes_the_same_prelude(server: MockLLMServer) -> None:
+    """Embeddings, rerank and the Batch API check the key, parse the body, inject faults
+    and echo credentials the way the chat route does."""
+    server.configure(api_key="sk-right", echo_auth=True)
+    wrong = {"Authorization": "Bearer sk-wrong"}
+    right = {"Authorization": "Bearer sk-right"}
+    async with httpx.AsyncClient(base_url=server.base_url) as raw:
+        for path in ("/embeddings", "/rerank", "/batches", "/chat/completions"):
+            refused = await raw.post(path, json={}, headers=wrong)
+            assert refused.status_code == 401, path
+            assert "Bearer sk-wrong" in refused.json()["error"]["message"], path
+            unparsed = await raw.post(path, content=b"{not json", headers=right)
+            assert unparsed.status_code == 400, path
+            assert "could not parse" in unparsed.json()["error"]["message"], path
+        body = {"model": "e", "input": "x [[retry-after:7]] [[fail:503]]"}
+        failed = await raw.post("/embeddings", json=body, headers=right)
+        assert (failed.status_code, failed.headers["retry-after"]) == (503, "7")
+        with pytest.raises(httpx.HTTPError):
+            await raw.post("/embeddings", json={"model": "e", "input": "x [[cut]]"}, headers=right)
+    assert server.fault_counts == {"503": 1, "cut": 1}
+    assert server.status_counts == {401: 4, 400: 4, 503: 1, 200: 1}
