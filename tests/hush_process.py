@@ -13,6 +13,7 @@ costs) keeps real subprocesses, and ``HUSH_TEST_SPAWN=1`` runs every command tha
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
@@ -147,12 +148,14 @@ def _forker() -> _Forker:
     global _current
     with _lock:
         if _current is None or not _current.alive():
+            if _current is None:
+                atexit.register(stop)
             _current = _Forker()
         return _current
 
 
 def stop() -> None:
-    """End the helper process (it also ends when the test process closes its stdin)."""
+    """End the helper process and wait for it (at the test process's exit)."""
     global _current
     with _lock:
         if _current is not None:
