@@ -108,7 +108,7 @@ def test_an_option_object_checks_its_values_when_made(make: Any, message: str) -
     [
         ("labels", {"user_id": "u"}, "labels must be a Labels"),
         ("budget", 1.0, "budget must be a Budget"),
-        ("progress", 3, "progress must be True, False, None, a callable or a Progress"),
+        ("progress", 3, "progress must be True, False or None, a callable, or a Progress"),
         ("max_running_nodes", 0, "max_running_nodes must be a positive int, got int 0"),
         ("max_running_nodes", True, "max_running_nodes must be a positive int"),
         ("raise_on_error", "yes", "raise_on_error must be True or False"),

@@ -90,7 +90,7 @@ def run_options(
     elif not isinstance(progress, Progress):
         if not callable(progress):
             raise RunOptionError(
-                "progress must be True, False, None, a callable or a Progress(...), "
+                "progress must be True, False or None, a callable, or a Progress(...), "
                 f"got {describe_value(progress)}"
             )
         progress = Progress(on_update=progress)
