@@ -190,6 +190,8 @@ class LangfuseTracer(OTelTracer):
         if event.output is not None:
             attributes[A.OBSERVATION_OUTPUT] = self.text(event.output)
         metadata = {"status": event.status, **dict(event.metadata or {})}
+        if event.kind == "run_end" and run.dropped:
+            metadata["dropped_events"] = run.dropped
         if event.attempts is not None and event.attempts > 1:
             metadata["attempts"] = event.attempts
         attributes.update(self._meta(A.OBSERVATION_METADATA, metadata))

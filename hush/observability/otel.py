@@ -235,6 +235,8 @@ class OTelTracer(SpanTracer):
     def span_end(self, run: RunSpans, event: Event) -> Attributes:
         """Attributes of a span known when it ends."""
         attributes: Attributes = {"hush.status": event.status or "ok"}
+        if event.kind == "run_end" and run.dropped:
+            attributes["hush.dropped_events"] = run.dropped
         if event.attempts is not None:
             attributes["hush.attempts"] = event.attempts
         if self.include_io and event.output is not None:

@@ -78,6 +78,8 @@ class RecordingTracer(SpanTracer):
                 tags=list(fields.get("tags") or ()),
                 metadata={**self._meta(fields.get("metadata")), **record["metadata"]},
             )
+            if run.dropped:
+                record["metadata"]["dropped_events"] = run.dropped
         self._emit(record)
 
     def llm_called(self, run: RunSpans, owner: OpenSpan | None, event: Event) -> None:

@@ -1,36 +1,30 @@
 """The base of hush's tracers: a run's events paired into spans in a thread of the tracer's own.
 
 On the event loop, a tracer only queues each event (a fraction of a
-microsecond). Its daemon thread handles them in order: a ``node_start`` opens
-a span under its parent's (:meth:`SpanTracer.span_started`), the matching
-``node_end`` (``run_end`` for the root) ends it (:meth:`SpanTracer.span_ended`),
-an ``llm`` event is a finished child of its node's span, and spans still open
-when the run ends end with it as ``unfinished``. Subclasses
-turn spans into what they export. The thread lets go of the GIL every
-millisecond, and a call that hangs there (an export to an unreachable server)
-never blocks the loop nor keeps the process from ending.
+microsecond) on its :class:`~hush.core.background.BackgroundWriter`. The
+writer's thread handles them in order: a ``node_start`` opens a span under its
+parent's (:meth:`SpanTracer.span_started`), the matching ``node_end``
+(``run_end`` for the root) ends it (:meth:`SpanTracer.span_ended`), an ``llm``
+event is a finished child of its node's span, and spans still open when the run
+ends end with it as ``unfinished``. Subclasses turn spans into what they
+export. The thread lets go of the GIL every millisecond; a call that hangs there
+(an export to an unreachable server) never blocks the loop, and the exit waits
+for it at most ``flush_timeout`` (none while the backend is down).
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import contextlib
 import logging
-import os
-import queue
-import threading
-import weakref
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from time import monotonic, perf_counter, sleep
-from typing import Any
 
+from hush.core import shutdown
+from hush.core.background import BackgroundWriter
 from hush.core.events import Event, Subscriber
 from hush.observability.health import BackendHealth
 from hush.observability.ids import new_span_id, trace_id_for
+from hush.observability.open_spans import OpenSpan, RunSpans, hold, sampled
 
 logger = logging.getLogger(__name__)
 
@@ -44,64 +38,19 @@ DEFAULT_MAX_QUEUED_EVENTS = 100_000
 _NEVER_DROPPED = frozenset({"run_start", "run_end"})
 """Events kept even when the queue is full: a run's trace always begins and ends."""
 
-
-@dataclass(slots=True)
-class OpenSpan:
-    """A span whose start arrived and whose end did not yet."""
-
-    id: int
-    parent: OpenSpan | None
-    start: Event
-    item: OpenSpan | None = None
-    """The innermost map item around it, whose end decides whether it is exported (sampling)."""
-    held: list[Callable[[], None]] | None = None
-    """A sampled item's exports waiting for its end."""
-    errored: bool = False
-    """A sampled item that holds a failure (always exported)."""
-    export: Any = None
-    """What the tracer made of the span when it started (an OpenTelemetry span)."""
-
-    @property
-    def name(self) -> str:
-        return self.start.name or self.start.path
-
-    @property
-    def holder(self) -> OpenSpan | None:
-        """The item whose end decides on what ends inside this span: itself or its ``item``."""
-        return self if self.held is not None else self.item
-
-
-@dataclass(slots=True)
-class RunSpans:
-    """One run being traced."""
-
-    start: Event
-    trace_id: int
-    fields: dict[str, Any]
-    """``user_id``, ``session_id``, ``tags`` and ``metadata`` of the run."""
-    open: dict[str, OpenSpan] = field(default_factory=dict)
-    common: dict[str, Any] = field(default_factory=dict)
-    """What a tracer shares between the spans of the run."""
-
-    @property
-    def run_id(self) -> str:
-        return self.start.run_id
-
-    @property
-    def name(self) -> str:
-        return self.start.name or self.start.path
+__all__ = ["OpenSpan", "RunSpans", "SpanTracer", "sampled"]
 
 
 class SpanTracer:
     """Pairs events into spans in the tracer's thread; subclasses export them.
 
     What a tracer may cost a run is bounded: events beyond ``max_queued_events``
-    waiting for the thread are dropped (never waited for) and counted in one
-    warning at the next flush; :meth:`flush` and :meth:`close` share one
-    deadline, so a wait that ran out is not waited again until the thread
-    catches up, and neither waits while the backend is known to be down
-    (:class:`~hush.observability.health.BackendHealth`). A thread that fails
-    disables the tracer with one warning naming the cause.
+    waiting for the thread are dropped (never waited for), counted on the run's root
+    span or record (``dropped_events``) and in one warning at the next flush;
+    :meth:`flush` and :meth:`close` share one deadline, so a wait that ran out is not
+    waited again until the thread catches up, and neither waits while the backend is
+    known to be down (:class:`~hush.observability.health.BackendHealth`). A thread
+    that fails disables the tracer with one warning naming the cause.
 
     ``sample`` below 1 traces that share of map items: an item's spans are held unbuilt
     until it ends, then kept with it if anything in it failed or :func:`sampled` draws it;
@@ -130,18 +79,28 @@ class SpanTracer:
         self.health = BackendHealth(self.backend, self.destination, self._log)
         """Whether the backend answers; exports and waits consult it."""
         self._runs: dict[str, RunSpans] = {}
-        self._queue: queue.SimpleQueue[Event | _Barrier] = queue.SimpleQueue()
+        self._dropped_in: dict[str, int] = {}
         self._failures = 0
-        self._stopped = False
         self._deadline: float | None = None
         self._late_for: float | None = None
-        self._overflow = 0
-        self._overflow_lock = threading.Lock()
         self.failure: BaseException | None = None
         """What stopped the tracer's thread, if it failed (the tracer is then disabled)."""
-        self._thread: threading.Thread | None = None
-        self._thread_lock = threading.Lock()
-        _live.add(self)
+        self.name = f"{self.backend} tracing"
+        """The tracer, in messages."""
+        self.writer: BackgroundWriter[Event] = BackgroundWriter(
+            self._handle_batch,
+            name=f"hush-{type(self).__name__}",
+            maxsize=max_queued_events,
+            idle_exit=IDLE_EXIT,
+            exit_timeout=flush_timeout,
+            on_error="count",
+            on_failure=self._failed,
+            on_idle=self._run_idle,
+            on_close=partial(self._safely, self._closing),
+        )
+        """The queue and thread the events go through (drop-and-count when full)."""
+        shutdown.unregister(self.writer)
+        shutdown.register(self)
 
     def subscribe(self, start: Event) -> Subscriber:
         """Trace the run that ``start`` opens: its events are queued for the tracer's thread."""
@@ -153,7 +112,7 @@ class SpanTracer:
         timeout, one warning naming the cause, the work going on. Never raises."""
         bound = self.flush_timeout if timeout is None else timeout
         deadline = self._deadline_for(bound)
-        if not await self._drained(deadline, self._export):
+        if not await self._drained(deadline):
             self._late(bound, deadline, "the work goes on in the background")
         self._report_overflow()
 
@@ -162,12 +121,12 @@ class SpanTracer:
         ``timeout`` seconds (default ``flush_timeout``; the deadline of a wait still unfinished,
         none while the backend is down); later events are dropped. Called at interpreter
         exit for a tracer not closed."""
-        if self._stopped:
+        if self.writer.closed:
             return
-        _live.discard(self)
+        shutdown.unregister(self)
         bound = self.flush_timeout if timeout is None else timeout
         deadline = self._deadline_for(bound)
-        if not self._stop(deadline, self._closing):
+        if not self.writer.close(max(deadline - monotonic(), 0.0)):
             self._late(bound, deadline, "at close; what is left is dropped")
         self._report_overflow()
 
@@ -175,6 +134,33 @@ class SpanTracer:
     def destination(self) -> str:
         """Where the tracer exports, for messages."""
         return "its exporter"
+
+    # ---- closed at interpreter exit (hush.core.shutdown) --------------------------------
+
+    @property
+    def exit_timeout(self) -> float:
+        """How long the exit waits for the tracer: what is left of its flush deadline, nothing
+        while its backend is down or its thread failed."""
+        return max(self._deadline_for(self.flush_timeout) - monotonic(), 0.0)
+
+    @exit_timeout.setter
+    def exit_timeout(self, seconds: float) -> None:
+        self.flush_timeout = seconds
+
+    def begin_close(self) -> None:
+        """Start closing without waiting (at exit)."""
+        shutdown.unregister(self)
+        self.writer.begin_close()
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the close to finish; ``True`` also when it did
+        not but the reason was already said (the backend is down, the thread failed)."""
+        done = self.writer.wait_closed(timeout)
+        return done or self.health.down or self.failure is not None
+
+    def after_fork(self) -> None:
+        """In a forked child the thread does not exist: the next event starts one."""
+        self.writer.after_fork()
 
     # ---- what subclasses provide (called in the tracer's thread) ----------------------
 
@@ -229,7 +215,7 @@ class SpanTracer:
         if stalled is not None and stalled >= bound / 2:
             self.health.failed(f"no answer within {stalled:.1f} s")
             return
-        backlog = self._queue.qsize()
+        backlog = self.writer.pending
         if backlog:
             self._log.warning(
                 "%s tracing fell behind the run: %d event(s) not yet handled after %.1f s "
@@ -243,9 +229,8 @@ class SpanTracer:
         self.health.slow(bound, what)
 
     def _report_overflow(self) -> None:
-        with self._overflow_lock:
-            dropped, self._overflow = self._overflow, 0
-        if dropped:
+        dropped = self.writer.take_dropped()
+        if dropped and self.failure is None:
             self._log.warning(
                 "%s tracing dropped %d event(s): %d were already waiting for the tracer's thread "
                 "(max_queued_events); the traces of the runs concerned are incomplete, the runs "
@@ -258,113 +243,50 @@ class SpanTracer:
     # ---- the queue and the thread ---------------------------------------------------
 
     def _put(self, event: Event) -> None:
-        if self._stopped:
+        writer = self.writer
+        if writer.closed:
             return
-        if self._queue.qsize() >= self.max_queued_events and event.kind not in _NEVER_DROPPED:
-            with self._overflow_lock:
-                self._overflow += 1
-            return
-        self._queue.put(event)
-        if self._thread is None:
-            self._start_thread()
+        if not writer.offer(event, force=event.kind in _NEVER_DROPPED) and self.failure is None:
+            self._dropped_in[event.run_id] = self._dropped_in.get(event.run_id, 0) + 1
 
-    def _send(self, barrier: _Barrier) -> None:
-        self._queue.put(barrier)
-        if self._thread is None:
-            self._start_thread()
-
-    def _start_thread(self) -> None:
-        with self._thread_lock:
-            if self._thread is None and self.failure is None:
-                name = f"hush-{type(self).__name__}"
-                self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-                self._thread.start()
-
-    async def _drained(self, deadline: float, then: Callable[[], object] | None = None) -> bool:
-        """Wait until what was queued before is handled and ``then`` (run in the thread)
-        returned; ``False`` at ``deadline``, the work going on."""
-        if self._stopped:
+    async def _drained(self, deadline: float) -> bool:
+        """Wait until what was queued before is handled and exported; ``False`` at
+        ``deadline``, the work going on."""
+        if self.writer.closed or self.failure is not None:
             return True
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._send(_Barrier(then, lambda: _resolve_soon(loop, future), self._deadline))
-        try:
-            await asyncio.wait_for(asyncio.shield(future), max(deadline - monotonic(), 0.0))
-        except TimeoutError:
-            return False
-        return True
+        caught_up = partial(self._caught_up, self._deadline)
+        return await self.writer.aflush(max(deadline - monotonic(), 0.0), then=caught_up)
 
-    def _stop(self, deadline: float, then: Callable[[], object] | None = None) -> bool:
-        """Handle what is queued, run ``then`` and stop the thread, blocking until
-        ``deadline`` at most (``False`` if that was not enough); later events are dropped."""
-        if self._stopped:
-            return True
-        self._stopped = True
-        done = threading.Event()
-        self._send(_Barrier(then, done.set, self._deadline))
-        self._send(_Barrier(None, None, None))
-        return done.wait(max(deadline - monotonic(), 0.0))
+    def _caught_up(self, deadline: float | None) -> None:
+        """In the thread, at a flush: export, and end the shared wait it belongs to."""
+        self._run_idle()
+        self._safely(self._export)
+        if deadline is not None and self._deadline == deadline:
+            self._deadline = None
 
-    def _loop(self) -> None:
-        """The thread: serve the queue; if that fails, disable the tracer (one warning)."""
-        try:
-            self._serve()
-        except BaseException as exc:
-            self._failed(exc)
-
-    def _serve(self) -> None:
-        get, empty = self._queue.get, self._queue.empty
+    def _handle_batch(self, events: list[Event]) -> None:
+        """The thread: handle ``events`` in order, letting the loop have the GIL every
+        :data:`YIELD_EVERY` seconds; an exception loses its event's span only."""
         held = perf_counter()
-        while True:
+        for event in events:
             try:
-                item = get(timeout=IDLE_EXIT)
-            except queue.Empty:
-                with self._thread_lock:
-                    if not empty():
-                        continue
-                    self._thread = None
-                if not empty():
-                    self._start_thread()
-                return
-            if isinstance(item, _Barrier):
-                self._run_idle()
-                if item.release is None:
-                    return
-                item.run()
-                if item.deadline is not None and self._deadline == item.deadline:
-                    self._deadline = None
-                continue
-            try:
-                self._handle(item)
+                self._handle(event)
             except Exception:
                 self._failures += 1
                 self._log.log(
                     logging.WARNING if self._failures == 1 else logging.DEBUG,
                     "tracing could not handle a %s event of %s; its span is lost",
-                    item.kind,
-                    item.path,
+                    event.kind,
+                    event.path,
                     exc_info=self._failures == 1,
                 )
-            if empty():
-                self._run_idle()
-            elif perf_counter() - held > YIELD_EVERY:
+            if perf_counter() - held > YIELD_EVERY:
                 sleep(0)
                 held = perf_counter()
 
     def _failed(self, exc: BaseException) -> None:
-        """The thread failed: the tracer is disabled, waiters are released, one warning."""
+        """The thread failed: the tracer is disabled (later events are dropped), one warning."""
         self.failure = exc
-        self._stopped = True
-        _live.discard(self)
-        with self._thread_lock:
-            self._thread = None
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _Barrier) and item.release is not None:
-                item.release()
         self._log.warning(
             "%s tracing stopped: its thread failed (%s: %s); later runs are not traced, the "
             "runs are not affected",
@@ -372,6 +294,12 @@ class SpanTracer:
             type(exc).__name__,
             exc,
         )
+
+    def _safely(self, export: Callable[[], None]) -> None:
+        try:
+            export()
+        except Exception:
+            logger.warning("tracing export failed", exc_info=True)
 
     def _run_idle(self) -> None:
         try:
@@ -402,7 +330,7 @@ class SpanTracer:
                     opened.held = [start]
                     return
                 if opened.item is not None:
-                    _hold(opened.item, [start], False)
+                    hold(opened.item, [start], False)
                     return
             start()
         elif kind == "llm" and event.llm is not None:
@@ -412,10 +340,11 @@ class SpanTracer:
             if holder is None:
                 export()
             else:
-                _hold(holder, [export], event.llm.error is not None)
+                hold(holder, [export], event.llm.error is not None)
         elif kind == "node_end" and (span := run.open.pop(event.path, None)):
             self._ended(run, span, event)
         elif kind == "run_end":
+            run.dropped = self._dropped_in.pop(event.run_id, 0)
             try:
                 self._end_run(run, event)
             finally:
@@ -435,7 +364,7 @@ class SpanTracer:
             for export in exports:
                 export()
         else:
-            _hold(span.item, exports, failed or span.errored)
+            hold(span.item, exports, failed or span.errored)
 
     def _emit_start(self, run: RunSpans, span: OpenSpan) -> None:
         if self.health.available():
@@ -469,76 +398,3 @@ class SpanTracer:
             return True
         self.health.gave_up(1)
         return False
-
-
-def _hold(item: OpenSpan, exports: list[Callable[[], None]], failed: bool) -> None:
-    """Keep ``exports`` until ``item`` ends; a failure among them means it is exported."""
-    assert item.held is not None
-    item.held.extend(exports)
-    item.errored = item.errored or failed
-
-
-def sampled(run_id: str, path: str, share: float) -> bool:
-    """Whether the item at ``path`` of run ``run_id`` is among the ``share`` traced: a hash of
-    both, so the same run id keeps the same items."""
-    if share >= 1.0:
-        return True
-    return zlib.crc32(f"{run_id}\x00{path}".encode()) < share * 2**32
-
-
-class _Barrier:
-    """Runs ``then`` once what was queued before it is handled, then ``release``; with no
-    ``release``, stops the thread. ``deadline`` is the shared wait deadline it belongs to."""
-
-    __slots__ = ("deadline", "release", "then")
-
-    def __init__(
-        self,
-        then: Callable[[], object] | None,
-        release: Callable[[], object] | None,
-        deadline: float | None,
-    ) -> None:
-        self.then = then
-        self.release = release
-        self.deadline = deadline
-
-    def run(self) -> None:
-        try:
-            if self.then is not None:
-                self.then()
-        except Exception:
-            logger.warning("tracing export failed", exc_info=True)
-        finally:
-            if self.release is not None:
-                self.release()
-
-
-def _resolve_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-    def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(resolve)
-
-
-_live: weakref.WeakSet[SpanTracer] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    """At interpreter exit, export what the tracers not closed still hold (each bounded by
-    its ``flush_timeout``, none while its backend is down)."""
-    for tracer in list(_live):
-        tracer.close()
-
-
-def _forget_threads() -> None:
-    """In a forked child the tracers' threads do not exist: the next event starts new ones."""
-    for tracer in list(_live):
-        tracer._thread = None
-        tracer._thread_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_threads)

@@ -89,6 +89,7 @@ class Blocking(SpanTracer):
         self.entered = threading.Event()
         self.release = threading.Event()
         self.root_ended = threading.Event()
+        self.dropped = -1
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
     def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
@@ -97,6 +98,7 @@ class Blocking(SpanTracer):
             self.release.wait(30)
         self.ended.append(span.name)
         if span.parent is None:
+            self.dropped = run.dropped
             self.root_ended.set()
 
 
@@ -118,7 +120,7 @@ async def test_a_full_queue_drops_events_with_one_warning_and_never_waits(
     assert await asyncio.to_thread(tracer.entered.wait, 10)
     for event in node_events("r", 50)[3:]:
         sink(event)  # the thread is held: only 10 fit, the rest are dropped at once
-    assert tracer._queue.qsize() == 10
+    assert tracer.writer.pending == 10
     sink(Event("run_end", "g", "r", status="ok"))  # a run's end is always kept
     tracer.release.set()
     with anyio.fail_after(10):
@@ -127,6 +129,7 @@ async def test_a_full_queue_drops_events_with_one_warning_and_never_waits(
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "dropped 88 event(s)" in warning and "max_queued_events" in warning
     assert tracer.ended[0] == "n0" and tracer.ended[-1] == "g" and tracer._runs == {}
+    assert tracer.dropped == 88, "the run's root knows how many of its events were dropped"
     await tracer.flush(1.0)
     assert len(caplog.records) == 1, "the drops were reported once"
 
@@ -175,7 +178,7 @@ async def test_a_failed_thread_disables_the_tracer_with_one_warning(
     assert "tracing stopped" in warning and "Fatal: span building broke" in warning
     for event in node_events("r2", 1000):
         sink(event)
-    assert tracer._queue.qsize() == 0, "a disabled tracer queues nothing"
+    assert tracer.writer.pending == 0, "a disabled tracer queues nothing"
     assert "backend" not in caplog.text and "export to" not in caplog.text
 
 
@@ -211,7 +214,7 @@ def test_a_forked_child_traces_with_a_thread_of_its_own() -> None:
         sink = tracer.subscribe(Event("run_start", "g", "r"))
         sink(Event("run_start", "g", "r", name="g"))
         asyncio.run(tracer.flush(10))
-        assert tracer._thread is not None
+        assert tracer.writer._thread is not None
         pid = os.fork()
         if pid == 0:
             sink(Event("run_end", "g", "r", status="ok"))

@@ -61,6 +61,9 @@ class Collecting(SpanTracer):
     def _export(self) -> None:
         self.export()
 
+    def _closing(self) -> None:
+        self.export()
+
 
 def test_hanging_export_is_bounded_queued_and_does_not_hold_up_asyncio_run() -> None:
     release = threading.Event()
@@ -74,7 +77,7 @@ def test_hanging_export_is_bounded_queued_and_does_not_hold_up_asyncio_run() -> 
     tracer = Collecting(hang)
 
     async def main() -> list[bool]:
-        return [await tracer._drained(soon(0.1), hang), await tracer._drained(soon(0.1), hang)]
+        return [await tracer._drained(soon(0.1)), await tracer._drained(soon(0.1))]
 
     started = time.monotonic()
     assert asyncio.run(main()) == [False, False]
@@ -87,7 +90,8 @@ def test_hanging_export_is_bounded_queued_and_does_not_hold_up_asyncio_run() -> 
     asyncio.run(tracer.flush(5.0))
     assert calls == 3 and tracer.ended == []
     sink(Event("run_end", "g", "r", status="ok"))
-    assert tracer._stop(soon(1.0), hang) and calls == 4
+    tracer.close(1.0)
+    assert tracer.writer.closed and calls == 4
     assert tracer.ended == ["g:ok", "n:unfinished"]
     sink(Event("run_start", "late", "r2"))
     assert tracer._runs == {}
@@ -115,15 +119,15 @@ def test_an_idle_tracer_holds_no_thread_and_wakes_on_the_next_event(
     sink(Event("run_start", "g", "r", name="g"))
     sink(Event("run_end", "g", "r", status="ok"))
     assert asyncio.run(tracer._drained(soon(5.0)))
-    thread = tracer._thread
+    thread = tracer.writer._thread
     assert thread is not None
     thread.join(5.0)
-    assert not thread.is_alive() and tracer._thread is None
+    assert not thread.is_alive() and tracer.writer._thread is None
     sink(Event("run_start", "h", "r2", name="h"))
     sink(Event("run_end", "h", "r2", status="ok"))
     assert asyncio.run(tracer._drained(soon(5.0)))
     assert tracer.ended == ["g:ok", "h:ok"]
-    tracer._thread.join(5.0)  # type: ignore[union-attr]
+    tracer.writer._thread.join(5.0)  # type: ignore[union-attr]
     ref = weakref.ref(tracer)
     del tracer, sink
     gc.collect()

@@ -1,0 +1,75 @@
+"""What a tracer knows of a run while it traces it: its open spans, and which map items
+a sampled trace keeps."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hush.core.events import Event
+
+
+@dataclass(slots=True)
+class OpenSpan:
+    """A span whose start arrived and whose end did not yet."""
+
+    id: int
+    parent: OpenSpan | None
+    start: Event
+    item: OpenSpan | None = None
+    """The innermost map item around it, whose end decides whether it is exported (sampling)."""
+    held: list[Callable[[], None]] | None = None
+    """A sampled item's exports waiting for its end."""
+    errored: bool = False
+    """A sampled item that holds a failure (always exported)."""
+    export: Any = None
+    """What the tracer made of the span when it started (an OpenTelemetry span)."""
+
+    @property
+    def name(self) -> str:
+        return self.start.name or self.start.path
+
+    @property
+    def holder(self) -> OpenSpan | None:
+        """The item whose end decides on what ends inside this span: itself or its ``item``."""
+        return self if self.held is not None else self.item
+
+
+@dataclass(slots=True)
+class RunSpans:
+    """One run being traced."""
+
+    start: Event
+    trace_id: int
+    fields: dict[str, Any]
+    """``user_id``, ``session_id``, ``tags`` and ``metadata`` of the run."""
+    open: dict[str, OpenSpan] = field(default_factory=dict)
+    common: dict[str, Any] = field(default_factory=dict)
+    """What a tracer shares between the spans of the run."""
+    dropped: int = 0
+    """Events of the run the full queue dropped (known at its end; its trace is incomplete)."""
+
+    @property
+    def run_id(self) -> str:
+        return self.start.run_id
+
+    @property
+    def name(self) -> str:
+        return self.start.name or self.start.path
+
+
+def hold(item: OpenSpan, exports: list[Callable[[], None]], failed: bool) -> None:
+    """Keep ``exports`` until ``item`` ends; a failure among them means it is exported."""
+    assert item.held is not None
+    item.held.extend(exports)
+    item.errored = item.errored or failed
+
+
+def sampled(run_id: str, path: str, share: float) -> bool:
+    """Whether the item at ``path`` of run ``run_id`` is among the ``share`` traced: a hash of
+    both, so the same run id keeps the same items."""
+    if share >= 1.0:
+        return True
+    return zlib.crc32(f"{run_id}\x00{path}".encode()) < share * 2**32
