@@ -30,6 +30,7 @@ from hush.core.events import Event, LLMCall
 from hush.core.redaction import register_secret
 from hush.observability.credentials import resolve_credentials
 from hush.observability.ids import trace_id_for
+from hush.observability.item_traces import session_of
 from hush.observability.otel import (
     DEFAULT_MAX_QUEUE_SIZE,
     Attributes,
@@ -43,7 +44,7 @@ from hush.observability.serialize import (
     to_jsonable,
     usage_details,
 )
-from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, RunSpans
+from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class LangfuseTracer(OTelTracer):
     output and metadata value holds at most ``max_field_chars`` characters. With
     ``tracer_provider``, the Langfuse processor is added to your provider. ``sample`` traces
     that share of map items (failed ones always); ``sample_rate`` that share of runs.
+    ``trace_per_item`` makes each map item a trace of its own, named ``"{graph} {item}"``, in
+    the run's session (its ``session_id``, else its ``run_id``).
     """
 
     backend = "Langfuse"
@@ -89,6 +92,7 @@ class LangfuseTracer(OTelTracer):
         tracer_provider: TracerProvider | None = None,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
         sample: float = 1.0,
+        trace_per_item: bool = False,
     ) -> None:
         credentials = resolve_credentials(public_key, secret_key, host)
         headers = _headers(credentials.public_key, credentials.secret_key)
@@ -111,6 +115,7 @@ class LangfuseTracer(OTelTracer):
             log=logger,
             max_queued_events=max_queued_events,
             sample=sample,
+            trace_per_item=trace_per_item,
         )
         exporter = self.otlp_exporter(
             f"{self.host}/api/public/otel/v1/traces",
@@ -159,6 +164,8 @@ class LangfuseTracer(OTelTracer):
         for key, name in (("user_id", A.TRACE_USER_ID), ("session_id", A.TRACE_SESSION_ID)):
             if fields.get(key) is not None and str(fields[key]):
                 attributes[name] = self._short(fields[key], key)
+        if self.trace_per_item:
+            attributes[A.TRACE_SESSION_ID] = self._short(session_of(run), "session_id")
         tags = [self._short(t, "a tag") for t in fields.get("tags") or () if str(t)]
         if tags:
             attributes[A.TRACE_TAGS] = tags
@@ -168,6 +175,15 @@ class LangfuseTracer(OTelTracer):
                 text = meta_value(value, self.max_field_chars)
                 attributes[f"{A.TRACE_METADATA}.{key}"] = self._short(text, f"metadata {key!r}")
         return attributes
+
+    def item_trace_attributes(self, run: RunSpans, item: OpenSpan) -> Attributes:
+        """An item's own trace: named after the graph and the item, the run's trace id in its
+        metadata (the session is the run's)."""
+        run_trace = meta_value(f"{run.trace_id:032x}", self.max_field_chars)
+        return {
+            A.TRACE_NAME: self._short(f"{run.name} {item.name}", "the trace name"),
+            f"{A.TRACE_METADATA}.run_trace_id": run_trace,
+        }
 
     def _short(self, value: Any, what: str) -> str:
         """``value`` as a string Langfuse keeps as a trace-level field: longer ones are cut to

@@ -32,6 +32,7 @@ from hush.core.events import Event, LLMCall
 from hush.core.redaction import register_secret
 from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
+from hush.observability.item_traces import item_trace_id, outermost_item, run_root, session_of
 from hush.observability.openinference import chain_attributes, llm_attributes
 from hush.observability.otel_ids import RunIds, run_ids
 from hush.observability.serialize import DEFAULT_MAX_CHARS, fit, to_json_text, usage_details
@@ -77,6 +78,7 @@ class OTelTracer(SpanTracer):
         log: logging.Logger | None = None,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
         sample: float = 1.0,
+        trace_per_item: bool = False,
     ) -> None:
         if not isinstance(provider, TracerProvider):
             raise TypeError(
@@ -87,6 +89,9 @@ class OTelTracer(SpanTracer):
         """Whether the provider is the tracer's own (shut down by :meth:`close`)."""
         self.max_field_chars = max_field_chars
         self.include_io = include_io
+        self.trace_per_item = trace_per_item
+        """Each outermost map item is a trace of its own (:mod:`hush.observability.item_traces`)."""
+        self._item_common: dict[str, dict[int, Attributes]] = {}
         tracer = provider.get_tracer("hush", __version__)
         self._tracer = tracer if isinstance(tracer, Tracer) else None
         """Hush's tracer of the provider; ``None`` when the SDK is disabled (nothing traced)."""
@@ -126,13 +131,17 @@ class OTelTracer(SpanTracer):
         return True
 
     def span_started(self, run: RunSpans, span: OpenSpan) -> None:
+        trace_id, common, item = self._trace(run, span)
+        attributes = {**common, **self.span_start(run, span.start)}
+        if item is not span:
+            span.export = self._start(
+                trace_id, span.id, span.parent, span.name, span.start.time, attributes
+            )
+            return
+        root = SpanContext(run.trace_id, run_root(span).id, False, _SAMPLED)
+        links = [trace.Link(root, {"hush.link": "run"})]
         span.export = self._start(
-            run,
-            span.id,
-            span.parent,
-            span.name,
-            span.start.time,
-            {**run.common, **self.span_start(run, span.start)},
+            trace_id, span.id, None, span.name, span.start.time, attributes, links=links
         )
 
     def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
@@ -140,6 +149,8 @@ class OTelTracer(SpanTracer):
             self.span_started(run, span)
         live: Span = span.export
         live.set_attributes(self.span_end(run, end))
+        if span.parent is None:
+            self._item_common.pop(run.run_id, None)
         error = end.error
         _end(live, end.time, (error.type, error.message, error.traceback or "") if error else None)
 
@@ -147,40 +158,58 @@ class OTelTracer(SpanTracer):
         llm = event.llm
         assert llm is not None
         failed = llm.error.partition(": ") if llm.error else None
+        trace_id, common, _ = self._trace(run, owner)
         live = self._start(
-            run,
+            trace_id,
             new_span_id(),
             owner,
             self.generation_name(event, llm),
             llm.started,
-            {**run.common, **self.generation_attributes(run, event, llm)},
+            {**common, **self.generation_attributes(run, event, llm)},
             trace.SpanKind.CLIENT,
         )
         _end(live, llm.ended, failed and (failed[0], failed[2], ""))
 
     def _start(
         self,
-        run: RunSpans,
+        trace_id: int,
         span_id: int,
         parent: OpenSpan | None,
         name: str,
         start: float,
         attributes: Attributes,
         kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        links: list[trace.Link] | None = None,
     ) -> Span:
-        """Start a span through the SDK: ``span_id`` under ``parent`` (the run's root when
-        ``None``, with the run's trace id)."""
+        """Start a span through the SDK: ``span_id`` under ``parent`` (a trace's root, of id
+        ``trace_id``, when ``None``)."""
         if parent is None:
             context = Context()
-            self._ids.next(run.trace_id, span_id)
+            self._ids.next(trace_id, span_id)
         else:
             above = parent.export
             if above is None:
-                above = NonRecordingSpan(SpanContext(run.trace_id, parent.id, False, _SAMPLED))
+                above = NonRecordingSpan(SpanContext(trace_id, parent.id, False, _SAMPLED))
             context = trace.set_span_in_context(above)
             self._ids.next(None, span_id)
         assert self._tracer is not None
-        return self._tracer.start_span(name, context, kind, attributes, start_time=int(start * 1e9))
+        return self._tracer.start_span(
+            name, context, kind, attributes, links, start_time=int(start * 1e9)
+        )
+
+    def _trace(
+        self, run: RunSpans, span: OpenSpan | None
+    ) -> tuple[int, Attributes, OpenSpan | None]:
+        """The trace of ``span`` (or of a child of it): its id, the attributes its spans
+        share, and the item at its root (``None`` for the run's own trace)."""
+        item = outermost_item(span) if self.trace_per_item else None
+        if item is None:
+            return run.trace_id, run.common, None
+        known = self._item_common.setdefault(run.run_id, {})
+        common = known.get(item.id)
+        if common is None:
+            common = known[item.id] = {**run.common, **self.item_trace_attributes(run, item)}
+        return item_trace_id(run, item), common, item
 
     # ---- attributes: what a backend reads (subclasses extend these) ----------------
 
@@ -214,6 +243,10 @@ class OTelTracer(SpanTracer):
         """Attributes for every span of the run."""
         return {"hush.run_id": run.run_id}
 
+    def item_trace_attributes(self, run: RunSpans, item: OpenSpan) -> Attributes:
+        """Attributes of every span of an item's own trace (``trace_per_item``)."""
+        return {"hush.run_trace_id": f"{run.trace_id:032x}", "session.id": session_of(run)}
+
     def span_start(self, run: RunSpans, event: Event) -> Attributes:
         """Attributes of a span known when it starts."""
         attributes: Attributes = {"hush.kind": event.type or "node", "hush.path": event.path}
@@ -222,6 +255,8 @@ class OTelTracer(SpanTracer):
             for key, name in (("user_id", "user.id"), ("session_id", "session.id")):
                 if fields.get(key):
                     attributes[name] = str(fields[key])
+            if self.trace_per_item:
+                attributes["session.id"] = session_of(run)
             if fields.get("tags"):
                 attributes["hush.tags"] = [str(t) for t in fields["tags"]]
             if fields.get("metadata"):

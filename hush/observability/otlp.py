@@ -37,7 +37,8 @@ class OTLPTracer(OTelTracer):
     ``token`` or ``secret``) are redacted from every message. Pass
     ``tracer_provider`` to send the spans through your own provider and its
     processors instead; nothing is added to it. ``sample`` traces that share of map items
-    (failed ones always); ``sample_rate`` that share of runs.
+    (failed ones always); ``sample_rate`` that share of runs. ``trace_per_item`` makes each
+    map item a trace of its own, linked to the run's (:mod:`hush.observability.item_traces`).
     """
 
     backend = "OTLP"
@@ -58,6 +59,7 @@ class OTLPTracer(OTelTracer):
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
         project_name: str | None = None,
         sample: float = 1.0,
+        trace_per_item: bool = False,
     ) -> None:
         self.endpoint = traces_endpoint(endpoint)
         own = tracer_provider is None
@@ -75,6 +77,7 @@ class OTLPTracer(OTelTracer):
             log=logger,
             max_queued_events=max_queued_events,
             sample=sample,
+            trace_per_item=trace_per_item,
         )
         register_header_secrets(headers, what="OTLPTracer header")
         if own:

@@ -56,6 +56,8 @@ class ReceivedSpan:
     end_ns: int
     kind: int = 0
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    links: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """Each link's trace id, span id and attributes."""
 
     @property
     def type(self) -> str | None:
@@ -174,6 +176,10 @@ def decode_spans(body: bytes) -> list[ReceivedSpan]:
                         end_ns=span.end_time_unix_nano,
                         kind=span.kind,
                         events=[(e.name, _attributes(e.attributes)) for e in span.events],
+                        links=[
+                            (link.trace_id.hex(), link.span_id.hex(), _attributes(link.attributes))
+                            for link in span.links
+                        ],
                     )
                 )
     return spans
