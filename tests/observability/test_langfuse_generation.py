@@ -40,3 +40,36 @@ def test_an_estimated_usage_is_marked(make_tracer: Callable[..., LangfuseTracer]
     attributes = _attributes(tracer, _call(usage=usage))
     assert attributes["langfuse.observation.metadata.usage_estimated"] == "true"
     assert attributes["hush.usage_estimated"] is True
+
+
+def test_cached_tokens_use_the_usage_key_the_langfuse_sdk_uses_for_openai() -> None:
+    # The installed SDK's own conversion of an OpenAI usage (its LangChain handler): cached
+    # prompt tokens become ``input_cached_tokens`` and leave ``input``. Reasoning tokens keep
+    # the same pattern, ``output_reasoning_tokens``, a usage type of Langfuse's default OpenAI
+    # prices (worker/src/constants/default-model-prices.json: o1, o3, gpt-5). The extra "x"
+    # keeps the SDK from passing an exact OpenAI usage through for its server to convert.
+    from langfuse.langchain.CallbackHandler import _parse_usage_model
+
+    from hush.observability.langfuse import langfuse_usage
+
+    openai_usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 300,
+        "total_tokens": 1300,
+        "prompt_tokens_details": {"cached_tokens": 800},
+        "x": 0,
+    }
+    sdk = _parse_usage_model(openai_usage)
+    ours = langfuse_usage(
+        {
+            "prompt_tokens": 1000,
+            "completion_tokens": 300,
+            "total_tokens": 1300,
+            "cached_tokens": 800,
+        }
+    )
+    assert ours is not None
+    for key in ("input", "output", "total", "input_cached_tokens"):
+        assert ours[key] == sdk[key], key
+    with_reasoning = langfuse_usage({"completion_tokens": 300, "reasoning_tokens": 200})
+    assert with_reasoning == {"output": 100, "output_reasoning_tokens": 200, "total": 300}
