@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 HUSH = [sys.executable, "-m", "hush.cli"]
 PRELOAD = ("hush.cli", "hush.batch", "hush.providers", "hush.checkpoint", "openai", "openpyxl")
@@ -56,6 +56,12 @@ def run_script(
     return _run({"script": str(script)}, [sys.executable, str(script)], cwd, env, None, timeout)
 
 
+def start_hush(args: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> Started:
+    """``hush ARGS`` started in the background, as ``subprocess.Popen`` does (use it in a
+    ``with`` block: leaving it kills the command if it still runs)."""
+    return Started([*HUSH, *args], {"argv": list(args)}, cwd, env, None)
+
+
 def _run(
     job: dict[str, Any],
     command: list[str],
@@ -64,74 +70,145 @@ def _run(
     umask: int | None,
     timeout: float,
 ) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ if env is None else env)
-    if _SPAWN:
-        return subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=cwd,
-            env=environment,
-            preexec_fn=None if umask is None else (lambda: os.umask(umask) and None),
-        )
-    with tempfile.TemporaryDirectory(prefix="hush-process-") as tmp:
-        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+    with Started(command, job, cwd, env, umask) as started:
+        returncode = started.wait(timeout)
+        return subprocess.CompletedProcess(command, returncode, started.stdout(), started.stderr())
+
+
+class Started:
+    """One command in its own process (forked, or spawned under ``HUSH_TEST_SPAWN=1``),
+    its stdout and stderr in files."""
+
+    def __init__(
+        self,
+        command: list[str],
+        job: dict[str, Any],
+        cwd: Path,
+        env: Mapping[str, str] | None,
+        umask: int | None,
+    ) -> None:
+        self.command = command
+        self.returncode: int | None = None
+        self._dir = tempfile.TemporaryDirectory(prefix="hush-process-")
+        self._out, self._err = Path(self._dir.name) / "stdout", Path(self._dir.name) / "stderr"
+        environment = dict(os.environ if env is None else env)
+        self._spawned: subprocess.Popen[bytes] | None = None
+        if _SPAWN:
+            with self._out.open("wb") as out, self._err.open("wb") as err:
+                self._spawned = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    cwd=cwd,
+                    env=environment,
+                    preexec_fn=None if umask is None else (lambda: os.umask(umask) and None),
+                )
+            self.pid = self._spawned.pid
+            return
         job |= {"cwd": str(cwd), "env": environment, "umask": umask}
-        job |= {"stdout": str(out), "stderr": str(err)}
-        returncode = _forker().run(job, command, timeout)
-        return subprocess.CompletedProcess(command, returncode, _text(out), _text(err))
+        job |= {"stdout": str(self._out), "stderr": str(self._err)}
+        self._forker = _forker()
+        self.pid = self._forker.start(job)
+
+    def poll(self) -> int | None:
+        """The exit status, or ``None`` while the command runs."""
+        if self.returncode is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.wait(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit status (``subprocess.TimeoutExpired`` after ``timeout``)."""
+        if self.returncode is None:
+            if self._spawned is not None:
+                self.returncode = self._spawned.wait(timeout)
+            else:
+                try:
+                    self.returncode = self._forker.finish(timeout)
+                except TimeoutError:
+                    raise subprocess.TimeoutExpired(self.command, timeout or 0) from None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the command if it still runs."""
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def stdout(self) -> str:
+        """What the command wrote to stdout so far."""
+        return _text(self._out)
+
+    def stderr(self) -> str:
+        """What the command wrote to stderr so far."""
+        return _text(self._err)
+
+    def __enter__(self) -> Started:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.poll() is None:
+            self.send_signal(signal.SIGKILL)
+            self.wait(60)
+        self._dir.cleanup()
 
 
 def _text(path: Path) -> str:
     """What a text-mode pipe would have read (UTF-8, universal newlines)."""
+    if not path.exists():
+        return ""
     data = path.read_bytes().decode("utf-8", errors="replace")
     return data.replace("\r\n", "\n").replace("\r", "\n")
 
 
 class _Forker:
     """The helper process and its protocol: one JSON line per job, ``{"pid"}`` then
-    ``{"returncode"}`` back."""
+    ``{"returncode"}`` back. One job at a time."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+            [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
+        self._buffer = b""
+        self._busy = False
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def run(self, job: dict[str, Any], command: list[str], timeout: float) -> int:
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None
-        stdin.write(json.dumps(job) + "\n")
+    def start(self, job: dict[str, Any]) -> int:
+        """Send ``job``; the pid of the child running it."""
+        assert not self._busy, "one command at a time"
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(json.dumps(job).encode() + b"\n")
         stdin.flush()
-        pid = int(json.loads(_line(stdout, 60.0))["pid"])
-        try:
-            return int(json.loads(_line(stdout, timeout))["returncode"])
-        except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
-            _line(stdout, 60.0)
-            raise subprocess.TimeoutExpired(command, timeout) from None
+        self._busy = True
+        return int(json.loads(self._line(60.0))["pid"])
+
+    def finish(self, timeout: float | None) -> int:
+        """The exit status of the running job (``TimeoutError`` after ``timeout``)."""
+        returncode = int(json.loads(self._line(timeout))["returncode"])
+        self._busy = False
+        return returncode
+
+    def _line(self, timeout: float | None) -> bytes:
+        stdout = self.process.stdout
+        assert stdout is not None
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([stdout], [], [], timeout)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(stdout.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError("the hush test process ended unexpectedly")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
 
     def close(self) -> None:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait(10)
-
-
-def _line(stream: IO[str], timeout: float) -> str:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    if not ready:
-        raise TimeoutError
-    line = stream.readline()
-    if not line:
-        raise RuntimeError("the hush test process ended unexpectedly")
-    return line
 
 
 _lock = threading.Lock()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from hush.providers import get_registry
 from hush.testing import MockLLMServer
 from tests.batch.conftest import (
     AWKWARD,
-    HUSH,
     RESULT_COLUMNS,
     asked,
     env_for,
@@ -25,6 +23,7 @@ from tests.batch.conftest import (
     read_rows,
     write_rows,
 )
+from tests.hush_process import start_hush
 
 
 @pytest.mark.parametrize("ext", [".csv", ".xlsx", ".jsonl"])
@@ -94,27 +93,14 @@ def test_batch_killed_mid_run_continues_without_asking_a_finished_row_twice(
     server.configure(latency=0.05)
     args = ["batch", "in.csv", "-o", "out.csv", "--prompt", "{text}", "--concurrency", "4"]
     args += ["--model", "gpt-4o-mini"]
-    child = subprocess.Popen(
-        [*HUSH, *args],
-        cwd=workdir,
-        env=env_for(workdir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with start_hush(args, cwd=workdir, env=env_for(workdir)) as child:
         deadline = time.monotonic() + 60
         while server.total_requests < 40 and time.monotonic() < deadline:
-            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert child.poll() is None, child.stderr()
             time.sleep(0.01)
         assert server.total_requests >= 40
         child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        if child.stderr:
-            child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+        assert child.wait(timeout=10) == -signal.SIGKILL
 
     saved = saved_answers(workdir / "out.csv.checkpoint.db")
     finished = {

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hush.testing import MockLLMServer
-from tests.batch.conftest import HUSH, env_for, hush, read_rows, write_rows
+from tests.batch.conftest import env_for, hush, read_rows, write_rows
+from tests.hush_process import Started, start_hush
 
 ARGS = ["batch", "in.csv", "-o", "out.csv", "--prompt", "Say: {text}", "--batch-api"]
 
@@ -50,36 +51,21 @@ def test_batch_api_sends_one_batch_and_no_chat_request(
         assert f"row {i}" in str(row["answer"]) and not row["error"]
 
 
-def _wait_for(condition: object, child: subprocess.Popen[bytes]) -> None:
+def _wait_for(condition: Callable[[], bool], child: Started) -> None:
     deadline = time.monotonic() + 60
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+    while not condition() and time.monotonic() < deadline:
+        assert child.poll() is None, child.stderr()
         time.sleep(0.01)
-    assert condition(), "the child never got there"  # type: ignore[operator]
+    assert condition(), "the child never got there"
 
 
 def _kill_while_polling(batch_dir: Path, server: MockLLMServer) -> None:
     """Start ``hush batch --batch-api`` and SIGKILL it once its batch is being polled."""
-    child = subprocess.Popen(
-        [*HUSH, *ARGS, "--model", "gpt-4o-mini"],
-        cwd=batch_dir,
-        env=env_for(batch_dir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_for(
-            lambda: any(p.startswith("/v1/batches/") for p in _paths(server)),
-            child,
-        )
+    args = [*ARGS, "--model", "gpt-4o-mini"]
+    with start_hush(args, cwd=batch_dir, env=env_for(batch_dir)) as child:
+        _wait_for(lambda: any(p.startswith("/v1/batches/") for p in _paths(server)), child)
         child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        if child.stderr:
-            child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+        assert child.wait(timeout=10) == -signal.SIGKILL
 
 
 def test_killed_while_the_batch_runs_then_rerun_creates_no_second_batch(
