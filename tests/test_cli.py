@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hush_process import run_hush
+from tests.hush_process import run_hush, start_hush
 
 ROOT = Path(__file__).resolve().parent.parent
 HUSH = [sys.executable, "-m", "hush.cli"]
@@ -233,24 +233,15 @@ def test_ctrl_c_on_a_checkpointed_run_says_what_was_saved_and_how_to_resume(
     )
     (workdir / "in.json").write_text('{"xs": [0, 1, 2, 3, 4]}')
     args = ["run", "slow.py:graph", "-i", "in.json", "--checkpoint", "c.db", "--run-id", "s"]
-    child = subprocess.Popen(
-        [*HUSH, *args, "--no-progress"],
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    assert child.stdout is not None
-    seen = 0
-    while seen < 3:
-        line = child.stdout.readline()
-        assert line, "the run ended before it could be interrupted"
-        seen += line.startswith("done")
-    time.sleep(0.3)
-    child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=30)
-    assert child.returncode == 130, stderr
+    with start_hush([*args, "--no-progress"], cwd=workdir) as child:
+        deadline = time.monotonic() + 60
+        while child.stdout().count("done") < 3 and time.monotonic() < deadline:
+            assert child.poll() is None, "the run ended before it could be interrupted"
+            time.sleep(0.01)
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=30) == 130, child.stderr()
+        stderr = child.stderr()
     assert "Traceback" not in stderr
     assert "interrupted: 3 finished result(s) of run 's' are saved in c.db" in stderr
     resume = stderr.strip().splitlines()[-1]
