@@ -1,8 +1,5 @@
-"""A worker's side of the driver's run: its messages to the driver and the run's budget.
+"""A worker's side of the driver's budget.
 
-A Ray call streams lists of messages back to the driver (see
-:class:`~hush.distributed.worker.ItemRunner`); :class:`Outbox` collects them, so
-that what is ready in one turn of the worker's event loop goes in one message.
 :class:`DriverSpend` is the parent of each item's own
 :class:`~hush.providers.spend.RunSpend`: every LLM request asks the driver's spend
 for its budget hold (the driver answers through ``ItemRunner.answer``) and
@@ -12,8 +9,6 @@ hold across every worker and the driver counts each call once.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,45 +16,8 @@ from hush.providers.errors import BudgetExceededError
 from hush.providers.spend import Hold, ResourceSpend, RunSpend
 
 if TYPE_CHECKING:
+    from hush.distributed.outbox import Outbox
     from hush.providers.pricing import Price
-
-Message = tuple[Any, ...]
-"""``(kind, ...)``: see :meth:`~hush.distributed.worker.ItemRunner.run`."""
-
-_numbers = itertools.count(1)
-
-
-class Outbox:
-    """The messages of one call, waiting to be streamed to the driver."""
-
-    def __init__(self, answers: dict[int, asyncio.Future[Any]]) -> None:
-        self.answers = answers
-        self._messages: list[Message] = []
-        self._ready = asyncio.Event()
-
-    def put(self, message: Message) -> None:
-        self._messages.append(message)
-        self._ready.set()
-
-    async def take(self) -> list[Message]:
-        """Every message queued so far (waits for at least one); what queues while the
-        previous list is being sent goes in the next one."""
-        await self._ready.wait()
-        self._ready.clear()
-        messages, self._messages = self._messages, []
-        return messages
-
-    async def ask(self, message: Message) -> Any:
-        """Send ``message`` (its second field is set to a fresh request number) and wait
-        for the driver's answer."""
-        number = next(_numbers)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.answers[number] = future
-        try:
-            self.put((message[0], number, *message[2:]))
-            return await future
-        finally:
-            self.answers.pop(number, None)
 
 
 class DriverSpend(RunSpend):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 if TYPE_CHECKING:
-    from hush.distributed.budget import Outbox
+    from hush.distributed.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 

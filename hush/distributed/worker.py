@@ -19,16 +19,19 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import anyio
 import ray
+from anyio.abc import TaskGroup
 
 from hush.core import runtime
 from hush.core.context import RunContext
 from hush.core.errors import NodeError
 from hush.core.events import Emitter
 from hush.core.state import RunRecord
-from hush.distributed.budget import DriverSpend, Message, Outbox
+from hush.distributed.budget import DriverSpend
 from hush.distributed.cache import WorkerCache
 from hush.distributed.errors import load_error
+from hush.distributed.outbox import Message, Outbox
 from hush.providers.resources import LLMResource
 
 Item = tuple[int, str, dict[str, Any]]
@@ -41,7 +44,7 @@ class ItemRunner:
 
     def __init__(self, owner: str, items_at_once: int) -> None:
         from hush.distributed import limits
-        from hush.providers.limiter import use_limiters
+        from hush.providers.limiter_registry import use_limiters
 
         limits.OWNER = owner
         use_limiters(limits.ClusterLimiter)
@@ -49,6 +52,8 @@ class ItemRunner:
         self.bodies: dict[str, asyncio.Future[Any]] = {}
         self.slots: asyncio.Semaphore | None = None
         self.answers: dict[int, asyncio.Future[Any]] = {}
+        self.group: asyncio.Future[TaskGroup] | None = None
+        self.host: asyncio.Task[None] | None = None
 
     def pid(self) -> int:
         """This worker's process id."""
@@ -88,10 +93,12 @@ class ItemRunner:
             return
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.items_at_once)
-        tasks = [
-            asyncio.ensure_future(self._item(plan, item, run_id, observed, budget, cache, outbox))
-            for item in items
-        ]
+        group = await self._group()
+        scopes = [anyio.CancelScope() for _ in items]
+        for scope, item in zip(scopes, items, strict=True):
+            group.start_soon(
+                self._scoped, scope, plan, item, run_id, observed, budget, cache, outbox
+            )
         try:
             remaining = len(items)
             while remaining:
@@ -99,8 +106,21 @@ class ItemRunner:
                 remaining -= sum(1 for message in batch if message[0] == "done")
                 yield batch
         finally:
-            for task in tasks:
-                task.cancel()
+            for scope in scopes:
+                scope.cancel()
+
+    def _group(self) -> asyncio.Future[TaskGroup]:
+        """The task group of every item, hosted by one task for the worker's life: anyio
+        keeps the threads of sync code nodes for that task, where a task of its own per
+        item (the loop of a Ray actor has no root task) started a thread per item."""
+        if self.group is None or (self.host is not None and self.host.done()):
+            self.group = asyncio.get_running_loop().create_future()
+            self.host = asyncio.ensure_future(_host(self.group))
+        return self.group
+
+    async def _scoped(self, scope: anyio.CancelScope, *args: Any) -> None:
+        with scope:
+            await self._item(*args)
 
     async def _item(
         self,
@@ -128,9 +148,7 @@ class ItemRunner:
             )
             token = current_spend.set(spend)
             try:
-                outcome = await runtime.execute(
-                    plan, state, ctx, path, static=False, defer=True, owner=None
-                )
+                outcome = await runtime.execute(plan, state, ctx, path, in_item=True, owner=None)
             except Exception as exc:
                 outbox.put(_failed(number, path, NodeError.from_exception(exc, path)))
                 return
@@ -152,6 +170,12 @@ class ItemRunner:
         if loading is None or (loading.done() and loading.exception() is not None):
             loading = self.bodies[body_id] = asyncio.ensure_future(_load(ref))
         return loading
+
+
+async def _host(group: asyncio.Future[TaskGroup]) -> None:
+    async with anyio.create_task_group() as tasks:
+        group.set_result(tasks)
+        await anyio.sleep_forever()
 
 
 def _failed(number: int, path: str, error: NodeError) -> Message:

@@ -88,7 +88,7 @@ async def test_a_run_joins_the_cluster_started_with_ray_start_through_ray_addres
 def test_a_refused_auth_token_is_explained() -> None:
     from ray.exceptions import AuthenticationError
 
-    from hush.distributed.executor import _connection_failure
+    from hush.distributed.cluster import connection_failure
 
     try:
         try:
@@ -96,7 +96,7 @@ def test_a_refused_auth_token_is_explained() -> None:
         except AuthenticationError as inner:
             raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from inner
     except ConnectionError as exc:
-        message = _connection_failure("10.0.0.1:6379", exc)
+        message = connection_failure("10.0.0.1:6379", exc)
     assert message.startswith("RayExecutor: the Ray cluster at 10.0.0.1:6379 uses token auth")
     assert "set RAY_AUTH_MODE=token" in message
 

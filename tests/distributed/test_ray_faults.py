@@ -16,6 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from hush import Budget, Progress  # noqa: E402
 from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush  # noqa: E402
 from hush.core.nodes.iteration import MapNode  # noqa: E402
 from hush.core.progress import MapProgress  # noqa: E402
@@ -64,7 +65,9 @@ async def test_two_workers_killed_mid_map_cost_only_their_items_in_flight(
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    result = await Hush(graph).run({"xs": list(range(200))}, on_progress=kill_at, progress=False)
+    result = await Hush(graph).run(
+        {"xs": list(range(200))}, progress=Progress(show=False, on_update=kill_at)
+    )
     assert killed == victims and len(killed) == 2, "both workers were killed mid-map"
     assert result["ys"] == [x * 2 for x in range(200)]
     assert result["errors"] == [None] * 200
@@ -138,7 +141,7 @@ async def test_a_worker_dying_with_a_request_in_flight_does_not_stall_max_concur
     async with MockLLMServer(MockLLMConfig(latency=0.4)) as server:
         get_registry().register(
             "llm:ray-one",
-            {"base_url": server.base_url, "model": "gpt-4o-mini", "max_concurrency": 1},
+            {"base_url": server.base_url, "model": "gpt-4o-mini", "max_in_flight": 1},
         )
         try:
             graph = llm_graph(io_executor, "ray-one", cap=4)
@@ -166,7 +169,9 @@ async def test_max_total_tokens_holds_across_workers(io_executor: RayExecutor) -
         try:
             graph = llm_graph(io_executor, "ray-budget", cap=16)
             qs = [f"question {i}: " + "tell me more " * 20 for i in range(24)]
-            result = await Hush(graph).run({"qs": qs, "marker": ""}, max_total_tokens=600)
+            result = await Hush(graph).run(
+                {"qs": qs, "marker": ""}, budget=Budget(max_total_tokens=600)
+            )
         finally:
             get_registry().unregister("llm:ray-budget")
     spent = result["$state"].llm["llm:ray-budget"]
