@@ -21,7 +21,7 @@ from hush.core.checkpointing import RunCheckpoint
 from hush.core.context import RunContext
 from hush.core.errors import MissingInputError, RunError, RunOptionError
 from hush.core.events import Event
-from hush.core.extensions import extensions_for, meters_of
+from hush.core.extensions import extensions_for
 from hush.core.nodes.graph.graph_node import GraphNode
 from hush.core.nodes.iteration.base import IterationNode
 from hush.core.options import DEPRECATED, RunOptions, run_options, translate_deprecated
@@ -237,7 +237,7 @@ class Hush:
             slot=asyncio.Semaphore(cap) if cap else None,
             checkpoint=RunCheckpoint(store) if store is not None else None,
             executor=options.executor,
-            meters=meters_of(resources.extensions),
+            meters=resources.meters,
         )
         outcome: GraphOutcome | None = None
         try:

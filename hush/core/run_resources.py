@@ -19,7 +19,7 @@ import anyio
 
 from hush.core.checkpointing import current_store
 from hush.core.errors import NodeError
-from hush.core.extensions import RunExtension, RunScope, metering, meters_of
+from hush.core.extensions import Meter, RunExtension, RunScope, meters_of, running_meters
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
@@ -36,6 +36,8 @@ class RunResources:
 
     store: CheckpointStore | None
     extensions: tuple[RunExtension, ...]
+    meters: tuple[Meter, ...]
+    """The extensions that count what each piece of work consumes."""
     write_error: NodeError | None = None
     """Set by the run: the first checkpoint write that failed while it ran."""
 
@@ -52,19 +54,26 @@ async def opened(
     if the run never started) and close it. A checkpoint write failure becomes an error
     of the run."""
     async with contextlib.AsyncExitStack() as stack:
-        scope = RunScope(graph, record)
-        for extension in extensions:
-            if not extension.reads_checkpoint:
-                await _enter(stack, extension, scope)
-        store = await _open_store(graph, checkpoint, record.run_id)
-        resources = RunResources(store, extensions)
-        if store is not None:
-            stack.push_async_callback(_shielded, _close_store, resources, record)
-        scope.store = store
-        for extension in extensions:
-            if extension.reads_checkpoint:
-                await _enter(stack, extension, scope)
-        stack.enter_context(metering(meters_of(extensions)))
+        try:
+            scope = RunScope(graph, record)
+            for extension in extensions:
+                if not extension.reads_checkpoint:
+                    await _enter(stack, extension, scope)
+            store = await _open_store(graph, checkpoint, record.run_id)
+            resources = RunResources(store, extensions, meters_of(extensions))
+            if store is not None:
+                stack.push_async_callback(_logged, _close_store, resources, record)
+            scope.store = store
+            for extension in extensions:
+                if extension.reads_checkpoint:
+                    await _enter(stack, extension, scope)
+        except BaseException:
+            # The engine closes what opened under a cancel shield once the run is open;
+            # a failure to open closes what opened before it here, under its own.
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+            raise
+        stack.callback(running_meters.reset, running_meters.set(resources.meters))
         stack.callback(current_store.reset, current_store.set(store))
         yield resources
 
@@ -72,19 +81,18 @@ async def opened(
 async def _enter(
     stack: contextlib.AsyncExitStack, extension: RunExtension, scope: RunScope
 ) -> None:
-    """Enter the extension's ``open``; its exit runs to its end even when the run is cancelled."""
+    """Enter the extension's ``open``; push its exit on ``stack``."""
     opening = extension.open(scope)
     await opening.__aenter__()
-    stack.push_async_callback(_shielded, opening.__aexit__, None, None, None)
+    stack.push_async_callback(_logged, opening.__aexit__, None, None, None)
 
 
-async def _shielded(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-    """Run one closing step to its end even when the run is being cancelled; log its failure."""
-    with anyio.CancelScope(shield=True):
-        try:
-            await fn(*args)
-        except Exception:
-            logger.warning("closing what the run opened failed", exc_info=True)
+async def _logged(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    """Run one closing step; log its failure, so that the other steps still run."""
+    try:
+        await fn(*args)
+    except Exception:
+        logger.warning("closing what the run opened failed", exc_info=True)
 
 
 async def _open_store(

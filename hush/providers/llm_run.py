@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -63,15 +64,16 @@ class LLMRun:
 
     name = "llm"
     reads_checkpoint = True
-    __slots__ = ("_counters", "_exit", "budget", "cache", "spend")
+    __slots__ = ("_counters", "_tokens", "budget", "cache", "spend")
 
     def __init__(self, budget: Budget | None) -> None:
         self.budget = budget
         self.cache: ResponseCache | None = None
         """The run's response cache (set by its :class:`CacheOpening`)."""
-        self.spend = RunSpend()
+        self.spend: RunSpend | None = None
+        """The run's ledger, from :meth:`open` on."""
         self._counters: run_counters.RunCounters | None = None
-        self._exit: contextlib.ExitStack | None = None
+        self._tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
 
     def check(self, graph: GraphNode) -> None:
         """With ``max_cost``, every LLM resource the graph names must have a price."""
@@ -92,21 +94,27 @@ class LLMRun:
         return self
 
     async def __aenter__(self) -> None:
-        with contextlib.ExitStack() as stack:
-            stack.callback(current.reset, current.set(self.spend))
-            self._counters = stack.enter_context(run_counters.counting())
-            self._exit = stack.pop_all()
+        # What run_counters.counting() does, without a generator per run: fresh counters
+        # inside the enclosing run's, current for the run's tasks.
+        counters = self._counters = run_counters.RunCounters(run_counters.current.get())
+        self._tokens = (current.set(self.spend), run_counters.current.set(counters))
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._exit is not None
-        with self._exit:
+        assert self.spend is not None and self._tokens is not None
+        spend_token, counters_token = self._tokens
+        try:
             self.spend.save()
+        finally:
+            run_counters.current.reset(counters_token)
+            current.reset(spend_token)
 
     def finish(self, record: RunRecord) -> None:
         """Fill ``$state.llm``, ``$state.cost`` and ``$state.tokens``."""
-        spend = self.spend
-        counters = self._counters
-        counted = run_counters.llm_report(counters) if counters is not None else {}
+        spend, counters = self.spend, self._counters
+        assert spend is not None
+        counted = {}
+        if counters is not None and counters.snapshot():
+            counted = run_counters.llm_report(counters)
         for key, spent in spend.summary().items():
             counted[key] = {**counted.get(key, {}), **spent}
         record.llm = counted
@@ -115,11 +123,13 @@ class LLMRun:
 
     def work(self) -> WorkSpend:
         """Count what one piece of work's calls spend apart, to be saved with it."""
+        assert self.spend is not None
         return WorkSpend(self.spend)
 
     def flush(self) -> None:
         """Hand what no saved work holds to the checkpoint now."""
-        self.spend.save()
+        if self.spend is not None:
+            self.spend.save()
 
 
 class CacheOpening:
