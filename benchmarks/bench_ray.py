@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -105,6 +106,8 @@ async def main(items: int, trivial: int, repeat: int) -> None:
             local_noop.append(local_s / trivial)
             ray_noop.append(ray_s / trivial)
             ratios.append(ray_s / local_s)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average {load} on {os.cpu_count()} cores")
     print(f"cpu: {items} items of ~20 ms of pure Python, cap 8, {repeat} runs each")
     print(f"  local (one process)       {_spread(local_cpu, 1e3, 'ms')}")
     print(f"  RayExecutor(num_cpus=2)   {_spread(ray_cpu, 1e3, 'ms')}")
