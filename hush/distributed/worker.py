@@ -19,9 +19,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import anyio
 import ray
-from anyio.abc import TaskGroup
 
 from hush.core import runtime
 from hush.core.context import RunContext
@@ -52,8 +50,6 @@ class ItemRunner:
         self.bodies: dict[str, asyncio.Future[Any]] = {}
         self.slots: asyncio.Semaphore | None = None
         self.answers: dict[int, asyncio.Future[Any]] = {}
-        self.group: asyncio.Future[TaskGroup] | None = None
-        self.host: asyncio.Task[None] | None = None
 
     def pid(self) -> int:
         """This worker's process id."""
@@ -93,12 +89,10 @@ class ItemRunner:
             return
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.items_at_once)
-        group = await self._group()
-        scopes = [anyio.CancelScope() for _ in items]
-        for scope, item in zip(scopes, items, strict=True):
-            group.start_soon(
-                self._scoped, scope, plan, item, run_id, observed, budget, cache, outbox
-            )
+        tasks = [
+            asyncio.ensure_future(self._item(plan, item, run_id, observed, budget, cache, outbox))
+            for item in items
+        ]
         try:
             remaining = len(items)
             while remaining:
@@ -106,21 +100,8 @@ class ItemRunner:
                 remaining -= sum(1 for message in batch if message[0] == "done")
                 yield batch
         finally:
-            for scope in scopes:
-                scope.cancel()
-
-    def _group(self) -> asyncio.Future[TaskGroup]:
-        """The task group of every item, hosted by one task for the worker's life: anyio
-        keeps the threads of sync code nodes for that task, where a task of its own per
-        item (the loop of a Ray actor has no root task) started a thread per item."""
-        if self.group is None or (self.host is not None and self.host.done()):
-            self.group = asyncio.get_running_loop().create_future()
-            self.host = asyncio.ensure_future(_host(self.group))
-        return self.group
-
-    async def _scoped(self, scope: anyio.CancelScope, *args: Any) -> None:
-        with scope:
-            await self._item(*args)
+            for task in tasks:
+                task.cancel()
 
     async def _item(
         self,
@@ -170,12 +151,6 @@ class ItemRunner:
         if loading is None or (loading.done() and loading.exception() is not None):
             loading = self.bodies[body_id] = asyncio.ensure_future(_load(ref))
         return loading
-
-
-async def _host(group: asyncio.Future[TaskGroup]) -> None:
-    async with anyio.create_task_group() as tasks:
-        group.set_result(tasks)
-        await anyio.sleep_forever()
 
 
 def _failed(number: int, path: str, error: NodeError) -> Message:

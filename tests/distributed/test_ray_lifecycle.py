@@ -1,5 +1,5 @@
-"""What the executor holds across an await ends with the run (or the executor), and workers
-run items on one long-lived event loop."""
+"""What the executor holds across an await ends with the run (or the executor), and it joins
+only a cluster that outlives other processes."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def count_in_thread(x: int) -> dict[str, Any]:
     return {"y": x, "n": _seen.n}
 
 
-async def wait_for(release: str) -> dict[str, Any]:
+async def wait_for(x: str) -> dict[str, Any]:
     await asyncio.Event().wait()
-    return {"y": release}
+    return {"y": x}
 
 
 def graph(fn: Any, executor: RayExecutor, cap: int = 8) -> GraphNode:
@@ -77,23 +77,6 @@ async def test_a_cancelled_run_ends_its_calls(cluster: str) -> None:
         _, pending = await asyncio.wait(calls, timeout=60)
         assert not pending, "a call kept reading its stream after its run was cancelled"
     assert ray.is_initialized(), "an executor that joined a connection leaves it open"
-
-
-async def test_sync_code_in_a_worker_reuses_the_item_loops_threads(executor: RayExecutor) -> None:
-    """One event loop per worker owns the threads of sync code nodes; a thread per item (the
-    loop of an async Ray actor has no root task for anyio) cost about 1 ms per item."""
-    root = GraphNode(name="g")
-    with root:
-        with MapNode(
-            name="items", inputs={"x": Each(PARENT["xs"])}, max_concurrency=4, executor=executor
-        ) as items:
-            node = CodeNode(name="work", code_fn=count_in_thread, inputs={"x": PARENT["x"]})
-            node["n"] >> PARENT["n"]
-            START >> node >> END
-        items["n"] >> PARENT["ns"]
-        START >> items >> END
-    result = await Hush(root).run({"xs": list(range(30))})
-    assert max(result["ns"]) > 1, "every item ran in a thread of its own"
 
 
 def test_the_cluster_of_ray_start_is_found_on_this_machine(cluster: str) -> None:
