@@ -338,7 +338,7 @@ class BackgroundWriter(Generic[T]):
             except queue.Empty:
                 break
         if self._nudge is not None:
-            self._nudge.progressed(len(batch))
+            self._nudge.progressed()
         if self._room:
             self._room.release_all()
         return batch, barriers
@@ -350,7 +350,7 @@ class BackgroundWriter(Generic[T]):
                 self._handler(batch)
                 self.handled, self.batches = self.handled + len(batch), self.batches + 1
                 if self._nudge is not None:
-                    self._nudge.progressed()
+                    self._nudge.progressed(len(batch))
             except BaseException as exc:
                 self._failed(exc)
         rejected, failure = self._rejected, self.failure

@@ -100,7 +100,8 @@ class Nudge:
             self._nudged_at = now
             time.sleep(NUDGE_S)
 
-    def progressed(self, taken: int = 0) -> None:
-        """Called by the consumer when it takes ``taken`` items or finishes work."""
-        self._processed += taken
+    def progressed(self, done: int = 0) -> None:
+        """Called by the consumer when it takes work, and when it has handled ``done`` items
+        (work queued meanwhile is waiting only from then on)."""
+        self._processed += done
         self._progress_at = time.monotonic()
