@@ -28,9 +28,6 @@ from hush.observability import MemoryTracer
 
 CORE = Path(__file__).resolve().parents[1] / "hush" / "core"
 UPPER = ("hush.providers", "hush.observability", "hush.distributed", "hush.batch", "hush.cli")
-PENDING_SWAP = {("items.py", "hush.providers.spend"), ("checkpointing.py", "hush.providers.spend")}
-"""The lifecycle's two spend lines, swapped to ``hush.core.extensions.work_usage`` /
-``flush_usage`` when the lifecycle restructuring lands."""
 
 
 class StartCounter(MemoryTracer):
@@ -254,4 +251,4 @@ def test_the_core_imports_nothing_from_the_packages_above_it() -> None:
         for module in _imports(path)
         if module.startswith(UPPER)
     }
-    assert found <= PENDING_SWAP
+    assert found == set()

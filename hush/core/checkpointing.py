@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from hush.checkpoint.digest import digest, digest_after
 from hush.checkpoint.errors import CheckpointValueError, CheckpointWriteError
 from hush.core.errors import NodeError
-from hush.providers.spend import current as current_spend
+from hush.core.extensions import flush_usage
 
 if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
@@ -120,9 +120,7 @@ class RunCheckpoint:
         run's usage that no saved work holds, so that what a node outside map items used
         is saved no later than its result."""
         if rest:
-            spend = current_spend.get()
-            if spend is not None:
-                spend.save()
+            flush_usage()
         if key is None or self.write_error is not None:
             return None
         try:

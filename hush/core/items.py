@@ -12,8 +12,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.core.events import Event, status_of
-from hush.providers.spend import current as current_spend
-from hush.providers.spend import work_spend
+from hush.core.extensions import work_usage
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
@@ -93,7 +92,7 @@ async def _run(
     """Run the item's body and save what it did (under ``key``; ``None``: not saved whole),
     with what its work used in the same commit."""
     checkpoint = call.run.checkpoint
-    with work_spend(current_spend.get() if checkpoint is not None else None) as spent:
+    with work_usage(call.run) as spent:
         if call.run.emit is None:
             outcome = await _body(call, plan, path, state, executor)
         else:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from hush.core.errors import RunOptionError
 from hush.core.run_options import describe_value
 from hush.providers import run_counters
+from hush.providers.client_scope import client_scope
 from hush.providers.spend import RunSpend, current
 from hush.providers.usage import WorkSpend
 
@@ -64,7 +65,7 @@ class LLMRun:
 
     name = "llm"
     reads_checkpoint = True
-    __slots__ = ("_counters", "_tokens", "budget", "cache", "spend")
+    __slots__ = ("_clients", "_counters", "_tokens", "budget", "cache", "spend")
 
     def __init__(self, budget: Budget | None) -> None:
         self.budget = budget
@@ -74,6 +75,7 @@ class LLMRun:
         """The run's ledger, from :meth:`open` on."""
         self._counters: run_counters.RunCounters | None = None
         self._tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
+        self._clients: contextlib.AbstractAsyncContextManager[Any] | None = None
 
     def check(self, graph: GraphNode) -> None:
         """With ``max_cost``, every LLM resource the graph names must have a price."""
@@ -97,6 +99,8 @@ class LLMRun:
         # What run_counters.counting() does, without a generator per run: fresh counters
         # inside the enclosing run's, current for the run's tasks.
         counters = self._counters = run_counters.RunCounters(run_counters.current.get())
+        self._clients = client_scope()
+        await self._clients.__aenter__()
         self._tokens = (current.set(self.spend), run_counters.current.set(counters))
 
     async def __aexit__(self, *exc: object) -> None:
@@ -107,6 +111,8 @@ class LLMRun:
         finally:
             run_counters.current.reset(counters_token)
             current.reset(spend_token)
+            if self._clients is not None:
+                await self._clients.__aexit__(None, None, None)
 
     def finish(self, record: RunRecord) -> None:
         """Fill ``$state.llm``, ``$state.cost`` and ``$state.tokens``."""

@@ -174,9 +174,7 @@ class RateState:
         the in-flight cap holds it (a release or an answer changes that)."""
         if now < self.paused_until:
             return self.paused_until - now
-        cap = (
-            self.max_in_flight if self.window is None else min(self.window, self.max_in_flight)
-        )
+        cap = self.max_in_flight if self.window is None else min(self.window, self.max_in_flight)
         if self.in_flight >= cap:
             return None
         self.requests.refill(now)

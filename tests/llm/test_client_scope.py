@@ -113,3 +113,13 @@ def test_a_scope_serves_only_its_own_event_loop(register: Callable[..., str]) ->
                 assert list(scope.clients.values()) == [mine]
 
         asyncio.run(main())
+
+
+async def test_a_run_closes_the_clients_it_made_when_it_ends(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    name = register("one-run", server.base_url)
+    result = await Hush(ask_all(name)).run({"qs": [f"q{i}" for i in range(6)]})
+    assert result["errors"] == [None] * 6
+    assert server.total_requests == 6
+    assert open_to(server) == 0
