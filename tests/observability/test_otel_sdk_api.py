@@ -9,16 +9,14 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import graphs
 import pytest
 from hand_spans import start_run
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from otlp_receiver import OtlpReceiver
 
-from hush.core import END, PARENT, START, GraphNode, Hush
-from hush.core.nodes import CodeNode
-from hush.core.nodes.iteration import MapNode
-from hush.core.nodes.iteration.base import Each
+from hush.core import Hush
 from hush.observability import LangfuseTracer, OTelTracer
 from hush.observability.ids import trace_id_for
 
@@ -62,24 +60,7 @@ BAD_CELL = 77
 
 
 def nested_map() -> Hush:
-    async def work(cell: int) -> dict[str, int]:
-        if cell == BAD_CELL:
-            raise ValueError(f"cell {cell} is bad")
-        return {"result": cell}
-
-    with GraphNode(name="nested") as g:
-        with MapNode(name="rows", inputs={"row": Each(PARENT["rows"])}, max_concurrency=4) as rows:
-            with MapNode(
-                name="cells", inputs={"cell": Each(PARENT["row"])}, max_concurrency=4
-            ) as cells:
-                n = CodeNode(name="work", code_fn=work, inputs={"cell": PARENT["cell"]})
-                n["result"] >> PARENT["result"]
-                START >> n >> END
-            cells["result"] >> PARENT["results"]
-            START >> cells >> END
-        rows["results"] >> PARENT["table"]
-        START >> rows >> END
-    return Hush(g)
+    return graphs.nested_map(bad=BAD_CELL)
 
 
 TABLE = [list(range(row * 10, row * 10 + 10)) for row in range(10)]

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import graphs
 import pytest
 from cached_usage_server import CachedUsageServer
 from otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -232,24 +233,7 @@ async def test_sample_must_be_a_share(receiver: OtlpReceiver) -> None:
 
 
 def nested_map() -> Hush:
-    async def work(cell: int) -> dict[str, int]:
-        if cell == 77:
-            raise ValueError("cell 77 is bad")
-        return {"result": cell}
-
-    with GraphNode(name="nested") as g:
-        with MapNode(name="rows", inputs={"row": Each(PARENT["rows"])}, max_concurrency=4) as rows:
-            with MapNode(
-                name="cells", inputs={"cell": Each(PARENT["row"])}, max_concurrency=4
-            ) as cells:
-                n = CodeNode(name="work", code_fn=work, inputs={"cell": PARENT["cell"]})
-                n["result"] >> PARENT["result"]
-                START >> n >> END
-            cells["result"] >> PARENT["results"]
-            START >> cells >> END
-        rows["results"] >> PARENT["table"]
-        START >> rows >> END
-    return Hush(g)
+    return graphs.nested_map()
 
 
 async def test_a_failure_in_a_nested_item_keeps_the_items_around_it(

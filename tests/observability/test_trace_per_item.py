@@ -8,14 +8,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
+import graphs
 import pytest
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 from hush import Labels
-from hush.core import END, PARENT, START, GraphNode, Hush
-from hush.core.nodes import CodeNode
-from hush.core.nodes.iteration import MapNode
-from hush.core.nodes.iteration.base import Each
+from hush.core import Hush
 from hush.observability import LangfuseTracer, OTLPTracer
 from hush.observability.ids import trace_id_for
 
@@ -25,24 +23,7 @@ BAD = 7
 
 
 def nested_map() -> Hush:
-    async def work(cell: int) -> dict[str, int]:
-        if cell == BAD:
-            raise ValueError(f"cell {cell} is bad")
-        return {"result": cell}
-
-    with GraphNode(name="table") as g:
-        with MapNode(name="rows", inputs={"row": Each(PARENT["rows"])}, max_concurrency=2) as rows:
-            with MapNode(
-                name="cells", inputs={"cell": Each(PARENT["row"])}, max_concurrency=2
-            ) as cells:
-                n = CodeNode(name="work", code_fn=work, inputs={"cell": PARENT["cell"]})
-                n["result"] >> PARENT["result"]
-                START >> n >> END
-            cells["result"] >> PARENT["results"]
-            START >> cells >> END
-        rows["results"] >> PARENT["table"]
-        START >> rows >> END
-    return Hush(g)
+    return graphs.nested_map(name="table", bad=BAD, cap=2)
 
 
 TABLE = [list(range(row * CELLS, row * CELLS + CELLS)) for row in range(ROWS)]
