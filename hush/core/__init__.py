@@ -13,6 +13,7 @@ from hush.core.errors import (
     NodeInputError,
     NodeReturnError,
     NodeTimeoutError,
+    NodeValueError,
     RunError,
     RunOptionError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "NodeInputError",
     "NodeReturnError",
     "NodeTimeoutError",
+    "NodeValueError",
     "ParseError",
     "ParserNode",
     "Progress",

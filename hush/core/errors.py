@@ -69,6 +69,10 @@ class NodeInputError(HushError, LookupError):
     """An input of a node could not be resolved, or a declared output is missing."""
 
 
+class NodeValueError(HushError, TypeError, ValueError):
+    """A node's input has the wrong type or value: the same input fails the same way, so it is not retried."""
+
+
 class NodeReturnError(HushError, TypeError):
     """A node returned something other than a dict (or ``None``)."""
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hush.core.errors import NodeValueError
 from hush.providers.attempts import Estimate, ResourceCaller
 from hush.providers.cache import request_key
 from hush.providers.client_scope import scoped_client
@@ -250,13 +251,13 @@ class EmbeddingNode(ResourceNode):
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, list | tuple):
-            raise TypeError(
+            raise NodeValueError(
                 f"EmbeddingNode '{self.name}': texts must be a list of strings, "
                 f"got {type(texts).__name__}"
             )
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text:
-                raise ValueError(
+                raise NodeValueError(
                     f"EmbeddingNode '{self.name}': texts[{i}] must be a non-empty string, "
                     f"got {text!r}"
                 )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from hush.core.errors import GraphDefinitionError
+from hush.core.errors import GraphDefinitionError, NodeValueError
 from hush.core.events import LLMCall
 from hush.core.nodes.base import BaseNode
 from hush.core.policies import RetryPolicy
@@ -184,7 +184,7 @@ class LLMNode(BaseNode):
 
         messages = inputs["messages"]
         if not isinstance(messages, list) or not messages:
-            raise ValueError(
+            raise NodeValueError(
                 f"LLMNode '{self.name}': messages must be a non-empty list of chat messages, "
                 f"got {type(messages).__name__}"
             )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from hush.core.errors import NodeValueError
 from hush.providers.attempts import Estimate, ResourceCaller
 from hush.providers.cache import request_key
 from hush.providers.client_scope import scoped_client
@@ -269,13 +270,17 @@ class RerankNode(ResourceNode):
         where = f"RerankNode '{self.name}'"
         query, documents, top_k = inputs["query"], inputs["documents"], inputs.get("top_k")
         if not isinstance(query, str) or not query.strip():
-            raise ValueError(f"{where}: query must be a non-empty string, got {query!r}")
+            raise NodeValueError(f"{where}: query must be a non-empty string, got {query!r}")
         if not isinstance(documents, list | tuple):
-            raise TypeError(f"{where}: documents must be a list, got {type(documents).__name__}")
+            raise NodeValueError(
+                f"{where}: documents must be a list, got {type(documents).__name__}"
+            )
         if top_k is not None and (
             not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1
         ):
-            raise ValueError(f"{where}: top_k must be a positive integer or None, got {top_k!r}")
+            raise NodeValueError(
+                f"{where}: top_k must be a positive integer or None, got {top_k!r}"
+            )
         texts = [_text_of(where, i, doc) for i, doc in enumerate(documents)]
         params = {k: v for k, v in inputs.items() if k not in ("query", "documents", "top_k")}
         params = {**self.params, **params}
@@ -336,10 +341,10 @@ def _text_of(where: str, index: int, document: Any) -> str:
         for key in TEXT_KEYS:
             if isinstance(document.get(key), str):
                 return str(document[key])
-        raise ValueError(
+        raise NodeValueError(
             f"{where}: documents[{index}] is a dict without a text field "
             f"({', '.join(TEXT_KEYS)}): keys {sorted(map(str, document))}"
         )
-    raise TypeError(
+    raise NodeValueError(
         f"{where}: documents[{index}] must be a string or a dict, got {type(document).__name__}"
     )

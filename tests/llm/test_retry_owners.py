@@ -7,8 +7,11 @@ retry the node for an error the client does not retry when the user's policy nam
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from hush.core import END, PARENT, START, GraphNode, Hush
 from hush.core.policies import RetryPolicy
@@ -89,3 +92,26 @@ async def test_the_default_policy_retries_neither_a_bad_request_nor_a_spent_call
     busy = await Hush(ask(name, "busy [[fail:503]]", retry={"attempts": 2, **NO_WAIT})).run()
     assert "(after 2 attempts)" in busy["error"].message
     assert server.status_counts == {400: 1, 503: 2}
+
+
+async def test_a_nodes_own_bad_input_is_not_retried(
+    server: MockLLMServer, register: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    name = register("plain", server.base_url)
+    with GraphNode(name="g") as g:
+        llm = LLMNode(
+            name="llm",
+            resource_key=name,
+            inputs={"messages": PARENT["messages"]},
+            outputs={"content": PARENT, "error": PARENT},
+            retry={"attempts": 3, **NO_WAIT},
+        )
+        START >> llm >> END
+    with caplog.at_level(logging.INFO, logger="hush.runtime"):
+        result = await Hush(g).run({"messages": []})
+    assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == 0
+    error = result["error"]
+    assert error.type == "NodeValueError" and error.retryable is False
+    assert error.is_a(ValueError) and error.is_a(TypeError)
+    assert "messages must be a non-empty list" in error.message
+    assert server.total_requests == 0
