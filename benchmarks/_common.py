@@ -1,9 +1,10 @@
-"""Timing helpers shared by the benchmark scripts (best of N runs in one process)."""
+"""Timing helpers shared by the benchmark scripts: best of N in one process, ranges over runs."""
 
 from __future__ import annotations
 
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 
 async def best_of(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
@@ -23,3 +24,61 @@ def row(label: str, seconds: float, baseline: float, per: int | None = None) -> 
     if per:
         text += f"   {seconds / per * 1e6:8.2f} us/node"
     return text
+
+
+def spread(values: Sequence[float], fmt: str = "{:.2f}", unit: str = "") -> str:
+    """``min–max`` of ``values`` over runs, with how many runs: ``0.48–0.55x (3 runs)``."""
+    low, high = min(values), max(values)
+    text = fmt.format(low) if low == high else f"{fmt.format(low)}–{fmt.format(high)}"
+    return f"{text}{unit} ({len(values)} runs)"
+
+
+async def alternating(
+    arms: Mapping[str, Callable[[], Awaitable[object]]],
+    runs: int,
+    repeat: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Per run, each arm's best time of ``repeat``; the arms take turns in every round.
+
+    ``clock`` is wall time by default; pass ``time.process_time`` for the CPU a
+    run costs this process (every thread), which other jobs on the machine do
+    not inflate.
+
+    Every arm runs once first as a warm-up. Alternating in one process and minute
+    means a load spike on a shared machine hits every arm alike, so ratios taken
+    within a run are comparable even when absolute times are not.
+    """
+    for fn in arms.values():
+        await fn()
+    result: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(runs):
+        best = dict.fromkeys(arms, float("inf"))
+        for _ in range(repeat):
+            for name, fn in arms.items():
+                start = clock()
+                await fn()
+                best[name] = min(best[name], clock() - start)
+        for name, seconds in best.items():
+            result[name].append(seconds)
+    return result
+
+
+def ratios(values: Sequence[float], baseline: Sequence[float]) -> list[float]:
+    """Run-by-run ratios of two arms measured in the same runs."""
+    return [v / b for v, b in zip(values, baseline, strict=True)]
+
+
+def child_values(argvs: Mapping[str, Sequence[str]], runs: int) -> dict[str, list[float]]:
+    """Run each command ``runs`` times, alternating, each in a fresh process.
+
+    Each child prints one number as its last line of stdout (a memory figure
+    measured with ``tracemalloc`` or ``/proc/self/status``, so no run inherits
+    another's heap); returns those numbers per command.
+    """
+    result: dict[str, list[float]] = {name: [] for name in argvs}
+    for _ in range(runs):
+        for name, argv in argvs.items():
+            out = subprocess.run(list(argv), capture_output=True, text=True, check=True)
+            result[name].append(float(out.stdout.strip().splitlines()[-1]))
+    return result

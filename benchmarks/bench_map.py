@@ -1,12 +1,16 @@
 """Map workloads against bare asyncio (Semaphore + gather) in the same process.
 
-W1  10,000 items of trivial async work, cap 100          (target: at most 0.9x bare asyncio)
+W1  10,000 items of trivial async work, cap 100          (target: at most 0.9x bare asyncio, CPU)
 W2  2,000 items of a 50 ms sleep, cap 200                 (target: at least 95% of ideal)
-W5  50 x 100 nested maps, inner cap 20, trivial work      (target: at most 1.7x bare nested gather)
+W5  50 x 100 nested maps, inner cap 20, trivial work      (target: at most 1.7x bare nested gather, CPU)
 RSS peak resident memory per item of a 100,000-item map, each measured in a fresh process
     (the growth of VmHWM, Linux; a forked child's ru_maxrss would include its parent's peak)
 
-    python benchmarks/bench_map.py [--quick]
+hush and its baseline get the same input (a list) and take turns in the same
+process (memory: in alternating fresh processes); every figure is printed as
+min–max over ``--runs`` runs.
+
+    python benchmarks/bench_map.py [--runs 3] [--quick]
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_of, row
+from _common import alternating, child_values, ratios, spread
 
 from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
@@ -131,68 +134,88 @@ print(peak_rss() - before)
 """
 
 
-def rss_per_item(mode: str, n: int) -> float:
+def rss_argv(mode: str, n: int) -> list[str]:
+    """The command of one fresh process measuring ``mode``'s peak growth for ``n`` items."""
     here = str(Path(__file__).resolve().parent)
-    out = subprocess.run(
-        [sys.executable, "-c", RSS_CHILD, mode, str(n), here],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(out.stdout.strip()) / n
+    return [sys.executable, "-c", RSS_CHILD, mode, str(n), here]
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    parser.add_argument("--runs", type=int, default=3, help="runs behind each range (default 3)")
     parser.add_argument("--json", action="store_true", help="also print results as JSON")
     args = parser.parse_args()
     repeat = 2 if args.quick else 5
-    results: dict[str, float] = {}
+    runs = args.runs
+    results: dict[str, list[float]] = {}
+    print(f"each figure: min–max over {runs} runs; a run is the best of {repeat} per arm,")
+    print("the arms taking turns in the same process (W1, W5: CPU time; W2: wall time)\n")
 
     n1 = 2_000 if args.quick else 10_000
     items = list(range(n1))
     eng = map_engine(trivial, 100)
-    base = await best_of(lambda: bare_map(trivial, items, 100), repeat)
-    t = await best_of(lambda: eng.run({"items": items}), repeat)
-    print(f"W1: {n1} trivial async items, cap 100")
-    print(row("bare asyncio (Semaphore+gather)", base, base))
-    print(row("hush MapNode", t, base))
-    print(f"  per item: bare {base / n1 * 1e6:.2f} us, hush {t / n1 * 1e6:.2f} us")
-    results["w1_ratio"] = t / base
+    w1 = await alternating(
+        {"bare": lambda: bare_map(trivial, items, 100), "hush": lambda: eng.run({"items": items})},
+        runs,
+        repeat,
+        time.process_time,
+    )
+    print(f"W1: {n1:,} trivial async items, cap 100, the same list to both")
+    print(
+        f"  bare asyncio (Semaphore+gather) {spread([t / n1 * 1e6 for t in w1['bare']], unit=' us/item')}"
+    )
+    print(
+        f"  hush MapNode                    {spread([t / n1 * 1e6 for t in w1['hush']], unit=' us/item')}"
+    )
+    results["w1_ratio"] = ratios(w1["hush"], w1["bare"])
+    print(f"  hush / bare                     {spread(results['w1_ratio'], unit='x')}")
 
     n2, delay, cap2 = (400, 0.05, 200) if args.quick else (2_000, 0.05, 200)
     ideal = n2 / cap2 * delay
     eng2 = map_engine(sleeper(delay), cap2)
     items2 = list(range(n2))
-    base2 = await best_of(lambda: bare_map(sleeper(delay), items2, cap2), repeat)
-    t2 = await best_of(lambda: eng2.run({"items": items2}), repeat)
-    print(f"\nW2: {n2} items x {delay * 1e3:.0f} ms sleep, cap {cap2} (ideal {ideal * 1e3:.0f} ms)")
-    print(row("bare asyncio", base2, base2))
-    print(row("hush MapNode", t2, base2))
-    print(f"  hush at {ideal / t2:.1%} of ideal, bare asyncio at {ideal / base2:.1%}")
-    results["w2_of_ideal"] = ideal / t2
+    w2 = await alternating(
+        {
+            "bare": lambda: bare_map(sleeper(delay), items2, cap2),
+            "hush": lambda: eng2.run({"items": items2}),
+        },
+        runs,
+        repeat,
+    )
+    print(
+        f"\nW2: {n2:,} items x {delay * 1e3:.0f} ms sleep, cap {cap2} (ideal {ideal * 1e3:.0f} ms)"
+    )
+    results["w2_of_ideal"] = [ideal / t for t in w2["hush"]]
+    results["w2_bare_of_ideal"] = [ideal / t for t in w2["bare"]]
+    hush_w2 = [100 * v for v in results["w2_of_ideal"]]
+    bare_w2 = [100 * v for v in results["w2_bare_of_ideal"]]
+    print(f"  hush at {spread(hush_w2, '{:.1f}', '%')} of ideal")
+    print(f"  bare asyncio at {spread(bare_w2, '{:.1f}', '%')} of ideal")
 
     outer = 10 if args.quick else 50
     rows = [[r * 100 + c for c in range(100)] for r in range(outer)]
     eng5 = nested_engine(20)
-    base5 = await best_of(lambda: bare_nested(rows, 20), repeat)
-    t5 = await best_of(lambda: eng5.run({"rows": rows}), repeat)
+    w5 = await alternating(
+        {"bare": lambda: bare_nested(rows, 20), "hush": lambda: eng5.run({"rows": rows})},
+        runs,
+        repeat,
+        time.process_time,
+    )
     print(f"\nW5: {outer} x 100 nested maps, outer cap 50, inner cap 20")
-    print(row("bare asyncio (nested gather)", base5, base5))
-    print(row("hush nested MapNode", t5, base5))
-    results["w5_ratio"] = t5 / base5
+    results["w5_ratio"] = ratios(w5["hush"], w5["bare"])
+    print(f"  hush / bare nested gather {spread(results['w5_ratio'], unit='x')}")
 
     n_rss = 20_000 if args.quick else 100_000
     start = time.perf_counter()
-    hush_rss = rss_per_item("hush", n_rss)
-    bare_rss = rss_per_item("bare", n_rss)
-    print(f"\nRSS: {n_rss} items, peak resident growth per item (child processes)")
-    print(f"  bare asyncio {bare_rss:8.0f} B/item")
-    print(f"  hush         {hush_rss:8.0f} B/item   x{hush_rss / bare_rss:.2f} vs bare")
+    rss = child_values({"hush": rss_argv("hush", n_rss), "bare": rss_argv("bare", n_rss)}, runs)
+    results["rss_hush_b_per_item"] = [b / n_rss for b in rss["hush"]]
+    results["rss_bare_b_per_item"] = [b / n_rss for b in rss["bare"]]
+    print(f"\nRSS: {n_rss:,} items as one list to both, peak resident growth per item,")
+    print("one fresh process per run, the two alternating")
+    print(f"  bare asyncio {spread(results['rss_bare_b_per_item'], '{:,.0f}', ' B/item')}")
+    print(f"  hush         {spread(results['rss_hush_b_per_item'], '{:,.0f}', ' B/item')}")
     print(f"  ({time.perf_counter() - start:.1f} s)")
-    results["rss_hush_b_per_item"] = hush_rss
-    results["rss_bare_b_per_item"] = bare_rss
     if args.json:
         print(json.dumps(results))
 
