@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,12 @@ class RunContext:
         self.plain = slot is None and checkpoint is None
         """Nothing to save or limit: plain nodes may take the scheduler's fast path."""
         self.t0 = record.clock = time.perf_counter()
+
+    def with_emit(self, emit: Emitter | None) -> RunContext:
+        """The same run seen through another emitter (a map item no subscriber wants)."""
+        other = copy.copy(self)
+        other.emit = emit
+        return other
 
     def now(self) -> float:
         """Seconds since the run started."""

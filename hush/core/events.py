@@ -116,36 +116,67 @@ class Event:
 
 
 Subscriber = Callable[[Event], object]
-"""Receives every event of a run, on the event loop; it must be quick and must not raise."""
+"""Receives every event of a run, on the event loop; it must be quick and must not raise.
+
+A subscriber may say what it reads, so that the engine builds nothing else: ``kinds``
+(a set of :data:`EventKind`; absent: every kind) and ``wants_item(path) -> bool``
+(absent: every map item), asked once when a map item starts. The events inside an item
+no subscriber wants are not built at all (see :meth:`Emitter.item`)."""
+
+KINDS: frozenset[EventKind] = frozenset(
+    ("run_start", "node_start", "token", "llm", "progress", "node_end", "run_end")
+)
 
 
 class Emitter:
-    """Hands each event to every subscriber of one run; a failing subscriber is logged once
-    and then ignored, so it can never break the run.
+    """Hands each event to the subscribers that read its kind; a failing subscriber is logged
+    once and then ignored, so it can never break the run.
 
     ``backpressure`` (set for a streamed run) is awaited before each node starts: it
     returns when the consumer has room for more events.
     """
 
-    __slots__ = ("_failed", "_subscribers", "backpressure")
+    __slots__ = ("_choosers", "_every_item", "_failed", "_quiet", "_routes", "backpressure")
 
     def __init__(
         self,
         subscribers: Sequence[Subscriber],
         backpressure: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self._subscribers = list(subscribers)
+        routes: dict[str, list[tuple[int, Subscriber]]] = {kind: [] for kind in KINDS}
+        for i, subscriber in enumerate(subscribers):
+            for kind in getattr(subscriber, "kinds", None) or KINDS:
+                routes[kind].append((i, subscriber))
+        self._routes = {kind: tuple(found) for kind, found in routes.items()}
+        readers = [s for _, s in self._routes["node_start"]]
+        choosers = [getattr(s, "wants_item", None) for s in readers]
+        self._every_item = any(chooser is None for chooser in choosers)
+        self._choosers: tuple[Callable[[str], bool], ...] = tuple(c for c in choosers if c)
         self._failed: set[int] = set()
         self.backpressure = backpressure
+        self._quiet: Emitter | None = None
+        if self._routes["progress"]:
+            self._quiet = Emitter(())
+            self._quiet._routes = {**self._quiet._routes, "progress": self._routes["progress"]}
+            self._quiet._failed = self._failed
+            self._quiet._quiet = self._quiet
 
     def __call__(self, event: Event) -> None:
-        for i, subscriber in enumerate(self._subscribers):
+        for i, subscriber in self._routes[event.kind]:
             try:
                 subscriber(event)
             except Exception:
                 if i not in self._failed:
                     self._failed.add(i)
                     logger.warning("an event subscriber failed on %r", event, exc_info=True)
+
+    def item(self, path: str) -> Emitter | None:
+        """The emitter for what happens inside the map item at ``path``, decided once when it
+        starts: this one if a subscriber wants the item's events, else one that carries only
+        ``progress`` events (``None`` if nobody reads them): the item runs untraced."""
+        if self._every_item or any(wants(path) for wants in self._choosers):
+            return self
+        return self._quiet
 
 
 def status_of(error: NodeError | None, *, cancelled: bool = False) -> str:

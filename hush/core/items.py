@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.core.events import Event, status_of
 from hush.core.extensions import work_usage
+from hush.core.quiet_items import run_quiet
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
@@ -133,9 +134,13 @@ async def _traced(
     state: dict[str, Any],
     executor: ItemExecutor | None,
 ) -> GraphOutcome:
-    """Run the item's body between its ``node_start`` and ``node_end`` events."""
+    """Run the item's body between its ``node_start`` and ``node_end`` events, or untraced if
+    no subscriber wants it (:mod:`hush.core.quiet_items`)."""
     emit = call.run.emit
     assert emit is not None
+    scope = emit.item(path) if executor is None else emit
+    if scope is not emit:
+        return await run_quiet(call, plan, index, path, state, scope)
     run_id, name, node = call.run.run_id, f"{call.node.name}[{index}]", f"{call.node_path}[]"
     emit(
         Event(

@@ -87,6 +87,9 @@ class ProgressReporter:
     that arrives too soon is reported when the interval is up.
     """
 
+    kinds = frozenset({"progress"})
+    """The only events it reads (:data:`~hush.core.events.Subscriber`)."""
+
     def __init__(
         self,
         *,

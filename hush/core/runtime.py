@@ -118,11 +118,19 @@ class Frame:
         return f"{self.prefix}/{np.name}" if self.in_item else np.path
 
     def execute(
-        self, plan: GraphPlan, state: dict[str, Any], prefix: str, owner: NodeCall, *, in_item: bool
+        self,
+        plan: GraphPlan,
+        state: dict[str, Any],
+        prefix: str,
+        owner: NodeCall,
+        *,
+        in_item: bool,
+        run: RunContext | None = None,
     ) -> Coroutine[Any, Any, GraphOutcome]:
         """Run a graph inside one of this frame's nodes (a container's body, a map item):
-        how the lifecycle reaches the scheduler without importing it."""
-        return execute(plan, state, self.run, prefix, in_item=in_item, owner=owner)
+        how the lifecycle reaches the scheduler without importing it. ``run``: the run as
+        the graph sees it, if not as this frame does (an untraced map item)."""
+        return execute(plan, state, run or self.run, prefix, in_item=in_item, owner=owner)
 
 
 async def execute(

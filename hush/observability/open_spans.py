@@ -1,5 +1,5 @@
-"""What a tracer knows of a run while it traces it: its open spans, and which map items
-a sampled trace keeps."""
+"""What a tracer knows of a run while it traces it: its open spans, which map items a
+sampled trace keeps, and what it asks the engine for (:class:`Subscription`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hush.core.events import Event
+from hush.core.events import Event, EventKind
 
 
 @dataclass(slots=True)
@@ -73,3 +73,28 @@ def sampled(run_id: str, path: str, share: float) -> bool:
     if share >= 1.0:
         return True
     return zlib.crc32(f"{run_id}\x00{path}".encode()) < share * 2**32
+
+
+TRACED_KINDS: frozenset[EventKind] = frozenset(
+    ("run_start", "node_start", "node_end", "llm", "run_end")
+)
+"""The events a tracer reads (no ``token`` nor ``progress``: the engine builds none for it)."""
+
+
+class Subscription:
+    """What a tracer hands the engine for one run: the queue its events go to, the kinds it
+    reads and, with ``share`` below 1, the map items it wants (asked once as each starts)."""
+
+    __slots__ = ("kinds", "put", "run_id", "share", "wants_item")
+
+    def __init__(self, put: Callable[[Event], None], run_id: str, share: float) -> None:
+        self.put, self.run_id, self.share = put, run_id, share
+        self.kinds = TRACED_KINDS
+        if share < 1.0:
+            self.wants_item = self._sampled
+
+    def __call__(self, event: Event) -> None:
+        self.put(event)
+
+    def _sampled(self, path: str) -> bool:
+        return sampled(self.run_id, path, self.share)

@@ -24,15 +24,14 @@ from hush.core.background import BackgroundWriter
 from hush.core.events import Event, Subscriber
 from hush.observability.health import BackendHealth
 from hush.observability.ids import new_span_id, trace_id_for
-from hush.observability.open_spans import OpenSpan, RunSpans, hold, sampled
+from hush.observability.open_spans import OpenSpan, RunSpans, Subscription, hold, sampled
 
 logger = logging.getLogger(__name__)
 
 YIELD_EVERY = 0.001
 """Seconds of work after which the thread lets the event loop have the GIL."""
 IDLE_EXIT = 10.0
-"""Seconds with nothing queued after which the thread ends (the next event starts another),
-so an unused tracer holds no thread and can be garbage-collected."""
+"""Seconds idle after which the thread ends (the next event starts another one)."""
 DEFAULT_MAX_QUEUED_EVENTS = 100_000
 """Events that may wait for a tracer's thread; more are dropped (counted in one warning)."""
 _NEVER_DROPPED = frozenset({"run_start", "run_end"})
@@ -52,9 +51,11 @@ class SpanTracer:
     known to be down (:class:`~hush.observability.health.BackendHealth`). A thread
     that fails disables the tracer with one warning naming the cause.
 
-    ``sample`` below 1 traces that share of map items: an item's spans are held unbuilt
-    until it ends, then kept with it if anything in it failed or :func:`sampled` draws it;
-    runs, graphs and maps are always traced.
+    ``sample`` below 1 traces that share of map items, drawn by :func:`sampled` as each
+    starts (:class:`Subscription`); the engine builds no event inside the others, and traces
+    one that fails from its errors (:mod:`hush.core.quiet_items`). An item run elsewhere (an
+    executor) is held until it ends, then kept if drawn or failed; runs, graphs and maps
+    are always traced.
     """
 
     backend = "trace"
@@ -103,8 +104,8 @@ class SpanTracer:
         shutdown.register(self)
 
     def subscribe(self, start: Event) -> Subscriber:
-        """Trace the run that ``start`` opens: its events are queued for the tracer's thread."""
-        return self._put
+        """Trace the run that ``start`` opens (events of items not drawn are never built)."""
+        return Subscription(self._put, start.run_id, self.sample)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait at most ``timeout`` seconds (default ``flush_timeout``) until every event so far
@@ -392,8 +393,7 @@ class SpanTracer:
             self._emit_span(run, orphan, end)
 
     def _exporting(self) -> bool:
-        """Whether to build the span at hand: not while the backend is down (it is counted
-        as dropped)."""
+        """Whether to build the span at hand: not while the backend is down (counted dropped)."""
         if self.health.available():
             return True
         self.health.gave_up(1)
