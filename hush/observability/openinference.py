@@ -2,7 +2,8 @@
 
 Span kinds: ``LLM`` for chat calls, ``EMBEDDING``/``RERANKER`` for those operations and
 ``CHAIN`` for runs, graphs, maps, items and nodes. Texts are already bounded by the
-tracer's ``max_field_chars`` (truncated with a marker, never dropped).
+tracer's ``max_field_chars`` (truncated with a marker, never dropped); ``input.value`` and
+``output.value`` are the only copy of a span's input and output on OTLP spans.
 """
 
 from __future__ import annotations
@@ -20,24 +21,19 @@ _KINDS = {"chat": "LLM", "embeddings": "EMBEDDING", "rerank": "RERANKER"}
 _JSON, _TEXT = "application/json", "text/plain"
 
 
-def _io(prefix: str, text: str) -> Attributes:
-    """``{prefix}.value`` and its mime type (JSON unless it does not parse)."""
-    try:
-        json.loads(text)
-        mime = _JSON
-    except ValueError:
-        mime = _TEXT
-    return {f"{prefix}.value": text, f"{prefix}.mime_type": mime}
-
-
-def chain_attributes(input_text: str | None, output_text: str | None) -> Attributes:
-    """A run, graph, map, item or node span: kind ``CHAIN`` and its input/output."""
-    attributes: Attributes = {"openinference.span.kind": "CHAIN"}
-    if input_text is not None:
-        attributes.update(_io("input", input_text))
-    if output_text is not None:
-        attributes.update(_io("output", output_text))
-    return attributes
+def io_attributes(prefix: str, value: Any, text: Callable[[Any], str]) -> Attributes:
+    """``{prefix}.value`` (``value`` as ``text`` makes it, once) and its mime type: JSON if
+    it parses (a container encoded whole is known to, without parsing it again)."""
+    encoded = text(value)
+    whole = encoded[:1] in ("{", "[") and not encoded.endswith(" chars]")
+    mime = _JSON if whole and not isinstance(value, str) else _TEXT
+    if mime == _TEXT:
+        try:
+            json.loads(encoded)
+            mime = _JSON
+        except ValueError:
+            pass
+    return {f"{prefix}.value": encoded, f"{prefix}.mime_type": mime}
 
 
 def _messages(prefix: str, messages: Any, text: Callable[[Any], str]) -> Attributes:
@@ -97,9 +93,9 @@ def llm_attributes(llm: LLMCall, text: Callable[[Any], str], include_io: bool) -
     if llm.cost is not None:
         attributes["llm.cost.total"] = llm.cost
     if include_io:
-        attributes.update(_io("input", text(llm.messages)))
+        attributes.update(io_attributes("input", llm.messages, text))
         attributes.update(_messages("llm.input_messages", llm.messages, text))
         if llm.output is not None:
-            attributes.update(_io("output", text(llm.output)))
+            attributes.update(io_attributes("output", llm.output, text))
             attributes.update(_messages("llm.output_messages", _output_messages(llm.output), text))
     return attributes

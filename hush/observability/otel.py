@@ -33,7 +33,7 @@ from hush.core.redaction import register_secret
 from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
 from hush.observability.item_traces import item_trace_id, outermost_item, run_root, session_of
-from hush.observability.openinference import chain_attributes, llm_attributes
+from hush.observability.openinference import io_attributes, llm_attributes
 from hush.observability.otel_ids import RunIds, run_ids
 from hush.observability.serialize import DEFAULT_MAX_CHARS, fit, to_json_text, usage_details
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
@@ -221,6 +221,13 @@ class OTelTracer(SpanTracer):
             self._said_truncated(f"a value of {len(text)} characters", self.max_field_chars)
         return text
 
+    def io(self, prefix: str, value: Any) -> Attributes:
+        """An input or output (``prefix``), encoded once: ``input.value`` or ``output.value``
+        and its mime type (OpenInference), else under ``input_key`` or ``output_key``."""
+        if self.openinference:
+            return io_attributes(prefix, value, self.text)
+        return {self.input_key if prefix == "input" else self.output_key: self.text(value)}
+
     def bounded(self, text: str, limit: int, what: str) -> str:
         """``text`` cut to ``limit`` characters, marker included, if longer (one warning)."""
         if len(text) <= limit:
@@ -261,10 +268,10 @@ class OTelTracer(SpanTracer):
                 attributes["hush.tags"] = [str(t) for t in fields["tags"]]
             if fields.get("metadata"):
                 attributes["hush.metadata"] = self.text(fields["metadata"])
-        if self.include_io and event.input is not None:
-            attributes[self.input_key] = self.text(event.input)
         if self.openinference:
-            attributes.update(chain_attributes(attributes.get(self.input_key), None))
+            attributes["openinference.span.kind"] = "CHAIN"
+        if self.include_io and event.input is not None and event.input != {}:
+            attributes.update(self.io("input", event.input))
         return attributes
 
     def span_end(self, run: RunSpans, event: Event) -> Attributes:
@@ -274,10 +281,8 @@ class OTelTracer(SpanTracer):
             attributes["hush.dropped_events"] = run.dropped
         if event.attempts is not None:
             attributes["hush.attempts"] = event.attempts
-        if self.include_io and event.output is not None:
-            attributes[self.output_key] = self.text(event.output)
-        if self.openinference and self.output_key in attributes:
-            attributes.update(chain_attributes(None, attributes[self.output_key]))
+        if self.include_io and event.output is not None and event.output != {}:
+            attributes.update(self.io("output", event.output))
         return attributes
 
     def generation_name(self, event: Event, llm: LLMCall) -> str:
@@ -318,7 +323,7 @@ class OTelTracer(SpanTracer):
             attributes["hush.batch_id"] = llm.batch_id
         if (llm.usage or {}).get("estimated"):
             attributes["hush.usage_estimated"] = True
-        if self.include_io:
+        if self.include_io and not self.openinference:
             attributes[self.input_key] = self.text(llm.messages)
             if llm.output is not None:
                 attributes[self.output_key] = self.text(llm.output)

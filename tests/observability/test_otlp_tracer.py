@@ -63,7 +63,7 @@ async def test_a_run_is_one_nested_trace_with_genai_spans(
         assert item.attributes["hush.path"] == f"traced-batch/llm_batch[{index}]"
         nodes = {s.name: s for s in children(spans, item)}
         assert set(nodes) == {"prompt", "llm"}
-        assert f"question {index}" in nodes["prompt"].attributes["hush.input"]
+        assert f"question {index}" in nodes["prompt"].attributes["input.value"]
         assert nodes["prompt"].start_ns <= nodes["prompt"].end_ns <= nodes["llm"].start_ns
         (generation,) = children(spans, nodes["llm"])
         attributes = generation.attributes
@@ -88,7 +88,7 @@ async def test_a_run_is_one_nested_trace_with_genai_spans(
         assert attributes["gen_ai.usage.input_tokens"] > 0
         assert attributes["gen_ai.usage.output_tokens"] > 0
         assert attributes["gen_ai.response.finish_reasons"] == ["stop"]
-        assert f"question {index}" in attributes["hush.output"]
+        assert f"question {index}" in attributes["output.value"]
     assert b"sk-llm-secret-xyz" not in b"".join(r.body for r in receiver.requests)
 
 
