@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hush.core.background import BackgroundWriter, WriterFailedError
+from hush.background import BackgroundWriter, WriterFailedError
 
 WAIT = 10.0
 
@@ -343,7 +343,7 @@ def test_a_process_that_exits_without_closing_still_hands_over_what_it_queued(
     script = textwrap.dedent(
         f"""
         import time
-        from hush.core.background import BackgroundWriter
+        from hush.background import BackgroundWriter
 
         def handler(batch):
             time.sleep(0.01)
@@ -366,7 +366,7 @@ def test_a_writer_stuck_at_exit_is_left_after_its_exit_timeout_with_one_warning(
     script = textwrap.dedent(
         """
         import threading
-        from hush.core.background import BackgroundWriter
+        from hush.background import BackgroundWriter
 
         never = threading.Event()
         writer = BackgroundWriter(lambda batch: never.wait(), name="stuck", exit_timeout=0.1)

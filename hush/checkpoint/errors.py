@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from hush.core.errors import HushError
+from hush.hush_error import HushError
 
 
 class CheckpointError(HushError):

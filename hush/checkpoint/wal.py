@@ -16,8 +16,8 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from hush.background import BackgroundWriter
 from hush.checkpoint.schema import BUSY_TIMEOUT_S
-from hush.core.background import BackgroundWriter
 
 logger = logging.getLogger("hush.checkpoint")
 

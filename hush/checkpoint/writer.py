@@ -1,13 +1,13 @@
 """The checkpoint writer: group commits of queued checkpoint entries.
 
-The event loop only enqueues; a :class:`~hush.core.background.BackgroundWriter` thread
+The event loop only enqueues; a :class:`~hush.background.BackgroundWriter` thread
 takes everything queued (up to :data:`MAX_BATCH` entries), upserts it in one statement
 (one transaction), then settles the futures waiting on that commit (``put_durable``,
 ``flush``, ``aclose``) on their own loops. The first failure is kept: every later put
 and waiter gets a :class:`CheckpointWriteError`.
 
 A busy event loop can starve the thread of the GIL, so submissions nudge it (see
-:class:`~hush.core.handoff.Nudge`); a whole batch being one statement, a commit needs
+:class:`~hush.background.handoff.Nudge`); a whole batch being one statement, a commit needs
 the GIL back only once. The thread follows the background writers' shutdown policy;
 closing commits what is queued, closes the connection and releases the run's lock.
 """
@@ -24,11 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hush.background import BackgroundWriter, WriterFailedError
 from hush.checkpoint.errors import CheckpointWriteError
 from hush.checkpoint.lock import RunLock
 from hush.checkpoint.schema import SET_STATUS, STATEMENT_SIZES, TOUCH_RUN, upsert_entries
 from hush.checkpoint.wal import WalCheckpointer
-from hush.core.background import BackgroundWriter, WriterFailedError
 
 logger = logging.getLogger("hush.checkpoint")
 

@@ -31,13 +31,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from hush.core.redaction import redact
-
-
-class HushError(Exception):
-    """Base class of every error hush raises itself."""
-
-    retryable: ClassVar[bool] = False
-    """Whether retrying the same work may succeed (a node's default retry rule reads it)."""
+from hush.hush_error import HushError as HushError
 
 
 class GraphDefinitionError(HushError, ValueError):

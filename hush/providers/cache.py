@@ -7,7 +7,7 @@ name, the messages, and every generation parameter sent (``temperature``,
 it: the same model asked the same thing through two resources shares an entry.
 Only complete, successful answers are stored (not a reply cut off by the token
 limit or stopped by the content filter, unless asked), committed by a
-:class:`~hush.core.background.BackgroundWriter` of the cache's own within
+:class:`~hush.background.BackgroundWriter` of the cache's own within
 milliseconds (a crash loses at most the last few), in a WAL-mode file that
 concurrent runs and processes can share.
 
@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hush.core.background import BackgroundWriter
+from hush.background import BackgroundWriter
 
 logger = logging.getLogger(__name__)
 
