@@ -222,7 +222,7 @@ class ResourceLimiter:
         enqueued: float,
         counters: RunCounters | None,
     ) -> Permit:
-        self._state.take(tokens)
+        self._state.take(tokens, now)
         queue.in_flight += 1
         self._sent += 1
         self._wait_time += now - enqueued
@@ -282,7 +282,7 @@ class ResourceLimiter:
             if permit.counters is not None:
                 permit.counters.answered(self.key, actual_tokens)
             info = RateLimitHeaders.parse(headers) if headers is not None else None
-            self._state.answered(permit.tokens, actual_tokens, info, now)
+            self._state.answered(permit.tokens, actual_tokens, info, now, permit.sent_at)
             self._was_probe(permit)
             if self._breaker.connected():
                 logger.warning("%s: %s is reachable again", self.key, self.base_url)

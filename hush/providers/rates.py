@@ -9,9 +9,11 @@ How the limits are set:
 
 * **A known limit** (``rpm``/``tpm`` configured, or ``x-ratelimit-limit-*`` sent by the
   server, which wins over the configuration up or down) is aimed at: exactly when
-  the server's headers state it, else :data:`HEADROOM` of it, in continuously refilled buckets holding
-  :data:`BURST_SECONDS` of refill. A 429 at a known limit pauses the resource for
-  ``Retry-After`` and resumes at the limit; only if 429s stay frequent
+  the server's headers state it, else :data:`HEADROOM` of it, in continuously refilled
+  buckets (:mod:`hush.providers.bucket`) holding :data:`BURST_SECONDS` of refill, or
+  :data:`BURST_SHARE` of the burst the headers show the server allows. A 429 at a
+  known limit empties the bucket, pauses the resource for ``Retry-After`` and resumes
+  at the limit, one request at a time; only if 429s stay frequent
   (:data:`SQUEEZE_SHARE` of recent answers) is the aim lowered a little.
 * **No known limit**: requests are not paced. Until the first answer at most
   :data:`INITIAL_WINDOW` are in flight; each answer widens the window by one (it
@@ -33,14 +35,20 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from hush.providers.bucket import BURST_SECONDS, MIN_RATE, Bucket, server_level
 from hush.providers.headers import RateLimitHeaders
+
+__all__ = ["BURST_SECONDS", "HEADROOM", "INITIAL_WINDOW", "Bucket", "Limits", "RateState"]
 
 HEADROOM = 0.97
 """Share of a configured limit aimed at until the server's headers confirm it: room for
 clock jitter between us and a bucket we cannot see."""
-BURST_SECONDS = 0.05
-"""A bucket holds this many seconds of refill (at least one request): small, because a
-provider may allow little burst and our sends reach it with some jitter."""
+BURST_SHARE = 0.5
+"""Share of the burst the server's headers show it allows (``remaining`` plus ``reset`` of
+refill) that our bucket holds once they show it: the rest absorbs jitter on the way."""
+MAX_BURST_SECONDS = 1.0
+"""Most seconds of refill a server's burst is taken to be (a per-minute budget is spent
+over the minute, not at once)."""
 INITIAL_WINDOW = 16
 """Requests in flight before the first answer when no limit is known."""
 MEASURE_SECONDS = 5.0
@@ -61,57 +69,7 @@ DEFAULT_429_PAUSE = 1.0
 """Pause after a 429 that says neither ``Retry-After`` nor when the budget resets."""
 MAX_RESET_PAUSE = 5.0
 """Longest pause taken from an ``x-ratelimit-reset-*`` header."""
-_MIN_RATE = {"requests": 1.0, "tokens": 100.0}
 _EPSILON = 1e-4
-
-
-class Bucket:
-    """A continuously refilled token bucket (units per minute; ``rate=None`` means unlimited)."""
-
-    __slots__ = ("level", "name", "rate", "stamp")
-
-    def __init__(self, name: str, rate: float | None, now: float) -> None:
-        self.name = name
-        self.rate = rate
-        self.level = self.capacity
-        self.stamp = now
-
-    @property
-    def capacity(self) -> float:
-        """What the bucket holds when full."""
-        if self.rate is None:
-            return math.inf
-        return max(1.0, self.rate / 60.0 * BURST_SECONDS)
-
-    def refill(self, now: float) -> None:
-        """Add what accrued since the last call."""
-        if self.rate is not None and self.level < self.capacity:
-            self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate / 60.0)
-        self.stamp = max(self.stamp, now)
-
-    def delay(self, amount: float) -> float:
-        """Seconds until ``amount`` fits (0 if it does now); a request larger than the
-        bucket goes once it is full and leaves it in debt."""
-        if self.rate is None:
-            return 0.0
-        missing = min(amount, self.capacity) - self.level
-        return missing * 60.0 / self.rate if missing > 0 else 0.0
-
-    def give_back(self, amount: float) -> None:
-        """Return ``amount`` (a refund), never above capacity."""
-        self.level = min(self.capacity, self.level + amount)
-
-    def set_rate(self, rate: float | None, now: float) -> None:
-        """Change the rate, keeping what the bucket holds within the new capacity (a request
-        bucket that was unlimited starts with one request: no burst before the pace is set)."""
-        self.refill(now)
-        if rate is not None:
-            rate = max(_MIN_RATE[self.name], rate)
-        self.rate = rate
-        if math.isinf(self.level):
-            self.level = min(1.0, self.capacity) if self.name == "requests" else self.capacity
-        else:
-            self.level = min(self.level, self.capacity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +121,11 @@ class RateState:
         self._cut_at = -math.inf
         self._before_cut = 0
         """Requests sent before the last cut still in flight: their 429s say nothing new."""
+        self._sends: deque[float] = deque()
+        """Times of the requests sent over the last :data:`MEASURE_SECONDS`."""
+        self._refused_at = -math.inf
+        self._server_burst = {"requests": 0.0, "tokens": 0.0}
+        """The largest burst the server's headers showed, per bucket (units)."""
         self._answers: deque[tuple[float, int, bool]] = deque()
         """Recent answers: (time, tokens, rate limited)."""
         self._apply(now)
@@ -188,11 +151,15 @@ class RateState:
         wait = max(wait_requests, wait_tokens)
         return 0.0 if wait <= _EPSILON else wait
 
-    def take(self, tokens: int) -> None:
-        """A request of ``tokens`` goes now."""
+    def take(self, tokens: int, now: float | None = None) -> None:
+        """A request of ``tokens`` goes now (at ``now``: noted for :meth:`_mirror`)."""
         self.requests.level -= 1
         self.tokens.level -= tokens
         self.in_flight += 1
+        if now is not None:
+            self._sends.append(now)
+            while self._sends[0] < now - MEASURE_SECONDS:
+                self._sends.popleft()
 
     def release(self, sent_at: float = math.inf) -> None:
         """A request sent at ``sent_at`` is over (answered or not)."""
@@ -203,15 +170,21 @@ class RateState:
     # ---- learning --------------------------------------------------------------------
 
     def answered(
-        self, charged: int, actual: int, info: RateLimitHeaders | None, now: float
+        self,
+        charged: int,
+        actual: int,
+        info: RateLimitHeaders | None,
+        now: float,
+        sent_at: float | None = None,
     ) -> None:
-        """A request succeeded; ``actual`` tokens counted (``charged`` were taken up front)."""
+        """A request (sent at ``sent_at``) succeeded; ``actual`` tokens counted (``charged``
+        were taken up front)."""
         self.tokens.refill(now)
         self.tokens.give_back(charged - actual)
         self._note(now, actual, False)
         if self.window is not None:
             self.window += 1
-        self._learn(info, now)
+        self._learn(info, now, sent_at)
         self._probe(now)
 
     def rate_limited(
@@ -226,7 +199,8 @@ class RateState:
         self.tokens.refill(now)
         self.tokens.give_back(charged)
         self._note(now, 0, True)
-        learned = self._learn(info, now)
+        learned = self._learn(info, now, sent_at)
+        self._refused_at = now
         requests_out = (
             info is not None
             and info.remaining_requests is not None
@@ -251,7 +225,7 @@ class RateState:
                 limit.discovered = (
                     measured if limit.discovered is None else limit.discovered * CUT_FACTOR
                 )
-                limit.discovered = max(_MIN_RATE[name], limit.discovered)
+                limit.discovered = max(MIN_RATE[name], limit.discovered)
                 limit.probed_at = now
         self._apply(now)
         pause = retry_after
@@ -267,6 +241,9 @@ class RateState:
             pause = min(max(resets), MAX_RESET_PAUSE) if resets else None
         pause = DEFAULT_429_PAUSE if pause is None else pause
         self.paused_until = max(self.paused_until, now + pause)
+        for name in blamed:
+            bucket = self.requests if name == "requests" else self.tokens
+            bucket.hold(1.0 if name == "requests" else charged, pause, now)
         return pause
 
     def failed(self, info: RateLimitHeaders | None, now: float) -> None:
@@ -291,7 +268,9 @@ class RateState:
 
     # ---- internals -------------------------------------------------------------------
 
-    def _learn(self, info: RateLimitHeaders | None, now: float) -> bool:
+    def _learn(
+        self, info: RateLimitHeaders | None, now: float, sent_at: float | None = None
+    ) -> bool:
         if info is None or not self.limits.learn_from_headers:
             return False
         changed = False
@@ -303,14 +282,41 @@ class RateState:
         if changed:
             self.window = None
             self._apply(now)
-        for bucket, remaining in (
-            (self.requests, info.remaining_requests),
-            (self.tokens, info.remaining_tokens),
+        for bucket, known, remaining, reset in (
+            (self.requests, self.limit("requests"), info.remaining_requests, info.reset_requests),
+            (self.tokens, self.limit("tokens"), info.remaining_tokens, info.reset_tokens),
         ):
-            if remaining is not None and bucket.rate is not None:
-                bucket.refill(now)
-                bucket.level = min(bucket.level, float(remaining))
+            if remaining is None or bucket.rate is None:
+                continue
+            bucket.refill(now)
+            bucket.level = min(bucket.level, float(remaining))
+            if known is not None and reset is not None:
+                self._mirror(bucket, known / 60.0, remaining, reset, sent_at, now)
         return changed
+
+    def _mirror(
+        self,
+        bucket: Bucket,
+        per_second: float,
+        remaining: int,
+        reset: float,
+        sent_at: float | None,
+        now: float,
+    ) -> None:
+        """Hold :data:`BURST_SHARE` of the burst the server's headers show (what remains
+        plus what refills until it is full); the request bucket holds what the server
+        holds now less the other share, kept for jitter (at the start, a burst)."""
+        burst = min(remaining + reset * per_second, per_second * MAX_BURST_SECONDS)
+        server_burst = self._server_burst[bucket.name] = max(self._server_burst[bucket.name], burst)
+        bucket.burst = max(bucket.burst, BURST_SHARE * server_burst / per_second)
+        if bucket.name != "requests" or sent_at is None or not self._sends:
+            return
+        if sent_at < self._sends[0] or sent_at < self._refused_at:
+            return  # sends after it were forgotten, or a 429 since says more
+        # ``remaining`` is rounded down; what it still lacks to be full is exact.
+        held = max(float(remaining), server_burst - reset * per_second)
+        server = server_level(held, server_burst, per_second, sent_at, self._sends, now)
+        bucket.level = min(bucket.capacity, server - (server_burst - bucket.capacity))
 
     def _apply(self, now: float) -> None:
         """Set each bucket's rate from where its limit comes from."""
@@ -368,7 +374,7 @@ class RateState:
         """Units per minute the server accepted over the last :data:`MEASURE_SECONDS`."""
         accepted = [a for a in self._answers if not a[2] and a[0] >= now - MEASURE_SECONDS]
         if not accepted:
-            return _MIN_RATE[name] * 60.0
+            return MIN_RATE[name] * 60.0
         span = max(1.0, now - accepted[0][0])
         total = sum(a[1] for a in accepted) if name == "tokens" else len(accepted)
         return total / span * 60.0
