@@ -3,7 +3,7 @@
 Benchmarks start it with ``ServerProcess(...)`` so that the server does not share
 the GIL (or the core) with the engine under test. Commands, one JSON per line:
 ``{"configure": {...}}``, ``{"reset": true}``, ``{"records": true}`` (answers with
-``[[arrived_at, status, body], ...]``), ``{"quit": true}``.
+``[[arrived_at, status, body, finished_at], ...]``), ``{"quit": true}``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ for line in sys.stdin:
         server.reset()
         answer = {}
     elif "records" in command:
-        answer = {"records": [[r.arrived_at, r.status, r.body] for r in server.requests]}
+        answer = {"records": [[r.arrived_at, r.status, r.body, r.finished_at] for r in server.requests]}
     else:
         break
     print(json.dumps(answer), flush=True)
@@ -38,12 +38,15 @@ server.stop_thread()
 class Record:
     """One request the server received (what the benchmarks read of it)."""
 
-    __slots__ = ("arrived_at", "body", "status")
+    __slots__ = ("arrived_at", "body", "finished_at", "status")
 
-    def __init__(self, arrived_at: float, status: int | None, body: Any) -> None:
+    def __init__(
+        self, arrived_at: float, status: int | None, body: Any, finished_at: float | None = None
+    ) -> None:
         self.arrived_at = arrived_at
         self.status = status
         self.body = body
+        self.finished_at = finished_at
 
 
 class ServerProcess:

@@ -10,14 +10,19 @@ hush   ``hush batch`` as a user runs it (a subprocess, CSV in and out), rpm: 120
        in resources.yaml
 learn  ``hush batch`` with no limit configured (learned from the server's headers)
 
-Each prints rows/s (answered rows over wall time, start-up included), the 429s
-the server sent, the rows left unanswered and, for hush, hush over pool (its rows/s
-over the pool's in the same scenario; the aim is at least 1.0x). The first
-scenario answers in 0.2-0.6 s, where 10 workers with a 0.1 s sleep happen to
-send about the server's limit; the next two change only the answer time, as a
-model or a prompt change does, to show what a fixed worker count does then.
+Each runs ``--runs`` times (3 by default), the runners alternating, and prints the
+min-max over its runs of: rows/s (answered rows over wall time, start-up included);
+pacing rows/s (answered rows from the server's first request to its last answer:
+no start-up, no exit); the most 429s the server sent and rows left unanswered in a
+run; for hush, hush:pool end to end and pacing (each run over the pool run beside
+it; the aim is at least 1.0x); and client CPU ms per row (``hush batch``'s whole
+process, the pool's threads). The first scenario answers in 0.2-0.6 s, where 10
+workers with a 0.1 s sleep happen to send about the server's limit; the next two
+change only the answer time, as a model or a prompt change does, to show what a
+fixed worker count does then. ``--compare DIR`` adds ``hush batch`` importing hush
+from another checkout (a ``git worktree`` of the base commit), alternating too.
 
-    python benchmarks/bench_batch.py [--rows N] [--quick]
+    python benchmarks/bench_batch.py [--rows N] [--runs N] [--quick] [--compare DIR]
 
 ``--stall`` measures instead how long the event loop stalls while the output of a
 20,000-row batch is written as .xlsx: a probe task notes the longest gap between
@@ -49,13 +54,17 @@ import argparse
 import asyncio
 import csv
 import functools
+import itertools
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,18 +130,26 @@ def thread_pool(base_url: str, texts: list[str]) -> tuple[float, int]:
     return elapsed, answered
 
 
-def hush_batch(base_url: str, workdir: Path, source: Path, rpm: int | None) -> tuple[float, int]:
-    """``hush batch`` in a subprocess; returns (seconds, rows answered)."""
+_RUN_NUMBERS = itertools.count()
+"""Each run writes its own output (and checkpoint): a second run must not resume the first."""
+
+
+def hush_batch(
+    base_url: str, workdir: Path, source: Path, rpm: int | None, code: str | None = None
+) -> tuple[float, int]:
+    """``hush batch`` in a subprocess (importing hush from ``code`` when given: another
+    checkout, for before/after); returns (seconds, rows answered)."""
     config = workdir / "resources.yaml"
     limit = f"  rpm: {rpm}\n" if rpm else ""
     config.write_text(f"llm:gpt-4o-mini:\n  base_url: {base_url}\n  model: gpt-4o-mini\n{limit}")
-    output = workdir / f"out-{source.stem}-{rpm or 'learned'}.csv"
+    output = workdir / f"out-{source.stem}-{rpm or 'learned'}-{next(_RUN_NUMBERS)}.csv"
     command = [sys.executable, "-m", "hush.cli", "batch", str(source), "-o", str(output)]
     command += ["--prompt", PROMPT, "--model", "gpt-4o-mini", "--no-progress"]
     start = time.perf_counter()
     done = subprocess.run(
         command,
-        env={**os.environ, "HUSH_CONFIG": str(config)},
+        env={**os.environ, "HUSH_CONFIG": str(config), **({"PYTHONPATH": code} if code else {})},
+        cwd=workdir,  # not the checkout's root, which ``-m`` would put before PYTHONPATH
         capture_output=True,
         text=True,
         check=False,
@@ -145,6 +162,7 @@ def hush_batch(base_url: str, workdir: Path, source: Path, rpm: int | None) -> t
     return elapsed, answered
 
 
+POOL_NAME = "thread pool (10 workers, sleep 0.1, 3 tries)"
 SCENARIOS = [
     ("answers in 0.2-0.6 s (the pool's 10 workers happen to fit the limit)", (0.2, 0.6), 1.0, True),
     ("faster answers, 0.05-0.15 s (the same pool overshoots)", (0.05, 0.15), 0.5, False),
@@ -320,10 +338,102 @@ def print_first_request(server: ServerProcess, workdir: Path) -> None:
     )
 
 
+@dataclass(frozen=True)
+class RunFigures:
+    """What one run of one runner gave."""
+
+    rows_per_s: float
+    """Answered rows over the whole wall time (start-up and exit included)."""
+    pacing_rows_per_s: float
+    """Answered rows from the server's first request to its last answer (no start-up)."""
+    limited: int
+    unanswered: int
+    cpu_ms_per_row: float
+    """Client CPU (this process, or the finished ``hush batch`` subprocess) per row."""
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the server's is not one)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def measure(server: ServerProcess, rows: int, run: Callable[[], tuple[float, int]]) -> RunFigures:
+    """Run ``run`` against a freshly reset server and read its figures."""
+    server.reset()
+    time.sleep(1.5)  # the server's one-second bucket refills
+    cpu = cpu_seconds()
+    elapsed, answered = run()
+    cpu = cpu_seconds() - cpu
+    records = server.requests
+    first = min(r.arrived_at for r in records)
+    last = max(r.finished_at or r.arrived_at for r in records)
+    return RunFigures(
+        answered / elapsed,
+        answered / (last - first),
+        sum(1 for r in records if r.status == 429),
+        rows - answered,
+        cpu / rows * 1000,
+    )
+
+
+def scenario_runners(
+    base_url: str, workdir: Path, source: Path, texts: list[str], learn: bool
+) -> list[tuple[str, Callable[[], tuple[float, int]]]]:
+    """The pool and ``hush batch`` (configured, and unconfigured when ``learn``)."""
+    runners: list[tuple[str, Callable[[], tuple[float, int]]]] = [
+        (POOL_NAME, functools.partial(thread_pool, base_url, texts)),
+        (
+            "hush batch, rpm: 1200 configured",
+            functools.partial(hush_batch, base_url, workdir, source, SERVER_RPM),
+        ),
+    ]
+    if learn:
+        runners.append(
+            (
+                "hush batch, nothing configured",
+                functools.partial(hush_batch, base_url, workdir, source, None),
+            )
+        )
+    return runners
+
+
+def span(values: list[float], digits: int = 2) -> str:
+    """``min-max`` of ``values``."""
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+
+def print_scenario(results: dict[str, list[RunFigures]]) -> None:
+    """One line per runner: ranges over its runs, and its ratio to the pool run beside it."""
+    print(
+        f"{'run':<46} {'rows/s':>11} {'of limit':>11} {'pacing rows/s':>13} {'429s':>6} "
+        f"{'unanswered':>10} {'hush:pool':>11} {'pacing':>11} {'CPU ms/row':>11}"
+    )
+    pool = results[POOL_NAME]
+    limit = SERVER_RPM / 60
+    for name, runs in results.items():
+        rates = [r.rows_per_s for r in runs]
+        pacing = [r.pacing_rows_per_s for r in runs]
+        versus = versus_pacing = ""
+        if name != POOL_NAME:
+            versus = span([r.rows_per_s / p.rows_per_s for r, p in zip(runs, pool, strict=True)])
+            versus_pacing = span(
+                [r.pacing_rows_per_s / p.pacing_rows_per_s for r, p in zip(runs, pool, strict=True)]
+            )
+        print(
+            f"{name:<46} {span(rates):>11} {span([r / limit * 100 for r in rates], 1):>10}% "
+            f"{span(pacing):>13} {max(r.limited for r in runs):6d} "
+            f"{max(r.unanswered for r in runs):10d} {versus:>11} {versus_pacing:>11} "
+            f"{span([r.cpu_ms_per_row for r in runs], 1):>11}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="only the first scenario")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each, alternating")
+    parser.add_argument("--compare", metavar="DIR", help="also run hush batch from this checkout")
     parser.add_argument("--stall", action="store_true", help="the loop's stall while writing")
     parser.add_argument("--packing", action="store_true", help="--rows-per-call 1 vs 10")
     parser.add_argument("--first-request", action="store_true", help="only import-to-first-request")
@@ -352,41 +462,27 @@ def main() -> None:
                 server.configure(latency=list(latency))
                 source = workdir / f"rows-{rows}.csv"
                 texts = write_rows(source, rows)
-                print(f"\n{rows} rows, {label}")
-                print(
-                    f"{'run':<46} {'rows/s':>7} {'of limit':>9} {'429s':>6} "
-                    f"{'unanswered':>11} {'hush:pool':>10}"
-                )
-                pool_rate = 0.0
-                runs = [
-                    (
-                        "thread pool (10 workers, sleep 0.1, 3 tries)",
-                        functools.partial(thread_pool, server.base_url, texts),
-                    ),
-                    (
-                        "hush batch, rpm: 1200 configured",
-                        functools.partial(hush_batch, server.base_url, workdir, source, SERVER_RPM),
-                    ),
-                ]
-                if learn:
-                    runs.append(
+                runners = scenario_runners(server.base_url, workdir, source, texts, learn)
+                if args.compare:
+                    runners.append(
                         (
-                            "hush batch, nothing configured",
-                            functools.partial(hush_batch, server.base_url, workdir, source, None),
+                            f"hush batch, rpm: 1200, code at {Path(args.compare).name}",
+                            functools.partial(
+                                hush_batch,
+                                server.base_url,
+                                workdir,
+                                source,
+                                SERVER_RPM,
+                                args.compare,
+                            ),
                         )
                     )
-                for name, run in runs:
-                    server.reset()
-                    time.sleep(1.5)
-                    elapsed, answered = run()
-                    limited = sum(1 for r in server.requests if r.status == 429)
-                    rate = answered / elapsed
-                    pool_rate = pool_rate or rate
-                    versus = f"{rate / pool_rate:9.2f}x" if name.startswith("hush") else ""
-                    print(
-                        f"{name:<46} {rate:7.2f} {rate / (SERVER_RPM / 60):8.1%} "
-                        f"{limited:6d} {rows - answered:11d} {versus:>10}"
-                    )
+                print(f"\n{rows} rows, {label}; {args.runs} runs each, alternating, min-max")
+                results: dict[str, list[RunFigures]] = {name: [] for name, _ in runners}
+                for _ in range(args.runs):
+                    for name, run in runners:
+                        results[name].append(measure(server, rows, run))
+                print_scenario(results)
             print_first_request(server, workdir)
     finally:
         server.stop()

@@ -20,7 +20,10 @@ d  the naive script our users run today: a ThreadPoolExecutor of N workers,
 arrival); "after warm-up" leaves out the first WARMUP_SECONDS. Shares are of all
 requests the server received.
 
-    python benchmarks/bench_rate_limit.py [--quick] [--requests N] [--naive-workers N]
+Every run is repeated ``--runs`` times (rounds of all runs, 3 by default) and a
+summary prints each figure's min-max over the rounds.
+
+    python benchmarks/bench_rate_limit.py [--quick] [--requests N] [--runs N] [--naive-workers N]
 """
 
 from __future__ import annotations
@@ -236,6 +239,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="600 requests per run")
     parser.add_argument("--requests", type=int, default=None, help="requests per run (3000)")
     parser.add_argument("--naive-workers", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3, help="rounds of every run (3)")
     args = parser.parse_args()
     count = args.requests or (600 if args.quick else 3000)
 
@@ -255,6 +259,7 @@ def main() -> None:
         ) -> None:
             server.configure(tpm=tpm)
             server.reset()
+            key = f"{key}-{len(outcomes)}"  # a fresh limiter each round: nothing learned carries
             seconds, note = asyncio.run(run_hush(server, key, settings, prompts, caps))
             unit, limit = ("TPM", float(tpm)) if tpm else ("RPM", float(rpm))
             outcomes.append(measure(server, label, limit, unit, seconds, note))
@@ -263,56 +268,81 @@ def main() -> None:
         print(
             f"{count} requests per run; server {SERVER_RPM} RPM, latency {LATENCY[0]}-{LATENCY[1]} s"
         )
-        print(HEADER, flush=True)
-        prompts = short_prompts(count)
-        hush_run(
-            "a  hush, rpm configured = server limit", "llm:bench-a", {"rpm": SERVER_RPM}, prompts
-        )
-        hush_run("b  hush, no limit configured (headers)", "llm:bench-b", {}, prompts)
-        hush_run(
-            "b' hush, no limit, headers ignored (429s only)",
-            "llm:bench-b2",
-            {"rate_limit_headers": False},
-            prompts,
-        )
-        mixed, caps = mixed_prompts(count)
-        hush_run(
-            f"c  hush, tpm configured = server {TOKEN_RUN_TPM:,} TPM",
-            "llm:bench-c",
-            {"rpm": SERVER_RPM, "tpm": TOKEN_RUN_TPM},
-            mixed,
-            caps,
-            tpm=TOKEN_RUN_TPM,
-        )
-        server.configure(
-            tpm=None,
-            rpm=STRICT_RPM,
-            burst_seconds=STRICT_BURST_SECONDS,
-            rate_limit_headers="on_429",
-        )
-        strict = short_prompts(max(500, count // 2))
-        hush_run(
-            "e  strict server, rpm configured = its limit",
-            "llm:bench-e",
-            {"rpm": STRICT_RPM},
-            strict,
-            rpm=STRICT_RPM,
-        )
-        hush_run("f  strict server, no limit configured", "llm:bench-f", {}, strict, rpm=STRICT_RPM)
-        server.configure(rpm=SERVER_RPM, burst_seconds=1.0, rate_limit_headers="always")
-        server.reset()
-        seconds, note = run_naive(server, prompts, args.naive_workers)
-        label = f"d  naive: {args.naive_workers} threads + sleep({NAIVE_SLEEP})"
-        outcomes.append(measure(server, label, SERVER_RPM, "RPM", seconds, note))
-        print(outcomes[-1].line(), flush=True)
+        for number in range(args.runs):
+            print(f"\nround {number + 1} of {args.runs}")
+            print(HEADER, flush=True)
+            prompts = short_prompts(count)
+            hush_run(
+                "a  hush, rpm configured = server limit",
+                "llm:bench-a",
+                {"rpm": SERVER_RPM},
+                prompts,
+            )
+            hush_run("b  hush, no limit configured (headers)", "llm:bench-b", {}, prompts)
+            hush_run(
+                "b' hush, no limit, headers ignored (429s only)",
+                "llm:bench-b2",
+                {"rate_limit_headers": False},
+                prompts,
+            )
+            mixed, caps = mixed_prompts(count)
+            hush_run(
+                f"c  hush, tpm configured = server {TOKEN_RUN_TPM:,} TPM",
+                "llm:bench-c",
+                {"rpm": SERVER_RPM, "tpm": TOKEN_RUN_TPM},
+                mixed,
+                caps,
+                tpm=TOKEN_RUN_TPM,
+            )
+            server.configure(
+                tpm=None,
+                rpm=STRICT_RPM,
+                burst_seconds=STRICT_BURST_SECONDS,
+                rate_limit_headers="on_429",
+            )
+            strict = short_prompts(max(500, count // 2))
+            hush_run(
+                "e  strict server, rpm configured = its limit",
+                "llm:bench-e",
+                {"rpm": STRICT_RPM},
+                strict,
+                rpm=STRICT_RPM,
+            )
+            hush_run(
+                "f  strict server, no limit configured", "llm:bench-f", {}, strict, rpm=STRICT_RPM
+            )
+            server.configure(rpm=SERVER_RPM, burst_seconds=1.0, rate_limit_headers="always")
+            server.reset()
+            seconds, note = run_naive(server, prompts, args.naive_workers)
+            label = f"d  naive: {args.naive_workers} threads + sleep({NAIVE_SLEEP})"
+            outcomes.append(measure(server, label, SERVER_RPM, "RPM", seconds, note))
+            print(outcomes[-1].line(), flush=True)
     finally:
         server.stop()
-    naive = outcomes[-1]
-    configured = outcomes[0]
-    print(
-        f"\nhush (configured) vs naive: {configured.rate / naive.rate:.1f}x the throughput, "
-        f"{naive.seconds / configured.seconds:.1f}x faster end to end"
-    )
+    print_ranges(outcomes, args.runs)
+
+
+def print_ranges(outcomes: list[Outcome], runs: int) -> None:
+    """Each run's min-max over the rounds, and hush against the naive script."""
+    by_label: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_label.setdefault(outcome.label, []).append(outcome)
+
+    def span(values: list[float]) -> str:
+        return f"{min(values):.1%}-{max(values):.1%}"
+
+    print(f"\nmin-max over {runs} round(s)")
+    print(f"{'run':<48} {'rate/limit':>13} {'after warm-up':>13} {'429 share':>13}")
+    for label, runs_of in by_label.items():
+        print(
+            f"{label:<48} {span([o.rate / o.limit for o in runs_of]):>13} "
+            f"{span([o.rate_after_warmup / o.limit for o in runs_of]):>13} "
+            f"{span([o.share_429 for o in runs_of]):>13}"
+        )
+    configured = [o for o in outcomes if o.label.startswith("a ")]
+    naive = [o for o in outcomes if o.label.startswith("d ")]
+    ratios = [a.rate / d.rate for a, d in zip(configured, naive, strict=True)]
+    print(f"\nhush (configured) vs naive: {min(ratios):.1f}-{max(ratios):.1f}x the throughput")
 
 
 if __name__ == "__main__":
