@@ -23,13 +23,14 @@ from typing import Any
 import anyio.to_thread
 
 from hush.checkpoint.claim import SPEND_KEY, SPEND_PATH, OnMismatch, open_run
+from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointValueError
 from hush.checkpoint.renamed import RenamedMethods
 from hush.checkpoint.writer import (
     MAX_BATCH,
+    ROW,
     Barrier,
     Close,
-    Entry,
     Many,
     Status,
     Writer,
@@ -47,11 +48,13 @@ class SQLiteCheckpointStore(RenamedMethods):
     """Finished results of one run, read from memory and written by a background thread.
 
     Create it with :func:`open_checkpoint`. ``load`` is a dictionary lookup;
-    ``save`` pickles the value and buffers it; the buffer is handed to the
-    writer thread once per event-loop iteration (or every :data:`MAX_BATCH`
-    entries), so the thread wakes once per batch rather than once per entry,
-    and commits whatever it has in one transaction. A result is durable within
-    one loop iteration and one commit (typically a few milliseconds).
+    ``queue`` pickles the value, buffers it and returns its number; the buffer is
+    handed to the writer thread once per event-loop iteration (or every
+    :data:`MAX_BATCH` entries), so the thread wakes once per batch rather than once
+    per entry, and commits whatever it has in one transaction. A result is durable
+    within one loop iteration and one commit (typically a few milliseconds):
+    ``committed(n)`` tells, ``durable(n)`` waits (without suspending when it is);
+    ``save`` is ``queue`` with a future of that commit.
     """
 
     def __init__(
@@ -74,8 +77,8 @@ class SQLiteCheckpointStore(RenamedMethods):
             self._note(path)
         self._writer = writer
         self._closed = False
-        self._pending: list[Entry] = []
-        self._pending_waiters: list[asyncio.Future[None]] = []
+        self._commits = Commits()
+        self._rows: list[object] = []
         self._flush_handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finalizer = weakref.finalize(self, writer.shutdown, _SHUTDOWN_TIMEOUT_S)
@@ -152,9 +155,26 @@ class SQLiteCheckpointStore(RenamedMethods):
         """Save ``value`` under ``path`` and ``digest``; return a future done once it is committed.
 
         Returns at once: await the future to wait for the commit, or drop it (a failed
-        write is raised by every later call and by :meth:`aclose`). ``pickled``: ``value``
-        is bytes pickled already (protocol 5). ``usage`` (what the work consumed, per
-        resource) is saved in the same row: a resumed run counts it (see
+        write is raised by every later call and by :meth:`aclose`). Each call gets a future
+        of its own (cancelling it affects nobody else). See :meth:`queue`.
+        """
+        number = self.queue(path, digest, value, usage=usage, pickled=pickled)
+        return self._commits.waiter(number)
+
+    def queue(
+        self,
+        path: str,
+        digest: str,
+        value: Any,
+        *,
+        usage: Mapping[str, Any] | None = None,
+        pickled: bool = False,
+    ) -> int:
+        """Queue ``value`` under ``path`` and ``digest``; return its number, for
+        :meth:`committed` and :meth:`durable`.
+
+        ``pickled``: ``value`` is bytes pickled already (protocol 5). ``usage`` (what the
+        work consumed, per resource) is saved in the same row: a resumed run counts it (see
         :func:`open_checkpoint`). Raises :class:`CheckpointValueError` if ``value`` does
         not pickle and :class:`CheckpointWriteError` if an earlier write failed.
         """
@@ -162,36 +182,36 @@ class SQLiteCheckpointStore(RenamedMethods):
             self._check_open()
         blob = value if pickled else self._pickled(path, value)
         spent = None if not usage else json.dumps(usage, separators=(",", ":"))
-        return self._buffer((path, digest, blob, 0.0, spent, None))
-
-    def _buffer(self, entry: Entry) -> asyncio.Future[None]:
-        """Add ``entry`` to this loop iteration's batch; return a future of its commit.
-
-        Each entry gets its own future (cancelling it affects nobody else); the futures of
-        one batch are resolved by the one commit that holds it."""
         loop = self._loop
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.get_running_loop()
-        self._pending.append(entry)
-        waiter = loop.create_future()
-        self._pending_waiters.append(waiter)
-        if len(self._pending) >= MAX_BATCH:
+        rows = self._rows
+        rows += (path, digest, blob, 0.0, spent)
+        if len(rows) >= MAX_BATCH * ROW:
             self._submit_pending()
         elif self._flush_handle is None:
             self._flush_handle = loop.call_soon(self._submit_pending)
-        return waiter
+        return self._commits.number()
+
+    def committed(self, number: int) -> bool:
+        """Whether entry ``number`` (from :meth:`queue`) is committed."""
+        return self._commits.committed >= number
+
+    async def durable(self, number: int) -> None:
+        """Return once entry ``number`` is committed (at once if it is); raise
+        :class:`CheckpointWriteError` if the writer failed before."""
+        await self._commits.wait(number)
 
     def _submit_pending(self) -> None:
-        """Hand the buffered batch (and its waiters) to the writer thread."""
+        """Hand the buffered batch to the writer thread."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        entries, waiters = self._pending, self._pending_waiters
-        self._pending, self._pending_waiters = [], []
-        if not entries and not waiters:
+        rows = self._rows
+        if not rows:
             return
-        assert self._loop is not None
-        self._writer.submit(Many(entries, waiters, self._loop, time.time()))
+        self._rows = []
+        self._writer.submit(Many(rows, self._commits.issued, self._commits, time.time()))
 
     async def flush(self) -> None:
         """Return once everything saved so far is committed."""

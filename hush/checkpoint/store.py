@@ -45,6 +45,24 @@ class CheckpointStore(Protocol):
         pickled already), with ``usage`` (what the work consumed) in the same commit; the
         returned future is done once it is committed (await it to wait, or drop it)."""
 
+    def queue(
+        self,
+        path: str,
+        digest: str,
+        value: Any,
+        *,
+        usage: Mapping[str, Any] | None = None,
+        pickled: bool = False,
+    ) -> int:
+        """:meth:`save` without a future: return the entry's number (increasing; entries
+        are committed in that order) for :meth:`committed` and :meth:`durable`."""
+
+    def committed(self, number: int) -> bool:
+        """Whether entry ``number`` is committed."""
+
+    async def durable(self, number: int) -> None:
+        """Return once entry ``number`` is committed (at once if it is)."""
+
     def mark_finished(self, status: str = "ok") -> None:
         """Record the run's final status."""
 

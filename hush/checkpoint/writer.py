@@ -1,9 +1,10 @@
 """The checkpoint writer: group commits of queued checkpoint entries.
 
 The event loop only enqueues; a :class:`~hush.background.BackgroundWriter` thread
-takes everything queued (up to :data:`MAX_BATCH` entries), upserts it in one statement
-(one transaction), then settles the futures waiting on that commit (``put_durable``,
-``flush``, ``aclose``) on their own loops. The first failure is kept: every later put
+takes everything queued (up to :data:`MAX_BATCH` batches), upserts it in one statement
+(one transaction), then raises the store's commit watermark (:class:`~hush.checkpoint.
+commits.Commits`, which wakes the loop only if someone waits) and settles the futures of
+``flush`` and ``aclose`` on their own loops. The first failure is kept: every later put
 and waiter gets a :class:`CheckpointWriteError`.
 
 A busy event loop can starve the thread of the GIL, so submissions nudge it (see
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hush.background import BackgroundWriter, WriterFailedError
+from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointWriteError
 from hush.checkpoint.lock import RunLock
 from hush.checkpoint.schema import SET_STATUS, STATEMENT_SIZES, TOUCH_RUN, upsert_entries
@@ -40,10 +42,10 @@ EXIT_TIMEOUT_S = 30.0
 Waiter = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
 Futures = tuple[list["asyncio.Future[None]"], asyncio.AbstractEventLoop]
 """Futures of one loop, settled together (a batch's are handed over as one list)."""
-Entry = tuple[str, str, bytes, float, str | None, Waiter | None]
-"""``(path, digest, pickled value, finished_at, spend, waiter)``; ``finished_at`` 0 means
-"the time of the batch that carries it"; ``spend`` is what the saved work's LLM calls spent
-(JSON), committed in the same statement as the value."""
+ROW = 5
+"""Parameters per entry in :attr:`Many.rows`: ``path, digest, pickled value, finished_at,
+spend`` (``finished_at`` is the batch's :attr:`Many.at`; ``spend`` is what the saved work's
+LLM calls spent, JSON, committed in the same statement as the value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +72,17 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class Many:
-    """Several entries gathered on the event loop, and the futures awaiting their commit."""
+    """The entries one event-loop turn queued, as flat statement parameters (:data:`ROW`
+    per entry), numbered up to ``last`` in ``commits``."""
 
-    entries: list[Entry]
-    waiters: list[asyncio.Future[None]]
-    loop: asyncio.AbstractEventLoop
+    rows: list[object]
+    last: int
+    commits: Commits
     at: float
-    """When the batch was handed over (the finish time of entries stamped 0)."""
+    """When the batch was handed over (the finish time of its entries)."""
 
 
-Op = Entry | Many | Status | Barrier | Close
+Op = Many | Status | Barrier | Close
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,7 @@ class Writer:
         try:
             self._background.put(op)
         except (WriterFailedError, RuntimeError):
-            self._settle(_waiters([op]), failed=True)
+            self._fail_ops([op])
 
     def _submit_close(self, op: Close) -> None:
         with self._close_lock:
@@ -179,33 +182,40 @@ class Writer:
         self._background.wait_closed(timeout)
 
     def _commit(self, batch: list[Op]) -> None:
-        """Write ``batch`` in one transaction, then settle its waiters (the background
-        writer hands a batch that fails to :meth:`_reject`)."""
-        entries: list[Entry] = []
+        """Write ``batch`` in one transaction, then raise the commit watermarks and settle
+        the barriers (the background writer hands a batch that fails to :meth:`_reject`)."""
+        rows: list[object] = []
+        done: list[Many] = []
         waiters: list[Futures] = []
         statuses: list[Status] = []
+        oldest = 0.0
         for op in batch:
             if isinstance(op, Many):
-                entries.extend(
-                    e if e[3] else (e[0], e[1], e[2], op.at, e[4], e[5]) for e in op.entries
-                )
-                waiters.append((op.waiters, op.loop))
-            elif isinstance(op, tuple):
-                entries.append(op)
-                if op[5] is not None:
-                    waiters.append(_alone(op[5]))
+                op.rows[3::ROW] = [op.at] * (len(op.rows) // ROW)
+                rows += op.rows
+                done.append(op)
+                oldest = oldest or op.at
             elif isinstance(op, Status):
                 statuses.append(op)
             elif isinstance(op, Barrier):
                 waiters.append(_alone(op.waiter))
-        if entries:
-            self._write(entries)
+        if rows:
+            self._write(rows, oldest)
         if statuses:
             self._write_run(statuses)
+        for many in done:
+            many.commits.advance(many.last)
         self._settle(waiters, failed=False)
 
     def _reject(self, batch: list[Op], failure: BaseException) -> None:
-        self._settle(_waiters(batch), failed=True)
+        self._fail_ops(batch)
+
+    def _fail_ops(self, ops: list[Op]) -> None:
+        """Give the waiters of ``ops`` the writer's error."""
+        for op in ops:
+            if isinstance(op, Many):
+                op.commits.fail(self.error)
+        self._settle(_waiters(ops), failed=True)
 
     def _closed(self) -> None:
         """The thread's last act: record the run's update time, close the connection,
@@ -227,37 +237,37 @@ class Writer:
                 waiters, self._close_waiters = self._close_waiters or [], None
             self._settle(waiters, failed=False)
 
-    def _write(self, entries: list[Entry]) -> None:
-        """Upsert ``entries`` in statements of at most :data:`MAX_BATCH` rows (in one
-        transaction when there are several)."""
-        if len(entries) <= MAX_BATCH:
-            self._write_chunk(entries)
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            for start in range(0, len(entries), MAX_BATCH):
-                self._write_chunk(entries[start : start + MAX_BATCH])
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+    def _write(self, rows: list[object], oldest: float) -> None:
+        """Upsert the entries of ``rows`` (flat, :data:`ROW` per entry) in statements of at
+        most :data:`MAX_BATCH` entries (in one transaction when there are several)."""
+        step = MAX_BATCH * ROW
+        if len(rows) <= step:
+            self._write_chunk(rows)
+        else:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(rows), step):
+                    self._write_chunk(rows[start : start + step])
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        self._max_lag = max(self._max_lag, time.time() - oldest)
 
-    def _write_chunk(self, entries: list[Entry]) -> None:
-        """Upsert ``entries`` in one autocommit statement: one GIL hand-off per commit."""
-        size = next(size for size in STATEMENT_SIZES if size >= len(entries))
-        params: list[object] = [self._run_id]
-        for entry in entries:
-            params += entry[:5]
-        last = entries[-1]
-        params += (last[0], last[1], last[2], last[3], None) * (size - len(entries))
+    def _write_chunk(self, rows: list[object]) -> None:
+        """Upsert the entries of ``rows`` in one autocommit statement: one GIL hand-off per
+        commit (padded to a prepared size by repeating the last entry without its spend)."""
+        count = len(rows) // ROW
+        size = next(size for size in STATEMENT_SIZES if size >= count)
+        params: list[object] = [self._run_id, *rows]
+        params += [*rows[-ROW:-1], None] * (size - count)
         self._conn.execute(upsert_entries(size), params)
         self._check_file()
         self._wal.committed()
         now = time.monotonic()
         self._commits += 1
-        self._entries += len(entries)
-        self._max_lag = max(self._max_lag, time.time() - entries[0][3])
+        self._entries += count
         if now - self._touched_at > TOUCH_EVERY_S:
             self._touched_at = now
             self._conn.execute(TOUCH_RUN, (time.time(), self._run_id))
@@ -311,12 +321,7 @@ def _waiters(ops: list[Op]) -> list[Futures]:
     """The futures waiting on ``ops``' commit."""
     waiters: list[Futures] = []
     for op in ops:
-        if isinstance(op, tuple):
-            if op[5] is not None:
-                waiters.append(_alone(op[5]))
-        elif isinstance(op, Many):
-            waiters.append((op.waiters, op.loop))
-        elif isinstance(op, Barrier | Close) and op.waiter is not None:
+        if isinstance(op, Barrier | Close) and op.waiter is not None:
             waiters.append(_alone(op.waiter))
     return waiters
 

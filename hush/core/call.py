@@ -100,7 +100,7 @@ class NodeCall:
         """
         return run_item(self, plan, index, shared, own, wait_saved=wait_saved, executor=executor)
 
-    async def saved(self, saving: asyncio.Future[None] | None) -> None:
+    async def saved(self, saving: int | None) -> None:
         """Wait until an item's result is committed (a failed write is kept for the run)."""
         if saving is not None:
             assert self.run.checkpoint is not None

@@ -16,7 +16,6 @@ and a write failure is kept for the run's record while the run goes on.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import pickle
@@ -114,9 +113,9 @@ class RunCheckpoint:
         usage: Mapping[str, Any] | None = None,
         *,
         rest: bool = False,
-    ) -> asyncio.Future[None] | None:
+    ) -> int | None:
         """Save ``value`` (with ``usage``, what its work consumed, in the same commit); return
-        the future of its commit (``None`` if it is not saved). ``rest``: first write the
+        the number of its commit, for :meth:`saved` (``None`` if it is not saved). ``rest``: first write the
         run's usage that no saved work holds, so that what a node outside map items used
         is saved no later than its result."""
         if rest:
@@ -124,7 +123,7 @@ class RunCheckpoint:
         if key is None or self.write_error is not None:
             return None
         try:
-            return self.store.save(self.saved_path(path), key, value, usage=usage)
+            return self.store.queue(self.saved_path(path), key, value, usage=usage)
         except CheckpointValueError as exc:
             self._warn_once(path, str(exc))
         except CheckpointWriteError as exc:
@@ -143,16 +142,16 @@ class RunCheckpoint:
 
     def save_snapshots(
         self, snapshots: Sequence[Snapshot], usage: Mapping[str, Any] | None = None
-    ) -> asyncio.Future[None] | None:
+    ) -> int | None:
         """Save the snapshots of an item that did not end clean (the item's ``usage`` with
-        the last); return the last commit."""
+        the last); return the number of the last commit."""
         if self.write_error is not None:
             return None
         waiter = None
         last = len(snapshots) - 1
         for n, snapshot in enumerate(snapshots):
             try:
-                waiter = self.store.save(
+                waiter = self.store.queue(
                     snapshot.path,
                     snapshot.key,
                     snapshot.blob,
@@ -164,12 +163,13 @@ class RunCheckpoint:
                 return None
         return waiter
 
-    async def saved(self, path: str, waiter: asyncio.Future[None] | None) -> None:
-        """Wait until what :meth:`save` returned is committed (a failure is kept for the run)."""
-        if waiter is None:
+    async def saved(self, path: str, number: int | None) -> None:
+        """Wait until what :meth:`save` returned is committed (a failure is kept for the run);
+        no suspension when it is already."""
+        if number is None or self.store.committed(number):
             return
         try:
-            await waiter
+            await self.store.durable(number)
         except CheckpointWriteError as exc:
             self.failed(path, exc)
 

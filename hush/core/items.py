@@ -7,7 +7,6 @@ as part of its iteration node.
 
 from __future__ import annotations
 
-import asyncio
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -31,8 +30,9 @@ class ItemOutcome(NamedTuple):
     written: dict[str, Any]
     error: NodeError | None
     resumed: bool
-    saving: asyncio.Future[None] | None = None
-    """With ``run_item(..., wait_saved=False)``: the commit still to wait for (``call.saved``)."""
+    saving: int | None = None
+    """With ``run_item(..., wait_saved=False)``: the number of the commit still to wait for
+    (``call.saved``)."""
 
 
 def in_order(
