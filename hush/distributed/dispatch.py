@@ -1,9 +1,12 @@
 """The driver's side of the workers: which items go to which worker, in which call.
 
-An item goes to the least busy worker. Items queued for one worker while its calls
-are busy go together in its next call (at most :data:`CALLS_PER_WORKER` calls in
-flight per worker, :data:`MAX_BATCH` items per call), so small items share one
-round trip and large ones still go one at a time. A call streams back its items'
+Items wait in one queue of the pool. A worker with room takes the items at the head
+of the queue in one call: it holds what :class:`~hush.distributed.pace.Pace` says
+hides the round trip (trivial items by the dozen, items of 20 ms one or two at a
+time), at most :data:`~hush.distributed.pace.CALLS_PER_WORKER` calls and
+:data:`~hush.distributed.pace.MAX_BATCH` items per call, and what is queued is
+shared among the workers with room, so the last items of a map are split finely
+and no worker holds a queue while another idles. A call streams back its items'
 events, budget requests and results as they happen, and ends as soon as each of
 its items is settled, so no call outlives the run that made it.
 
@@ -15,32 +18,35 @@ retried by the client and nodes by their lifecycle, never by this module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import pickle
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.util import client
 
 from hush.core.errors import NodeError, NodeInputError
 from hush.core.runtime import GraphOutcome
 from hush.distributed.errors import item_error, lost_error
+from hush.distributed.pace import CALLS_PER_WORKER, MAX_BATCH, Pace
 from hush.distributed.shipping import picklable
 
 if TYPE_CHECKING:
     from hush.core.events import Event
     from hush.distributed.outbox import Message
+    from hush.providers.run_counters import RunCounters
     from hush.providers.spend import Hold, RunSpend
 
 logger = logging.getLogger(__name__)
 
 LOST_WORKER = (ActorDiedError, ActorUnavailableError, RayActorError)
-CALLS_PER_WORKER = 2
-"""Calls in flight per worker: one running, one queued behind it (no idle round trip)."""
-MAX_BATCH = 64
-"""Items in one call at most."""
 
 
 @dataclass(eq=False)
@@ -54,6 +60,8 @@ class Item:
     run_id: str
     emit: Any
     spend: RunSpend | None
+    counters: RunCounters | None
+    """The run's LLM counters (what the item's requests did is added to them)."""
     future: asyncio.Future[GraphOutcome]
     attempts: int = 0
     call: asyncio.Task[None] | None = None
@@ -71,17 +79,16 @@ class Worker:
     handle: Any
     owner: str
     """Its name at the limiter actors (its permits are leased under it)."""
-    pending: list[Item] = field(default_factory=list)
     calls: int = 0
     load: int = 0
-    """Items queued or running in it."""
-    kicked: bool = False
+    """Items in its calls."""
 
 
 class WorkerPool:
     """The workers of one executor and the calls in flight to them (see the module
     docstring). ``start_worker`` makes a worker; ``cache_actor`` gives the cache actor of a
-    run's spend (or ``None``); ``lost`` is told the owner name of each replaced worker."""
+    run's spend (or ``None``); ``lost`` is told the owner name of each replaced worker;
+    ``items_at_once``: the items a worker runs at once."""
 
     def __init__(
         self,
@@ -89,20 +96,23 @@ class WorkerPool:
         cache_actor: Callable[[RunSpend | None], Any],
         lost: Callable[[str], None],
         max_item_retries: int,
+        items_at_once: int,
     ) -> None:
         self.workers: list[Worker] = []
         self.max_item_retries = max_item_retries
+        self.items_at_once = items_at_once
+        self.pace = Pace()
         self._start_worker = start_worker
         self._cache_actor = cache_actor
         self._lost = lost
         self._calls: dict[asyncio.Task[None], _Call] = {}
+        self._queue: list[Item] = []
+        self._kicked = False
 
     def submit(self, item: Item) -> None:
-        """Queue ``item`` for the least busy worker."""
-        worker = min(self.workers, key=lambda w: w.load)
-        worker.pending.append(item)
-        worker.load += 1
-        self._kick(worker)
+        """Queue ``item``; it goes to a worker at the end of this turn of the event loop."""
+        self._queue.append(item)
+        self._kick()
 
     def abandon(self, item: Item) -> None:
         """``item``'s run no longer waits for it: end its call if nothing else is in it."""
@@ -118,34 +128,39 @@ class WorkerPool:
         for task in calls:
             task.cancel()
         self._calls.clear()
+        self._queue.clear()
         self.workers = []
         return calls
 
-    def _kick(self, worker: Worker) -> None:
-        """Send the worker's pending items at the end of this turn of the event loop (so
-        that items queued in the same turn go in one call)."""
-        if worker.pending and worker.calls < CALLS_PER_WORKER and not worker.kicked:
-            worker.kicked = True
-            worker.pending[0].future.get_loop().call_soon(self._dispatch, worker)
+    def _kick(self) -> None:
+        """Hand out the queue at the end of this turn of the event loop (so that items
+        queued in the same turn go in one call)."""
+        if self._queue and not self._kicked:
+            self._kicked = True
+            self._queue[0].future.get_loop().call_soon(self._dispatch)
 
-    def _dispatch(self, worker: Worker) -> None:
-        worker.kicked = False
-        if worker not in self.workers:
-            for item in worker.pending:
-                self._resend(item, None)
-            worker.pending.clear()
-            return
-        while worker.pending and worker.calls < CALLS_PER_WORKER:
-            cancelled = [item for item in worker.pending if item.future.done()]
-            worker.load -= len(cancelled)
-            worker.pending = [item for item in worker.pending if not item.future.done()]
-            if not worker.pending:
+    def _dispatch(self) -> None:
+        """Give each worker with room its share of the queue, least busy first."""
+        self._kicked = False
+        self._queue = [item for item in self._queue if not item.future.done()]
+        held = self.pace.held(self.items_at_once)
+        while self._queue:
+            room = [
+                w
+                for w in self.workers
+                if w.calls < CALLS_PER_WORKER and self.pace.room(held, w.load) > 0
+            ]
+            if not room:
                 return
-            key = worker.pending[0].batch_key
-            batch = [item for item in worker.pending if item.batch_key == key][:MAX_BATCH]
+            worker = min(room, key=lambda w: w.load)
+            share = math.ceil(len(self._queue) / len(room))
+            key = self._queue[0].batch_key
+            batch = [item for item in self._queue if item.batch_key == key]
+            batch = batch[: min(self.pace.room(held, worker.load), share, MAX_BATCH)]
             taken = set(map(id, batch))
-            worker.pending = [item for item in worker.pending if id(item) not in taken]
+            self._queue = [item for item in self._queue if id(item) not in taken]
             worker.calls += 1
+            worker.load += len(batch)
             call = _Call(self, worker, batch)
             task = batch[0].future.get_loop().create_task(call.run())
             self._calls[task] = call
@@ -172,14 +187,10 @@ class WorkerPool:
         """Replace a lost worker; its limiter leases are returned."""
         if lost not in self.workers:
             return
-        index = self.workers.index(lost)
-        self.workers[index] = fresh = self._start_worker()
-        fresh.pending, lost.pending = lost.pending, []
-        fresh.load += len(fresh.pending)
-        lost.load -= len(fresh.pending)
+        self.workers[self.workers.index(lost)] = self._start_worker()
         ray.kill(lost.handle)
         self._lost(lost.owner)
-        self._kick(fresh)
+        self._kick()
 
 
 class _Call:
@@ -193,30 +204,38 @@ class _Call:
         self.undone = dict(enumerate(batch))
         self.holds: dict[int, Hold] = {}
         self.asking: set[asyncio.Task[None]] = set()
+        self.sent_at = time.perf_counter()
 
     async def run(self) -> None:
         worker, first = self.worker, self.first
         lost: BaseException | None = None
         try:
             items = [(n, item.path, item.state) for n, item in self.undone.items()]
-            try:
-                stream = worker.handle.run.remote(
-                    first.body_id,
-                    [first.body_ref],
-                    items,
-                    first.run_id,
-                    first.emit is not None,
-                    first.spend is not None,
-                    self.pool._cache_actor(first.spend),
-                )
-            except (TypeError, ValueError, pickle.PicklingError) as exc:
-                self._unpicklable(exc)
-                return
-            async for ref in stream:
-                for message in await ref:
-                    self._receive(message)
-                if not self.wanted():
-                    break
+            arguments = (
+                first.body_id,
+                [first.body_ref],
+                items,
+                first.run_id,
+                first.emit is not None,
+                first.spend is not None,
+                self.pool._cache_actor(first.spend),
+            )
+            async with contextlib.aclosing(streamed(worker.handle, arguments)) as stream:
+                try:
+                    messages = await anext(stream)
+                except (TypeError, ValueError, pickle.PicklingError) as exc:
+                    self._unpicklable(exc)
+                    return
+                while True:
+                    received = time.perf_counter()
+                    for message in messages:
+                        self._receive(message, received)
+                    if not self.wanted():
+                        break
+                    try:
+                        messages = await anext(stream)
+                    except StopAsyncIteration:
+                        break
         except LOST_WORKER as exc:
             lost = exc
             logger.warning(
@@ -237,7 +256,7 @@ class _Call:
             worker.load -= len(self.undone)
             for item in self.undone.values():
                 self.pool._resend(item, lost)
-            self.pool._kick(worker)
+            self.pool._kick()
 
     def wanted(self) -> bool:
         """Whether an item of the call is still waited for."""
@@ -254,16 +273,22 @@ class _Call:
                 item.future.set_exception(NodeInputError(str(exc)))
                 self._finished(number)
 
-    def _receive(self, message: Message) -> None:
+    def _receive(self, message: Message, received: float) -> None:
         kind, first = message[0], self.first
         if kind == "event":
             if first.emit is not None:
                 event: Event = message[2]
                 first.emit(event)
         elif kind == "done":
-            _, number, written, error, errors, unhandled = message
+            _, number, written, error, errors, unhandled, counts, times = message
             item = self.undone[number]
             self._finished(number)
+            if counts and item.counters is not None:
+                item.counters.add(counts)
+            if times is not None:
+                ran, since_call = times
+                self.pool.pace.ran(ran)
+                self.pool.pace.trip(received - self.sent_at - since_call)
             if not item.future.done():
                 item.future.set_result(GraphOutcome(written, error, errors, unhandled, []))
         elif kind == "reserve" and first.spend is not None:
@@ -291,6 +316,25 @@ class _Call:
             return
         self.holds[number] = hold
         self.worker.handle.answer.remote(number, (number, None))
+
+
+async def streamed(handle: Any, arguments: tuple[Any, ...]) -> AsyncGenerator[list[Message]]:
+    """The lists of messages of one call of ``handle.run``: streamed by Ray, or pulled one
+    after another under Ray Client, which cannot stream (see ``ItemRunner.pull``)."""
+    if not client.ray.is_connected():
+        async for ref in handle.run.remote(*arguments):
+            yield await ref
+        return
+    call, ended = uuid.uuid4().hex, False
+    starting: tuple[Any, ...] | None = arguments
+    try:
+        while not ended:
+            messages, ended = await handle.pull.remote(call, starting)
+            starting = None
+            yield messages
+    finally:
+        if not ended:
+            handle.drop.remote(call)
 
 
 def failed(error: NodeError) -> GraphOutcome:

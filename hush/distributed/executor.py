@@ -82,7 +82,9 @@ class RayExecutor:
         self.scope = uuid.uuid4().hex[:12]
         """Names this executor's limiter actors."""
         self._lock = threading.Lock()
-        self._pool = WorkerPool(self._worker, self._cache, self._forget, max_item_retries)
+        self._pool = WorkerPool(
+            self._worker, self._cache, self._forget, max_item_retries, items_per_worker
+        )
         self._bodies = Bodies(self._limiter)
         self._limiters: dict[str, Any] = {}
         self._caches: dict[str, Any] = {}
@@ -180,6 +182,7 @@ class RayExecutor:
         self, call: NodeCall, plan: GraphPlan, path: str, state: dict[str, Any]
     ) -> GraphOutcome:
         """Run one item's body in a worker; return its outcome as a local run would."""
+        from hush.providers import run_counters
         from hush.providers.spend import current
 
         if not self._pool.workers:
@@ -195,6 +198,7 @@ class RayExecutor:
             run.run_id,
             run.emit,
             current.get(),
+            run_counters.current.get(),
             loop.create_future(),
         )
         self._pool.submit(item)

@@ -12,7 +12,9 @@ ask together, and the actor grants as many as may go at once (the first waits
 for its turn, the others only if they may go right away), so a burst costs one
 round trip, not one per request. What each request learned (its real tokens,
 rate-limit headers, a 429, a failure) goes back to the actor without waiting
-for an answer, so every worker slows down when one is told to.
+for an answer, so every worker slows down when one is told to. Each request also
+counts in the :class:`~hush.providers.run_counters.RunCounters` of its item, which the
+worker sends back with the item's result for the driver's ``$state.llm``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ray.exceptions import RayActorError
 from hush.providers.errors import ResourceUnavailableError
 from hush.providers.limiter import Permit, ResourceLimiter
 from hush.providers.resources import LLMResource
+from hush.providers.run_counters import RunCounters, current
 
 logger = logging.getLogger(__name__)
 
@@ -162,18 +165,27 @@ class ClusterLimiter(ResourceLimiter):
         if not self._asking:
             self._asking = True
             self._task = loop.create_task(self._ask())
+        enqueued = time.monotonic()
         try:
-            return await future
+            permit = await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled() and future.exception() is None:
                 future.result().release()
             raise
+        permit.counters = counters = current.get()
+        permit.waited_s = permit.sent_at - enqueued
+        if counters is not None:
+            counters.sent(self.key, permit.waited_s)
+        return permit
 
     def try_acquire(self, tokens: int = 0) -> Permit | None:
         return None
 
     def note_retry(self) -> None:
         self.report(("retry", 0))
+        counters = current.get()
+        if counters is not None:
+            counters.retried(self.key)
 
     def report(self, item: tuple[Any, ...]) -> None:
         """Queue one request's news for the actor; what queued in one turn of the event loop
@@ -261,20 +273,35 @@ class RemotePermit(Permit):
         self.tokens = tokens
         self.sent_at = sent_at
         self.waited_s = 0.0
+        self.counters = None
+        self.outcome = None
+
+    def _counts(self, outcome: Any) -> RunCounters | None:
+        """The counters to tell of the request's first outcome (``None``: tell none)."""
+        if self.outcome is not None:
+            return None
+        self.outcome = outcome
+        return self.counters
 
     def commit(self, actual_tokens: int, headers: Mapping[str, str] | None = None) -> None:
         self._cluster.report(("commit", self._number, actual_tokens, _plain(headers)))
+        if counters := self._counts("answered"):
+            counters.answered(self._cluster.key, actual_tokens)
 
     def rate_limited(
         self, headers: Mapping[str, str] | None = None, retry_after: float | None = None
     ) -> float:
         self._cluster.report(("rate_limited", self._number, _plain(headers), retry_after))
+        if counters := self._counts("rate_limited"):
+            counters.rate_limited(self._cluster.key, retry_after or 0.0)
         return retry_after or 0.0
 
     def failed(
         self, headers: Mapping[str, str] | None = None, *, unreachable: str | None = None
     ) -> None:
         self._cluster.report(("failed", self._number, _plain(headers), unreachable))
+        if counters := self._counts("failed" if unreachable is None else "unreachable"):
+            counters.failed(self._cluster.key)
 
     def release(self) -> None:
         if not self._released:

@@ -1,22 +1,27 @@
 """What runs in a Ray worker: map items of the driver's run, on the worker's own event loop.
 
 An :class:`ItemRunner` is an async actor: it keeps one event loop (so HTTP
-connections to LLM providers are reused between items), the LLM resources of
+connections to LLM providers are reused between items), one thread pool for the
+sync code nodes of every item (Ray's actor loop has no root task for anyio to keep
+its threads under, so anyio would start a thread per node), the LLM resources of
 the driver, and the bodies it loaded. Every call carries the body's object ref,
 so a fresh worker (one that replaced a dead one, or one whose calls Ray
 delivered out of order) loads what it lacks. A call runs several items (the
 driver batches small ones) and streams back, as they happen, what the driver
 must see: each item's events (node events, tokens), budget requests (answered
 by the driver through :meth:`ItemRunner.answer`), and each item's result as it
-ends. LLM calls draw on the cluster's limiters (:mod:`hush.distributed.limits`)
-and on the driver's budget (:mod:`hush.distributed.budget`).
+ends, with the counts of its LLM requests (for the driver's ``$state.llm``) and its
+run time (for the driver's batching). LLM calls draw on the cluster's limiters
+(:mod:`hush.distributed.limits`) and on the driver's budget (:mod:`hush.distributed.budget`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -35,6 +40,9 @@ from hush.providers.resources import LLMResource
 Item = tuple[int, str, dict[str, Any]]
 """One item of a call: its number in the call, its path, its ``PARENT`` state."""
 
+THREADS = 40
+"""Threads of a worker's pool for sync code nodes at most (anyio's default limit)."""
+
 
 @ray.remote(num_cpus=1)
 class ItemRunner:
@@ -50,6 +58,8 @@ class ItemRunner:
         self.bodies: dict[str, asyncio.Future[Any]] = {}
         self.slots: asyncio.Semaphore | None = None
         self.answers: dict[int, asyncio.Future[Any]] = {}
+        self.threads = ThreadPoolExecutor(THREADS, thread_name_prefix="hush-code")
+        self.pulled: dict[str, tuple[asyncio.Queue[list[Message] | None], asyncio.Task[None]]] = {}
 
     def pid(self) -> int:
         """This worker's process id."""
@@ -65,6 +75,39 @@ class ItemRunner:
         if future is not None and not future.done():
             future.set_result(value)
 
+    async def pull(
+        self, call: str, arguments: tuple[Any, ...] | None
+    ) -> tuple[list[Message], bool]:
+        """The call ``call``'s messages so far, and whether it has ended, for a driver that
+        cannot take a stream (Ray Client): the first pull starts :meth:`run` with
+        ``arguments``; each waits for at least one list."""
+        if call not in self.pulled:
+            queue: asyncio.Queue[list[Message] | None] = asyncio.Queue()
+            self.pulled[call] = (queue, asyncio.ensure_future(self._pump(queue, arguments or ())))
+        queue = self.pulled[call][0]
+        lists = [await queue.get()]
+        while not queue.empty():
+            lists.append(queue.get_nowait())
+        ended = lists[-1] is None
+        if ended:
+            del self.pulled[call]
+        return [message for part in lists if part is not None for message in part], ended
+
+    def drop(self, call: str) -> None:
+        """End the pulled call ``call`` (its driver no longer waits for it)."""
+        pulled = self.pulled.pop(call, None)
+        if pulled is not None:
+            pulled[1].cancel()
+
+    async def _pump(
+        self, queue: asyncio.Queue[list[Message] | None], arguments: tuple[Any, ...]
+    ) -> None:
+        try:
+            async for messages in self.run(*arguments):
+                queue.put_nowait(messages)
+        finally:
+            queue.put_nowait(None)
+
     async def run(
         self,
         body_id: str,
@@ -79,8 +122,10 @@ class ItemRunner:
         lists of messages: ``("event", n, event)``, ``("reserve", id, ...)``,
         ``("settle", id, usage, cost)``, ``("cached", key, price)``,
         ``("cache_put", key, model, answer)`` and, last for each item,
-        ``("done", n, written, error, errors, unhandled)``."""
-        outbox = Outbox(self.answers)
+        ``("done", n, written, error, errors, unhandled, llm_counts, times)``
+        (``times``: the item's run time and the time since the call arrived, seconds)."""
+        arrived = time.perf_counter()
+        outbox = Outbox(self.answers, len(items))
         try:
             plan = await self._load(body_id, body[0])
         except Exception as exc:
@@ -90,7 +135,9 @@ class ItemRunner:
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.items_at_once)
         tasks = [
-            asyncio.ensure_future(self._item(plan, item, run_id, observed, budget, cache, outbox))
+            asyncio.ensure_future(
+                self._item(plan, item, run_id, observed, budget, cache, outbox, arrived)
+            )
             for item in items
         ]
         try:
@@ -112,13 +159,19 @@ class ItemRunner:
         budget: bool,
         cache: Any,
         outbox: Outbox,
+        arrived: float,
     ) -> None:
+        # Imported here: Ray pickles the actor's methods by value, and context variables
+        # cannot be pickled.
+        from hush.core.nodes.code_node import thread_pool
+        from hush.providers import run_counters
         from hush.providers.spend import RunSpend
         from hush.providers.spend import current as current_spend
 
         number, path, state = item
         assert self.slots is not None
         async with self.slots:
+            started = time.perf_counter()
             emit = Emitter([lambda event: outbox.put(("event", number, event))])
             ctx = RunContext(
                 run_id, RunRecord(run_id=run_id, graph=path), emit=emit if observed else None
@@ -127,14 +180,23 @@ class ItemRunner:
                 parent=DriverSpend(outbox) if budget else None,
                 cache=None if cache is None else WorkerCache(cache, outbox),  # type: ignore[arg-type]
             )
-            token = current_spend.set(spend)
+            counters = run_counters.RunCounters()
+            tokens = (
+                current_spend.set(spend),
+                run_counters.current.set(counters),
+                thread_pool.set(self.threads),
+            )
             try:
                 outcome = await runtime.execute(plan, state, ctx, path, in_item=True, owner=None)
             except Exception as exc:
-                outbox.put(_failed(number, path, NodeError.from_exception(exc, path)))
+                error = NodeError.from_exception(exc, path)
+                outbox.put(_failed(number, path, error, counters.snapshot()))
                 return
             finally:
-                current_spend.reset(token)
+                thread_pool.reset(tokens[2])
+                run_counters.current.reset(tokens[1])
+                current_spend.reset(tokens[0])
+            ended = time.perf_counter()
             outbox.put(
                 (
                     "done",
@@ -143,6 +205,8 @@ class ItemRunner:
                     outcome.error,
                     outcome.errors,
                     outcome.unhandled,
+                    counters.snapshot(),
+                    (ended - started, ended - arrived),
                 )
             )
 
@@ -153,7 +217,9 @@ class ItemRunner:
         return loading
 
 
-def _failed(number: int, path: str, error: NodeError) -> Message:
+def _failed(
+    number: int, path: str, error: NodeError, counts: dict[str, dict[str, Any]] | None = None
+) -> Message:
     error = NodeError(
         type=error.type,
         message=error.message,
@@ -162,7 +228,7 @@ def _failed(number: int, path: str, error: NodeError) -> Message:
         retryable=error.retryable,
         kinds=error.kinds,
     )
-    return ("done", number, {}, error, [error], [error])
+    return ("done", number, {}, error, [error], [error], counts or {}, None)
 
 
 async def _load(ref: Any) -> Any:

@@ -15,7 +15,7 @@ import contextlib
 import contextvars
 import dataclasses
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,16 @@ class RunCounters:
         for counters in self._chain():
             with counters._lock:
                 counters._entry(key).retries += 1
+
+    def add(self, counts: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add what requests counted elsewhere did (a :meth:`snapshot` taken in a Ray
+        worker, sent back with its item)."""
+        for counters in self._chain():
+            with counters._lock:
+                for key, values in counts.items():
+                    entry = counters._entry(key)
+                    for name, value in values.items():
+                        setattr(entry, name, getattr(entry, name) + value)
 
     def get(self, key: str) -> ResourceCounts:
         """A copy of the counts of ``key`` (zeros if the run sent it nothing)."""

@@ -29,6 +29,10 @@ def _free_port() -> int:
         return port
 
 
+CLIENT_PORT = _free_port()
+"""The port of the cluster's Ray Client server (``ray://``)."""
+
+
 @pytest.fixture(scope="package")
 def cluster() -> Iterator[str]:
     """The address of a cluster started with ``ray start --head``; the driver's environment
@@ -47,6 +51,7 @@ def cluster() -> Iterator[str]:
             f"--port={port}",
             "--node-ip-address=127.0.0.1",
             "--num-cpus=2",
+            f"--ray-client-server-port={CLIENT_PORT}",
             "--include-dashboard=false",
             "--disable-usage-stats",
         ],
@@ -69,6 +74,12 @@ def cluster() -> Iterator[str]:
             else:
                 os.environ[key] = value
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="package")
+def client_address(cluster: str) -> str:
+    """The ``ray://`` address of the cluster's Ray Client server."""
+    return f"ray://127.0.0.1:{CLIENT_PORT}"
 
 
 @pytest.fixture(scope="package")

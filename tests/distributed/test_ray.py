@@ -101,6 +101,32 @@ def test_a_refused_auth_token_is_explained() -> None:
     assert "set RAY_AUTH_MODE=token" in message
 
 
+def thread_name(x: int) -> dict[str, Any]:
+    return {"name": threading.current_thread().name, "pid": os.getpid()}
+
+
+async def test_sync_code_in_workers_runs_on_each_workers_own_thread_pool(
+    executor: RayExecutor,
+) -> None:
+    """Not a thread per node: anyio would start and stop one for each (Ray's actor loop has
+    no root task to keep them under)."""
+    with GraphNode(name="threads") as graph:
+        with MapNode(
+            name="items", inputs={"x": Each(PARENT["xs"])}, max_concurrency=8, executor=executor
+        ) as items:
+            node = CodeNode(name="where", code_fn=thread_name, inputs={"x": PARENT["x"]})
+            node["name"] >> PARENT["name"]
+            node["pid"] >> PARENT["pid"]
+            START >> node >> END
+        items["name"] >> PARENT["names"]
+        items["pid"] >> PARENT["pids"]
+        START >> items >> END
+    result = await Hush(graph).run({"xs": list(range(40))})
+    assert all(name.startswith("hush-code") for name in result["names"]), set(result["names"])
+    threads = set(zip(result["pids"], result["names"], strict=True))
+    assert len(threads) <= 2 * len(set(result["pids"])), threads
+
+
 async def test_the_run_option_sets_the_executor_of_top_level_maps(executor: RayExecutor) -> None:
     result = await Hush(cpu_graph()).run({"xs": [1, 2]}, executor=executor)
     assert os.getpid() not in result["pids"]
@@ -254,6 +280,47 @@ def test_a_checkpointed_ray_map_resumes_after_the_driver_is_killed(
     assert set(map(int, ran)) == set(range(40))
     assert resumed >= len(ran_first) - 4 - 4, "more than the items in flight were lost"
     assert len(ran) - 40 <= 8, f"{len(ran) - 40} items ran twice"
+
+
+CLIENT_DRIVER = textwrap.dedent(
+    """
+    import os, sys
+    from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
+    from hush.core.nodes.iteration import MapNode
+    from hush.distributed import RayExecutor
+
+    def triple(x):
+        if x == 4:
+            raise ValueError("item 4 is bad")
+        return {"y": x * 3, "pid": os.getpid()}
+
+    with RayExecutor(sys.argv[1], workers=2, cpus_per_worker=0) as executor:
+        with GraphNode(name="client") as graph:
+            with MapNode(name="items", inputs={"x": Each(PARENT["xs"])}, max_concurrency=4,
+                         executor=executor) as items:
+                node = CodeNode(name="triple", code_fn=triple, inputs={"x": PARENT["x"]})
+                node["y"] >> PARENT["y"]
+                node["pid"] >> PARENT["pid"]
+                START >> node >> END
+            items["y"] >> PARENT["ys"]
+            items["pid"] >> PARENT["pids"]
+            items["error"] >> PARENT["errors"]
+            START >> items >> END
+        result = Hush(graph).run_sync({"xs": list(range(8))})
+    assert result["ys"] == [0, 3, 6, 9, None, 15, 18, 21], result["ys"]
+    assert [e is not None for e in result["errors"]] == [x == 4 for x in range(8)]
+    assert result["errors"][4].message == "item 4 is bad", result["errors"][4]
+    assert os.getpid() not in result["pids"], result["pids"]
+    print("ok", flush=True)
+    """
+)
+
+
+def test_a_driver_runs_maps_through_the_ray_client_address(client_address: str) -> None:
+    args = [sys.executable, "-c", CLIENT_DRIVER, client_address]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and done.stdout.split()[-1:] == ["ok"], done.stderr[-2000:]
 
 
 def test_without_ray_the_error_says_how_to_install_it() -> None:

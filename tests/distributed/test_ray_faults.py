@@ -183,6 +183,33 @@ async def test_max_total_tokens_holds_across_workers(io_executor: RayExecutor) -
     assert "token budget of 600 reached" in refused[0].message
 
 
+async def test_llm_requests_in_workers_count_in_the_drivers_state_llm(
+    io_executor: RayExecutor,
+) -> None:
+    """The same per-run counts as a local run: each request, answer, retry and error once."""
+    for executor in (None, io_executor):
+        async with MockLLMServer(MockLLMConfig(error_rate_503=0.25, seed=3)) as server:
+            get_registry().register(
+                "llm:ray-counted",
+                {"base_url": server.base_url, "model": "gpt-4o-mini", "rpm": 6000},
+            )
+            try:
+                graph = llm_graph(executor, "ray-counted")  # type: ignore[arg-type]
+                qs = [f"question {i}" for i in range(16)]
+                result = await Hush(graph).run({"qs": qs, "marker": ""})
+            finally:
+                get_registry().unregister("llm:ray-counted")
+        statuses = server.status_counts
+        counts = result["$state"].llm["llm:ray-counted"]
+        where = "on Ray" if executor else "locally"
+        assert result["errors"] == [None] * 16, where
+        assert counts["sent"] == sum(statuses.values()), (where, counts, statuses)
+        assert counts["ok"] == statuses[200] == 16, (where, counts)
+        assert counts["errors"] == statuses[503] > 0, (where, counts, statuses)
+        assert counts["retries"] == counts["sent"] - 16, (where, counts)
+        assert counts["tokens_used"] > 0, (where, counts)
+
+
 MODULE = """
 def shout(x):
     return {"y": str(x).upper()}

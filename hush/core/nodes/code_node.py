@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -18,6 +20,13 @@ from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
     from hush.core.call import NodeCall
+
+thread_pool: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
+    "hush_thread_pool", default=None
+)
+"""Where sync code functions run: ``None`` is anyio's worker threads, kept for the event
+loop's root task. A host whose loop has no such task (a Ray actor's, where anyio would
+start and stop a thread per node) sets a pool of its own."""
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -149,7 +158,12 @@ async def _in_thread(fn: Callable[[], Any], call: NodeCall | None, timeout: floa
 
     if call is not None:
         call.track(finished)
-    job = asyncio.ensure_future(anyio.to_thread.run_sync(target, abandon_on_cancel=True))
+    pool = thread_pool.get()
+    job = asyncio.ensure_future(
+        anyio.to_thread.run_sync(target, abandon_on_cancel=True)
+        if pool is None
+        else loop.run_in_executor(pool, contextvars.copy_context().run, target)
+    )
     try:
         if timeout is None:
             return await job
