@@ -1,10 +1,12 @@
 """Graph building: time and peak memory of building chains of 1k, 2k, 4k and 8k nodes.
 
-Each size is built in a fresh process: once timed (graph construction and
-``build()`` separately), once under tracemalloc for the peak of Python
-allocations. Both should grow linearly with the number of nodes.
+Each size is built in fresh processes, ``--runs`` of them timed (CPU time of
+graph construction and of ``build()``, which other jobs on the machine do not
+inflate) and ``--runs`` under tracemalloc for the
+peak of Python allocations; each figure is min–max over those runs. Both should
+grow linearly with the number of nodes.
 
-    python benchmarks/bench_build.py [--sizes 1000 2000 4000 8000]
+    python benchmarks/bench_build.py [--sizes 1000 2000 4000 8000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ratios, spread
 
 CHILD = """
 import json, sys, time, tracemalloc
@@ -39,11 +46,11 @@ def chain(n):
 n, traced = int(sys.argv[1]), sys.argv[2] == "traced"
 if traced:
     tracemalloc.start()
-t0 = time.perf_counter()
+t0 = time.process_time()
 g = chain(n)
-t1 = time.perf_counter()
+t1 = time.process_time()
 g.build()
-t2 = time.perf_counter()
+t2 = time.process_time()
 peak = tracemalloc.get_traced_memory()[1] if traced else 0
 print(json.dumps({"construct": t1 - t0, "build": t2 - t1, "peak": peak}))
 """
@@ -63,29 +70,26 @@ def measure(n: int, traced: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(
-        f"{'nodes':>6} {'construct':>11} {'build()':>10} {'per node':>10} {'peak memory':>12} {'per node':>10}"
-    )
-    first: tuple[int, float, float] | None = None
+    print(f"a chain of N nodes, each figure min–max over {args.runs} fresh processes")
+    builds: dict[int, list[float]] = {}
+    peaks: dict[int, list[float]] = {}
     for n in args.sizes:
-        timed = min((measure(n, traced=False) for _ in range(3)), key=lambda r: r["build"])
-        peak = measure(n, traced=True)["peak"]
-        build = timed["build"]
+        timed = [measure(n, traced=False) for _ in range(args.runs)]
+        builds[n] = [r["build"] for r in timed]
+        peaks[n] = [measure(n, traced=True)["peak"] for _ in range(args.runs)]
         print(
-            f"{n:>6} {timed['construct'] * 1e3:9.1f}ms {build * 1e3:8.1f}ms "
-            f"{build / n * 1e6:8.1f}us {peak / 2**20:10.1f}MB {peak / n:8.0f} B"
+            f"{n:>6} nodes: construct {spread([r['construct'] * 1e3 for r in timed], '{:.1f}', ' ms')}"
+            f"   build() {spread([b / n * 1e6 for b in builds[n]], '{:.1f}', ' us/node')}"
+            f"   peak memory {spread([p / n for p in peaks[n]], '{:,.0f}', ' B/node')}"
         )
-        if first is None:
-            first = (n, build, peak)
-    if first is not None and len(args.sizes) > 1:
-        n0, b0, p0 = first
-        n1 = args.sizes[-1]
-        last_build = min(measure(n1, traced=False)["build"] for _ in range(3))
-        last_peak = measure(n1, traced=True)["peak"]
+    if len(args.sizes) > 1:
+        n0, n1 = args.sizes[0], args.sizes[-1]
         print(
-            f"\n{n1 // n0}x the nodes: build() x{last_build / b0:.1f}, peak memory "
-            f"x{last_peak / p0:.1f} (linear would be x{n1 / n0:.0f})"
+            f"\n{n1 // n0}x the nodes: build() x{spread(ratios(builds[n1], builds[n0]), '{:.1f}')},"
+            f" peak memory x{spread(ratios(peaks[n1], peaks[n0]), '{:.1f}')}"
+            f" (linear would be x{n1 / n0:.0f})"
         )
 
 
