@@ -1,6 +1,7 @@
 """The OTLP/HTTP span exporter of hush's OpenTelemetry tracers.
 
-Spans are encoded by OpenTelemetry's own encoder and posted with ``httpx``.
+Spans are encoded straight to OTLP protobuf (:mod:`hush.observability.otlp_wire`, what
+OpenTelemetry's encoder writes, several times faster) and posted with ``httpx``.
 Unlike OpenTelemetry's exporter, which retries a refused connection with
 growing waits for as long as its timeout allows (so each batch to a dead port
 cost seconds, one after the other), each batch here is one request bounded by
@@ -20,11 +21,11 @@ from collections.abc import Mapping, Sequence
 from time import monotonic, sleep
 
 import httpx
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from hush.observability.health import BackendHealth
+from hush.observability.otlp_wire import encode_request
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class OTLPHttpExporter(SpanExporter):
             self.health.gave_up(len(spans))
             return SpanExportResult.FAILURE
         try:
-            body = encode_spans(spans).SerializePartialToString()
+            body = encode_request(spans)
         except Exception:
             logger.warning(
                 "could not encode %d span(s); dropped",

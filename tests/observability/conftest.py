@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -72,3 +73,10 @@ async def llm_resource() -> AsyncIterator[MockLLMServer]:
         )
         yield server
         get_registry().unregister("llm:traced")
+
+
+@pytest.fixture
+def quiet_map_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Keep the expected failures of map items out of the log."""
+    caplog.set_level(logging.CRITICAL, logger="hush.core")
+    yield

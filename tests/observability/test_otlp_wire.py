@@ -1,0 +1,78 @@
+"""hush's OTLP encoder writes what OpenTelemetry's own encoder writes, decoded by the library."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import graphs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from hush.observability import OTLPTracer
+from hush.observability.otel import private_provider
+from hush.observability.otlp_wire import encode_request
+
+
+class Keep(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def same_as_the_library(spans: list[ReadableSpan]) -> None:
+    ours = ExportTraceServiceRequest.FromString(encode_request(spans))
+    assert ours == encode_spans(spans)
+
+
+async def test_the_spans_of_a_run_encode_as_opentelemetrys_encoder_does(
+    quiet_map_errors: None,
+) -> None:
+    keep = Keep()
+    provider = private_provider(service_name="wire", resource_attributes={"x.y": "é ✓"})
+    provider.add_span_processor(SimpleSpanProcessor(keep))
+    tracer = OTLPTracer(tracer_provider=provider, trace_per_item=True)
+    table = [list(range(row * 10, row * 10 + 10)) for row in range(3)]
+    await graphs.nested_map(bad=17).run({"rows": table}, tracer=tracer, run_id="wire")
+    tracer.close()
+
+    assert any(s.links for s in keep.spans) and any(s.events for s in keep.spans)
+    assert any(s.status.status_code is StatusCode.ERROR for s in keep.spans)
+    same_as_the_library(keep.spans)
+
+
+def test_every_attribute_type_encodes_as_opentelemetrys_encoder_does() -> None:
+    keep = Keep()
+    provider = private_provider(service_name="wire")
+    provider.add_span_processor(SimpleSpanProcessor(keep))
+    tracer = provider.get_tracer("wire-test", "1.0", schema_url="https://example.com/s")
+    linked = SpanContext(2**100 + 5, 2**60 + 3, True, TraceFlags(1))
+    with tracer.start_as_current_span(
+        "outer", kind=SpanKind.SERVER, links=[Link(linked, {"n": -3})]
+    ) as outer:
+        outer.set_attributes(
+            {
+                "s": "text ✓ \x00",
+                "b": True,
+                "i": -(2**40),
+                "big": 2**62,
+                "f": 0.25,
+                "ss": ["a", "b"],
+                "ii": [1, 2, 300],
+                "ff": [1.5],
+                "bb": [False, True],
+                "empty": "",
+            }
+        )
+        outer.add_event("happened", {"k": 1})
+        with tracer.start_as_current_span("inner", kind=SpanKind.CLIENT) as inner:
+            inner.set_status(Status(StatusCode.ERROR, "it failed"))
+    provider.shutdown()
+
+    assert len(keep.spans) == 2
+    same_as_the_library(keep.spans)
