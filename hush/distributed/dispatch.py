@@ -101,7 +101,8 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self.max_item_retries = max_item_retries
         self.items_at_once = items_at_once
-        self.pace = Pace()
+        self.paces: dict[str, Pace] = {}
+        """The measured pace of each body's items (by body id)."""
         self._start_worker = start_worker
         self._cache_actor = cache_actor
         self._lost = lost
@@ -129,8 +130,16 @@ class WorkerPool:
             task.cancel()
         self._calls.clear()
         self._queue.clear()
+        self.paces.clear()
         self.workers = []
         return calls
+
+    def pace(self, body_id: str) -> Pace:
+        """The measured pace of the items of the body ``body_id``."""
+        pace = self.paces.get(body_id)
+        if pace is None:
+            pace = self.paces[body_id] = Pace()
+        return pace
 
     def _kick(self) -> None:
         """Hand out the queue at the end of this turn of the event loop (so that items
@@ -143,12 +152,10 @@ class WorkerPool:
         """Give each worker with room its share of the queue, least busy first."""
         self._kicked = False
         self._queue = [item for item in self._queue if not item.future.done()]
-        held = self.pace.held(self.items_at_once)
         while self._queue:
+            held = self.pace(self._queue[0].body_id).held(self.items_at_once)
             room = [
-                w
-                for w in self.workers
-                if w.calls < CALLS_PER_WORKER and self.pace.room(held, w.load) > 0
+                w for w in self.workers if w.calls < CALLS_PER_WORKER and Pace.room(held, w.load)
             ]
             if not room:
                 return
@@ -156,7 +163,7 @@ class WorkerPool:
             share = math.ceil(len(self._queue) / len(room))
             key = self._queue[0].batch_key
             batch = [item for item in self._queue if item.batch_key == key]
-            batch = batch[: min(self.pace.room(held, worker.load), share, MAX_BATCH)]
+            batch = batch[: min(Pace.room(held, worker.load), share, MAX_BATCH)]
             taken = set(map(id, batch))
             self._queue = [item for item in self._queue if id(item) not in taken]
             worker.calls += 1
@@ -287,8 +294,9 @@ class _Call:
                 item.counters.add(counts)
             if times is not None:
                 ran, since_call = times
-                self.pool.pace.ran(ran)
-                self.pool.pace.trip(received - self.sent_at - since_call)
+                pace = self.pool.pace(first.body_id)
+                pace.ran(ran)
+                pace.trip(received - self.sent_at - since_call)
             if not item.future.done():
                 item.future.set_result(GraphOutcome(written, error, errors, unhandled, []))
         elif kind == "reserve" and first.spend is not None:
