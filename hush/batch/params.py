@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hush.batch.errors import BatchUsageError
-from hush.providers.params import GENERATION_PARAMS
+from hush.providers.params import generation_params, is_generation_param
 
 _NOT_HERE = {
     "response_format": "use --schema FILE.json or --schema module:Model for structured answers",
@@ -26,8 +26,6 @@ _NOT_HERE = {
     "function_call": "a batch writes text (or --schema) answers, not tool calls",
     "parallel_tool_calls": "a batch writes text (or --schema) answers, not tool calls",
 }
-BATCH_PARAMS = frozenset(GENERATION_PARAMS - _NOT_HERE.keys())
-"""What ``--param`` accepts."""
 
 
 def load_params(
@@ -52,11 +50,12 @@ def load_params(
 def check_params(params: Mapping[str, Any]) -> None:
     """Every name must be a chat API parameter a batch can send."""
     for name in params:
-        if name in BATCH_PARAMS:
-            continue
         if name in _NOT_HERE:
             raise BatchUsageError(f"--param {name} is not accepted: {_NOT_HERE[name]}")
-        close = difflib.get_close_matches(name, sorted(BATCH_PARAMS), n=1)
+        if is_generation_param(name):
+            continue
+        accepted = generation_params() - _NOT_HERE.keys()
+        close = difflib.get_close_matches(name, sorted(accepted), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise BatchUsageError(
             f"unknown --param {name}{hint} (the chat API's parameters: temperature, max_tokens, "

@@ -8,16 +8,15 @@ a pydantic ``response_format`` kept as the model to parse the reply into.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic
-from openai.resources.chat.completions import AsyncCompletions
 
 from hush.providers.attempts import Estimate
 from hush.providers.cache import request_key
+from hush.providers.params import is_sdk_keyword
 from hush.providers.resources import LLMResource
 from hush.providers.tokens import DEFAULT_COMPLETION_TOKENS, estimate_prompt_tokens
 
@@ -26,7 +25,6 @@ __all__ = ["ChatRequest", "build", "charged_tokens"]
 ResponseFormat = type[pydantic.BaseModel] | Mapping[str, Any] | None
 
 _RESERVED_PARAMS = frozenset({"messages", "stream"})
-_SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
 
 
 @dataclass(slots=True)
@@ -72,7 +70,7 @@ def build(
     body: dict[str, Any] = {"model": resource.model}
     extra_body: dict[str, Any] = dict(params.pop("extra_body", None) or {})
     for name, value in params.items():
-        if name in _SDK_PARAMS:
+        if is_sdk_keyword(name):
             body[name] = value
         else:
             extra_body[name] = value

@@ -1,7 +1,9 @@
 """One resource's chat completions: the client that composes building, sending and reading.
 
-Each :class:`LLMClient` has one :class:`openai.AsyncOpenAI` (SDK retries off, see
-:mod:`hush.providers.connections`) and sends through the resource's request loop
+Each :class:`LLMClient` has one pooled HTTP client and, made on first need, an
+:class:`openai.AsyncOpenAI` over it (SDK retries off, see
+:mod:`hush.providers.connections`); a plain request goes without the SDK
+(:mod:`hush.providers.plain_chat`, the same bytes on the wire). It sends through the resource's request loop
 (:class:`~hush.providers.attempts.ResourceCaller`: budget hold, process-wide limiter,
 transport retries), the same loop embeddings and rerank use. The parts live apart:
 
@@ -20,16 +22,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-import openai
 import pydantic
 
 from hush.core.redaction import register_secret
+from hush.providers import plain_chat
 from hush.providers.attempts import Estimate, ResourceCaller, Sent
 from hush.providers.chat_request import ChatRequest, ResponseFormat, build, charged_tokens
-from hush.providers.connections import make_openai
+from hush.providers.connections import make_http, make_openai
 from hush.providers.failures import (
     FALLBACK_STATUS,
     finish_failure,
@@ -42,6 +44,9 @@ from hush.providers.resources import LLMResource
 from hush.providers.retrying import AttemptFailed
 from hush.providers.spend import RunSpend
 from hush.providers.streaming import Stream, TokenCallback, billed_usage, usage_or_estimate
+
+if TYPE_CHECKING:
+    import openai
 
 __all__ = ["FALLBACK_STATUS", "Estimate", "LLMClient", "LLMResult", "TokenCallback"]
 
@@ -108,16 +113,24 @@ class LLMClient:
         self.limiter = self.caller.limiter
         self.price = self.caller.price
         """USD per million tokens, or ``None`` (see :mod:`hush.providers.pricing`)."""
-        self._openai = make_openai(resource)
+        self._http = make_http(resource)
+        self._openai: openai.AsyncOpenAI | None = None
 
     @property
     def openai(self) -> openai.AsyncOpenAI:
-        """The underlying SDK client (its own retries are off; calls bypass the limiter)."""
+        """The SDK client over this client's pool, made on first use (its own retries are
+        off; calls bypass the limiter)."""
+        if self._openai is None:
+            self._openai = make_openai(self.resource, self._http)
         return self._openai
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self._openai.close()
+        try:
+            if self._openai is not None:
+                await self._openai.close()
+        finally:
+            await self._http.aclose()
 
     async def complete(
         self,
@@ -171,8 +184,12 @@ class LLMClient:
     ) -> tuple[Any, httpx2.Headers]:
         """One request; a failure the SDK names is mapped here only when it is chat's own
         (the rest is classified by the request loop)."""
-        completions = self._openai.chat.completions.with_raw_response
         body, model_type = request.body, request.model_type
+        if stream is None and model_type is None and plain_chat.is_plain(self.resource, body):
+            return await plain_chat.send(self._http, self.resource, body, seconds)
+        import openai
+
+        completions = self.openai.chat.completions.with_raw_response
         limits = http_timeout(seconds)
         try:
             if stream is not None:

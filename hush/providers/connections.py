@@ -4,17 +4,22 @@ Each client is sized to the resource's in-flight cap, keeps connections alive fo
 :data:`KEEPALIVE_SECONDS`, and marks each request whose response started (so a reply cut
 later is not taken for an unreachable server, see :mod:`hush.providers.failures`). The SDK
 client's own retries are off: the request loop of :mod:`hush.providers.attempts` owns them.
+The SDK is imported by the first :func:`make_openai` (it takes most of a second).
 Who owns and closes these clients: :mod:`hush.providers.client_scope`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx2
-import openai
 
 from hush.providers.failures import mark_responded
 from hush.providers.limiter import DEFAULT_MAX_IN_FLIGHT
 from hush.providers.resources import LLMResource
+
+if TYPE_CHECKING:
+    import openai
 
 __all__ = ["NO_API_KEY", "make_http", "make_openai"]
 
@@ -39,10 +44,14 @@ def make_http(resource: LLMResource, headers: dict[str, str] | None = None) -> h
     )
 
 
-def make_openai(resource: LLMResource) -> openai.AsyncOpenAI:
-    """The SDK client of one resource (chat, embeddings): its own pooled HTTP client, no
-    SDK retries, Azure when ``api_type`` says so."""
-    http_client = make_http(resource)
+def make_openai(
+    resource: LLMResource, http_client: httpx2.AsyncClient | None = None
+) -> openai.AsyncOpenAI:
+    """The SDK client of one resource (chat, embeddings) over ``http_client`` (default: a
+    pooled HTTP client of its own), no SDK retries, Azure when ``api_type`` says so."""
+    import openai
+
+    http_client = http_client if http_client is not None else make_http(resource)
     api_key = resource.api_key.get_secret_value() if resource.api_key is not None else NO_API_KEY
     headers = {name: value.get_secret_value() for name, value in resource.headers.items()}
     if resource.api_type == "azure":

@@ -18,17 +18,20 @@ share it, so a status means the same everywhere:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-import openai
-import pydantic
 
 from hush.core.redaction import redact
 from hush.providers.headers import parse_retry_after
 from hush.providers.resources import LLMResource
 from hush.providers.retrying import AttemptFailed
+
+if TYPE_CHECKING:
+    import openai
+    import pydantic
 
 __all__ = [
     "CONNECT_SHARE",
@@ -88,29 +91,55 @@ def classify(exc: BaseException, resource: LLMResource, timeout: float) -> Attem
     a failure of the request (a bug, a cancellation: raised as it is)."""
     if isinstance(exc, AttemptFailed):
         return exc
-    if isinstance(exc, openai.APIStatusError):
-        return status_failure(
-            exc.status_code, exc.response.headers, server_message(exc), exc.code, resource
-        )
+    openai = sys.modules.get("openai")  # the SDK's errors exist only once it is imported
+    if openai is not None and isinstance(exc, openai.APIError):
+        if isinstance(exc, openai.APIStatusError):
+            return status_failure(
+                exc.status_code, exc.response.headers, server_message(exc), exc.code, resource
+            )
+        if isinstance(exc, openai.APITimeoutError):
+            connect = isinstance(exc.__cause__, httpx2.ConnectTimeout)
+            return _timeout(resource, timeout, connect)
+        if isinstance(exc, openai.APIConnectionError):
+            return _cut_or_unreachable(exc, resource)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return _malformed(exc)
+    return _http_failure(exc, resource, timeout)
+
+
+def _http_failure(
+    exc: BaseException, resource: LLMResource, timeout: float
+) -> AttemptFailed | None:
+    """What ``exc`` means when the SDK did not raise it (see :func:`classify`)."""
     if isinstance(exc, HTTPFailure):
         return status_failure(exc.status, exc.headers, exc.message, exc.code, resource)
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | TimeoutError):
-        cause = exc.__cause__ if isinstance(exc, openai.APITimeoutError) else exc
-        if isinstance(cause, httpx2.ConnectTimeout):
-            return _unreachable(resource, f"no connection within {timeout * CONNECT_SHARE:g} s")
-        return AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True)
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-        cause = exc.__cause__ or exc
-        reason = redact(str(cause) or type(cause).__name__)
-        if _responded(exc):
-            return AttemptFailed(
-                f"the reply was cut after the server started answering: {reason}",
-                retryable=True,
-            )
-        return _unreachable(resource, reason)
-    if isinstance(exc, openai.APIResponseValidationError | ValueError):
-        return AttemptFailed(f"malformed reply body: {redact(str(exc))[:200]}", retryable=True)
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+        return _timeout(resource, timeout, isinstance(exc, httpx2.ConnectTimeout))
+    if isinstance(exc, httpx2.TransportError):
+        return _cut_or_unreachable(exc, resource)
+    if isinstance(exc, ValueError):
+        return _malformed(exc)
     return None
+
+
+def _timeout(resource: LLMResource, timeout: float, connect: bool) -> AttemptFailed:
+    if connect:
+        return _unreachable(resource, f"no connection within {timeout * CONNECT_SHARE:g} s")
+    return AttemptFailed(f"no reply within {timeout:g}s (timeout)", retryable=True)
+
+
+def _cut_or_unreachable(exc: Exception, resource: LLMResource) -> AttemptFailed:
+    cause = exc.__cause__ or exc
+    reason = redact(str(cause) or type(cause).__name__)
+    if _responded(exc):
+        return AttemptFailed(
+            f"the reply was cut after the server started answering: {reason}", retryable=True
+        )
+    return _unreachable(resource, reason)
+
+
+def _malformed(exc: Exception) -> AttemptFailed:
+    return AttemptFailed(f"malformed reply body: {redact(str(exc))[:200]}", retryable=True)
 
 
 def status_failure(
@@ -174,6 +203,8 @@ def finish_failure(
 ) -> AttemptFailed:
     """A structured reply the SDK could not parse because it was cut or filtered."""
     name = model_type.__name__ if model_type is not None else "the response format"
+    import openai
+
     why = (
         "it was cut off by the token limit"
         if isinstance(exc, openai.LengthFinishReasonError)

@@ -179,7 +179,6 @@ class LLMNode(BaseNode):
 
     async def run(self, inputs: dict[str, Any], call: NodeCall) -> Mapping[str, Any] | None:
         """Call the model (through the limiter, with retries and fallback)."""
-        from hush.providers.batch_api import batch_complete
         from hush.providers.clients import complete
 
         messages = inputs["messages"]
@@ -193,7 +192,7 @@ class LLMNode(BaseNode):
         try:
             keys = self.resource_keys if self.pool is None else [*self.pool.order(), *self.fallback]
             result = await (
-                batch_complete(keys[0], messages, params, self.response_format, self.tools)
+                _batch_complete(keys[0], messages, params, self.response_format, self.tools)
                 if self.batch
                 else complete(
                     keys,
@@ -350,3 +349,10 @@ def _tools(node: str, tools: object) -> list[Mapping[str, Any]] | None:
                 f"LLMNode '{node}': tool {i} must be a dict, got {type(tool).__name__} {tool!r}"
             )
     return list(tools) or None
+
+
+async def _batch_complete(*args: Any) -> LLMResult:
+    """:func:`hush.providers.batch_api.batch_complete`, imported by the first node that uses it."""
+    from hush.providers.batch_api import batch_complete
+
+    return await batch_complete(*args)

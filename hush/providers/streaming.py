@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-import openai
 import pydantic
-from openai.types.chat import ChatCompletion
 
 from hush.core.redaction import redact
 from hush.providers.attempts import Estimate
 from hush.providers.retrying import AttemptFailed
 from hush.providers.tokens import count_text_tokens
+
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletion
 
 __all__ = ["Stream", "TokenCallback", "billed_usage", "usage_or_estimate"]
 
@@ -58,6 +60,9 @@ class Stream:
 
     async def collect(self, chunks: Any) -> ChatCompletion:
         """Pass each piece of content on; return the whole completion."""
+        import openai
+        from openai.types.chat import ChatCompletion
+
         content: list[str] = []
         tools: dict[int, dict[str, Any]] = {}
         usage: dict[str, Any] | None = None

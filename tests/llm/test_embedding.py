@@ -251,7 +251,7 @@ def test_unknown_or_wrong_kind_of_resource_is_a_build_error(
 
 def test_importing_hush_does_not_load_the_openai_sdk() -> None:
     code = "import sys, hush; assert 'openai' not in sys.modules; hush.EmbeddingNode"
-    code += "; assert 'openai' in sys.modules"
+    code += "; assert 'openai' not in sys.modules"  # loaded by the first embeddings call
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
