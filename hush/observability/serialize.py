@@ -35,6 +35,9 @@ MAX_DEPTH = 32
 _PLAIN_CHARS = 2 * MAX_ITEMS
 """Below this many characters of JSON, no container holds ``MAX_ITEMS`` items."""
 
+_PLAIN = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+"""One encoder for every small value (``json.dumps`` with options builds one per call)."""
+
 _USAGE_NAMES = {
     "prompt_tokens": "input",
     "input_tokens": "input",
@@ -112,7 +115,7 @@ def _plain_json(value: Any, max_chars: int) -> str | None:
     if isinstance(value, str):
         return None
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = _PLAIN.encode(value)
     except (TypeError, ValueError, RecursionError):
         return None
     return text if len(text) <= min(max_chars, _PLAIN_CHARS) else None
