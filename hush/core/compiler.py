@@ -21,6 +21,7 @@ from hush.core.plan import (
     NodePlan,
     node_sources,
     parent_keys,
+    read_of,
 )
 from hush.core.refs import PARENT, Each, Ref
 from hush.core.wiring import Wiring
@@ -140,6 +141,7 @@ def _compile(
             error_handled=handled[i],
             plain=n.plain_call(),
             expected=expected.get(i, frozenset()),
+            reads=tuple(read_of(b) for b in bindings[i]),
         )
         for i, n in enumerate(nodes)
     )

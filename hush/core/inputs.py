@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from hush.core.errors import NodeInputError
-from hush.core.plan import CONST, FROM_NODE, FROM_PARENT, Binding, NodePlan
+from hush.core.plan import (
+    CONST,
+    FROM_NODE,
+    FROM_PARENT,
+    READ_CONST,
+    READ_NODE,
+    READ_PARENT,
+    Binding,
+    NodePlan,
+)
 
 if TYPE_CHECKING:
     from hush.core.runtime import Frame
@@ -16,8 +25,27 @@ _MISSING = object()
 
 
 def resolve_inputs(frame: Frame, np: NodePlan) -> dict[str, Any]:
-    """The values of every input of ``np``; raises :class:`NodeInputError` naming the input."""
-    return {b.name: resolve(frame, b) for b in np.bindings}
+    """The values of every input of ``np``; raises :class:`NodeInputError` naming the input.
+
+    Reads compiled to a sibling's output or a state key are taken here directly; anything
+    else, and every read that fails, goes through :func:`resolve`."""
+    inputs: dict[str, Any] = {}
+    for name, how, source, key, b in np.reads:
+        if how == READ_NODE:
+            out = frame.outputs[source]
+            if frame.status[source] == OK and out:
+                value = out.get(key, _MISSING)
+                inputs[name] = value if value is not _MISSING else resolve(frame, b)
+            else:
+                inputs[name] = resolve(frame, b)
+        elif how == READ_PARENT:
+            value = frame.state.get(key, _MISSING)
+            inputs[name] = value if value is not _MISSING else resolve(frame, b)
+        elif how == READ_CONST:
+            inputs[name] = source
+        else:
+            inputs[name] = resolve(frame, b)
+    return inputs
 
 
 def resolve(frame: Frame, b: Binding) -> Any:

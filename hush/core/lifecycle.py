@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from hush.core.attempts import STOPS, Done, attempts, checked, failure, stray
 from hush.core.errors import NodeError, NodeInputError
 from hush.core.events import Event, status_of
-from hush.core.inputs import ERROR, OK, resolve, resolve_inputs
+from hush.core.inputs import ERROR, OK, resolve_inputs
 
 if TYPE_CHECKING:
     from hush.core.plan import NodePlan
@@ -43,18 +43,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hush.runtime")
 
 
-async def run_node(frame: Frame, i: int) -> None:
-    """Take node ``i`` of ``frame`` through its lifecycle."""
+def run_node(frame: Frame, i: int) -> Coroutine[Any, Any, None]:
+    """The lifecycle of node ``i`` of ``frame``, to await (or to step: see the scheduler)."""
     np = frame.plan.nodes[i]
+    if np.plain is not None and frame.fast:
+        if frame.run.emit is None:
+            return _run_plain(frame, np)
+        return _run_plain_observed(frame, np)
+    return _run_full(frame, np)
+
+
+async def _run_full(frame: Frame, np: NodePlan) -> None:
+    """Every step, for any node."""
     emit = frame.run.emit
     if emit is not None and emit.backpressure is not None:
         await emit.backpressure()
-    if np.plain is not None and frame.fast:
-        if emit is None:
-            await _run_plain(frame, np)
-        else:
-            await _run_plain_observed(frame, np)
-        return
     path = frame.path_of(np)
     started = perf_counter()
     try:
@@ -75,7 +78,7 @@ async def _run_plain(frame: Frame, np: NodePlan) -> None:
     i = np.index
     started = perf_counter()
     try:
-        out = await np.plain(**{b.name: resolve(frame, b) for b in np.bindings})
+        out = await np.plain(**resolve_inputs(frame, np))
         if np.outputs or type(out) is not dict:
             out = checked(np, out)
     except asyncio.CancelledError as exc:
@@ -101,9 +104,17 @@ async def _run_plain_observed(frame: Frame, np: NodePlan) -> None:
     """The fast path with its ``node_start`` and ``node_end`` events."""
     assert np.plain is not None and frame.run.emit is not None
     emit = frame.run.emit
+    if emit.backpressure is not None:
+        await emit.backpressure()
     path = frame.path_of(np)
     started = perf_counter()
-    inputs = {b.name: resolve(frame, b) for b in np.bindings}
+    try:
+        inputs = resolve_inputs(frame, np)
+    except NodeInputError as exc:
+        unread = Done(ERROR, error=NodeError.from_exception(exc, path))
+        _accept(frame, np, path, unread)
+        _record(frame, np, unread, started)
+        return
     emit(
         Event(
             "node_start",

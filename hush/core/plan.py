@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 CONST, FROM_PARENT, FROM_NODE, NESTED = range(4)
 """Binding kinds: a literal, a key of the graph state, a sibling's output, a literal holding refs."""
 
+READ_CONST, READ_PARENT, READ_NODE, READ_OTHER = range(4)
+"""How the scheduler reads an input (see :data:`Read`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Binding:
@@ -28,6 +31,26 @@ class Binding:
     key: Any = None
     subpath: tuple[Any, ...] = ()
     source: str = ""
+
+
+Read = tuple[str, int, Any, Any, Binding]
+"""One input as the scheduler reads it, decided at compile time: ``(name, how, source, key,
+binding)``: ``READ_NODE`` reads output ``key`` of sibling ``source``, ``READ_PARENT`` state
+key ``key``, ``READ_CONST`` is the literal ``source``; ``READ_OTHER`` (indexing, refs in a
+literal) and every read that fails go through the binding."""
+
+
+def read_of(b: Binding) -> Read:
+    """How the scheduler reads binding ``b``."""
+    if b.kind == CONST:
+        return (b.name, READ_CONST, b.value, None, b)
+    if b.subpath:
+        return (b.name, READ_OTHER, None, None, b)
+    if b.kind == FROM_NODE:
+        return (b.name, READ_NODE, b.value, b.key, b)
+    if b.kind == FROM_PARENT:
+        return (b.name, READ_PARENT, None, b.key, b)
+    return (b.name, READ_OTHER, None, None, b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +80,8 @@ class NodePlan:
     expected: frozenset[str] = frozenset()
     """For a node writing ``"*"`` to ``PARENT``: keys read after it that no node writes by
     name (an iteration node returns them, as lists, even when no item ran)."""
+    reads: tuple[Read, ...] = ()
+    """The bindings as the scheduler reads them (one :data:`Read` each, in order)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,21 +1,24 @@
 """The scheduler: walks a compiled graph plan, event-driven.
 
 A node starts the moment its last predecessor finishes: finishing a node
-decrements its successors' counters, and those reaching zero run (the first
-one in the same task, the others in new tasks of the graph's task group).
-Skips propagate through the same counters, so there is no second pass and no
-barrier between unrelated branches. What happens to one node is
+decrements its successors' counters, and those reaching zero run. Skips
+propagate through the same counters, so there is no second pass and no barrier
+between unrelated branches. What happens to one node is
 :func:`hush.core.lifecycle.run_node`; this module only decides when.
 
-Tasks are spawned with :class:`asyncio.TaskGroup` (one per graph execution,
-owning every task it starts): anyio's task groups cost about five times as
-much per task, which is most of a fan-out's scheduling cost.
+Ready nodes run in the task that made them ready for as long as they do not
+suspend (:func:`_chain`, a trampoline): a fan-out of nodes that never wait
+costs no task at all. Only when a node suspends do the other ready nodes move
+to new tasks of the graph's :class:`asyncio.TaskGroup` (one per graph
+execution, owning every task it starts; anyio's cost about five times as much
+per task).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections import deque
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from hush.core.errors import NodeError, NodeTimeoutError
@@ -23,6 +26,7 @@ from hush.core.inputs import ERROR, OK
 from hush.core.lifecycle import run_node
 from hush.core.outcome import GraphOutcome, Outcome
 from hush.core.state import NodeLog
+from hush.core.stepping import finish
 
 if TYPE_CHECKING:
     from hush.core.call import NodeCall
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
     from hush.core.state import Status
 
 SKIPPED: Final = "skipped"
+YIELD_EVERY: Final = 1000
+"""Nodes one task runs without suspending before it lets the event loop run other tasks."""
 
 __all__ = ["SKIPPED", "Frame", "GraphOutcome", "execute"]
 
@@ -178,39 +184,72 @@ async def _walk(frame: Frame) -> None:
     """Run the frame's nodes, each as soon as its predecessors finished."""
     plan = frame.plan
     if plan.linear:
-        await _chain(frame, plan.initial[0])
+        await _line(frame, plan.initial[0])
     elif plan.initial:
         try:
             async with asyncio.TaskGroup() as tg:
                 frame.tg = tg
-                for i in plan.initial[1:]:
-                    tg.create_task(_chain(frame, i))
-                await _chain(frame, plan.initial[0])
+                await _chain(frame, plan.initial)
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
 
 
-async def _chain(frame: Frame, i: int) -> None:
-    """Run node ``i``, then whatever it made ready: the first here, the rest in new tasks."""
+async def _line(frame: Frame, i: int) -> None:
+    """A graph without fan-out or fan-in: each node after the one before, in this task."""
     while True:
         await run_node(frame, i)
-        ready = _propagate(frame, i)
-        if not ready:
+        after = _propagate(frame, i)
+        if not after:
             return
-        i = ready[0]
-        for j in ready[1:]:
-            assert frame.tg is not None
-            frame.tg.create_task(_chain(frame, j))
+        i = after[0]
+
+
+async def _chain(frame: Frame, ready: Sequence[int]) -> None:
+    """Run the ``ready`` nodes and whatever they make ready: the trampoline.
+
+    Each node's lifecycle is stepped in this task until it first suspends. A node that
+    never does (the usual code node) is then done, with no task of its own; the first
+    node it made ready runs next, the others queue here. A node that suspends keeps
+    this task, and what is queued goes to new tasks first, so that it runs meanwhile.
+    Nothing recurses, however long the chain; every :data:`YIELD_EVERY` nodes run here
+    without suspending, this task lets the event loop run its other tasks.
+    """
+    queue = deque(ready)
+    ran = 0
+    while queue:
+        i = queue.popleft()
+        while True:
+            coro = run_node(frame, i)
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                ran += 1
+                if ran == YIELD_EVERY:
+                    ran = 0
+                    await asyncio.sleep(0)
+            else:
+                tg = frame.tg
+                assert tg is not None
+                while queue:
+                    tg.create_task(_chain(frame, (queue.popleft(),)))
+                await finish(coro, yielded)
+            after = _propagate(frame, i)
+            if not after:
+                break
+            i = after[0]
+            if len(after) > 1:
+                queue.extend(after[1:])
 
 
 def _propagate(frame: Frame, first: int) -> list[int]:
-    """Count ``first`` as finished; return successors ready to run, skipping blocked ones."""
+    """Count ``first`` as finished; return successors ready to run, skipping blocked ones
+    (and, through them, whatever only they lead to)."""
     nodes = frame.plan.nodes
     hard, soft, status = frame.hard, frame.soft, frame.status
     ready: list[int] = []
-    stack = [first]
-    while stack:
-        k = stack.pop()
+    skipped: list[int] | None = None
+    k = first
+    while True:
         np = nodes[k]
         st: Status | None = status[k]
         targets = np.route_targets
@@ -237,10 +276,15 @@ def _propagate(frame: Frame, first: int) -> list[int]:
             if hard[j] == 0 and soft[j] == 0:
                 if j in frame.blocked or (nodes[j].soft_preds and j not in frame.soft_ok):
                     _skip(frame, j)
-                    stack.append(j)
+                    if skipped is None:
+                        skipped = [j]
+                    else:
+                        skipped.append(j)
                 else:
                     ready.append(j)
-    return ready
+        if not skipped:
+            return ready
+        k = skipped.pop()
 
 
 def _skip(frame: Frame, j: int) -> None:
