@@ -324,5 +324,7 @@ def _model_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 def meta_value(value: Any, max_chars: int) -> str:
     """A metadata value as compact JSON text (strings quoted), bounded."""
+    if isinstance(value, str) and len(value) <= max_chars:
+        return json.dumps(value, ensure_ascii=False)
     data = to_jsonable(value, max_chars=max_chars)
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
