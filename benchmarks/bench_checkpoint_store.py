@@ -2,12 +2,12 @@
 
 100 concurrent asyncio writers save LLM-sized results (~1 KB pickled):
 
-- ``put`` burst: nothing but puts, then one ``flush`` (the writer's ceiling);
-- ``put_durable``: each writer waits for the commit holding its entry;
-- ``put`` on a busy loop: every put follows ``--work-us`` of CPU work, so the
+- ``queue`` burst: nothing but queued saves, then one ``flush`` (the writer's ceiling);
+- ``await save``: each writer waits for the commit holding its entry;
+- ``queue`` on a busy loop: every save follows ``--work-us`` of CPU work, so the
   event loop never idles; reports the cost against the same loop without a
-  store, and the longest put-to-commit delay (what a SIGKILL could lose);
-- idle commit latency: one ``put_durable`` at a time.
+  store, and the longest save-to-commit delay (what a SIGKILL could lose);
+- idle commit latency: one ``await save`` at a time.
 
     python benchmarks/bench_checkpoint_store.py [--puts 20000] [--writers 100]
 """
@@ -44,12 +44,12 @@ def spin(microseconds: float) -> None:
 
 
 def line(label: str, puts: int, seconds: float, store: SQLiteCheckpointStore | None) -> str:
-    text = f"{label:<30} {puts / seconds:>9,.0f} puts/s  {seconds * 1e3:8.1f} ms"
+    text = f"{label:<30} {puts / seconds:>9,.0f} saves/s  {seconds * 1e3:8.1f} ms"
     if store is not None:
         stats = store.stats
         text += (
             f"  {stats.commits:>5} commits  {stats.entries / max(stats.commits, 1):6.1f}/commit"
-            f"  max put-to-commit {stats.max_lag * 1e3:6.1f} ms"
+            f"  max save-to-commit {stats.max_lag * 1e3:6.1f} ms"
         )
     return text
 
@@ -79,15 +79,15 @@ async def bench_put(db: Path, puts: int, count: int) -> None:
     store = await open_checkpoint(db, "put", "bench")
 
     async def body(w: int, i: int) -> None:
-        store.put(f"root/w[{w}]/item[{i}]", result(i))
+        store.queue(f"root/w[{w}]/item[{i}]", "d", result(i))
         await asyncio.sleep(0)
 
     start = time.perf_counter()
     enqueued = await writers(count, puts // count, body)
     await store.flush()
     committed = time.perf_counter() - start
-    print(line("put burst: enqueued", puts, enqueued, None))
-    print(line("put burst: all committed", puts, committed, store))
+    print(line("queue burst: enqueued", puts, enqueued, None))
+    print(line("queue burst: all committed", puts, committed, store))
     await store.aclose()
 
 
@@ -97,12 +97,12 @@ async def bench_put_durable(db: Path, puts: int, count: int) -> None:
 
     async def body(w: int, i: int) -> None:
         began = time.perf_counter()
-        await store.put_durable(f"root/w[{w}]/item[{i}]", result(i))
+        await store.save(f"root/w[{w}]/item[{i}]", "d", result(i))
         latencies.append(time.perf_counter() - began)
 
     elapsed = await writers(count, puts // count, body)
-    print(line(f"put_durable, {count} writers", puts, elapsed, store))
-    print(f"{'  put_durable latency':<30} {percentiles(latencies)}")
+    print(line(f"await save, {count} writers", puts, elapsed, store))
+    print(f"{'  await save latency':<30} {percentiles(latencies)}")
     await store.aclose()
 
 
@@ -117,13 +117,13 @@ async def bench_busy_loop(db: Path, puts: int, count: int, work_us: float) -> No
 
     async def body(w: int, i: int) -> None:
         spin(work_us)
-        store.put(f"root/w[{w}]/item[{i}]", result(i))
+        store.queue(f"root/w[{w}]/item[{i}]", "d", result(i))
         await asyncio.sleep(0)
 
     elapsed = await writers(count, puts // count, body)
     label = f"busy loop ({work_us:g} us/put)"
     print(line(f"{label}: no store", puts, baseline, None))
-    print(line(f"{label}: put", puts, elapsed, store) + f"  x{elapsed / baseline:.2f}")
+    print(line(f"{label}: queue", puts, elapsed, store) + f"  x{elapsed / baseline:.2f}")
     await store.aclose()
 
 
@@ -132,9 +132,9 @@ async def bench_idle_latency(db: Path, samples: int) -> None:
     latencies = []
     for i in range(samples):
         began = time.perf_counter()
-        await store.put_durable(f"root/item[{i}]", result(i))
+        await store.save(f"root/item[{i}]", "d", result(i))
         latencies.append(time.perf_counter() - began)
-    print(f"{'idle put_durable latency':<30} {percentiles(latencies)}")
+    print(f"{'idle await save latency':<30} {percentiles(latencies)}")
     await store.aclose()
 
 
