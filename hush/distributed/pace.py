@@ -6,10 +6,11 @@ time an item ends. :class:`Pace` measures two things as results come back: how l
 an item runs in the worker (reported by the worker) and the round trip (the time
 from a call's submission to an item's result, less what the worker spent on it). A
 worker then holds its ``items_at_once`` plus as many as end during :data:`AHEAD`
-round trips (at least one more), and is sent more only once half of that has room
-(or it is idle): trivial items go by the dozen in one call and share its round
-trip, items of 20 ms go one or two at a time, so at the end of a map no worker sits
-on a queue of items while another idles.
+round trips (at least ``items_at_once + 1`` more), and is sent more only once half
+of that has room (or it is idle): trivial items go by the dozen in one call and
+share its round trip, items of 20 ms go two at a time (a call costs the driver and
+the worker a few milliseconds of CPU each), so at the end of a map no worker sits
+on more than two queued items while another idles.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ class Pace:
 
     def held(self, items_at_once: int) -> int:
         """Items a worker of ``items_at_once`` slots should hold (in its calls): its slots
-        and the items that end during :data:`AHEAD` round trips; before anything is
-        measured, one more set of slots."""
-        if self.item_s is None or self.trip_s is None:
-            ahead = items_at_once
-        else:
-            ahead = math.ceil(AHEAD * items_at_once * self.trip_s / max(self.item_s, 1e-6))
-        return items_at_once + min(max(ahead, 1), MAX_BATCH * CALLS_PER_WORKER)
+        and the items that end during :data:`AHEAD` round trips, at least one more set
+        of slots and one item (so that calls carry two long items, not one)."""
+        ahead = items_at_once + 1
+        if self.item_s is not None and self.trip_s is not None:
+            ending = AHEAD * items_at_once * self.trip_s / max(self.item_s, 1e-6)
+            ahead = max(ahead, math.ceil(ending))
+        return items_at_once + min(ahead, MAX_BATCH * CALLS_PER_WORKER)
 
     @staticmethod
     def room(held: int, load: int) -> int:

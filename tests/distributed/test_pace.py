@@ -13,15 +13,16 @@ def measured(item_s: float, trip_s: float) -> Pace:
     return pace
 
 
-def test_before_anything_is_measured_a_worker_holds_two_sets_of_slots() -> None:
-    assert Pace().held(1) == 2
-    assert Pace().held(16) == 32
+def test_before_anything_is_measured_a_worker_holds_two_sets_of_slots_and_one() -> None:
+    assert Pace().held(1) == 3
+    assert Pace().held(16) == 33
 
 
-def test_trivial_items_are_held_by_the_dozen_and_long_ones_one_ahead() -> None:
+def test_trivial_items_are_held_by_the_dozen_and_long_ones_two_ahead() -> None:
     assert measured(item_s=0.0004, trip_s=0.01).held(1) == 1 + 50
-    assert measured(item_s=0.02, trip_s=0.005).held(1) == 2
-    assert measured(item_s=0.05, trip_s=0.005).held(16) == 16 + 4
+    assert measured(item_s=0.02, trip_s=0.005).held(1) == 1 + 2
+    assert Pace.room(3, 1) == 2, "a call carries two long items"
+    assert measured(item_s=0.05, trip_s=0.005).held(16) == 16 + 17
     assert measured(item_s=1e-9, trip_s=1.0).held(1) == 1 + MAX_BATCH * CALLS_PER_WORKER
 
 
