@@ -25,7 +25,9 @@ How the limits are set:
   all over (their 429s say nothing about the new rate), and while requests are
   held back without a 429 for :data:`PROBE_QUIET_SECONDS` it grows by
   :data:`PROBE_PER_SECOND` per second.
-* ``x-ratelimit-remaining-*`` caps what the buckets hold; usage reported by the
+* ``x-ratelimit-remaining-*`` caps what the buckets hold (the request bucket at what
+  the server holds now, carried from when the answered request reached it over our
+  sends since, less the share of its burst kept for jitter); usage reported by the
   server corrects the token estimate, never above the bucket's capacity.
 """
 
@@ -43,7 +45,7 @@ __all__ = ["BURST_SECONDS", "HEADROOM", "INITIAL_WINDOW", "Bucket", "Limits", "R
 HEADROOM = 0.97
 """Share of a configured limit aimed at until the server's headers confirm it: room for
 clock jitter between us and a bucket we cannot see."""
-BURST_SHARE = 0.5
+BURST_SHARE = 0.25
 """Share of the burst the server's headers show it allows (``remaining`` plus ``reset`` of
 refill) that our bucket holds once they show it: the rest absorbs jitter on the way."""
 MAX_BURST_SECONDS = 1.0
@@ -123,7 +125,6 @@ class RateState:
         """Requests sent before the last cut still in flight: their 429s say nothing new."""
         self._sends: deque[float] = deque()
         """Times of the requests sent over the last :data:`MEASURE_SECONDS`."""
-        self._refused_at = -math.inf
         self._server_burst = {"requests": 0.0, "tokens": 0.0}
         """The largest burst the server's headers showed, per bucket (units)."""
         self._answers: deque[tuple[float, int, bool]] = deque()
@@ -200,7 +201,6 @@ class RateState:
         self.tokens.give_back(charged)
         self._note(now, 0, True)
         learned = self._learn(info, now, sent_at)
-        self._refused_at = now
         requests_out = (
             info is not None
             and info.remaining_requests is not None
@@ -289,9 +289,12 @@ class RateState:
             if remaining is None or bucket.rate is None:
                 continue
             bucket.refill(now)
-            bucket.level = min(bucket.level, float(remaining))
-            if known is not None and reset is not None:
-                self._mirror(bucket, known / 60.0, remaining, reset, sent_at, now)
+            if (
+                known is None
+                or reset is None
+                or not self._mirror(bucket, known / 60.0, remaining, reset, sent_at, now)
+            ):
+                bucket.level = min(bucket.level, float(remaining))
         return changed
 
     def _mirror(
@@ -302,21 +305,25 @@ class RateState:
         reset: float,
         sent_at: float | None,
         now: float,
-    ) -> None:
+    ) -> bool:
         """Hold :data:`BURST_SHARE` of the burst the server's headers show (what remains
-        plus what refills until it is full); the request bucket holds what the server
-        holds now less the other share, kept for jitter (at the start, a burst)."""
+        plus what refills until it is full), the rest kept for jitter. The request bucket
+        never holds more than the server does now less that rest: what it held when the
+        request sent at ``sent_at`` reached it, carried over the refill and our sends
+        since (at once, ``remaining`` is a moment old). ``False`` when that cannot be
+        said (the caller then caps the bucket at ``remaining``)."""
         burst = min(remaining + reset * per_second, per_second * MAX_BURST_SECONDS)
         server_burst = self._server_burst[bucket.name] = max(self._server_burst[bucket.name], burst)
         bucket.burst = max(bucket.burst, BURST_SHARE * server_burst / per_second)
         if bucket.name != "requests" or sent_at is None or not self._sends:
-            return
-        if sent_at < self._sends[0] or sent_at < self._refused_at:
-            return  # sends after it were forgotten, or a 429 since says more
+            return False
+        if sent_at < self._sends[0]:
+            return False  # sends after it were forgotten
         # ``remaining`` is rounded down; what it still lacks to be full is exact.
         held = max(float(remaining), server_burst - reset * per_second)
         server = server_level(held, server_burst, per_second, sent_at, self._sends, now)
-        bucket.level = min(bucket.capacity, server - (server_burst - bucket.capacity))
+        bucket.level = min(bucket.level, server - (server_burst - bucket.capacity))
+        return True
 
     def _apply(self, now: float) -> None:
         """Set each bucket's rate from where its limit comes from."""
