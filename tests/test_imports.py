@@ -9,7 +9,16 @@ import pytest
 
 from hush.testing import MockLLMServer
 
-HEAVY = ("openai", "rich", "opentelemetry", "ray", "pyarrow", "openpyxl", "langfuse")
+HEAVY = (
+    "openai",
+    "rich",
+    "opentelemetry",
+    "ray",
+    "pyarrow",
+    "openpyxl",
+    "langfuse",
+    "genai_prices",
+)
 
 
 def _loaded_after(statement: str) -> set[str]:

@@ -11,8 +11,10 @@ an unknown model) has no price, and its calls cost ``None`` rather than a guess.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +90,8 @@ _table_prices: dict[tuple[str, str, str], Price | None] = {}
 
 
 def _from_table(model: str, base_url: str, api_type: str) -> Price | None:
+    if api_type != "azure" and _on_this_network(base_url):
+        return None  # no provider of the table is here; its import costs ~0.15 s
     try:
         from genai_prices import Usage, calc_price
     except ImportError:
@@ -115,6 +119,18 @@ def _from_table(model: str, base_url: str, api_type: str) -> Price | None:
         cached if isinstance(cached, float) else input_rate,
         "genai-prices",
     )
+
+
+def _on_this_network(base_url: str) -> bool:
+    """Whether ``base_url`` names this machine or a private network (a local server)."""
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_unspecified
 
 
 _TIERED = object()
