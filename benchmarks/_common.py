@@ -28,8 +28,8 @@ def row(label: str, seconds: float, baseline: float, per: int | None = None) -> 
 
 def spread(values: Sequence[float], fmt: str = "{:.2f}", unit: str = "") -> str:
     """``min–max`` of ``values`` over runs, with how many runs: ``0.48–0.55x (3 runs)``."""
-    low, high = min(values), max(values)
-    text = fmt.format(low) if low == high else f"{fmt.format(low)}–{fmt.format(high)}"
+    low, high = fmt.format(min(values)), fmt.format(max(values))
+    text = low if low == high else f"{low}–{high}"
     return f"{text}{unit} ({len(values)} runs)"
 
 
