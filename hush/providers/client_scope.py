@@ -11,7 +11,9 @@ A run enters one around its nodes. Scopes on one event loop nest: an inner scope
 nested run, a run inside your ``async with``) uses the clients of the outermost one, so
 connections are reused across the runs of a session. Outside any scope (a bare
 ``complete()`` call), the event loop owns the clients and closes them when it shuts down
-(see :mod:`hush.providers.loop_clients`).
+(see :mod:`hush.providers.loop_clients`); an outermost scope borrows those the loop
+already has (so runs after a bare call reuse its connections) and closes only the
+clients it made itself.
 
 Connections belong to the loop that opened them: a scope serves only its own loop (a
 thread running a loop of its own gets that loop's clients). A client whose resource's
@@ -48,8 +50,10 @@ C = TypeVar("C", bound=Client)
 class ClientScope:
     """The clients of one scope on one event loop, by key."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, lender: ClientScope | None = None) -> None:
         self._loop = weakref.ref(loop)
+        self.lender = lender
+        """A scope whose clients this one uses without owning them (the loop's)."""
         self.clients: dict[str, Client] = {}
         self.retired: list[Client] = []
         self.closed = False
@@ -66,6 +70,10 @@ class ClientScope:
         client = self.clients.get(key)
         if isinstance(client, kind) and client.resource == resource:
             return client
+        if client is None and self.lender is not None:
+            lent = self.lender.clients.get(key)
+            if isinstance(lent, kind) and lent.resource == resource:
+                return lent
         if client is not None:
             self.retired.append(client)
         fresh = make()
@@ -95,7 +103,9 @@ async def client_scope() -> AsyncIterator[ClientScope]:
     if outer is not None and outer.loop is loop and not outer.closed:
         yield outer
         return
-    scope = ClientScope(loop)
+    from hush.providers.loop_clients import existing_loop_scope
+
+    scope = ClientScope(loop, lender=existing_loop_scope(loop))
     token = _current.set(scope)
     try:
         yield scope

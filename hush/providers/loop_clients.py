@@ -16,7 +16,7 @@ from typing import Any
 
 from hush.providers.client_scope import ClientScope
 
-__all__ = ["loop_scope"]
+__all__ = ["existing_loop_scope", "loop_scope"]
 
 
 class _LoopScope(ClientScope):
@@ -49,3 +49,8 @@ def loop_scope(loop: asyncio.AbstractEventLoop) -> ClientScope:
             step.send(None)  # registers the generator with the loop, runs it to its yield
         scope.keeper = keeper
     return scope
+
+
+def existing_loop_scope(loop: asyncio.AbstractEventLoop) -> ClientScope | None:
+    """The scope of ``loop`` if clients were made outside any scope on it, else ``None``."""
+    return _loops.get(loop)
