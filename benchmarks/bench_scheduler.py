@@ -1,10 +1,18 @@
-"""Scheduler overhead: W3 (fan-out/fan-in 1 -> 500 -> 1) and W4 (a 500-node chain).
+"""Scheduler overhead: W3 (fan-out/fan-in 1 -> 500 -> 1), W4 (a 500-node chain) and the
+cost of a trivial ``engine.run`` (a 1-node graph).
 
-Prints per-node cost in microseconds for bare asyncio, hush and (if installed)
-LangGraph, all run in this process, plus the per-node overhead of hush over
-bare asyncio (target: at most 10 us for both, goal 5 us).
+For W3 and W4, bare asyncio and hush take turns in one process (best of ``--repeat``
+per run), and the per-node overhead of hush over bare asyncio is printed as a range
+(min-max) over ``--runs`` runs, by wall time and by CPU time of this process (which
+other jobs on the machine do not inflate). Target: at most 5 us/node for both. The
+bare fan-out starts a task per branch, as a hand-written gather does; hush runs
+branches that never wait without one, so its W3 overhead can be below zero.
 
-    python benchmarks/bench_scheduler.py [--nodes 500] [--repeat 5]
+The third row is the CPU time of one ``await engine.run({"v": 1})`` of a 1-node graph,
+over ``--calls`` calls per run (target: at most the 70-75 us it cost before the run
+options of issue 20). LangGraph (if installed) is timed once for comparison.
+
+    python benchmarks/bench_scheduler.py [--nodes 500] [--repeat 5] [--runs 3] [--calls 10000]
 """
 
 from __future__ import annotations
@@ -13,12 +21,13 @@ import argparse
 import asyncio
 import operator
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_of, row
+from _common import alternating, best_of, row, spread
 
 from hush.core import END, PARENT, START, CodeNode, GraphNode, Hush
 
@@ -118,13 +127,48 @@ def langgraph_builders() -> tuple[Any, Any] | None:
     return chain, fan
 
 
+def hush_one() -> Hush:
+    """The trivial graph: one node passing ``v`` through."""
+    with GraphNode(name="one") as g:
+        node = CodeNode(name="a", code_fn=inc, inputs={"v": PARENT["v"]})
+        node["v"] >> PARENT["v"]
+        START >> node >> END
+    return Hush(g)
+
+
+async def overhead(bare: Any, engine: Hush, n: int, runs: int, repeat: int) -> None:
+    """Print hush's per-node time and its overhead over bare asyncio, wall and CPU."""
+    arms = {"bare": lambda: bare(n), "hush": lambda: engine.run({"v": 0})}
+    for clock, label in ((time.perf_counter, "wall"), (time.process_time, "CPU")):
+        got = await alternating(arms, runs, repeat, clock)
+        per_node = [h / n * 1e6 for h in got["hush"]]
+        extra = [(h - b) / n * 1e6 for h, b in zip(got["hush"], got["bare"], strict=True)]
+        print(f"{'hush per node, ' + label:<34} {spread(per_node, unit=' us')}")
+        print(
+            f"{'hush overhead per node, ' + label:<34} {spread(extra, unit=' us')}   (target <= 5)"
+        )
+
+
+async def trivial_run(calls: int, runs: int) -> None:
+    """Print the CPU time of one ``engine.run`` of a 1-node graph, over ``calls`` calls."""
+    engine = hush_one()
+    for _ in range(200):
+        await engine.run({"v": 1})
+    costs = []
+    for _ in range(runs):
+        start = time.process_time()
+        for _ in range(calls):
+            await engine.run({"v": 1})
+        costs.append((time.process_time() - start) / calls * 1e6)
+    print(f"{'CPU per engine.run':<34} {spread(costs, fmt='{:.1f}', unit=' us')}   (target <= 75)")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument(
-        "--runs", type=int, default=3, help="overhead is printed as a range over this many runs"
-    )
+    parser.add_argument("--runs", type=int, default=3, help="figures are ranges over these runs")
+    parser.add_argument("--calls", type=int, default=10_000, help="engine.run calls per run")
     args = parser.parse_args()
     n = args.nodes
 
@@ -138,20 +182,10 @@ async def main() -> None:
     )
     for title, shape, bare, engine in shapes:
         print("\n" + title.format(m=n - 2, n=n))
-        base = await best_of(lambda bare=bare: bare(n), args.repeat)
-        t_hush = await best_of(lambda engine=engine: engine.run({"v": 0}), args.repeat)
-        print(row("bare asyncio", base, base, n))
-        print(row("hush", t_hush, base, n))
-        overheads = [(t_hush - base) / n * 1e6]
-        for _ in range(args.runs - 1):
-            b = await best_of(lambda bare=bare: bare(n), args.repeat)
-            h = await best_of(lambda engine=engine: engine.run({"v": 0}), args.repeat)
-            overheads.append((h - b) / n * 1e6)
-        print(
-            f"{'hush overhead per node':<34} {min(overheads):6.2f}-{max(overheads):.2f} us"
-            f"   over {args.runs} runs (target <= 5)"
-        )
+        await overhead(bare, engine, n, args.runs, args.repeat)
         if lg is not None:
+            base = await best_of(lambda bare=bare: bare(n), args.repeat)
+            t_hush = await best_of(lambda engine=engine: engine.run({"v": 0}), args.repeat)
             graph = (lg[0] if shape == "chain" else lg[1])(n)
             config = {"recursion_limit": n + 10}
             t_lg = await best_of(
@@ -162,6 +196,9 @@ async def main() -> None:
             print(f"{'hush vs langgraph':<34} x{t_hush / t_lg:6.2f} (below 1 = hush faster)")
         else:
             print("langgraph not installed: pip install -e '.[bench]' to compare")
+
+    print(f"\nTrivial run: 1-node graph, {args.calls} calls per run")
+    await trivial_run(args.calls, args.runs)
 
 
 if __name__ == "__main__":

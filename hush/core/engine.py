@@ -24,7 +24,13 @@ from hush.core.events import Event
 from hush.core.extensions import extensions_for
 from hush.core.nodes.graph.graph_node import GraphNode
 from hush.core.nodes.iteration.base import IterationNode
-from hush.core.options import DEPRECATED, RunOptions, run_options, translate_deprecated
+from hush.core.options import (
+    DEFAULT_OPTIONS,
+    DEPRECATED,
+    RunOptions,
+    run_options,
+    translate_deprecated,
+)
 from hush.core.progress import reporter_for
 from hush.core.run_events import Announcement
 from hush.core.run_options import (
@@ -37,6 +43,7 @@ from hush.core.run_options import (
 )
 from hush.core.runtime import GraphOutcome, execute
 from hush.core.state import RunRecord
+from hush.core.stepping import finish
 from hush.core.streaming import DEFAULT_LIMIT, EventBuffer
 
 if TYPE_CHECKING:
@@ -65,7 +72,9 @@ def _accepting_deprecated_options(run: _Run) -> _Run:
     async def accepting(
         self: Hush, inputs: Mapping[str, Any] | None = None, **options: Any
     ) -> dict[str, Any]:
-        if options and not DEPRECATED.keys().isdisjoint(options):
+        if not options:
+            return await self._run(inputs, DEFAULT_OPTIONS)
+        if not DEPRECATED.keys().isdisjoint(options):
             return await self._run(inputs, translate_deprecated("Hush.run", options))
         result: dict[str, Any] = await run(self, inputs, **options)
         return result
@@ -205,13 +214,12 @@ class Hush:
         stack = contextlib.AsyncExitStack()
         try:
             stack.push_async_callback(announced.end, result, options.flush_timeout)
-            resources = await stack.enter_async_context(
-                run_resources.opened(self.graph, record, options.checkpoint, extensions)
+            resources = await run_resources.open_into(
+                stack, self.graph, record, options.checkpoint, extensions
             )
             await self._execute(inputs, record, result, resources, announced, options)
         finally:
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
+            await _closed(stack)
         if options.raise_on_error and record.errors:
             raise RunError(record.errors, result)
         return result
@@ -319,6 +327,18 @@ class Hush:
             return await self.run(inputs, **options)
 
         return anyio.run(main)
+
+
+async def _closed(stack: contextlib.AsyncExitStack) -> None:
+    """Close what the run opened, shielded from cancellation while the closing waits (a
+    closing that never waits, as for a run with nothing to flush, needs no shield)."""
+    closing = stack.aclose()
+    try:
+        yielded = closing.send(None)
+    except StopIteration:
+        return
+    with anyio.CancelScope(shield=True):
+        await finish(closing, yielded)
 
 
 def _did_you_mean(key: str, missing: list[str]) -> str:

@@ -29,7 +29,13 @@ if TYPE_CHECKING:
     from hush.core.executor import ItemExecutor
     from hush.core.run_events import Tracer
 
-__all__ = ["RunOptions", "describe_value", "run_options", "translate_deprecated"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "RunOptions",
+    "describe_value",
+    "run_options",
+    "translate_deprecated",
+]
 
 _NO_LABELS = Labels()
 _DEFAULT_PROGRESS = Progress()
@@ -52,6 +58,10 @@ class RunOptions:
     raise_on_error: bool = False
     flush_timeout: float | None = None
     """Given only by the deprecated ``flush_timeout`` keyword (tracers have their own)."""
+
+
+DEFAULT_OPTIONS = RunOptions()
+"""The options of ``Hush.run(inputs)`` called with none (checked once, not per run)."""
 
 
 def run_options(

@@ -1,21 +1,20 @@
 """What a run opens before it starts and closes after it ends.
 
-:func:`opened` opens the run's extensions that need no checkpoint (a response cache),
-then the checkpoint store, then the extensions that read it (the LLM spend ledger),
-after every option was checked and before ``run_start``. Whatever was opened is
-closed in its one exit stack, however the run ends (also when a later one fails to
-open: the run then never starts, and a failure before the store leaves no run row).
+:func:`open_into` opens the run's extensions that need no checkpoint (a response
+cache), then the checkpoint store, then the extensions that read it (the LLM spend
+ledger), after every option was checked and before ``run_start``. Whatever was opened
+is closed by the run's one exit stack, however the run ends (also when a later one
+fails to open: the run then never starts, and a failure before the store leaves no run
+row).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from hush.core.checkpointing import current_store
 from hush.core.errors import NodeError
@@ -42,40 +41,33 @@ class RunResources:
     """Set by the run: the first checkpoint write that failed while it ran."""
 
 
-@contextlib.asynccontextmanager
-async def opened(
+async def open_into(
+    stack: contextlib.AsyncExitStack,
     graph: GraphNode,
     record: RunRecord,
     checkpoint: Checkpoint | None,
     extensions: tuple[RunExtension, ...],
-) -> AsyncIterator[RunResources]:
-    """Open the extensions and the checkpoint (the current store while the run lasts); on
-    exit close the extensions, mark the checkpoint with ``record.status`` (``cancelled``
-    if the run never started) and close it. A checkpoint write failure becomes an error
-    of the run."""
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            scope = RunScope(graph, record)
-            for extension in extensions:
-                if not extension.reads_checkpoint:
-                    await _enter(stack, extension, scope)
-            store = await _open_store(graph, checkpoint, record.run_id)
-            resources = RunResources(store, extensions, meters_of(extensions))
-            if store is not None:
-                stack.push_async_callback(_logged, _close_store, resources, record)
-            scope.store = store
-            for extension in extensions:
-                if extension.reads_checkpoint:
-                    await _enter(stack, extension, scope)
-        except BaseException:
-            # The engine closes what opened under a cancel shield once the run is open;
-            # a failure to open closes what opened before it here, under its own.
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
-            raise
-        stack.callback(running_meters.reset, running_meters.set(resources.meters))
-        stack.callback(current_store.reset, current_store.set(store))
-        yield resources
+) -> RunResources:
+    """Open the extensions and the checkpoint (the current store while the run lasts),
+    pushing each one's closing on the run's ``stack``: on exit the extensions close, the
+    checkpoint is marked with ``record.status`` (``cancelled`` if the run never started)
+    and closed. A checkpoint write failure becomes an error of the run. If one fails to
+    open, the caller's closing of ``stack`` (under a cancel shield) closes what opened."""
+    scope = RunScope(graph, record)
+    for extension in extensions:
+        if not extension.reads_checkpoint:
+            await _enter(stack, extension, scope)
+    store = await _open_store(graph, checkpoint, record.run_id)
+    resources = RunResources(store, extensions, meters_of(extensions))
+    if store is not None:
+        stack.push_async_callback(_logged, _close_store, resources, record)
+    scope.store = store
+    for extension in extensions:
+        if extension.reads_checkpoint:
+            await _enter(stack, extension, scope)
+    stack.callback(running_meters.reset, running_meters.set(resources.meters))
+    stack.callback(current_store.reset, current_store.set(store))
+    return resources
 
 
 async def _enter(
