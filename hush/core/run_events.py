@@ -8,11 +8,10 @@ the one exit stack of the run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
-
-import anyio
 
 from hush.core.events import Emitter, Event, Subscriber
 
@@ -136,11 +135,18 @@ def _subscribe(tracer: Tracer | None, started: Event) -> Subscriber | None:
 
 
 async def _flush(tracer: Tracer | None, timeout: float | None) -> None:
-    """Let the tracer export the run, for at most ``timeout`` (its own default if ``None``)."""
+    """Let the tracer export the run, for at most ``timeout`` (its own default if ``None``).
+
+    The bound is a task of its own (``asyncio.wait_for``), not a cancel scope of the run's
+    task: the run's closing may be stepped by hand under a shield, and a scope entered in
+    one step and left in another would not be the task's current one."""
     if tracer is None:
         return
     try:
-        with anyio.move_on_after((timeout if timeout is not None else 30.0) + 1):
-            await tracer.flush(timeout)
+        await asyncio.wait_for(
+            tracer.flush(timeout), (timeout if timeout is not None else 30.0) + 1
+        )
+    except TimeoutError:
+        return
     except Exception:
         logger.warning("tracer failed to finish the run", exc_info=True)
