@@ -43,7 +43,6 @@ from hush.core.run_options import (
 )
 from hush.core.runtime import GraphOutcome, execute
 from hush.core.state import RunRecord
-from hush.core.stepping import finish
 from hush.core.streaming import DEFAULT_LIMIT, EventBuffer
 
 if TYPE_CHECKING:
@@ -219,7 +218,8 @@ class Hush:
             )
             await self._execute(inputs, record, result, resources, announced, options)
         finally:
-            await _closed(stack)
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
         if options.raise_on_error and record.errors:
             raise RunError(record.errors, result)
         return result
@@ -327,18 +327,6 @@ class Hush:
             return await self.run(inputs, **options)
 
         return anyio.run(main)
-
-
-async def _closed(stack: contextlib.AsyncExitStack) -> None:
-    """Close what the run opened, shielded from cancellation while the closing waits (a
-    closing that never waits, as for a run with nothing to flush, needs no shield)."""
-    closing = stack.aclose()
-    try:
-        yielded = closing.send(None)
-    except StopIteration:
-        return
-    with anyio.CancelScope(shield=True):
-        await finish(closing, yielded)
 
 
 def _did_you_mean(key: str, missing: list[str]) -> str:

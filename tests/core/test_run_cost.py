@@ -1,6 +1,6 @@
 """What a trivial ``engine.run`` no longer pays for, with nothing given up: options checked
-once for a call with none, and a closing that never waits taken without a cancel shield
-(one that waits still gets it)."""
+once for a call with none; the run's closing keeps its cancel shield, also around a
+closing that enters a cancel scope of its own."""
 
 from __future__ import annotations
 
@@ -118,3 +118,35 @@ async def test_a_closing_that_waits_is_shielded_from_its_cancelled_scope(
     slow.release.set()
     await task
     assert slow.closed
+
+
+class ScopedClose(SlowToClose):
+    """An extension whose closing waits inside a cancel scope of its own."""
+
+    @contextlib.asynccontextmanager
+    async def open(self, scope: RunScope) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with anyio.move_on_after(5):
+                await asyncio.sleep(0)
+            self.closed = True
+
+
+async def test_a_closing_with_a_cancel_scope_of_its_own_leaves_the_next_run_alone() -> None:
+    extension = ScopedClose()
+
+    def factory(options: RunOptions) -> tuple[Any, ...]:
+        return (extension,)
+
+    register(factory)
+    try:
+        engine = one_node()
+        for v in range(3):
+            extension.closed = False
+            assert (await engine.run({"v": v}))["v"] == v
+            assert extension.closed
+        await asyncio.sleep(0.01)
+        assert (await engine.run({"v": 9}))["v"] == 9
+    finally:
+        unregister(factory)
