@@ -40,6 +40,9 @@ from hush.providers.resources import LLMResource
 Item = tuple[int, str, dict[str, Any]]
 """One item of a call: its number in the call, its path, its ``PARENT`` state."""
 
+Pulled = list[Message] | Exception | None
+"""What a pulled call queued: a list of messages, what it raised, or ``None`` (it ended)."""
+
 THREADS = 40
 """Threads of a worker's pool for sync code nodes at most (anyio's default limit)."""
 
@@ -59,7 +62,7 @@ class ItemRunner:
         self.slots: asyncio.Semaphore | None = None
         self.answers: dict[int, asyncio.Future[Any]] = {}
         self.threads = ThreadPoolExecutor(THREADS, thread_name_prefix="hush-code")
-        self.pulled: dict[str, tuple[asyncio.Queue[list[Message] | None], asyncio.Task[None]]] = {}
+        self.pulled: dict[str, tuple[asyncio.Queue[Pulled], asyncio.Task[None]]] = {}
 
     def pid(self) -> int:
         """This worker's process id."""
@@ -80,18 +83,21 @@ class ItemRunner:
     ) -> tuple[list[Message], bool]:
         """The call ``call``'s messages so far, and whether it has ended, for a driver that
         cannot take a stream (Ray Client): the first pull starts :meth:`run` with
-        ``arguments``; each waits for at least one list."""
+        ``arguments``; each waits for at least one list. What :meth:`run` raised is
+        raised by the pull that reaches it, as a stream would."""
         if call not in self.pulled:
-            queue: asyncio.Queue[list[Message] | None] = asyncio.Queue()
+            queue: asyncio.Queue[Pulled] = asyncio.Queue()
             self.pulled[call] = (queue, asyncio.ensure_future(self._pump(queue, arguments or ())))
         queue = self.pulled[call][0]
-        lists = [await queue.get()]
+        parts = [await queue.get()]
         while not queue.empty():
-            lists.append(queue.get_nowait())
-        ended = lists[-1] is None
+            parts.append(queue.get_nowait())
+        ended = not isinstance(parts[-1], list)
         if ended:
             del self.pulled[call]
-        return [message for part in lists if part is not None for message in part], ended
+        if isinstance(parts[-1], BaseException):
+            raise parts[-1]
+        return [message for part in parts if isinstance(part, list) for message in part], ended
 
     def drop(self, call: str) -> None:
         """End the pulled call ``call`` (its driver no longer waits for it)."""
@@ -99,14 +105,15 @@ class ItemRunner:
         if pulled is not None:
             pulled[1].cancel()
 
-    async def _pump(
-        self, queue: asyncio.Queue[list[Message] | None], arguments: tuple[Any, ...]
-    ) -> None:
+    async def _pump(self, queue: asyncio.Queue[Pulled], arguments: tuple[Any, ...]) -> None:
+        end: Pulled = None
         try:
             async for messages in self.run(*arguments):
                 queue.put_nowait(messages)
+        except Exception as exc:
+            end = exc
         finally:
-            queue.put_nowait(None)
+            queue.put_nowait(end)
 
     async def run(
         self,
