@@ -43,6 +43,9 @@ def cluster() -> Iterator[str]:
     address = f"127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    # The Ray Client server starts a process per client and gives it 30 s to come up; on
+    # a machine as loaded as a shared CI runner that was not always enough.
+    env["RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"] = "180"
     subprocess.run(
         [
             RAY,
