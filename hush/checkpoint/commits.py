@@ -20,13 +20,15 @@ logger = logging.getLogger("hush.checkpoint")
 class Commits:
     """The numbers of one store's queued entries and how far they are committed."""
 
-    __slots__ = ("_error", "_loop", "_waiters", "_wanted", "committed", "issued")
+    __slots__ = ("_error", "_loop", "_waiters", "_wanted", "committed", "issued", "waits")
 
     def __init__(self) -> None:
         self.issued = 0
         """The number of the last entry queued (event loop side)."""
         self.committed = 0
         """Every entry numbered up to this one is committed (set by the writer thread)."""
+        self.waits = 0
+        """How many times :meth:`wait` had to suspend (the entry was not committed yet)."""
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._wanted = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -56,6 +58,7 @@ class Commits:
     async def wait(self, number: int) -> None:
         """Return once entry ``number`` is committed; no suspension if it is already."""
         if self.committed < number:
+            self.waits += 1
             await self.waiter(number)
 
     # ---- the writer thread ----------------------------------------------------------

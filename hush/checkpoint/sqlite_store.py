@@ -8,6 +8,7 @@ or OS crash may lose the last few commits, never corrupt the file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -91,8 +92,9 @@ class SQLiteCheckpointStore(RenamedMethods):
 
     @property
     def stats(self) -> WriterStats:
-        """Transactions committed and entries written by this store so far."""
-        return self._writer.stats
+        """Transactions committed, entries written and commits waited for by this store so
+        far."""
+        return dataclasses.replace(self._writer.stats, waits=self._commits.waits)
 
     @property
     def failed(self) -> bool:
@@ -243,6 +245,8 @@ class SQLiteCheckpointStore(RenamedMethods):
         self._writer.submit(Close((future, asyncio.get_running_loop())))
         await future
         self._finalizer.detach()
+        stats = self.stats
+        logger.debug("checkpoint %s closed: %s", self.file, stats, extra={"checkpoint": stats})
         if self._writer.failed:
             raise self._writer.error()
 

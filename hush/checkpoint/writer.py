@@ -36,6 +36,10 @@ logger = logging.getLogger("hush.checkpoint")
 
 MAX_BATCH = STATEMENT_SIZES[-1]
 TOUCH_EVERY_S = 1.0
+CHECK_FILE_EVERY_S = 0.1
+"""How often a commit checks that the file is still the run's (``os.stat`` hands the GIL
+back and forth: while the event loop is busy, each hand-off can wait Python's switch
+interval, 5 ms). Closing always checks."""
 EXIT_TIMEOUT_S = 30.0
 """How long interpreter exit waits for a writer still open to commit what it holds."""
 
@@ -87,11 +91,13 @@ Op = Many | Status | Barrier | Close
 
 @dataclass(frozen=True, slots=True)
 class WriterStats:
-    """What a writer thread did: transactions, entries, and the worst put-to-commit delay."""
+    """What a writer thread did: transactions, entries, the worst put-to-commit delay, and
+    how many times the event loop waited for a commit."""
 
     commits: int
     entries: int
     max_lag: float
+    waits: int = 0
 
 
 class Writer:
@@ -119,6 +125,7 @@ class Writer:
         self._entries = 0
         self._max_lag = 0.0
         self._touched_at = 0.0
+        self._checked_at = 0.0
         self._wal = WalCheckpointer(file)
         self._background = BackgroundWriter[Op](
             self._commit,
@@ -263,9 +270,11 @@ class Writer:
         params: list[object] = [self._run_id, *rows]
         params += [*rows[-ROW:-1], None] * (size - count)
         self._conn.execute(upsert_entries(size), params)
-        self._check_file()
-        self._wal.committed()
         now = time.monotonic()
+        if now - self._checked_at > CHECK_FILE_EVERY_S:
+            self._check_file()
+            self._checked_at = now
+        self._wal.committed()
         self._commits += 1
         self._entries += count
         if now - self._touched_at > TOUCH_EVERY_S:

@@ -20,6 +20,7 @@ import contextvars
 import logging
 import pickle
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -39,6 +40,11 @@ current_store: contextvars.ContextVar[CheckpointStore | None] = contextvars.Cont
 )
 """The running run's checkpoint store (``None`` outside a run or without a checkpoint):
 where work that outlives a node, such as a submitted Batch API batch, keeps its records."""
+UNCOMMITTED_PER_WORKER = 2
+"""How many finished, uncommitted items a map may hold per worker before a worker waits
+for a commit (:class:`SaveWindow`). Of 5,000 trivial items at cap 100 on a loaded
+machine, one let about half wait, two 6-20%, three almost none
+(``benchmarks/bench_checkpoint.py``)."""
 
 
 class Snapshot(NamedTuple):
@@ -190,6 +196,49 @@ class RunCheckpoint:
             logger.warning(
                 "checkpoint: %s is not saved: %s; it will run again on resume", path, why
             )
+
+
+class SaveWindow:
+    """The finished items of one map whose commits are under way: at most
+    :data:`UNCOMMITTED_PER_WORKER` per worker.
+
+    A worker hands each finished item's commit number to :meth:`finished`, which returns
+    at once while the map's uncommitted finished items are within the window and
+    otherwise waits for the oldest (commits follow their numbers). So workers take their
+    next items while earlier ones are committed (a commit waits for the GIL behind a busy
+    loop for milliseconds), and a kill loses at most the ``workers`` items running and
+    ``2 * workers`` finished ones.
+    """
+
+    __slots__ = ("_checkpoint", "_path", "_pending", "_size")
+
+    def __init__(self, checkpoint: RunCheckpoint | None, path: str, workers: int) -> None:
+        self._checkpoint = checkpoint
+        self._path = path
+        self._size = UNCOMMITTED_PER_WORKER * workers
+        self._pending: deque[int] = deque()
+
+    async def finished(self, number: int | None) -> None:
+        """Item with commit ``number`` finished (``None``: nothing to commit); wait while
+        the map has more uncommitted finished items than the window holds."""
+        checkpoint = self._checkpoint
+        if number is None or checkpoint is None:
+            return
+        pending = self._pending
+        pending.append(number)
+        if len(pending) <= self._size:
+            return
+        committed = checkpoint.store.committed
+        while pending and committed(pending[0]):
+            pending.popleft()
+        if len(pending) > self._size:
+            await checkpoint.saved(self._path, pending[-self._size - 1])
+
+    async def drained(self) -> None:
+        """Return once every finished item is committed."""
+        if self._pending and self._checkpoint is not None:
+            await self._checkpoint.saved(self._path, self._pending[-1])
+            self._pending.clear()
 
 
 class ItemKeys:

@@ -132,10 +132,10 @@ def test_sigkill_mid_run_then_resume_gives_full_ordered_result(tmp_path: Path) -
 
     assert result["answers"] == [f"[gpt-4o-mini] reply to: item {i}" for i in range(2000)]
     assert result["errors"] == [None] * 2000
-    # In flight at the kill: the 20 items running and at most one finished item per
-    # worker whose commit was under way.
+    # In flight at the kill: the 20 items running and at most 2 x 20 finished items
+    # whose commit was under way (the map's window, SaveWindow).
     twice = [q for q, n in asked.items() if n > 1]
-    assert len(twice) <= 40, f"{len(twice)} items were asked twice; at most 2 x 20 may be"
+    assert len(twice) <= 60, f"{len(twice)} items were asked twice; at most 3 x 20 may be"
     assert set(twice) <= set(before_kill)
     assert result["resumed"] == 2000 - len(set(asked) - set(before_kill)) - len(twice)
-    assert result["resumed"] >= len(before_kill) - 40
+    assert result["resumed"] >= len(before_kill) - 60

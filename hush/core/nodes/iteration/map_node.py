@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from hush.core.checkpointing import SaveWindow
 from hush.core.errors import GraphDefinitionError, NodeError, NodeInputError
 from hush.core.executor import ItemExecutor
 from hush.core.items import in_order
@@ -31,10 +32,10 @@ class MapNode(IterationNode):
     ``executor`` (a :class:`~hush.distributed.RayExecutor`) the items run there; a
     map outside any map item uses the run's ``executor=`` when it sets none.
 
-    With a checkpoint, each worker starts its next item while the previous
-    one's commit is under way and waits for that commit before going on, so
-    a kill loses at most the items running plus one finished, uncommitted item
-    per worker (at most twice ``max_concurrency``; in practice those running).
+    With a checkpoint, a worker takes its next item while earlier items' commits are
+    under way, as long as at most twice ``max_concurrency`` finished items of the map
+    are uncommitted (:class:`~hush.core.checkpointing.SaveWindow`), so a kill loses at
+    most three times ``max_concurrency`` items: those running and those being committed.
     """
 
     kind = "map"
@@ -99,12 +100,12 @@ class MapNode(IterationNode):
             executor = call.run.executor
 
         cap = self.max_concurrency
+        window = SaveWindow(call.run.checkpoint, call.path, cap)
         started = 1  # workers: the first, then one more with each item taken, up to the cap
         tg: asyncio.TaskGroup | None = None
 
         async def worker(item: tuple[int, dict[str, Any]] | None) -> None:
             nonlocal started
-            saving = None
             while item is not None:
                 i, values = item
                 if tg is not None and started < cap:
@@ -128,11 +129,8 @@ class MapNode(IterationNode):
                 counters.done += 1
                 if report is not None:
                     report(counters)
-                if saving is not None:
-                    await call.saved(saving)
-                saving = outcome.saving
+                await window.finished(outcome.saving)
                 item = _take(pulled)
-            await call.saved(saving)
 
         first = _take(pulled)
         if cap <= 1 or total == 1 or first is None:
@@ -143,6 +141,7 @@ class MapNode(IterationNode):
                     await worker(first)
             except BaseExceptionGroup as group:
                 raise group.exceptions[0] from None
+        await window.drained()
         counters.total = columns.size
         if report is not None:
             report(counters)
