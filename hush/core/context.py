@@ -20,6 +20,7 @@ class RunContext:
     and the extensions that count what its work consumes."""
 
     __slots__ = (
+        "_views",
         "checkpoint",
         "emit",
         "executor",
@@ -55,12 +56,16 @@ class RunContext:
         self.plain = slot is None and checkpoint is None
         """Nothing to save or limit: plain nodes may take the scheduler's fast path."""
         self.t0 = record.clock = time.perf_counter()
+        self._views: dict[Emitter | None, RunContext] = {}
 
     def with_emit(self, emit: Emitter | None) -> RunContext:
-        """The same run seen through another emitter (a map item no subscriber wants)."""
-        other = copy.copy(self)
-        other.emit = emit
-        return other
+        """The same run seen through another emitter (a map item no subscriber wants), made
+        once per emitter."""
+        view = self._views.get(emit)
+        if view is None:
+            view = self._views[emit] = copy.copy(self)
+            view.emit = emit
+        return view
 
     def now(self) -> float:
         """Seconds since the run started."""

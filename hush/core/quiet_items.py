@@ -3,7 +3,8 @@
 When every subscriber of a run's node events declines a map item as it starts
 (:meth:`Emitter.item <hush.core.events.Emitter.item>`, for example a tracer's
 ``sample``), the item's body runs with no emitter for its nodes (only ``progress``
-events, if something reads them): no event is built inside it. If it fails (an error
+events, if something reads them and a node inside may send some): no event is built
+inside it. If it fails (an error
 anywhere in it, or it was cancelled), its trace is rebuilt from what it ended with:
 the item's span with its real times, input, output and error, and under it one span
 per level down to each node that failed (a nested map, its item, the node), timed as
@@ -41,10 +42,13 @@ async def run_quiet(
     state: dict[str, Any],
     scope: Emitter | None,
 ) -> GraphOutcome:
-    """Run the item at ``path`` seen through ``scope``; if it fails, emit its trace from its
-    errors to the run's emitter."""
+    """Run the item at ``path`` seen through ``scope`` (none at all when its body is only
+    leaves: no progress can come from it); if it fails, emit its trace from its errors to
+    the run's emitter."""
     emit = call.run.emit
     assert emit is not None
+    if scope is not None and all(np.is_leaf for np in plan.nodes):
+        scope = None
     started, clock = time.time(), perf_counter()
     outcome: GraphOutcome | None = None
     try:
