@@ -43,7 +43,7 @@ where work that outlives a node, such as a submitted Batch API batch, keeps its 
 UNCOMMITTED_PER_WORKER = 2
 """How many finished, uncommitted items a map may hold per worker before a worker waits
 for a commit (:class:`SaveWindow`). Of 5,000 trivial items at cap 100 on a loaded
-machine, one let about half wait, two 6-20%, three almost none
+machine, one let about half wait, two at most a third, three almost none
 (``benchmarks/bench_checkpoint.py``)."""
 
 
