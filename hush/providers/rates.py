@@ -45,7 +45,7 @@ __all__ = ["BURST_SECONDS", "HEADROOM", "INITIAL_WINDOW", "Bucket", "Limits", "R
 HEADROOM = 0.97
 """Share of a configured limit aimed at until the server's headers confirm it: room for
 clock jitter between us and a bucket we cannot see."""
-BURST_SHARE = 0.25
+BURST_SHARE = 0.1
 """Share of the burst the server's headers show it allows (``remaining`` plus ``reset`` of
 refill) that our bucket holds once they show it: the rest absorbs jitter on the way."""
 MAX_BURST_SECONDS = 1.0
