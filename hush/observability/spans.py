@@ -19,8 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from time import monotonic, perf_counter, sleep
 
-from hush.core import shutdown
-from hush.core.background import BackgroundWriter
+from hush.background import BackgroundWriter, shutdown
 from hush.core.events import Event, Subscriber
 from hush.observability.health import BackendHealth
 from hush.observability.ids import new_span_id, trace_id_for
@@ -136,7 +135,7 @@ class SpanTracer:
         """Where the tracer exports, for messages."""
         return "its exporter"
 
-    # ---- closed at interpreter exit (hush.core.shutdown) --------------------------------
+    # ---- closed at interpreter exit (hush.background.shutdown) -----------------------------
 
     @property
     def exit_timeout(self) -> float:
