@@ -1,7 +1,7 @@
 """The base of hush's tracers: a run's events paired into spans in a thread of the tracer's own.
 
 On the event loop, a tracer only queues each event (a fraction of a
-microsecond) on its :class:`~hush.core.background.BackgroundWriter`. The
+microsecond) on its :class:`~hush.background.writer.BackgroundWriter`. The
 writer's thread handles them in order: a ``node_start`` opens a span under its
 parent's (:meth:`SpanTracer.span_started`), the matching ``node_end``
 (``run_end`` for the root) ends it (:meth:`SpanTracer.span_ended`), an ``llm``
