@@ -77,7 +77,7 @@ _BODY_ORDER = [
 
 def is_plain(resource: LLMResource, body: Mapping[str, Any]) -> bool:
     """Whether a non-streamed request with no pydantic ``response_format`` can go here."""
-    if resource.api_type != "openai":
+    if resource.api_type != "openai" or not resource.plain_requests:
         return False
     tier = body.get("service_tier")
     return not resource.service_tier_fallback or tier in (None, "auto", "default")

@@ -160,3 +160,20 @@ async def test_streamed_and_structured_calls_still_use_the_sdk(
         assert client._openai is not None
     finally:
         await client.aclose()
+
+
+async def test_a_resource_with_plain_requests_off_sends_every_call_through_the_sdk(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    keys = {
+        flag: "llm:" + register(f"plain-{flag}", server.base_url, plain_requests=flag)
+        for flag in (True, False)
+    }
+    for flag, key in keys.items():
+        client = LLMClient(key, get_registry().get_llm(key))
+        try:
+            result = await client.complete(user("hello"))
+            assert result.content
+            assert (client._openai is None) is flag
+        finally:
+            await client.aclose()
