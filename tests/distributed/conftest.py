@@ -22,6 +22,14 @@ from hush.distributed import RayExecutor  # noqa: E402
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``twice`` runs two times in the session (``[first]`` and ``[second]``),
+    against the same cluster: the fault tests of issue 22 must hold on a second go too."""
+    if metafunc.definition.get_closest_marker("twice") is not None:
+        metafunc.fixturenames.append("ci_round")
+        metafunc.parametrize("ci_round", ["first", "second"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

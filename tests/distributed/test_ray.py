@@ -74,6 +74,7 @@ async def test_results_and_errors_match_a_local_run_and_items_ran_in_workers(
     assert len(failed) == 6 and "is bad" in failed[0]["error"]
 
 
+@pytest.mark.twice
 async def test_a_run_joins_the_cluster_started_with_ray_start_through_ray_address(
     executor: RayExecutor, cluster: str
 ) -> None:

@@ -33,6 +33,7 @@ def slow_double(x: int, log: str) -> dict[str, Any]:
     return {"y": x * 2}
 
 
+@pytest.mark.twice
 async def test_two_workers_killed_mid_map_cost_only_their_items_in_flight(
     executor: RayExecutor, tmp_path: Path
 ) -> None:
@@ -117,6 +118,7 @@ def llm_graph(executor: RayExecutor, key: str, *, after: Any = None, cap: int = 
     return graph
 
 
+@pytest.mark.twice
 async def test_the_first_llm_callers_death_leaves_the_others_calls_working(
     io_executor: RayExecutor, tmp_path: Path
 ) -> None:
@@ -135,6 +137,7 @@ async def test_the_first_llm_callers_death_leaves_the_others_calls_working(
     assert all(a and q in a for a, q in zip(result["answers"], qs, strict=True))
 
 
+@pytest.mark.twice
 async def test_a_worker_dying_with_a_request_in_flight_does_not_stall_max_concurrency_1(
     io_executor: RayExecutor, tmp_path: Path
 ) -> None:
@@ -160,6 +163,7 @@ async def test_a_worker_dying_with_a_request_in_flight_does_not_stall_max_concur
     assert server.peak_in_flight == 1
 
 
+@pytest.mark.twice
 async def test_max_total_tokens_holds_across_workers(io_executor: RayExecutor) -> None:
     async with MockLLMServer(MockLLMConfig(latency=0.05)) as server:
         get_registry().register(
@@ -216,6 +220,7 @@ def shout(x):
 """
 
 
+@pytest.mark.twice
 async def test_code_the_workers_cannot_import_fails_each_item_readably(
     executor: RayExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
