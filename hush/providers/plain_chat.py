@@ -29,6 +29,7 @@ import httpx2
 import pydantic
 
 from hush.providers.failures import HTTPFailure, http_timeout
+from hush.providers.params import KNOWN_PARAMS
 from hush.providers.resources import LLMResource
 
 __all__ = ["Reply", "is_plain", "send"]
@@ -38,41 +39,10 @@ _BODY_ORDER = [
     "model",
     "service_tier",
     "messages",
-    "audio",
-    "frequency_penalty",
-    "function_call",
-    "functions",
-    "logit_bias",
-    "logprobs",
-    "max_completion_tokens",
-    "max_tokens",
-    "metadata",
-    "modalities",
-    "moderation",
-    "n",
-    "parallel_tool_calls",
-    "prediction",
-    "presence_penalty",
-    "prompt_cache_key",
-    "prompt_cache_options",
-    "prompt_cache_retention",
-    "reasoning_effort",
-    "response_format",
-    "safety_identifier",
-    "seed",
-    "stop",
-    "store",
-    "stream_options",
-    "temperature",
-    "tool_choice",
-    "tools",
-    "top_logprobs",
-    "top_p",
-    "user",
-    "verbosity",
-    "web_search_options",
+    *sorted((KNOWN_PARAMS | {"stream_options"}) - _SDK_ONLY - {"service_tier"}),
 ]
-"""The order ``openai`` 3.60's ``chat.completions.create`` writes the body's fields in."""
+"""The order ``openai`` 3.60's ``chat.completions.create`` writes the body's fields in:
+these three, then the rest by name (from the one list of parameter names)."""
 
 
 def is_plain(resource: LLMResource, body: Mapping[str, Any]) -> bool:

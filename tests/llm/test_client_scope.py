@@ -2,7 +2,8 @@
 
 Real sockets to the local server, counted with psutil: inside a scope the calls' clients
 stay open and are reused (by nested scopes and by runs too); on exit every connection
-they opened is closed. Outside any scope the event loop owns the clients.
+they opened is closed. Outside any scope the event loop owns the clients, and runs
+borrow them (leaving them open) while still closing the clients they made themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import psutil
 
 import hush.providers
-from hush import END, PARENT, START, Each, GraphNode, Hush, MapNode
+from hush import END, PARENT, START, CodeNode, Each, GraphNode, Hush, MapNode
 from hush.providers import LLMNode, PromptNode, get_registry
 from hush.providers.client_scope import client_scope, current_scope
 from hush.providers.clients import complete, get_client
@@ -123,3 +124,44 @@ async def test_a_run_closes_the_clients_it_made_when_it_ends(
     assert result["errors"] == [None] * 6
     assert server.total_requests == 6
     assert open_to(server) == 0
+
+
+async def test_runs_after_a_bare_call_reuse_the_loops_client_and_leave_it_open(
+    server: MockLLMServer, register: Callable[..., str]
+) -> None:
+    name = register("loop-owned", server.base_url)
+    await complete(name, user("warm up"))
+    loop_owned = get_client(name)
+    assert current_scope().clients[f"llm:{name}"] is loop_owned
+    connections = open_to(server)
+    assert connections == 1
+
+    async def client_in_the_run() -> dict[str, bool]:
+        return {"lent": get_client(name) is loop_owned}
+
+    with GraphNode(name="check") as check:
+        node = CodeNode(name="which", code_fn=client_in_the_run, outputs={"lent": PARENT})
+        START >> node >> END
+    for run in range(3):
+        result = await Hush(ask_all(name)).run({"qs": [run]})
+        assert result["errors"] == [None]
+        assert open_to(server) == connections  # the same connection, still open
+        assert (await Hush(check).run())["lent"] is True
+    assert get_client(name) is loop_owned
+    assert server.total_requests == 4
+
+
+async def test_a_run_still_closes_the_clients_it_made_beside_borrowed_ones(
+    register: Callable[..., str],
+) -> None:
+    async with MockLLMServer() as lent_server, MockLLMServer() as own_server:
+        lent = register("lent", lent_server.base_url)
+        own = register("own", own_server.base_url)
+        await complete(lent, user("warm up"))
+        result = await Hush(ask_all(own)).run({"qs": [0, 1]})
+        assert result["errors"] == [None, None]
+        assert own_server.total_requests == 2
+        assert open_to(own_server) == 0  # made by the run: closed with it
+        assert open_to(lent_server) == 1  # the loop's: still open for the next call
+        assert (await complete(lent, user("again"))).content is not None
+        assert open_to(lent_server) == 1
