@@ -125,7 +125,9 @@ async def test_sync_code_in_workers_runs_on_each_workers_own_thread_pool(
     result = await Hush(graph).run({"xs": list(range(40))})
     assert all(name.startswith("hush-code") for name in result["names"]), set(result["names"])
     threads = set(zip(result["pids"], result["names"], strict=True))
-    assert len(threads) <= 2 * len(set(result["pids"])), threads
+    # A shared pool reuses idle threads, so it never holds more than the map's cap of
+    # nodes at once; a thread per node would give one per item (40).
+    assert len(threads) <= 8, threads
 
 
 async def test_the_run_option_sets_the_executor_of_top_level_maps(executor: RayExecutor) -> None:
