@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hush.checkpoint.chunks import SAVED_COUNT, saved_entries
 from hush.checkpoint.errors import CheckpointError, CheckpointMismatchError
 from hush.checkpoint.lock import RunLock
 from hush.checkpoint.schema import connect
@@ -112,9 +113,7 @@ def _claim_run(
         logger.info("checkpoint %s: new run %r", file, run_id)
         return {}
     if row[0] != fingerprint or restart:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM entries WHERE run_id = ? AND path NOT LIKE '$%'", (run_id,)
-        ).fetchone()
+        (count,) = conn.execute(f"SELECT {SAVED_COUNT.format(run='?1')}", (run_id,)).fetchone()
         if on_mismatch == "error" and not restart:
             raise CheckpointMismatchError(
                 run_id=run_id,
@@ -124,6 +123,7 @@ def _claim_run(
                 entries=count,
             )
         conn.execute("DELETE FROM entries WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM chunks WHERE run_id = ?", (run_id,))
         conn.execute(
             "UPDATE runs SET fingerprint = ?, created_at = ?, updated_at = ?, status = 'running' "
             "WHERE run_id = ?",
@@ -143,9 +143,7 @@ def _claim_run(
     blobs: dict[tuple[str, str], bytes] = {}
     spent: dict[str, dict[str, Any]] = {}
     rests: dict[str, dict[str, Any]] = {}
-    for path, digest, value, spend in conn.execute(
-        "SELECT path, digest, value, spend FROM entries WHERE run_id = ?", (run_id,)
-    ):
+    for path, digest, value, spend, _ in saved_entries(conn, run_id):
         if spend is not None:
             _add_spend(spent, json.loads(spend))
         if path == SPEND_PATH:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hush.checkpoint.chunks import SAVED_COUNT, saved_entries
 from hush.checkpoint.errors import CheckpointError, UnknownRunError
 from hush.checkpoint.schema import connect_readonly
 
@@ -36,7 +37,7 @@ def list_runs(path: str | os.PathLike[str]) -> list[RunInfo]:
     with _reading(path) as conn:
         rows = conn.execute(
             "SELECT r.run_id, r.fingerprint, r.created_at, r.updated_at, r.status, "
-            "(SELECT count(*) FROM entries e WHERE e.run_id = r.run_id AND e.path NOT LIKE '$%') "
+            f"{SAVED_COUNT.format(run='r.run_id')} "
             "FROM runs r ORDER BY r.updated_at DESC, r.run_id"
         ).fetchall()
     return [
@@ -61,13 +62,16 @@ def load_entries(path: str | os.PathLike[str], run_id: str) -> dict[str, Any]:
     with _reading(path) as conn:
         if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
             raise UnknownRunError(f"no run {run_id!r} in checkpoint file {os.fspath(path)}")
-        rows = conn.execute(
-            "SELECT path, value FROM entries WHERE run_id = ? AND path NOT LIKE '$%' "
-            "ORDER BY finished_at, path",
-            (run_id,),
-        ).fetchall()
+        rows = sorted(
+            (
+                (finished_at, entry_path, blob)
+                for entry_path, _, blob, _, finished_at in saved_entries(conn, run_id)
+                if not entry_path.startswith("$")
+            ),
+            key=lambda row: row[:2],
+        )
     entries: dict[str, Any] = {}
-    for entry_path, blob in rows:
+    for _, entry_path, blob in rows:
         try:
             entries[entry_path] = pickle.loads(blob)
         except Exception as exc:

@@ -1,4 +1,15 @@
-"""The SQLite layout of a checkpoint file and the connection settings."""
+"""The SQLite layout of a checkpoint file and the connection settings.
+
+Results are saved in chunks: each commit of the writer appends one row to ``chunks``
+holding every result it saves (a pickled flat list of ``path, digest, value, spend``, the
+value pickled on its own), so a commit costs one append at the end of the run's rows
+whatever the number of results, where a row per result (keyed by a random digest) costs
+an insert at a random place of the table's B-tree, a page written per result. Readers
+expand the chunks in commit order, a later entry of a path and digest winning over an
+earlier one (spends all count). ``entries`` holds the run's bookkeeping (paths starting
+with ``$``: what it spent outside saved work, submitted Batch API batches), rewritten in
+place, and the results of files written before chunks (schema version 3).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +21,7 @@ from pathlib import Path
 
 logger = logging.getLogger("hush.checkpoint")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
@@ -30,7 +41,19 @@ CREATE TABLE IF NOT EXISTS entries (
     spend       TEXT,
     PRIMARY KEY (run_id, path, digest)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (
+    run_id      TEXT NOT NULL,
+    entries     INTEGER NOT NULL,
+    body        BLOB NOT NULL,
+    finished_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_of_run ON chunks (run_id);
 """
+
+APPEND_CHUNK = "INSERT INTO chunks (run_id, entries, body, finished_at) VALUES (?, ?, ?, ?)"
+CHUNK_ROW = 4
+"""Items per entry in a chunk's body: ``path, digest, pickled value, spend`` (JSON or
+``None``)."""
 
 TOUCH_RUN = "UPDATE runs SET updated_at = ? WHERE run_id = ?"
 SET_STATUS = "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?"
@@ -89,7 +112,7 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
                 f"it was written by an earlier hush (schema version {version}), whose saved "
                 "results are not keyed by their inputs; use a new checkpoint file"
             )
-        if version == 2:  # saved spend came with version 3
+        if version == 2:  # saved spend came with version 3 (chunks with 4: a new table)
             conn.execute("ALTER TABLE entries ADD COLUMN spend TEXT")
         conn.executescript(_SCHEMA)
         if version < SCHEMA_VERSION:

@@ -27,9 +27,9 @@ from hush.checkpoint.claim import SPEND_KEY, SPEND_PATH, OnMismatch, open_run
 from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointValueError
 from hush.checkpoint.renamed import RenamedMethods
+from hush.checkpoint.schema import CHUNK_ROW
 from hush.checkpoint.writer import (
     MAX_BATCH,
-    ROW,
     Barrier,
     Close,
     Many,
@@ -80,6 +80,9 @@ class SQLiteCheckpointStore(RenamedMethods):
         self._closed = False
         self._commits = Commits()
         self._rows: list[object] = []
+        """Results queued this loop turn, as a chunk's flat body."""
+        self._keyed: list[object] = []
+        """Bookkeeping (paths starting with ``$``) queued this loop turn, as upsert rows."""
         self._flush_handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finalizer = weakref.finalize(self, writer.shutdown, _SHUTDOWN_TIMEOUT_S)
@@ -188,8 +191,11 @@ class SQLiteCheckpointStore(RenamedMethods):
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.get_running_loop()
         rows = self._rows
-        rows += (path, digest, blob, 0.0, spent)
-        if len(rows) >= MAX_BATCH * ROW:
+        if path[:1] == "$":
+            self._keyed += (path, digest, blob, 0.0, spent)
+        else:
+            rows += (path, digest, blob, spent)
+        if len(rows) >= MAX_BATCH * CHUNK_ROW:
             self._submit_pending()
         elif self._flush_handle is None:
             self._flush_handle = loop.call_soon(self._submit_pending)
@@ -209,11 +215,13 @@ class SQLiteCheckpointStore(RenamedMethods):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        rows = self._rows
-        if not rows:
+        rows, keyed = self._rows, self._keyed
+        if not rows and not keyed:
             return
         self._rows = []
-        self._writer.submit(Many(rows, self._commits.issued, self._commits, time.time()))
+        if keyed:
+            self._keyed = []
+        self._writer.submit(Many(rows, keyed, self._commits.issued, self._commits, time.time()))
 
     async def flush(self) -> None:
         """Return once everything saved so far is committed."""

@@ -1,15 +1,16 @@
 """The checkpoint writer: group commits of queued checkpoint entries.
 
 The event loop only enqueues; a :class:`~hush.background.BackgroundWriter` thread
-takes everything queued (up to :data:`MAX_BATCH` batches), upserts it in one statement
-(one transaction), then raises the store's commit watermark (:class:`~hush.checkpoint.
+takes everything queued (up to :data:`MAX_BATCH` batches) and commits it in one
+transaction: the results as one chunk (one row, its body pickled in one call: see
+:mod:`hush.checkpoint.schema`), the bookkeeping as upserts; then it raises the store's commit watermark (:class:`~hush.checkpoint.
 commits.Commits`, which wakes the loop only if someone waits) and settles the futures of
 ``flush`` and ``aclose`` on their own loops. The first failure is kept: every later put
 and waiter gets a :class:`CheckpointWriteError`.
 
 A busy event loop can starve the thread of the GIL, so submissions nudge it (see
 :class:`~hush.background.handoff.Nudge`); a whole batch being one statement, a commit needs
-the GIL back only once. The thread follows the background writers' shutdown policy;
+the GIL back only once, and the thread does no Python work per entry. The thread follows the background writers' shutdown policy;
 closing commits what is queued, closes the connection and releases the run's lock.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import sqlite3
 import threading
 import time
@@ -29,12 +31,22 @@ from hush.background import BackgroundWriter, WriterFailedError
 from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointWriteError
 from hush.checkpoint.lock import RunLock
-from hush.checkpoint.schema import SET_STATUS, STATEMENT_SIZES, TOUCH_RUN, upsert_entries
+from hush.checkpoint.schema import (
+    APPEND_CHUNK,
+    CHUNK_ROW,
+    SET_STATUS,
+    STATEMENT_SIZES,
+    TOUCH_RUN,
+    upsert_entries,
+)
 from hush.checkpoint.wal import WalCheckpointer
 
 logger = logging.getLogger("hush.checkpoint")
 
 MAX_BATCH = STATEMENT_SIZES[-1]
+CHUNK_ENTRIES = 2048
+"""The most results one chunk holds (a larger commit writes several, in one transaction):
+pickling a chunk's body holds the GIL, about a millisecond for this many."""
 TOUCH_EVERY_S = 1.0
 CHECK_FILE_EVERY_S = 0.1
 """How often a commit checks that the file is still the run's (``os.stat`` hands the GIL
@@ -47,7 +59,7 @@ Waiter = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
 Futures = tuple[list["asyncio.Future[None]"], asyncio.AbstractEventLoop]
 """Futures of one loop, settled together (a batch's are handed over as one list)."""
 ROW = 5
-"""Parameters per entry in :attr:`Many.rows`: ``path, digest, pickled value, finished_at,
+"""Parameters per entry in :attr:`Many.keyed`: ``path, digest, pickled value, finished_at,
 spend`` (``finished_at`` is the batch's :attr:`Many.at`; ``spend`` is what the saved work's
 LLM calls spent, JSON, committed in the same statement as the value)."""
 
@@ -76,10 +88,13 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class Many:
-    """The entries one event-loop turn queued, as flat statement parameters (:data:`ROW`
-    per entry), numbered up to ``last`` in ``commits``."""
+    """The entries one event-loop turn queued, numbered up to ``last`` in ``commits``: the
+    results as a chunk's flat body (:data:`~hush.checkpoint.schema.CHUNK_ROW` per entry),
+    the bookkeeping (paths starting with ``$``) as flat upsert parameters (:data:`ROW` per
+    entry)."""
 
     rows: list[object]
+    keyed: list[object]
     last: int
     commits: Commits
     at: float
@@ -192,22 +207,26 @@ class Writer:
         """Write ``batch`` in one transaction, then raise the commit watermarks and settle
         the barriers (the background writer hands a batch that fails to :meth:`_reject`)."""
         rows: list[object] = []
+        keyed: list[object] = []
         done: list[Many] = []
         waiters: list[Futures] = []
         statuses: list[Status] = []
-        oldest = 0.0
+        oldest = newest = 0.0
         for op in batch:
             if isinstance(op, Many):
-                op.rows[3::ROW] = [op.at] * (len(op.rows) // ROW)
                 rows += op.rows
+                if op.keyed:
+                    op.keyed[3::ROW] = [op.at] * (len(op.keyed) // ROW)
+                    keyed += op.keyed
                 done.append(op)
                 oldest = oldest or op.at
+                newest = op.at
             elif isinstance(op, Status):
                 statuses.append(op)
             elif isinstance(op, Barrier):
                 waiters.append(_alone(op.waiter))
-        if rows:
-            self._write(rows, oldest)
+        if rows or keyed:
+            self._write(rows, keyed, oldest, newest)
         if statuses:
             self._write_run(statuses)
         for many in done:
@@ -244,39 +263,54 @@ class Writer:
                 waiters, self._close_waiters = self._close_waiters or [], None
             self._settle(waiters, failed=False)
 
-    def _write(self, rows: list[object], oldest: float) -> None:
-        """Upsert the entries of ``rows`` (flat, :data:`ROW` per entry) in statements of at
-        most :data:`MAX_BATCH` entries (in one transaction when there are several)."""
+    def _write(self, rows: list[object], keyed: list[object], oldest: float, at: float) -> None:
+        """Commit the results of ``rows`` (a chunk's flat body) as chunks of at most
+        :data:`CHUNK_ENTRIES` finished ``at``, and upsert the bookkeeping of ``keyed``
+        (:data:`ROW` per entry) in statements of at most :data:`MAX_BATCH` entries: one
+        autocommit statement (one GIL hand-off) when that is all, else one transaction."""
+        statements: list[tuple[str, list[object]]] = []
+        step = CHUNK_ENTRIES * CHUNK_ROW
+        for start in range(0, len(rows), step):
+            body = rows if len(rows) <= step else rows[start : start + step]
+            blob = pickle.dumps(body, protocol=5)
+            statements.append((APPEND_CHUNK, [self._run_id, len(body) // CHUNK_ROW, blob, at]))
         step = MAX_BATCH * ROW
-        if len(rows) <= step:
-            self._write_chunk(rows)
+        for start in range(0, len(keyed), step):
+            statements.append(self._upsert(keyed[start : start + step]))
+        if len(statements) == 1:
+            self._conn.execute(*statements[0])
         else:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(rows), step):
-                    self._write_chunk(rows[start : start + step])
+                for statement in statements:
+                    self._conn.execute(*statement)
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+        self._committed(len(rows) // CHUNK_ROW + len(keyed) // ROW)
         self._max_lag = max(self._max_lag, time.time() - oldest)
 
-    def _write_chunk(self, rows: list[object]) -> None:
-        """Upsert the entries of ``rows`` in one autocommit statement: one GIL hand-off per
-        commit (padded to a prepared size by repeating the last entry without its spend)."""
-        count = len(rows) // ROW
+    def _upsert(self, keyed: list[object]) -> tuple[str, list[object]]:
+        """One upsert statement of the entries of ``keyed`` (padded to a prepared size by
+        repeating the last entry without its spend)."""
+        count = len(keyed) // ROW
         size = next(size for size in STATEMENT_SIZES if size >= count)
-        params: list[object] = [self._run_id, *rows]
-        params += [*rows[-ROW:-1], None] * (size - count)
-        self._conn.execute(upsert_entries(size), params)
+        params: list[object] = [self._run_id, *keyed]
+        params += [*keyed[-ROW:-1], None] * (size - count)
+        return upsert_entries(size), params
+
+    def _committed(self, entries: int) -> None:
+        """After a commit: check the file now and then, note the WAL grew, count, and
+        record the run's update time once a second."""
         now = time.monotonic()
         if now - self._checked_at > CHECK_FILE_EVERY_S:
             self._check_file()
             self._checked_at = now
         self._wal.committed()
         self._commits += 1
-        self._entries += count
+        self._entries += entries
         if now - self._touched_at > TOUCH_EVERY_S:
             self._touched_at = now
             self._conn.execute(TOUCH_RUN, (time.time(), self._run_id))

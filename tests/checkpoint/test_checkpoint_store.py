@@ -24,6 +24,7 @@ from hush.checkpoint import (
     SQLiteCheckpointStore,
     open_checkpoint,
 )
+from hush.checkpoint.reader import load_entries
 
 
 class Answer(BaseModel):
@@ -185,10 +186,8 @@ async def test_every_batch_size_is_written_exactly(tmp_path: Path, size: int) ->
         for i in range(size):
             store.save(f"root/item[{i}]", "d", i)
         store.save("root/item[0]", "d", "last")
-    with sqlite3.connect(db) as other:
-        rows = dict(other.execute("SELECT path, value FROM entries"))
     expected = {f"root/item[{i}]": i for i in range(size)} | {"root/item[0]": "last"}
-    assert {path: pickle.loads(blob) for path, blob in rows.items()} == expected
+    assert load_entries(db, "r") == expected
 
 
 async def test_busy_event_loop_does_not_starve_the_writer(tmp_path: Path) -> None:
@@ -232,12 +231,7 @@ async def test_an_awaited_save_is_committed_when_it_returns(tmp_path: Path) -> N
     async with await open_checkpoint(db, "r", "fp") as store:
         store.save("root/a", "d", "a")
         await store.save("root/b", "d", "b")
-        with sqlite3.connect(db) as other:
-            rows = dict(other.execute("SELECT path, value FROM entries WHERE run_id = 'r'"))
-        assert {path: pickle.loads(blob) for path, blob in rows.items()} == {
-            "root/a": "a",
-            "root/b": "b",
-        }
+        assert load_entries(db, "r") == {"root/a": "a", "root/b": "b"}
 
 
 async def test_mark_finished_records_the_status(tmp_path: Path) -> None:
@@ -274,7 +268,8 @@ async def test_unloadable_entry_is_treated_as_missing(
     async with await open_checkpoint(db, "r", "fp") as store:
         store.save("root/a", "d", 1)
     with sqlite3.connect(db) as other:
-        other.execute("UPDATE entries SET value = ? WHERE path = 'root/a'", (b"garbage",))
+        body = pickle.dumps(["root/a", "d", b"garbage", None], protocol=5)
+        other.execute("UPDATE chunks SET body = ? WHERE run_id = 'r'", (body,))
     async with await open_checkpoint(db, "r", "fp") as store:
         with caplog.at_level(logging.WARNING, logger="hush.checkpoint"):
             assert store.load("root/a", "d") is None
@@ -286,7 +281,7 @@ async def test_writer_errors_surface(tmp_path: Path, caplog: pytest.LogCaptureFi
     store = await open_checkpoint(db, "r", "fp")
     await store.save("root/a", "d", 1)
     with sqlite3.connect(db) as other:
-        other.execute("DROP TABLE entries")
+        other.execute("DROP TABLE chunks")
     with (
         caplog.at_level(logging.ERROR, logger="hush.checkpoint"),
         pytest.raises(CheckpointWriteError, match="'r'") as info,
@@ -309,7 +304,7 @@ async def test_writer_error_raised_by_aclose_after_unawaited_saves(tmp_path: Pat
     store = await open_checkpoint(db, "r", "fp")
     await store.flush()
     with sqlite3.connect(db) as other:
-        other.execute("DROP TABLE entries")
+        other.execute("DROP TABLE chunks")
     store.save("root/a", "d", 1)
     with pytest.raises(CheckpointWriteError, match="may not be saved"):
         async with asyncio.timeout(30):

@@ -87,7 +87,7 @@ async def test_a_write_failure_reaches_whoever_waits_for_an_entry(tmp_path: Path
     store = await open_checkpoint(db, "r", "fp")
     await store.flush()
     with sqlite3.connect(db) as other:
-        other.execute("DROP TABLE entries")
+        other.execute("DROP TABLE chunks")
     number = store.queue("root/a", "d", 1)
     with pytest.raises(CheckpointWriteError, match="'r'"):
         async with asyncio.timeout(30):

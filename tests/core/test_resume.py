@@ -215,7 +215,7 @@ async def test_a_checkpoint_write_failure_is_reported_and_the_work_kept(tmp_path
     async def work(x: int) -> dict[str, int]:
         if x == 3:
             with sqlite3.connect(db) as other:
-                other.execute("DROP TABLE entries")
+                other.execute("DROP TABLE chunks")
         return {"y": x * 2}
 
     with GraphNode(name="g") as g:
