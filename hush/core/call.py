@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from hush.core.events import Event, LLMCall
+from hush.core.events import progress as progress_event
 from hush.core.items import ItemOutcome, run_item
 from hush.core.outcome import Outcome
 from hush.core.state import IterationCounters
@@ -123,14 +124,13 @@ class NodeCall:
         emit = self.run.emit
         if emit is not None:
             emit(
-                Event(
-                    "progress",
+                progress_event(
                     self.path,
                     self.run.run_id,
-                    counters=counters,
-                    node=self.node_path,
-                    type=self.node.trace_kind,  # type: ignore[arg-type]
-                    name=self.node.name,
+                    self.node.trace_kind,  # type: ignore[arg-type]
+                    self.node.name,
+                    counters,
+                    self.node_path,
                 )
             )
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from hush.core.state import IterationCounters
 
 logger = logging.getLogger("hush.events")
+_now = time.time
 
 EventKind = Literal["run_start", "node_start", "token", "llm", "progress", "node_end", "run_end"]
 
@@ -115,6 +116,100 @@ class Event:
         return f"Event({self.kind} {self.path}{extra})"
 
 
+def node_start(
+    path: str,
+    run_id: str,
+    parent: str | None,
+    type: SpanType,
+    name: str,
+    input: Any,
+    node: str,
+    time: float | None = None,
+) -> Event:
+    """A ``node_start`` event, built positionally (half the cost of the keyword call)."""
+    return Event(
+        "node_start",
+        path,
+        run_id,
+        _now() if time is None else time,
+        parent,
+        type,
+        name,
+        input,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        node,
+    )
+
+
+def node_end(
+    path: str,
+    run_id: str,
+    parent: str | None,
+    type: SpanType,
+    name: str,
+    output: Any,
+    error: NodeError | None,
+    duration: float,
+    node: str,
+    cancelled: bool = False,
+    attempts: int | None = None,
+    time: float | None = None,
+) -> Event:
+    """A ``node_end`` event, built positionally; its status follows from ``error`` and
+    ``cancelled``."""
+    return Event(
+        "node_end",
+        path,
+        run_id,
+        _now() if time is None else time,
+        parent,
+        type,
+        name,
+        None,
+        output,
+        status_of(error, cancelled=cancelled),
+        error,
+        duration,
+        attempts,
+        None,
+        None,
+        None,
+        node,
+    )
+
+
+def progress(
+    path: str, run_id: str, type: SpanType, name: str, counters: IterationCounters, node: str
+) -> Event:
+    """A ``progress`` event, built positionally."""
+    return Event(
+        "progress",
+        path,
+        run_id,
+        _now(),
+        None,
+        type,
+        name,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        counters,
+        node,
+    )
+
+
 Subscriber = Callable[[Event], object]
 """Receives every event of a run, on the event loop; it must be quick and must not raise.
 
@@ -136,7 +231,15 @@ class Emitter:
     returns when the consumer has room for more events.
     """
 
-    __slots__ = ("_choosers", "_every_item", "_failed", "_quiet", "_routes", "backpressure")
+    __slots__ = (
+        "_chooser",
+        "_choosers",
+        "_every_item",
+        "_failed",
+        "_quiet",
+        "_routes",
+        "backpressure",
+    )
 
     def __init__(
         self,
@@ -152,6 +255,7 @@ class Emitter:
         choosers = [getattr(s, "wants_item", None) for s in readers]
         self._every_item = any(chooser is None for chooser in choosers)
         self._choosers: tuple[Callable[[str], bool], ...] = tuple(c for c in choosers if c)
+        self._chooser = self._choosers[0] if len(self._choosers) == 1 else self._any_wants
         self._failed: set[int] = set()
         self.backpressure = backpressure
         self._quiet: Emitter | None = None
@@ -170,13 +274,20 @@ class Emitter:
                     self._failed.add(i)
                     logger.warning("an event subscriber failed on %r", event, exc_info=True)
 
+    def reads(self, kind: EventKind) -> bool:
+        """Whether a subscriber reads events of ``kind`` (if not, build none)."""
+        return bool(self._routes[kind])
+
     def item(self, path: str) -> Emitter | None:
         """The emitter for what happens inside the map item at ``path``, decided once when it
         starts: this one if a subscriber wants the item's events, else one that carries only
         ``progress`` events (``None`` if nobody reads them): the item runs untraced."""
-        if self._every_item or any(wants(path) for wants in self._choosers):
+        if self._every_item or self._chooser(path):
             return self
         return self._quiet
+
+    def _any_wants(self, path: str) -> bool:
+        return any(wants(path) for wants in self._choosers)
 
 
 def status_of(error: NodeError | None, *, cancelled: bool = False) -> str:

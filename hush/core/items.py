@@ -10,7 +10,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hush.core.events import Event, status_of
+from hush.core.events import node_end, node_start
 from hush.core.extensions import work_usage
 from hush.core.quiet_items import run_quiet
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from hush.core.call import NodeCall
     from hush.core.errors import NodeError
+    from hush.core.events import Emitter
     from hush.core.executor import ItemExecutor
     from hush.core.outcome import GraphOutcome
     from hush.core.plan import GraphPlan
@@ -126,34 +127,37 @@ def _body(
     return call.frame.execute(plan, state, path, call, in_item=True)
 
 
-async def _traced(
+def _traced(
     call: NodeCall,
     plan: GraphPlan,
     index: int,
     path: str,
     state: dict[str, Any],
     executor: ItemExecutor | None,
-) -> GraphOutcome:
+) -> Coroutine[Any, Any, GraphOutcome]:
     """Run the item's body between its ``node_start`` and ``node_end`` events, or untraced if
     no subscriber wants it (:mod:`hush.core.quiet_items`)."""
     emit = call.run.emit
     assert emit is not None
     scope = emit.item(path) if executor is None else emit
     if scope is not emit:
-        return await run_quiet(call, plan, index, path, state, scope)
+        return run_quiet(call, plan, index, path, state, scope)
+    return _observed(call, plan, index, path, state, executor, emit)
+
+
+async def _observed(
+    call: NodeCall,
+    plan: GraphPlan,
+    index: int,
+    path: str,
+    state: dict[str, Any],
+    executor: ItemExecutor | None,
+    emit: Emitter,
+) -> GraphOutcome:
+    """The item's body between its events. The event holds a copy of the item's inputs:
+    the body writes its outputs into ``state``, and a tracer reads the event later."""
     run_id, name, node = call.run.run_id, f"{call.node.name}[{index}]", f"{call.node_path}[]"
-    emit(
-        Event(
-            "node_start",
-            path,
-            run_id,
-            parent=call.path,
-            type="item",
-            name=name,
-            input=state,
-            node=node,
-        )
-    )
+    emit(node_start(path, run_id, call.path, "item", name, dict(state), node))
     started = perf_counter()
     outcome: GraphOutcome | None = None
     try:
@@ -162,17 +166,16 @@ async def _traced(
     finally:
         error = outcome.error if outcome is not None else None
         emit(
-            Event(
-                "node_end",
+            node_end(
                 path,
                 run_id,
-                parent=call.path,
-                type="item",
-                name=name,
-                output=outcome.written if outcome is not None else None,
-                status=status_of(error, cancelled=outcome is None),
-                error=error,
-                duration=perf_counter() - started,
-                node=node,
+                call.path,
+                "item",
+                name,
+                outcome.written if outcome is not None else None,
+                error,
+                perf_counter() - started,
+                node,
+                outcome is None,
             )
         )

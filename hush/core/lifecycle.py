@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from hush.core.attempts import STOPS, Done, attempts, checked, failure, stray
 from hush.core.errors import NodeError, NodeInputError
-from hush.core.events import Event, status_of
+from hush.core.events import Event, SpanType, node_end, node_start
 from hush.core.inputs import ERROR, OK, resolve_inputs
 
 if TYPE_CHECKING:
@@ -115,18 +115,7 @@ async def _run_plain_observed(frame: Frame, np: NodePlan) -> None:
         _accept(frame, np, path, unread)
         _record(frame, np, unread, started)
         return
-    emit(
-        Event(
-            "node_start",
-            path,
-            frame.run.run_id,
-            parent=frame.prefix,
-            type="node",
-            name=np.name,
-            input=inputs,
-            node=np.path,
-        )
-    )
+    emit(node_start(path, frame.run.run_id, frame.prefix, "node", np.name, inputs, np.path))
     done: Done | None = None
     try:
         try:
@@ -164,18 +153,8 @@ async def _reuse_or_run(frame: Frame, np: NodePlan, path: str, inputs: dict[str,
         return done
     run_id = frame.run.run_id
     started = perf_counter()
-    emit(
-        Event(
-            "node_start",
-            path,
-            run_id,
-            parent=frame.prefix,
-            type=np.node.trace_kind,  # type: ignore[arg-type]
-            name=np.name,
-            input=inputs,
-            node=np.path,
-        )
-    )
+    kind: SpanType = np.node.trace_kind  # type: ignore[assignment]
+    emit(node_start(path, run_id, frame.prefix, kind, np.name, inputs, np.path))
     ended: Done | None = None
     try:
         ended = await attempts(frame, np, path, inputs)
@@ -186,20 +165,24 @@ async def _reuse_or_run(frame: Frame, np: NodePlan, path: str, inputs: dict[str,
 
 
 def _node_end(frame: Frame, np: NodePlan, path: str, done: Done | None, duration: float) -> Event:
-    error = done.error if done is not None else None
-    return Event(
-        "node_end",
+    kind: SpanType = np.node.trace_kind  # type: ignore[assignment]
+    if done is None:
+        return node_end(
+            path, frame.run.run_id, frame.prefix, kind, np.name, None, None, duration, np.path, True
+        )
+    call = done.call
+    return node_end(
         path,
         frame.run.run_id,
-        parent=frame.prefix,
-        type=np.node.trace_kind,  # type: ignore[arg-type]
-        name=np.name,
-        output=done.outputs if done is not None else None,
-        status=status_of(error, cancelled=done is None),
-        error=error,
-        duration=duration,
-        attempts=done.call.attempt if done is not None and done.call is not None else None,
-        node=np.path,
+        frame.prefix,
+        kind,
+        np.name,
+        done.outputs,
+        done.error,
+        duration,
+        np.path,
+        False,
+        call.attempt if call is not None else None,
     )
 
 

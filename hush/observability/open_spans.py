@@ -85,16 +85,20 @@ class Subscription:
     """What a tracer hands the engine for one run: the queue its events go to, the kinds it
     reads and, with ``share`` below 1, the map items it wants (asked once as each starts)."""
 
-    __slots__ = ("kinds", "put", "run_id", "share", "wants_item")
+    __slots__ = ("_bound", "_seed", "kinds", "put", "run_id", "share", "wants_item")
 
     def __init__(self, put: Callable[[Event], None], run_id: str, share: float) -> None:
         self.put, self.run_id, self.share = put, run_id, share
         self.kinds = TRACED_KINDS
         if share < 1.0:
+            self._seed = zlib.crc32(f"{run_id}\x00".encode())
+            self._bound = share * 2**32
             self.wants_item = self._sampled
 
     def __call__(self, event: Event) -> None:
         self.put(event)
 
     def _sampled(self, path: str) -> bool:
-        return sampled(self.run_id, path, self.share)
+        """:func:`sampled` with the run id's part of the hash taken once (a CRC continues
+        from the CRC of what precedes: the same draw)."""
+        return zlib.crc32(path.encode(), self._seed) < self._bound

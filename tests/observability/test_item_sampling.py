@@ -157,3 +157,14 @@ def test_an_emitter_routes_each_kind_to_its_readers() -> None:
         emit(Event(kind, "g/n", "run"))
     assert seen == {"all": ["node_start", "progress", "token"], "progress": ["progress"]}
     assert emit.item("g/m[0]") is emit, "a subscriber without wants_item wants every item"
+
+
+def test_a_subscription_draws_the_items_sampled_draws() -> None:
+    from hush.observability.open_spans import Subscription, sampled
+
+    for share in (0.0, 0.1, 0.5, 0.97):
+        for run_id in ("run", "0f3c-é"):
+            subscription = Subscription(lambda event: None, run_id, share)
+            for i in range(500):
+                path = f"g/m[{i}]/inner[{i % 7}]"
+                assert subscription.wants_item(path) == sampled(run_id, path, share)

@@ -92,7 +92,8 @@ class MapNode(IterationNode):
         items, total = self._items(inputs, call.attempt)
         broadcast = {k: v for k, v in inputs.items() if k not in self.each_keys}
         counters = call.counters(total)
-        report = call.progress if call.observed else None
+        emit = call.run.emit
+        report = call.progress if emit is not None and emit.reads("progress") else None
         columns = Columns(plan.writes_parent | call.demanded)
         pulled = in_order(call, enumerate(items), broadcast)
         executor = self.executor

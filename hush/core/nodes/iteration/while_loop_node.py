@@ -79,6 +79,8 @@ class WhileLoopNode(IterationNode):
         assert self.plan is not None
         state = dict(inputs)
         counters = call.counters(None)
+        emit = call.run.emit
+        report = call.progress if emit is not None and emit.reads("progress") else None
         n = 0
         while self.condition(state):
             if n >= self.max_iterations:
@@ -99,5 +101,6 @@ class WhileLoopNode(IterationNode):
             state.update(outcome.written)
             n += 1
             counters.done = n
-            call.progress(counters)
+            if report is not None:
+                report(counters)
         return {**state, "iterations": n}
