@@ -10,15 +10,19 @@ events only, then each tracer), so a load spike on a shared machine hits them
 alike; each figure is the ``min–max`` over ``--runs`` rounds of the arm's time
 divided by tracing off's time in the same round (each arm's best of ``--repeat``).
 "wall" is elapsed time, "cpu" the process's CPU time (every thread): other jobs on
-the machine inflate the first, hardly the second. "events only" subscribes a
-tracer that reads every event and drops it: what building the events costs.
+the machine inflate the first, hardly the second. "loop" is the CPU time of the
+event loop's thread alone (``time.thread_time()``), as a ratio and as microseconds
+per item over tracing off; "threads" the CPU of every other thread (the tracer's),
+in ms per run. "events only" subscribes a tracer that reads every event and drops
+it: what building the events costs.
 
 Workloads (the figures of issue 23):
 
 * 1,000 items of 20 ms (LLM-like latency) at cap 50: target at most 1.1x;
 * W1, 5,000 trivial items at cap 100, every item traced (the figure is stated), and
   with ``sample=0.1`` (a tenth of the items traced, and every failed one): target
-  at most 2x.
+  at most 2x; ``sample=0.0`` (no item drawn: only the run and the map are traced) is
+  what a tracer with sampling costs the loop for the items it leaves out.
 
 The load average is printed before and after: figures taken under load are
 provisional. To compare with older code, run this script with
@@ -83,39 +87,73 @@ FLUSH = 120.0
 is done before the next arm starts."""
 
 
-async def timed(engine: Hush, items: list[int], make: Make) -> tuple[float, float]:
-    """Wall and process CPU seconds of one run with a fresh tracer (closed untimed)."""
+Times = tuple[float, float, float]
+"""Wall, process CPU and loop-thread CPU seconds of one run."""
+
+
+async def timed(engine: Hush, items: list[int], make: Make) -> Times:
+    """Wall, process CPU and loop-thread CPU seconds of one run with a fresh tracer (closed
+    untimed)."""
     tracer = make()
     if tracer is not None and hasattr(tracer, "flush_timeout"):
         tracer.flush_timeout = FLUSH
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, loop = time.perf_counter(), time.process_time(), time.thread_time()
     await engine.run({"items": items}, tracer=tracer)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    loop = time.thread_time() - loop
     if hasattr(tracer, "close"):
         tracer.close(timeout=FLUSH)
-    return wall, cpu
+    return wall, cpu, loop
+
+
+class Found:
+    """One arm's figures over the rounds."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.loop: list[float] = []
+        self.extra: list[float] = []
+        """Loop-thread CPU over tracing off's, seconds per run."""
+        self.threads: list[float] = []
+        """CPU of the other threads, seconds per run."""
 
 
 async def rounds(
     engine: Hush, items: list[int], arms: dict[str, Make], runs: int, repeat: int
-) -> dict[str, tuple[list[float], list[float]]]:
-    """Per arm, the wall and CPU ratios to tracing off of each round (best of ``repeat``)."""
+) -> dict[str, Found]:
+    """Per arm, the figures of each round (best of ``repeat``): wall, CPU and loop CPU as
+    ratios to tracing off (tracing off's own in seconds), the loop CPU it adds and the
+    other threads' CPU."""
     for make in arms.values():
         await timed(engine, items, make)
-    found: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in arms}
+    found = {name: Found() for name in arms}
     for _ in range(runs):
-        best = {name: (float("inf"), float("inf")) for name in arms}
+        best = {name: (float("inf"),) * 4 for name in arms}
         for _ in range(repeat):
             for name, make in arms.items():
-                wall, cpu = await timed(engine, items, make)
-                best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
-        off_wall, off_cpu = best["tracing off"]
-        for name, (wall, cpu) in best.items():
-            found[name][0].append(wall / off_wall)
-            found[name][1].append(cpu / off_cpu)
-        found["tracing off"][0][-1] = off_wall * 1e3
-        found["tracing off"][1][-1] = off_cpu * 1e3
+                wall, cpu, loop = await timed(engine, items, make)
+                was = best[name]
+                best[name] = (
+                    min(was[0], wall),
+                    min(was[1], cpu),
+                    min(was[2], loop),
+                    min(was[3], max(cpu - loop, 0.0)),
+                )
+        off_wall, off_cpu, off_loop, _ = best["tracing off"]
+        for name, (wall, cpu, loop, threads) in best.items():
+            arm = found[name]
+            off = name == "tracing off"
+            arm.wall.append(wall if off else wall / off_wall)
+            arm.cpu.append(cpu if off else cpu / off_cpu)
+            arm.loop.append(loop if off else loop / off_loop)
+            arm.extra.append(loop - off_loop)
+            arm.threads.append(threads)
     return found
+
+
+def ms(seconds: list[float]) -> list[float]:
+    return [s * 1e3 for s in seconds]
 
 
 def load() -> str:
@@ -132,7 +170,7 @@ async def main() -> None:
     host = f"http://127.0.0.1:{sink.stdout.readline().strip()}"
     workloads = [
         ("1,000 items of 20 ms, cap 50", map_engine(sleeper(0.02), 50), 1000, [1.0]),
-        ("W1: 5,000 trivial items, cap 100", map_engine(trivial, 100), 5000, [1.0, 0.1]),
+        ("W1: 5,000 trivial items, cap 100", map_engine(trivial, 100), 5000, [1.0, 0.1, 0.0]),
     ]
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -161,13 +199,19 @@ async def main() -> None:
                     every.update(arms(sample))
                 found = await rounds(engine, items, every, args.runs, args.repeat)
                 print(f"{title}: {2 + 2 * n} spans per traced run")
-                walls, cpus = found.pop("tracing off")
+                off = found.pop("tracing off")
                 print(
-                    f"  {'tracing off':<26} wall {spread(walls, '{:.0f}', ' ms')}"
-                    f"   cpu {spread(cpus, '{:.0f}', ' ms')}"
+                    f"  {'tracing off':<26} wall {spread(ms(off.wall), '{:.0f}', ' ms')}"
+                    f"   cpu {spread(ms(off.cpu), '{:.0f}', ' ms')}"
+                    f"   loop {spread(ms(off.loop), '{:.0f}', ' ms')}"
                 )
-                for name, (walls, cpus) in found.items():
-                    print(f"  {name:<26} wall x{spread(walls)} vs off   cpu x{spread(cpus)} vs off")
+                for name, arm in found.items():
+                    print(
+                        f"  {name:<26} wall x{spread(arm.wall)} vs off   cpu x{spread(arm.cpu)} vs off"
+                        f"   loop x{spread(arm.loop)} vs off"
+                        f" ({spread([s / n * 1e6 for s in arm.extra], '{:+.1f}', ' µs/item')})"
+                        f"   threads {spread(ms(arm.threads), '{:.0f}', ' ms')}"
+                    )
             print(f"load average after: {load()}")
     finally:
         sink.terminate()
