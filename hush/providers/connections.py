@@ -17,6 +17,7 @@ import httpx2
 from hush.providers.failures import mark_responded
 from hush.providers.limiter import DEFAULT_MAX_IN_FLIGHT
 from hush.providers.resources import LLMResource
+from hush.providers.tls import DeferredTLS
 
 if TYPE_CHECKING:
     import openai
@@ -29,7 +30,8 @@ KEEPALIVE_SECONDS = 120.0
 
 
 def make_http(resource: LLMResource, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
-    """A pooled HTTP client for ``resource`` (``headers`` sent with every request)."""
+    """A pooled HTTP client for ``resource`` (``headers`` sent with every request); its CA
+    certificates are loaded at its first TLS handshake (:class:`DeferredTLS`)."""
     size = resource.max_in_flight or DEFAULT_MAX_IN_FLIGHT
     return httpx2.AsyncClient(
         limits=httpx2.Limits(
@@ -40,6 +42,7 @@ def make_http(resource: LLMResource, headers: dict[str, str] | None = None) -> h
         timeout=httpx2.Timeout(resource.timeout),
         headers=headers,
         follow_redirects=True,
+        verify=DeferredTLS(),
         event_hooks={"response": [mark_responded]},
     )
 
