@@ -185,20 +185,40 @@ def _client_headers(resource: LLMResource) -> dict[str, str]:
 @functools.cache
 def _sdk_identity() -> dict[str, str]:
     """The SDK's ``User-Agent`` and platform headers (read from its package metadata)."""
-    version = importlib.metadata.version("openai")
+    version = sdk_version()
     machine = platform.machine().lower()
     arch = {"arm64": "arm64", "aarch64": "arm64", "arm": "arm", "x86_64": "x64"}.get(machine)
     if arch is None:
         arch = "x32" if sys.maxsize <= 2**32 else (f"other:{machine}" if machine else "unknown")
     system = platform.system().lower()
-    other = platform.platform().lower()
-    name = {"darwin": "MacOS", "windows": "Windows", "freebsd": "FreeBSD", "openbsd": "OpenBSD"}
+    name = {
+        "darwin": "MacOS",
+        "windows": "Windows",
+        "freebsd": "FreeBSD",
+        "openbsd": "OpenBSD",
+        "linux": "Linux",
+    }
+    if system not in name:  # platform.platform() may run ``uname -p``: only when it is sent
+        name[system] = f"Other:{platform.platform().lower()}"
     return {
         "User-Agent": f"AsyncOpenAI/Python {version}",
         "X-Stainless-Lang": "python",
         "X-Stainless-Package-Version": version,
-        "X-Stainless-OS": name.get(system, "Linux" if system == "linux" else f"Other:{other}"),
+        "X-Stainless-OS": name[system],
         "X-Stainless-Arch": arch,
         "X-Stainless-Runtime": platform.python_implementation(),
         "X-Stainless-Runtime-Version": platform.python_version(),
     }
+
+
+def sdk_version() -> str:
+    """The installed ``openai``'s version, read from the header of its ``METADATA`` (what
+    ``importlib.metadata.version`` returns, without parsing the whole file as a mail
+    message: a few ms, before the first request)."""
+    text = importlib.metadata.distribution("openai").read_text("METADATA") or ""
+    for line in text.splitlines():
+        if not line:
+            break
+        if line.startswith("Version:"):
+            return line.partition(":")[2].strip()
+    return importlib.metadata.version("openai")
