@@ -21,9 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from hush.providers.errors import LLMCallError
 from hush.providers.failures import MalformedReply, classify
@@ -32,6 +30,9 @@ from hush.providers.pricing import Price, price_of
 from hush.providers.resources import LLMResource
 from hush.providers.retrying import AttemptFailed, RetryWait
 from hush.providers.spend import RunSpend
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = ["Read", "Request", "ResourceCaller", "Sent", "Usage"]
 
@@ -117,15 +118,13 @@ class ResourceCaller:
             latency = max(0.0, time.monotonic() - started - queued[0])
             return Sent(reply, usage, cost, sent, latency, queued[0])
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(limit),
-            wait=RetryWait(self.resource.backoff_base, self.resource.backoff_max),
-            retry=retry_if_exception(lambda e: isinstance(e, AttemptFailed) and e.retryable),
-            before_sleep=self._before_retry,
-            reraise=True,
-        )
         try:
-            return await retrying(attempt)
+            try:
+                return await attempt()
+            except AttemptFailed as failure:
+                if not (failure.retryable and limit > 1):
+                    raise
+                return await self._retry(attempt, failure, limit)
         except AttemptFailed as failure:
             suffix = f" (after {sent} attempts)" if sent > 1 else ""
             raise LLMCallError(
@@ -136,6 +135,29 @@ class ResourceCaller:
                 attempts=sent,
                 retries_exhausted=failure.retryable,
             ) from failure.__cause__
+
+    async def _retry(
+        self, attempt: Callable[[], Awaitable[T]], first: AttemptFailed, limit: int
+    ) -> T:
+        """Attempts 2 to ``limit`` under ``tenacity`` (imported at a call's first retryable
+        failure, not before the first request), attempt 1 being ``first``."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        failed: list[AttemptFailed] = [first]
+
+        async def again() -> T:
+            if failed:
+                raise failed.pop()
+            return await attempt()
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(limit),
+            wait=RetryWait(self.resource.backoff_base, self.resource.backoff_max),
+            retry=retry_if_exception(lambda e: isinstance(e, AttemptFailed) and e.retryable),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        return await retrying(again)
 
     def _before_retry(self, state: RetryCallState) -> None:
         self.limiter.note_retry()

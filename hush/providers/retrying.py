@@ -11,10 +11,9 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from tenacity import RetryCallState
-from tenacity.wait import wait_base
-
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from hush.providers.permits import Permit
 
 
@@ -65,8 +64,9 @@ class AttemptFailed(Exception):
             permit.failed(self.headers, unreachable=self.unreachable)
 
 
-class RetryWait(wait_base):
-    """``Retry-After`` when the server sent one, else exponential backoff with jitter."""
+class RetryWait:
+    """``Retry-After`` when the server sent one, else exponential backoff with jitter (a
+    ``tenacity`` wait; a plain callable, so that this module does not import ``tenacity``)."""
 
     def __init__(self, base: float, maximum: float) -> None:
         self.base = base
