@@ -14,15 +14,26 @@ import traceback
 import click
 
 from hush import __version__
-from hush.cli.batch import batch
 from hush.cli.errors import UserError
 from hush.cli.groups import CommandGroup
-from hush.cli.run import run
-from hush.cli.spending import cache
-from hush.cli.tools import demo, graph, mock_llm, trace
+
+COMMANDS = {
+    "run": "hush.cli.run:run",
+    "batch": "hush.cli.batch:batch",
+    "graph": "hush.cli.tools:graph",
+    "mock-llm": "hush.cli.tools:mock_llm",
+    "demo": "hush.cli.tools:demo",
+    "trace": "hush.cli.tools:trace",
+    "cache": "hush.cli.spending:cache",
+}
+"""Each command's module, imported when the command runs or ``--help`` lists it."""
 
 
-@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=CommandGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, "--version", "-V", prog_name="hush")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def cli(debug: bool) -> None:
@@ -32,16 +43,12 @@ def cli(debug: bool) -> None:
     )
 
 
-for command in (run, batch, graph, mock_llm, demo, trace, cache):
-    cli.add_command(command)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``hush`` script."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     name = next((a for a in args if not a.startswith("-")), "")
-    prefix = f"hush {name}" if name in cli.commands else "hush"
+    prefix = f"hush {name}" if name in COMMANDS else "hush"
     try:
         status = cli.main(args, prog_name="hush", standalone_mode=False)
     except click.exceptions.Exit as exc:
