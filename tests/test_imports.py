@@ -21,6 +21,10 @@ HEAVY = (
 )
 
 
+LAZY = (*HEAVY, "tenacity", "hush.cli.run", "hush.cli.tools", "hush.cli.loading")
+"""What a plain ``hush batch`` does not load (before its first request or after)."""
+
+
 def _loaded_after(statement: str) -> set[str]:
     """The heavy top-level packages present in ``sys.modules`` after ``statement`` in a fresh interpreter."""
     probe = f"import sys\n{statement}\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
@@ -40,7 +44,9 @@ def test_provider_nodes_are_reachable_from_top_level_without_the_sdk() -> None:
 
 def test_a_plain_batch_run_loads_no_heavy_sdk(tmp_path: Path) -> None:
     """``hush batch`` over a CSV (no --schema, no tracing) sends every row and exits without
-    loading the ``openai`` SDK, a table library, ``rich``, ``ray`` or a tracing SDK."""
+    loading the ``openai`` SDK, a table library, ``rich``, ``ray`` or a tracing SDK; with
+    every row answered at once, ``tenacity`` (retries), the other commands' modules and
+    the retry policy's validator are not loaded either."""
     probe = f"""
 import runpy, sys
 sys.argv = ["hush", "batch", sys.argv[1], "-o", sys.argv[2], "--prompt", "Say {{text}}",
@@ -48,7 +54,9 @@ sys.argv = ["hush", "batch", sys.argv[1], "-o", sys.argv[2], "--prompt", "Say {{
 try:
     runpy.run_module("hush.cli", run_name="__main__")
 except SystemExit as done:
-    print("exit", done.code, *(m for m in {HEAVY!r} if m in sys.modules))
+    from hush.core.policies import RetryPolicy
+    built = ["RetryPolicy"] if RetryPolicy.__pydantic_complete__ else []
+    print("exit", done.code, *(m for m in {LAZY!r} if m in sys.modules), *built)
 """
     with MockLLMServer() as server:
         config = tmp_path / "resources.yaml"

@@ -31,7 +31,11 @@ class RetryPolicy(BaseModel):
     retry everything in ``on``.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, arbitrary_types_allowed=True, extra="forbid", defer_build=True
+    )
+    """Built at the first policy made (not at ``import hush``: a run without retries never
+    builds it)."""
 
     attempts: int = Field(default=3, ge=1, description="total attempts, the first one included")
     initial: float = Field(

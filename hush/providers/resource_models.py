@@ -2,7 +2,8 @@
 
 A resource is named ``category:name`` (``llm:gpt-4o-mini``); each category has
 its pydantic model here, which validates a resource's settings and keeps its
-secrets as ``SecretStr``.
+secrets as ``SecretStr``. Each model's validator is built when it first validates
+(``defer_build``): a run that uses chat resources only never builds the others.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ Credential = Annotated[SecretStr, BeforeValidator(_strip_credential)]
 class LLMResource(BaseModel):
     """An OpenAI-compatible chat endpoint and the limits it is used under."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     api_type: Literal["openai", "azure"] = "openai"
     """``openai`` for any OpenAI-compatible server (OpenAI, vLLM, Ollama, ...); ``azure``
@@ -204,7 +205,7 @@ class LLMResource(BaseModel):
 class LangfuseResource(BaseModel):
     """Langfuse credentials (``langfuse:default`` is the tracer's default)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     public_key: Annotated[str, BeforeValidator(_strip_credential), Field(min_length=1)]
     secret_key: Credential
