@@ -133,7 +133,7 @@ class LangfuseTracer(OTelTracer):
             should_export_span=lambda span: True,
             span_exporter=exporter,
         )
-        provider.add_span_processor(processor)
+        self.add_processor(processor)
         logger.debug(
             "Langfuse tracing to %s (keys from %s)",
             self.host,
@@ -149,6 +149,12 @@ class LangfuseTracer(OTelTracer):
     def destination(self) -> str:
         """The Langfuse host."""
         return self.host
+
+    def own_processor_start(self, parent_open: bool) -> Attributes:
+        """What the Langfuse processor's ``on_start`` adds to hush's spans: the application-root
+        mark on a span whose parent is not one of its open spans (hush's are all eligible, and
+        the tracer's thread propagates no Langfuse attributes)."""
+        return {} if parent_open else {A.IS_APP_ROOT: True}
 
     def _meta(self, prefix: str, values: dict[str, Any]) -> Attributes:
         return {

@@ -2,10 +2,16 @@
 
 One root span per run named after the graph, a span per nested graph, map,
 item and node, and for each LLM call a span following the OpenTelemetry GenAI
-conventions; times are the events' own. Spans go through the SDK's public API
-(``Tracer.start_span`` when a span's start is handled, ``Span.end`` at its end),
-so span processors see ``on_start`` and the provider's span limits apply; the
-ids are hush's own (:mod:`hush.observability.otel_ids`). Errors are the span's status plus an
+conventions; times are the events' own. With your ``TracerProvider``, spans go through
+the SDK's public API (``Tracer.start_span`` when a span's start is handled, ``Span.end``
+at its end), so your processors see ``on_start`` and your span limits apply. With the
+tracer's own provider, whose only processor is hush's, each span is built directly as
+the ``ReadableSpan`` the SDK would have made, at its end: measured on recorded events
+(``benchmarks/bench_otel_span_cost.py``), the SDK's start, attribute checks and end cost
+40–55 µs per span and the Langfuse processor's ``on_start`` 20–30 µs more, in a thread
+that shares the GIL with the event loop; what reaches the wire is the same byte for byte
+(:mod:`hush.observability.otel_spans` says how, and what it gives up). The ids are hush's
+own (:mod:`hush.observability.otel_ids`). Errors are the span's status plus an
 ``exception`` event. A dead, hanging or failing backend costs a run and the
 process exit together at most ``flush_timeout`` and one warning
 (:mod:`hush.observability.health`); while it is down, spans are neither built
@@ -21,11 +27,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import SpanLimits, Tracer, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext
 
 from hush import __version__
 from hush.core.events import Event, LLMCall
@@ -34,7 +39,14 @@ from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
 from hush.observability.item_traces import item_trace_id, outermost_item, run_root, session_of
 from hush.observability.openinference import io_attributes, llm_attributes
-from hush.observability.otel_ids import RunIds, run_ids
+from hush.observability.otel_ids import RunIds
+from hush.observability.otel_spans import (
+    SAMPLED,
+    DirectSpan,
+    DirectSpans,
+    PrivateProvider,
+    SdkSpans,
+)
 from hush.observability.serialize import DEFAULT_MAX_CHARS, fit, to_json_text, usage_details
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
 
@@ -46,7 +58,6 @@ DEFAULT_MAX_SPAN_ATTRIBUTES = 1_024
 """Attributes a span of a private provider keeps unless ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` or
 ``OTEL_ATTRIBUTE_COUNT_LIMIT`` says otherwise (OpenTelemetry's 128 evicts the oldest, the
 trace-level fields first, from a long conversation's OpenInference messages)."""
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 _GENAI_PARAMS = {
     **{p: f"gen_ai.request.{p}" for p in ("temperature", "max_tokens", "top_p", "seed")},
@@ -93,9 +104,12 @@ class OTelTracer(SpanTracer):
         """Each outermost map item is a trace of its own (:mod:`hush.observability.item_traces`)."""
         self._item_common: dict[str, dict[int, Attributes]] = {}
         tracer = provider.get_tracer("hush", __version__)
-        self._tracer = tracer if isinstance(tracer, Tracer) else None
-        """Hush's tracer of the provider; ``None`` when the SDK is disabled (nothing traced)."""
-        self._ids = run_ids(tracer) if isinstance(tracer, Tracer) else RunIds()
+        self._sdk = SdkSpans(tracer) if isinstance(tracer, Tracer) else None
+        """Spans through the SDK; ``None`` when the SDK is disabled (nothing traced)."""
+        self._direct: DirectSpans | None = None
+        """Spans built directly, for a private provider (:mod:`hush.observability.otel_spans`)."""
+        if isinstance(tracer, Tracer) and own and DirectSpans.serves(provider):
+            self._direct = DirectSpans(provider, tracer, self.own_processor_start)
         self._truncation_said = False
         super().__init__(
             flush_timeout=flush_timeout,
@@ -122,7 +136,7 @@ class OTelTracer(SpanTracer):
     # ---- spans, in the tracer's thread ----------------------------------------------
 
     def run_started(self, run: RunSpans) -> bool:
-        if self._tracer is None:
+        if self._sdk is None:
             return False
         decision = self.provider.sampler.should_sample(None, run.trace_id, run.name)
         if decision.decision != Decision.RECORD_AND_SAMPLE:
@@ -133,33 +147,40 @@ class OTelTracer(SpanTracer):
     def span_started(self, run: RunSpans, span: OpenSpan) -> None:
         trace_id, common, item = self._trace(run, span)
         attributes = {**common, **self.span_start(run, span.start)}
+        spans = self._spans()
         if item is not span:
-            span.export = self._start(
+            span.export = spans.start(
                 trace_id, span.id, span.parent, span.name, span.start.time, attributes
             )
             return
-        root = SpanContext(run.trace_id, run_root(span).id, False, _SAMPLED)
+        root = SpanContext(run.trace_id, run_root(span).id, False, SAMPLED)
         links = [trace.Link(root, {"hush.link": "run"})]
-        span.export = self._start(
+        span.export = spans.start(
             trace_id, span.id, None, span.name, span.start.time, attributes, links=links
         )
 
     def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
         if span.export is None:
             self.span_started(run, span)
-        live: Span = span.export
-        live.set_attributes(self.span_end(run, end))
+        attributes = self.span_end(run, end)
         if span.parent is None:
             self._item_common.pop(run.run_id, None)
         error = end.error
-        _end(live, end.time, (error.type, error.message, error.traceback or "") if error else None)
+        failure = (error.type, error.message, error.traceback or "") if error else None
+        live = span.export
+        if isinstance(live, DirectSpan):
+            assert self._direct is not None
+            self._direct.end(live, attributes, end.time, failure)
+        else:
+            SdkSpans.end(live, attributes, end.time, failure)
 
     def llm_called(self, run: RunSpans, owner: OpenSpan | None, event: Event) -> None:
         llm = event.llm
         assert llm is not None
         failed = llm.error.partition(": ") if llm.error else None
         trace_id, common, _ = self._trace(run, owner)
-        live = self._start(
+        spans = self._spans()
+        live = spans.start(
             trace_id,
             new_span_id(),
             owner,
@@ -168,34 +189,29 @@ class OTelTracer(SpanTracer):
             {**common, **self.generation_attributes(run, event, llm)},
             trace.SpanKind.CLIENT,
         )
-        _end(live, llm.ended, failed and (failed[0], failed[2], ""))
+        spans.end(live, {}, llm.ended, failed and (failed[0], failed[2], ""))  # type: ignore[arg-type]
 
-    def _start(
-        self,
-        trace_id: int,
-        span_id: int,
-        parent: OpenSpan | None,
-        name: str,
-        start: float,
-        attributes: Attributes,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-        links: list[trace.Link] | None = None,
-    ) -> Span:
-        """Start a span through the SDK: ``span_id`` under ``parent`` (a trace's root, of id
-        ``trace_id``, when ``None``)."""
-        if parent is None:
-            context = Context()
-            self._ids.next(trace_id, span_id)
+    def _spans(self) -> SdkSpans | DirectSpans:
+        """How the span starting now is built: directly while the private provider's processors
+        are all hush's, else through the SDK (:mod:`hush.observability.otel_spans`)."""
+        direct = self._direct
+        if direct is not None and direct.usable:
+            return direct
+        assert self._sdk is not None
+        return self._sdk
+
+    def add_processor(self, processor: SpanProcessor) -> None:
+        """Add the tracer's own span processor to its provider."""
+        if isinstance(self.provider, PrivateProvider) and self.own:
+            self.provider.add_hush_processor(processor)
         else:
-            above = parent.export
-            if above is None:
-                above = NonRecordingSpan(SpanContext(trace_id, parent.id, False, _SAMPLED))
-            context = trace.set_span_in_context(above)
-            self._ids.next(None, span_id)
-        assert self._tracer is not None
-        return self._tracer.start_span(
-            name, context, kind, attributes, links, start_time=int(start * 1e9)
-        )
+            self.provider.add_span_processor(processor)
+
+    def own_processor_start(self, parent_open: bool) -> Attributes:
+        """What the ``on_start`` of the processor the tracer adds to its private provider adds
+        to a span of hush's whose parent is (or is not) a span of the provider still open:
+        nothing (a ``BatchSpanProcessor``)."""
+        return {}
 
     def _trace(
         self, run: RunSpans, span: OpenSpan | None
@@ -346,24 +362,6 @@ def register_header_secrets(headers: Mapping[str, str] | None, *, what: str) -> 
                 register_secret(token, what=f"{what} {name}")
 
 
-def _end(span: Span, end: float, error: tuple[str, str, str] | None) -> None:
-    """End ``span`` at ``end``; ``error`` (type, message, traceback) is its status and an
-    ``exception`` event."""
-    end_ns = int(end * 1e9)
-    if error is not None:
-        type_, message, stack = error
-        span.set_status(
-            Status(StatusCode.ERROR, f"{type_}: {message}"[:2_000] if message else type_)
-        )
-        exception = {
-            "exception.type": type_,
-            "exception.message": message,
-            "exception.stacktrace": stack,
-        }
-        span.add_event("exception", exception, end_ns)
-    span.end(end_time=end_ns)
-
-
 def private_provider(
     *,
     service_name: str,
@@ -379,7 +377,7 @@ def private_provider(
         os.environ.get(name)
         for name in ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")
     )
-    return TracerProvider(
+    return PrivateProvider(
         resource=Resource.create({k: v for k, v in attributes.items() if v}),
         sampler=TraceIdRatioBased(sample_rate) if sample_rate < 1.0 else None,
         shutdown_on_exit=False,

@@ -81,7 +81,7 @@ class OTLPTracer(OTelTracer):
         )
         register_header_secrets(headers, what="OTLPTracer header")
         if own:
-            provider.add_span_processor(
+            self.add_processor(
                 BatchSpanProcessor(
                     self.otlp_exporter(self.endpoint, headers, flush_timeout),
                     max_queue_size=max_queue_size,

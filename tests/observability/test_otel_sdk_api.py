@@ -145,12 +145,19 @@ def test_the_providers_span_limits_apply(
         assert len(span.attributes) == 3 and span.dropped_attributes > 0, span.name
 
 
-def test_no_span_is_built_by_hand_nor_fed_to_a_private_processor() -> None:
+def test_spans_are_built_by_hand_only_for_hushs_own_provider() -> None:
+    """A ``ReadableSpan`` is built directly only by the private provider's path
+    (``otel_spans.DirectSpans``, checked against the SDK's in test_otel_direct_spans.py), and
+    no processor is reached through the SDK's private attributes."""
     found = subprocess.run(
-        ["grep", "-rn", "-e", "_active_span_processor", "-e", "ReadableSpan(", "hush"],
+        ["grep", "-rln", "-e", "_active_span_processor", "-e", "ReadableSpan(", "hush"],
         cwd=ROOT,
         capture_output=True,
         text=True,
+    )
+    assert found.stdout.split() == ["hush/observability/otel_spans.py"]
+    found = subprocess.run(
+        ["grep", "-rn", "_active_span_processor", "hush"], cwd=ROOT, capture_output=True, text=True
     )
     assert found.stdout == ""
 
