@@ -18,20 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hush.core.events import Event
 from hush.observability.records import Record, RecordingTracer
-from hush.observability.serialize import DEFAULT_MAX_CHARS
+from hush.observability.serialize import DEFAULT_MAX_CHARS, json_encoder_for
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS
 
 logger = logging.getLogger(__name__)
+
+_line = json_encoder_for(str, allow_nan=True)
+"""A record's line (what ``json.dumps(record, ensure_ascii=False, default=str)`` gives)."""
 
 
 class LocalTracer(RecordingTracer):
     """Appends one JSON line per finished span and generation to ``path``.
 
-    The tracer's thread writes the lines and flushes the file whenever it has nothing else to
-    do. The file is opened (its directory created) at construction, so a bad path fails
-    early. Several runs may share a file; use one tracer per file. ``sample`` traces that
-    share of map items (failed ones always).
+    The tracer's thread writes the lines of each batch of events at once and flushes the
+    file whenever it has nothing else to do. The file is opened (its directory created) at
+    construction, so a bad path fails early. Several runs may share a file; use one tracer
+    per file. ``sample`` traces that share of map items (failed ones always).
     """
 
     def __init__(
@@ -46,8 +50,9 @@ class LocalTracer(RecordingTracer):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
+        self._lines: list[str] = []
         super().__init__(
-            self._write,
+            self._add,
             max_field_chars=max_field_chars,
             max_queued_events=max_queued_events,
             sample=sample,
@@ -57,20 +62,36 @@ class LocalTracer(RecordingTracer):
     def destination(self) -> str:
         return str(self.path)
 
-    def _closing(self) -> None:
-        with self._lock:
-            self._file.close()
+    def _add(self, record: Record) -> None:
+        self._lines.append(_line(record))
 
-    def _write(self, record: Record) -> None:
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-        with self._lock:
-            if not self._file.closed:
-                self._file.write(line)
+    def _handle_batch(self, events: list[Event]) -> None:
+        super()._handle_batch(events)
+        self._write_lines()
+
+    def _write_lines(self) -> None:
+        """Write the lines made so far in one call."""
+        lines, self._lines = self._lines, []
+        if not lines:
+            return
+        lines.append("")
+        try:
+            with self._lock:
+                if not self._file.closed:
+                    self._file.write("\n".join(lines))
+        except Exception:
+            logger.warning("could not write %d trace record(s) to %s", len(lines) - 1, self.path)
 
     def _idle(self) -> None:
+        self._write_lines()
         with self._lock:
             if not self._file.closed:
                 self._file.flush()
+
+    def _closing(self) -> None:
+        self._write_lines()
+        with self._lock:
+            self._file.close()
 
 
 RECORD_TYPES = frozenset({"span", "generation"})

@@ -14,6 +14,7 @@ llm), ``start_time`` and ``end_time`` (ISO 8601, UTC), ``duration_ms``,
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,28 @@ logger = logging.getLogger(__name__)
 Record = dict[str, Any]
 RecordSink = Callable[[Record], None]
 """Receives each record as its span ends, in the tracer's thread."""
+
+_SECONDS: dict[float, str] = {}
+"""``YYYY-MM-DDTHH:MM:SS`` of the whole seconds recently formatted."""
+
+
+def iso_time(timestamp: float) -> str:
+    """``datetime.fromtimestamp(timestamp, tz=UTC).isoformat()``, the date and time of each
+    whole second formatted once (the same rounding: microseconds half to even)."""
+    fraction, whole = math.modf(timestamp)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    elif micro < 0:
+        whole, micro = whole - 1, micro + 1_000_000
+    second = _SECONDS.get(whole)
+    if second is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        second = _SECONDS[whole] = datetime.fromtimestamp(whole, tz=UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return f"{second}.{micro:06d}+00:00" if micro else f"{second}+00:00"
 
 
 class RecordingTracer(SpanTracer):
@@ -58,26 +81,23 @@ class RecordingTracer(SpanTracer):
 
     def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
         start = span.start
-        error = describe_error(end.error) if end.error is not None else None
+        error = None if end.error is None else describe_error(end.error)
+        root = start.kind == "run_start"
         record = self._record(run, span.id, span.parent, span.name, start.time, end.time)
-        record.update(
-            type="span",
-            kind="run" if start.kind == "run_start" else start.type or "node",
-            input=self._jsonable(start.input),
-            output=self._jsonable(end.output),
-            level="ERROR" if error is not None else "DEFAULT",
-            error=error,
-            status=end.status,
-            metadata=self._meta(end.metadata),
-        )
-        if record["kind"] == "run":
+        record["type"] = "span"
+        record["kind"] = "run" if root else start.type or "node"
+        record["input"] = self._jsonable(start.input)
+        record["output"] = self._jsonable(end.output)
+        record["level"] = "DEFAULT" if error is None else "ERROR"
+        record["error"] = error
+        record["status"] = end.status
+        record["metadata"] = self._meta(end.metadata)
+        if root:
             fields = run.fields
-            record.update(
-                user_id=fields.get("user_id"),
-                session_id=fields.get("session_id"),
-                tags=list(fields.get("tags") or ()),
-                metadata={**self._meta(fields.get("metadata")), **record["metadata"]},
-            )
+            record["user_id"] = fields.get("user_id")
+            record["session_id"] = fields.get("session_id")
+            record["tags"] = list(fields.get("tags") or ())
+            record["metadata"] = {**self._meta(fields.get("metadata")), **record["metadata"]}
             if run.dropped:
                 record["metadata"]["dropped_events"] = run.dropped
         self._emit(record)
@@ -115,14 +135,17 @@ class RecordingTracer(SpanTracer):
         start: float,
         end: float,
     ) -> Record:
+        trace_id = run.common.get("trace_id")
+        if trace_id is None:
+            trace_id = run.common["trace_id"] = f"{run.trace_id:032x}"
         return {
             "run_id": run.run_id,
-            "trace_id": f"{run.trace_id:032x}",
+            "trace_id": trace_id,
             "id": f"{id:016x}",
-            "parent_id": f"{parent.id:016x}" if parent is not None else None,
+            "parent_id": None if parent is None else f"{parent.id:016x}",
             "name": name,
-            "start_time": datetime.fromtimestamp(start, tz=UTC).isoformat(),
-            "end_time": datetime.fromtimestamp(end, tz=UTC).isoformat(),
+            "start_time": iso_time(start),
+            "end_time": iso_time(end),
             "duration_ms": round((end - start) * 1000, 3),
         }
 
@@ -130,7 +153,9 @@ class RecordingTracer(SpanTracer):
         return None if value is None else to_jsonable(value, max_chars=self.max_field_chars)
 
     def _meta(self, values: Any) -> dict[str, Any]:
-        return {str(k): self._jsonable(v) for k, v in (values or {}).items()}
+        if not values:
+            return {}
+        return {str(k): self._jsonable(v) for k, v in values.items()}
 
     def _emit(self, record: Record) -> None:
         try:

@@ -13,8 +13,9 @@ import enum
 import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from json import encoder as json_encoder
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +36,33 @@ MAX_DEPTH = 32
 _PLAIN_CHARS = 2 * MAX_ITEMS
 """Below this many characters of JSON, no container holds ``MAX_ITEMS`` items."""
 
-_PLAIN = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
-"""One encoder for every small value (``json.dumps`` with options builds one per call)."""
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a JSON type")
+
+
+def json_encoder_for(
+    default: Callable[[Any], Any] = _refuse, *, allow_nan: bool = False
+) -> Callable[[Any], str]:
+    """A reusable ``value -> JSON text`` (no ASCII escaping, ``", "``/``": "``): the C encoder
+    made once, where ``json.dumps`` builds one per call. Without a ``default`` it raises
+    ``TypeError`` on other types; a cycle raises ``RecursionError``, NaN ``ValueError``
+    (unless ``allow_nan``)."""
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None:
+        return json.JSONEncoder(ensure_ascii=False, allow_nan=allow_nan, default=default).encode
+    chunks = make(
+        None, default, json_encoder.encode_basestring, None, ": ", ", ", False, False, allow_nan
+    )
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_plain = json_encoder_for()
+"""JSON text of a value made only of JSON types (one encoder shared by every call)."""
 
 _USAGE_NAMES = {
     "prompt_tokens": "input",
@@ -53,10 +79,23 @@ def to_jsonable(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
     Values that would encode to more than ``max_chars`` characters become a
     truncated JSON string ending with a ``[truncated N chars]`` marker.
     """
-    if _plain_json(value, max_chars) is not None:
-        return value
+    return encoded(value, max_chars=max_chars)[0]
+
+
+def encoded(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[Any, str]:
+    """:func:`to_jsonable` of ``value`` and its JSON text, encoded once. A value of JSON types
+    that fits is returned as is (no copy)."""
+    if not isinstance(value, str):
+        text = _plain_json(value, max_chars)
+        if text is not None:
+            return value, text
     data, text = _encoded(value, max_chars)
-    return data if data is text or len(text) <= max_chars else _truncate(text, max_chars)
+    if data is text:
+        return data, _plain(data)
+    if len(text) > max_chars:
+        data = _truncate(text, max_chars)
+        return data, _plain(data)
+    return data, text
 
 
 def to_json_text(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
@@ -110,15 +149,31 @@ def usage_details(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
 
 
 def _plain_json(value: Any, max_chars: int) -> str | None:
-    """The JSON text of a small value made only of JSON types (``None`` otherwise): the
-    common case, encoded at C speed."""
-    if isinstance(value, str):
-        return None
+    """The JSON text of a value made only of JSON types that needs no cutting (``None``
+    otherwise): the common case, encoded at C speed and not copied."""
     try:
-        text = _PLAIN.encode(value)
+        text = _plain(value)
     except (TypeError, ValueError, RecursionError):
         return None
-    return text if len(text) <= min(max_chars, _PLAIN_CHARS) else None
+    if len(text) <= min(max_chars, _PLAIN_CHARS):
+        return text
+    if len(text) <= max_chars and _uncut(value, 0):
+        return text
+    return None
+
+
+def _uncut(value: Any, depth: int) -> bool:
+    """Whether :func:`_convert` would keep every container of plain ``value`` whole (none
+    longer than :data:`MAX_ITEMS`, none deeper than :data:`MAX_DEPTH`)."""
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return True
+    if depth >= MAX_DEPTH or len(items) > MAX_ITEMS:
+        return False
+    return all(_uncut(item, depth + 1) for item in items if isinstance(item, dict | list | tuple))
 
 
 def _encoded(value: Any, max_chars: int) -> tuple[Any, str]:
@@ -126,7 +181,7 @@ def _encoded(value: Any, max_chars: int) -> tuple[Any, str]:
     text)."""
     try:
         data = _convert(value, max_chars, 0, set())
-        return data, data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        return data, data if isinstance(data, str) else _plain(data)
     except Exception:
         text = _safe_repr(value)
         return text, text

@@ -95,7 +95,7 @@ class SpanTracer:
             exit_timeout=flush_timeout,
             on_error="count",
             on_failure=self._failed,
-            on_idle=self._run_idle,
+            on_idle=partial(self._safely, self._idle, logging.DEBUG),
             on_close=partial(self._safely, self._closing),
         )
         """The queue and thread the events go through (drop-and-count when full)."""
@@ -259,7 +259,7 @@ class SpanTracer:
 
     def _caught_up(self, deadline: float | None) -> None:
         """In the thread, at a flush: export, and end the shared wait it belongs to."""
-        self._run_idle()
+        self._safely(self._idle, logging.DEBUG)
         self._safely(self._export)
         if deadline is not None and self._deadline == deadline:
             self._deadline = None
@@ -295,17 +295,12 @@ class SpanTracer:
             exc,
         )
 
-    def _safely(self, export: Callable[[], None]) -> None:
+    def _safely(self, hook: Callable[[], None], level: int = logging.WARNING) -> None:
         try:
-            export()
+            hook()
         except Exception:
-            logger.warning("tracing export failed", exc_info=True)
-
-    def _run_idle(self) -> None:
-        try:
-            self._idle()
-        except Exception:
-            logger.debug("tracing idle hook failed", exc_info=True)
+            what = getattr(hook, "__name__", "hook").strip("_")
+            logger.log(level, "tracing %s failed", what, exc_info=True)
 
     def _handle(self, event: Event) -> None:
         kind = event.kind
@@ -323,16 +318,16 @@ class SpanTracer:
             parent = run.open.get(event.parent or "") if kind == "node_start" else None
             opened = OpenSpan(new_span_id(), parent, event)
             run.open[event.path] = opened
-            start = partial(self._emit_start, run, opened)
             if self.sample < 1.0:
                 opened.item = parent.holder if parent is not None else None
+                start = partial(self._emit_start, run, opened)
                 if event.type == "item":
                     opened.held = [start]
                     return
                 if opened.item is not None:
                     hold(opened.item, [start], False)
                     return
-            start()
+            self._emit_start(run, opened)
         elif kind == "llm" and event.llm is not None:
             owner = run.open.get(event.path)
             holder = owner.holder if owner is not None else None
@@ -354,6 +349,9 @@ class SpanTracer:
         """Export a span that ended, or hold it for the item around it. A sampled item's end
         decides: with a failure inside or its share drawn (:func:`sampled`), it and what it
         held go on (to the item around it, if any); otherwise they are dropped unbuilt."""
+        if span.held is None and span.item is None:
+            self._emit_span(run, span, end)
+            return
         failed = end.error is not None or end.status not in (None, "ok")
         exports: list[Callable[[], None]] = [partial(self._emit_span, run, span, end)]
         if span.held is not None:
