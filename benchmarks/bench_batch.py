@@ -22,7 +22,7 @@ change only the answer time, as a model or a prompt change does, to show what a
 fixed worker count does then. ``--compare DIR`` adds ``hush batch`` importing hush
 from another checkout (a ``git worktree`` of the base commit), alternating too.
 
-    python benchmarks/bench_batch.py [--rows N] [--runs N] [--quick] [--compare DIR]
+    python benchmarks/bench_batch.py [--rows N] [--runs N] [--quick | --scenario K] [--compare DIR]
 
 ``--stall`` measures instead how long the event loop stalls while the output of a
 20,000-row batch is written as .xlsx: a probe task notes the longest gap between
@@ -432,6 +432,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="only the first scenario")
+    parser.add_argument(
+        "--scenario",
+        type=int,
+        choices=(1, 2, 3),
+        help="only this scenario (1 sweet spot, 2 fast, 3 slow)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs of each, alternating")
     parser.add_argument("--compare", metavar="DIR", help="also run hush batch from this checkout")
     parser.add_argument("--stall", action="store_true", help="the loop's stall while writing")
@@ -457,7 +463,10 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            for label, latency, share, learn in SCENARIOS[:1] if args.quick else SCENARIOS:
+            chosen = SCENARIOS[:1] if args.quick else SCENARIOS
+            if args.scenario:
+                chosen = [SCENARIOS[args.scenario - 1]]
+            for label, latency, share, learn in chosen:
                 rows = max(50, int(args.rows * share))
                 server.configure(latency=list(latency))
                 source = workdir / f"rows-{rows}.csv"
