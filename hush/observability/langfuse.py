@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from langfuse import LangfuseOtelSpanAttributes as A
@@ -331,6 +332,6 @@ def _model_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 def meta_value(value: Any, max_chars: int) -> str:
     """A metadata value as compact JSON text (strings quoted), bounded."""
     if isinstance(value, str) and len(value) <= max_chars:
-        return json.dumps(value, ensure_ascii=False)
+        return encode_basestring(value)
     data = to_jsonable(value, max_chars=max_chars)
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

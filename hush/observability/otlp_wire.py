@@ -7,7 +7,9 @@ that shares the GIL with the event loop. This writes the same bytes directly (th
 times faster; ``tests/observability/test_otlp_wire.py`` checks that the library's
 decoder reads back what OpenTelemetry's own encoder writes. Spans are grouped by
 resource (the provider's object: no hashing of its attributes per span) and
-instrumentation scope, as OpenTelemetry's encoder does.
+instrumentation scope, as OpenTelemetry's encoder does. An attribute with a short string,
+an integer or a boolean value is encoded once and kept (most are the same on every span of
+a run: its fields, kinds, statuses).
 """
 
 from __future__ import annotations
@@ -84,14 +86,37 @@ def _value(value: Any) -> bytes:
     return _field(1, str(value).encode("utf-8", "surrogatepass"))
 
 
+_REPEATED_MAX_CHARS = 256
+"""Attributes with a string value up to this long, an integer or a boolean are kept encoded:
+most (the run's fields, kinds, statuses, types) are the same on every span of a run."""
+_REPEATED_MAX = 8_192
+"""Encoded attributes kept; the cache starts over beyond."""
+_repeated: dict[tuple[int, str, type, Any], bytes] = {}
+
+
+def _attribute(number: int, key: str, value: Any) -> bytes:
+    """A ``KeyValue`` field numbered ``number``."""
+    return _field(number, _text(1, str(key)) + _field(2, _value(value)))
+
+
 def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     """Repeated ``KeyValue`` fields numbered ``number``."""
     if not attributes:
         return b""
-    return b"".join(
-        _field(number, _text(1, str(key)) + _field(2, _value(value)))
-        for key, value in attributes.items()
-    )
+    out = []
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is bool or kind is int or (kind is str and len(value) <= _REPEATED_MAX_CHARS):
+            known = (number, key, kind, value)
+            encoded = _repeated.get(known)
+            if encoded is None:
+                if len(_repeated) >= _REPEATED_MAX:
+                    _repeated.clear()
+                encoded = _repeated[known] = _attribute(number, key, value)
+            out.append(encoded)
+        else:
+            out.append(_attribute(number, key, value))
+    return b"".join(out)
 
 
 def _count(number: int, count: int | None) -> bytes:

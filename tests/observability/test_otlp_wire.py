@@ -76,3 +76,28 @@ def test_every_attribute_type_encodes_as_opentelemetrys_encoder_does() -> None:
 
     assert len(keep.spans) == 2
     same_as_the_library(keep.spans)
+
+
+def test_attributes_kept_encoded_are_told_apart_by_type_and_place() -> None:
+    """An attribute encoded once and kept (a short string, an integer, a boolean) is not
+    confused with an equal value of another type (``True == 1``) nor with the same pair in a
+    resource, an event or a link."""
+    keep = Keep()
+    provider = private_provider(service_name="wire", resource_attributes={"k": "v"})
+    provider.add_span_processor(SimpleSpanProcessor(keep))
+    tracer = provider.get_tracer("wire-test", "1.0")
+    linked = SpanContext(2**100 + 5, 2**60 + 3, False, TraceFlags(1))
+    for value in (True, 1, "v", 1, True, 0, False, 1.0):
+        with tracer.start_as_current_span("s", links=[Link(linked, {"k": value})]) as span:
+            span.set_attributes({"k": value, "x" * 300: "y" * 300})
+            span.add_event("e", {"k": value})
+    provider.shutdown()
+
+    same_as_the_library(keep.spans)
+    kept = ExportTraceServiceRequest.FromString(encode_request(keep.spans))
+    values = [
+        span.attributes[0].value.WhichOneof("value")
+        for span in kept.resource_spans[0].scope_spans[0].spans
+    ]
+    bool_, int_, str_ = "bool_value", "int_value", "string_value"
+    assert values == [bool_, int_, str_, int_, bool_, int_, bool_, "double_value"]
