@@ -185,11 +185,16 @@ class SQLiteCheckpointStore(RenamedMethods):
         """
         if self._closed or self._writer.failed:
             self._check_open()
-        blob = value if pickled else self._pickled(path, value)
+        if pickled:
+            blob = value
+        else:
+            try:
+                blob = pickle.dumps(value, protocol=5)
+            except Exception as exc:
+                raise CheckpointValueError(
+                    f"cannot checkpoint the result of {path!r}: it does not pickle ({exc})"
+                ) from exc
         spent = None if not usage else json.dumps(usage, separators=(",", ":"))
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.get_running_loop()
         rows = self._rows
         if path[:1] == "$":
             self._keyed += (path, digest, blob, 0.0, spent)
@@ -198,6 +203,9 @@ class SQLiteCheckpointStore(RenamedMethods):
         if len(rows) >= MAX_BATCH * CHUNK_ROW:
             self._submit_pending()
         elif self._flush_handle is None:
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                loop = self._loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_soon(self._submit_pending)
         return self._commits.number()
 
@@ -274,16 +282,6 @@ class SQLiteCheckpointStore(RenamedMethods):
             raise RuntimeError(f"checkpoint store of run {self.run_id!r} is closed")
         if self._writer.failed:
             raise self._writer.error()
-
-    @staticmethod
-    def _pickled(path: str, value: Any) -> bytes:
-        try:
-            blob = pickle.dumps(value, protocol=5)
-        except Exception as exc:
-            raise CheckpointValueError(
-                f"cannot checkpoint the result of {path!r}: it does not pickle ({exc})"
-            ) from exc
-        return blob
 
     @staticmethod
     def _new_waiter() -> asyncio.Future[None]:

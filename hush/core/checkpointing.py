@@ -21,7 +21,7 @@ import logging
 import pickle
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.checkpoint.digest import digest, digest_after
@@ -104,6 +104,11 @@ class RunCheckpoint:
             self._warn_once(path, f"its inputs cannot be keyed ({type(exc).__name__}: {exc})")
             return None
 
+    def load_item(self, named: tuple[str, str]) -> Mapping[str, Any] | None:
+        """The result saved for an item keyed ``named`` (:meth:`ItemKeys.take`), if any."""
+        value: Mapping[str, Any] | None = self.store.load(named[1], named[0])
+        return value
+
     def load(self, path: str, key: str | None) -> Mapping[str, Any] | None:
         """The result saved for ``path`` with these inputs, if any."""
         if key is None or not self.resuming:
@@ -119,17 +124,19 @@ class RunCheckpoint:
         usage: Mapping[str, Any] | None = None,
         *,
         rest: bool = False,
+        saved: str | None = None,
     ) -> int | None:
         """Save ``value`` (with ``usage``, what its work consumed, in the same commit); return
-        the number of its commit, for :meth:`saved` (``None`` if it is not saved). ``rest``: first write the
-        run's usage that no saved work holds, so that what a node outside map items used
-        is saved no later than its result."""
+        the number of its commit, for :meth:`saved` (``None`` if it is not saved). ``rest``:
+        first write the run's usage that no saved work holds, so that what a node outside
+        map items used is saved no later than its result. ``saved``: where ``path`` is saved,
+        when the caller knows (an item's name), else :meth:`saved_path`."""
         if rest:
             flush_usage()
         if key is None or self.write_error is not None:
             return None
         try:
-            return self.store.queue(self.saved_path(path), key, value, usage=usage)
+            return self.store.queue(saved or self.saved_path(path), key, value, usage=usage)
         except CheckpointValueError as exc:
             self._warn_once(path, str(exc))
         except CheckpointWriteError as exc:
@@ -218,21 +225,23 @@ class SaveWindow:
         self._size = UNCOMMITTED_PER_WORKER * workers
         self._pending: deque[int] = deque()
 
-    async def finished(self, number: int | None) -> None:
-        """Item with commit ``number`` finished (``None``: nothing to commit); wait while
-        the map has more uncommitted finished items than the window holds."""
+    def finished(self, number: int | None) -> Coroutine[Any, Any, None] | None:
+        """Item with commit ``number`` finished (``None``: nothing to commit); what to await
+        while the map has more uncommitted finished items than the window holds (``None``:
+        nothing, the usual case, so no coroutine is made)."""
         checkpoint = self._checkpoint
         if number is None or checkpoint is None:
-            return
+            return None
         pending = self._pending
         pending.append(number)
         if len(pending) <= self._size:
-            return
+            return None
         committed = checkpoint.store.committed
         while pending and committed(pending[0]):
             pending.popleft()
         if len(pending) > self._size:
-            await checkpoint.saved(self._path, pending[-self._size - 1])
+            return checkpoint.saved(self._path, pending[-self._size - 1])
+        return None
 
     async def drained(self) -> None:
         """Return once every finished item is committed."""

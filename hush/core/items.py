@@ -65,49 +65,34 @@ async def run_item(
     """
     path = f"{call.path}[{index}]"
     state = {**shared, **own}
-    checkpoint = call.run.checkpoint
+    run = call.run
+    checkpoint = run.checkpoint
     keys = call.item_keys()
     named = keys.take(index, shared, own) if keys is not None else None
-    if checkpoint is None or named is None:
-        return await _run(call, plan, index, path, state, executor, None, wait_saved)
-    key, saved = named
-    checkpoint.name(path, saved)
+    if checkpoint is not None and named is not None:
+        if checkpoint.resuming:
+            found = checkpoint.load_item(named)
+            if found is not None:
+                return ItemOutcome(dict(found), None, True)
+        checkpoint.name(path, named[1])
     try:
-        found = checkpoint.load(path, key)
-        if found is not None:
-            return ItemOutcome(dict(found), None, True)
-        return await _run(call, plan, index, path, state, executor, key, wait_saved)
-    finally:
-        checkpoint.unname(path)
-
-
-async def _run(
-    call: NodeCall,
-    plan: GraphPlan,
-    index: int,
-    path: str,
-    state: dict[str, Any],
-    executor: ItemExecutor | None,
-    key: str | None,
-    wait_saved: bool,
-) -> ItemOutcome:
-    """Run the item's body and save what it did (under ``key``; ``None``: not saved whole),
-    with what its work used in the same commit."""
-    checkpoint = call.run.checkpoint
-    with work_usage(call.run) as spent:
-        if call.run.emit is None:
-            outcome = await _body(call, plan, path, state, executor)
-        else:
-            outcome = await _traced(call, plan, index, path, state, executor)
-        waiter = None
-        if checkpoint is not None:
-            outcome.usage = spent.summary() if spent is not None else None
-            if outcome.clean:
-                waiter = checkpoint.save(path, key, outcome.written, outcome.usage)
+        with work_usage(run) as spent:
+            if run.emit is None:
+                outcome = await _body(call, plan, path, state, executor)
             else:
-                waiter = checkpoint.save_snapshots(outcome.take_saves(), outcome.usage)
-            if spent is not None:
-                spent.taken = waiter is not None
+                outcome = await _traced(call, plan, index, path, state, executor)
+            waiter = None
+            if checkpoint is not None:
+                usage = outcome.usage = spent.summary() if spent is not None else None
+                if not outcome.clean:
+                    waiter = checkpoint.save_snapshots(outcome.take_saves(), usage)
+                elif named is not None:
+                    waiter = checkpoint.save(path, named[0], outcome.written, usage, saved=named[1])
+                if spent is not None:
+                    spent.taken = waiter is not None
+    finally:
+        if checkpoint is not None and named is not None:
+            checkpoint.unname(path)
     call.outcome.merge(outcome)
     if waiter is not None and wait_saved:
         await call.saved(waiter)

@@ -130,7 +130,9 @@ class MapNode(IterationNode):
                 counters.done += 1
                 if report is not None:
                     report(counters)
-                await window.finished(outcome.saving)
+                waiting = window.finished(outcome.saving)
+                if waiting is not None:
+                    await waiting
                 item = _take(pulled)
 
         first = _take(pulled)
