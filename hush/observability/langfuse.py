@@ -226,18 +226,20 @@ class LangfuseTracer(OTelTracer):
             attributes[A.OBSERVATION_STATUS_MESSAGE] = "cancelled before it finished"
         return attributes
 
+    def generation_input(self, llm: LLMCall) -> Any:
+        """The messages, and the tools offered if any."""
+        tools = llm.params.get("tools")
+        return {"messages": llm.messages, "tools": tools} if tools else llm.messages
+
     def generation_attributes(self, run: RunSpans, event: Event, llm: LLMCall) -> Attributes:
         attributes = super().generation_attributes(run, event, llm)
         attributes[A.OBSERVATION_TYPE] = (
             "embedding" if llm.operation == "embeddings" else "generation"
         )
         attributes[A.OBSERVATION_MODEL] = llm.response_model or llm.model
-        tools = llm.params.get("tools")
         parameters = _model_parameters({k: v for k, v in llm.params.items() if k != "tools"})
         if parameters:
             attributes[A.OBSERVATION_MODEL_PARAMETERS] = self.text(parameters)
-        if tools and self.include_io:
-            attributes[A.OBSERVATION_INPUT] = self.text({"messages": llm.messages, "tools": tools})
         usage = langfuse_usage(llm.usage)
         if usage:
             attributes[A.OBSERVATION_USAGE_DETAILS] = self.text(usage)

@@ -305,6 +305,10 @@ class OTelTracer(SpanTracer):
         """The GenAI convention: ``"{operation} {model}"``."""
         return f"{llm.operation} {llm.model}"
 
+    def generation_input(self, llm: LLMCall) -> Any:
+        """What an LLM call's ``input_key`` holds (without OpenInference): its messages."""
+        return llm.messages
+
     def generation_attributes(self, run: RunSpans, event: Event, llm: LLMCall) -> Attributes:
         """GenAI semantic-convention attributes of one LLM call."""
         attributes: Attributes = {
@@ -340,7 +344,7 @@ class OTelTracer(SpanTracer):
         if (llm.usage or {}).get("estimated"):
             attributes["hush.usage_estimated"] = True
         if self.include_io and not self.openinference:
-            attributes[self.input_key] = self.text(llm.messages)
+            attributes[self.input_key] = self.text(self.generation_input(llm))
             if llm.output is not None:
                 attributes[self.output_key] = self.text(llm.output)
         if self.openinference:
