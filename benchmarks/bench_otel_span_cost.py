@@ -7,13 +7,13 @@ shape of bench_tracing's 20 ms workload: 2,002 spans) and 100 map items of promp
 against the local ``MockLLMServer`` (LLM calls with messages, usage and cost: 402 spans).
 Each round feeds them to a fresh LocalTracer, OTLPTracer and LangfuseTracer, taking
 turns, through the tracer's own event handler in this thread, and prints the handler's
-CPU time (``time.thread_time``) per span as ``min–max`` over ``--runs`` rounds. That is
-what the tracer's thread spends per span (pairing events, building attributes, the SDK's
-``start_span``/``end`` and the span processors' ``on_start``/``on_end``); the export
-(encoding, posting) runs in the span processor's thread, to a loopback sink in another
-process, and is printed apart ("export": that thread's CPU time in the exporter, per span). ``--profile NAME`` prints a cProfile of that
-tracer's handler instead. To compare with older code, run it with
-``PYTHONPATH=<a worktree of the older commit>``.
+CPU time (``time.thread_time``) per span as ``min–max`` over ``--runs`` rounds: what the
+tracer's thread spends per span (pairing events, building attributes and spans, the span
+processors' ``on_start``/``on_end``). The export (encoding, posting) runs in the span
+processor's thread, to a loopback sink in another process, and is printed apart
+("export": that thread's CPU time in the exporter, per span). ``--profile NAME`` prints a
+cProfile of that tracer's handler instead. To compare with older code, run it with
+``PYTHONPATH=<a worktree of the older commit>`` (the first line says which ``hush`` ran).
 """
 
 from __future__ import annotations
@@ -114,7 +114,9 @@ def timed_export(tracer: Any) -> list[float]:
     """Make the tracer's exporter add the CPU time of each export (its thread's) to the list
     returned."""
     spent = [0.0]
-    for processor in tracer.provider._active_span_processor._span_processors:
+    provider = tracer.provider
+    processors = getattr(provider, "processors", None)  # older code: the SDK's private list
+    for processor in processors or provider._active_span_processor._span_processors:
         exporter = processor.span_exporter
         export = exporter.export
 
