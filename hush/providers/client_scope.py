@@ -28,7 +28,7 @@ import contextlib
 import contextvars
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 __all__ = ["ClientScope", "client_scope", "current_scope", "scoped_client"]
@@ -82,6 +82,8 @@ class ClientScope:
 
     async def aclose(self) -> None:
         """Close every client now (they are made again on next use)."""
+        if not self.clients and not self.retired:
+            return
         clients = [*self.clients.values(), *self.retired]
         self.clients, self.retired = {}, []
         results = await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
@@ -95,21 +97,34 @@ _current: contextvars.ContextVar[ClientScope | None] = contextvars.ContextVar(
 )
 
 
-@contextlib.asynccontextmanager
-async def client_scope() -> AsyncIterator[ClientScope]:
-    """Own every client made inside; close them all on exit (see the module docstring)."""
-    loop = asyncio.get_running_loop()
-    outer = _current.get()
-    if outer is not None and outer.loop is loop and not outer.closed:
-        yield outer
-        return
-    from hush.providers.loop_clients import existing_loop_scope
+class client_scope:  # lower case: called like the function it was, ``client_scope()``
+    """Own every client made inside; close them all on exit (see the module docstring).
 
-    scope = ClientScope(loop, lender=existing_loop_scope(loop))
-    token = _current.set(scope)
-    try:
-        yield scope
-    finally:
+    A class rather than a generator-based context manager: every run enters one, and
+    this costs it a few microseconds less.
+    """
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self) -> None:
+        self._scope: ClientScope | None = None
+        self._token: contextvars.Token[ClientScope | None] | None = None
+
+    async def __aenter__(self) -> ClientScope:
+        loop = asyncio.get_running_loop()
+        outer = _current.get()
+        if outer is not None and outer.loop is loop and not outer.closed:
+            return outer
+        from hush.providers.loop_clients import existing_loop_scope
+
+        scope = self._scope = ClientScope(loop, lender=existing_loop_scope(loop))
+        self._token = _current.set(scope)
+        return scope
+
+    async def __aexit__(self, *exc: object) -> None:
+        scope, token = self._scope, self._token
+        if scope is None or token is None:
+            return
         scope.closed = True
         with contextlib.suppress(ValueError):  # exited in another context than entered
             _current.reset(token)
