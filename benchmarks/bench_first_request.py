@@ -49,6 +49,13 @@ runpy.run_module("hush.cli", run_name="__main__")
 """
 
 
+SHOWN = (
+    "hush batch rows.csv -o out.csv --prompt 'Classify: {text}' --model gpt-4o-mini --no-progress"
+)
+"""The command each run times (run as ``python -c PROBE``: the ``hush`` script's own
+start-up, ``from hush.cli import main``, is the same import)."""
+
+
 def one_run(tree: Path, server: ServerProcess, workdir: Path, source: Path) -> tuple[float, float]:
     """(CPU seconds, wall seconds) from launching ``hush batch`` to its first connection."""
     config = workdir / "resources.yaml"
@@ -113,6 +120,7 @@ def main() -> None:
     finally:
         server.stop()
     print(f"hush batch, 50 rows: command to first request over {args.runs} runs (min-max)")
+    print(f"command: {SHOWN}  (HUSH_CONFIG: one llm resource, http://127.0.0.1, rpm 1200)")
     print(f"{'tree':<28} {'CPU s':>11} {'wall s':>11} {'import hush.cli':>16} {'openai':>11}")
     for name, tree in trees.items():
         cli = [import_seconds(tree, "hush.cli") for _ in range(3)]
@@ -121,7 +129,8 @@ def main() -> None:
             f"{name:<28} {span(cpu[name]):>11} {span(wall[name]):>11} "
             f"{span(cli):>16} {span(sdk):>11}"
         )
-    print("target: the first request within 0.5 s of the command")
+    verdict = "met" if max(wall["this tree"]) <= 0.5 else "not met"
+    print(f"target: the first request within 0.5 s of the command in every run: {verdict}")
 
 
 if __name__ == "__main__":
