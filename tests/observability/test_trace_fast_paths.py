@@ -10,6 +10,7 @@ import logging
 import math
 import random
 from datetime import UTC, datetime
+from json import encoder as json_encoder
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,13 @@ import pytest
 from hush.core.events import Event
 from hush.observability import LocalTracer, MemoryTracer, read_trace
 from hush.observability.records import iso_time
-from hush.observability.serialize import MAX_DEPTH, MAX_ITEMS, encoded, to_jsonable
+from hush.observability.serialize import (
+    MAX_DEPTH,
+    MAX_ITEMS,
+    encoded,
+    json_encoder_for,
+    to_jsonable,
+)
 
 
 def test_iso_time_is_datetimes_isoformat() -> None:
@@ -141,3 +148,19 @@ def test_a_file_that_cannot_be_written_costs_one_warning_naming_it(
     tracer.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [f"could not write 4 trace record(s) to {path}"]
+
+
+@pytest.mark.parametrize("c_encoder", [True, False])
+def test_a_reused_encoder_encodes_as_json_dumps(
+    c_encoder: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not c_encoder:
+        monkeypatch.setattr(json_encoder, "c_make_encoder", None)
+    plain, lenient = json_encoder_for(), json_encoder_for(str, allow_nan=True)
+    value = {"é": [1, 2.5, None, True, "x\n"], "n": {"deep": []}}
+    assert plain(value) == json.dumps(value, ensure_ascii=False)
+    for bad in ({"n": float("nan")}, {"p": Path("a")}):
+        with pytest.raises((TypeError, ValueError)):
+            plain(bad)
+    odd = {"n": float("nan"), "p": Path("a")}
+    assert lenient(odd) == json.dumps(odd, ensure_ascii=False, default=str)
