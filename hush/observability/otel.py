@@ -30,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import Span, SpanContext
 
 from hush import __version__
 from hush.core.events import Event, LLMCall
@@ -44,6 +44,7 @@ from hush.observability.otel_spans import (
     SAMPLED,
     DirectSpan,
     DirectSpans,
+    Failure,
     PrivateProvider,
     SdkSpans,
 )
@@ -167,12 +168,7 @@ class OTelTracer(SpanTracer):
             self._item_common.pop(run.run_id, None)
         error = end.error
         failure = (error.type, error.message, error.traceback or "") if error else None
-        live = span.export
-        if isinstance(live, DirectSpan):
-            assert self._direct is not None
-            self._direct.end(live, attributes, end.time, failure)
-        else:
-            SdkSpans.end(live, attributes, end.time, failure)
+        self._end(span.export, attributes, end.time, failure)
 
     def llm_called(self, run: RunSpans, owner: OpenSpan | None, event: Event) -> None:
         llm = event.llm
@@ -189,7 +185,17 @@ class OTelTracer(SpanTracer):
             {**common, **self.generation_attributes(run, event, llm)},
             trace.SpanKind.CLIENT,
         )
-        spans.end(live, {}, llm.ended, failed and (failed[0], failed[2], ""))  # type: ignore[arg-type]
+        self._end(live, {}, llm.ended, failed and (failed[0], failed[2], ""))
+
+    def _end(
+        self, live: Span | DirectSpan, attributes: Attributes, end: float, error: Failure | None
+    ) -> None:
+        """End a span started by :meth:`_spans`'s choice at its start."""
+        if isinstance(live, DirectSpan):
+            assert self._direct is not None
+            self._direct.end(live, attributes, end, error)
+        else:
+            SdkSpans.end(live, attributes, end, error)
 
     def _spans(self) -> SdkSpans | DirectSpans:
         """How the span starting now is built: directly while the private provider's processors

@@ -51,7 +51,7 @@ Failure = tuple[str, str, str]
 
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
-RECORD_AND_SAMPLE = sampling.Decision.RECORD_AND_SAMPLE
+_RECORD_AND_SAMPLE = sampling.Decision.RECORD_AND_SAMPLE
 
 
 class PrivateProvider(TracerProvider):
@@ -213,7 +213,7 @@ class DirectSpans:
         else:
             context = Context() if above is None else _context(above)
             decision = self.provider.sampler.should_sample(context, trace_id, name, kind)
-            sampled, parent_open = decision.decision == RECORD_AND_SAMPLE, False
+            sampled, parent_open = decision.decision == _RECORD_AND_SAMPLE, False
         span = DirectSpan(
             (trace_id, span_id, above),
             name,

@@ -89,8 +89,8 @@ def _value(value: Any) -> bytes:
 _REPEATED_MAX_CHARS = 256
 """Attributes with a string value up to this long, an integer or a boolean are kept encoded:
 most (the run's fields, kinds, statuses, types) are the same on every span of a run."""
-_REPEATED_MAX = 8_192
-"""Encoded attributes kept; the cache starts over beyond."""
+_REPEATED_MAX = 4_096
+"""Encoded attributes kept (at most a few MB); the cache starts over beyond."""
 _repeated: dict[tuple[int, str, type, Any], bytes] = {}
 
 
