@@ -7,10 +7,12 @@ CPU time since it started (``time.process_time()``: interpreter start-up, import
 reading the rows, building the graph) and the wall time since the command was launched.
 CPU time is the figure to compare on a busy machine; the wall time is what a user sees.
 
-With ``--compare PATH`` the runs alternate between this tree and the tree at ``PATH``
-(e.g. a ``git worktree`` of the base commit), one run of each in turn, and both are
-printed, as ranges (min-max) over the runs, with ``python -X importtime``'s cumulative
-figures for ``hush.cli`` and ``openai``:
+Each tree's ``hush`` package is byte-compiled first (``compileall``), as an installed
+package is (with ``PYTHONDONTWRITEBYTECODE`` set, a fresh worktree would otherwise be
+compiled again in every run). With ``--compare PATH`` the runs alternate between this
+tree and the tree at ``PATH`` (e.g. a ``git worktree`` of the base commit), one run of
+each in turn, and both are printed, as ranges (min-max) over the runs, with
+``python -X importtime``'s cumulative figures for ``hush.cli`` and ``openai``:
 
     python benchmarks/bench_first_request.py [--runs 5] [--compare /tmp/base]
 """
@@ -104,6 +106,8 @@ def main() -> None:
         trees = {f"{args.compare}": args.compare.resolve(), "this tree": HERE}
     cpu: dict[str, list[float]] = {name: [] for name in trees}
     wall: dict[str, list[float]] = {name: [] for name in trees}
+    for tree in trees.values():
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "hush")], check=True)
     server = ServerProcess(seed=3)
     try:
         server.configure(latency=[0.01, 0.02])
