@@ -73,13 +73,22 @@ class Nudge:
 
     A busy loop releases the GIL for an instant on every iteration and takes it straight
     back, which can keep a consumer thread waiting as long as the loop stays busy. So a
-    submission that finds queued work waiting over :data:`STALL_S` sleeps :data:`NUDGE_S`,
-    at most every :data:`NUDGE_EVERY_S`.
+    submission that finds queued work waiting over :data:`STALL_S` (beyond ``linger``,
+    the time the consumer waits on purpose to gather work) sleeps :data:`NUDGE_S`, at
+    most every :data:`NUDGE_EVERY_S`.
     """
 
-    __slots__ = ("_nudged_at", "_processed", "_progress_at", "_submitted", "_waiting_since")
+    __slots__ = (
+        "_nudged_at",
+        "_processed",
+        "_progress_at",
+        "_stall",
+        "_submitted",
+        "_waiting_since",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, linger: float = 0.0) -> None:
+        self._stall = STALL_S + linger
         self._submitted = self._processed = 0
         self._waiting_since = self._progress_at = self._nudged_at = 0.0
 
@@ -94,7 +103,7 @@ class Nudge:
     def submitted(self, now: float) -> None:
         """Called after queueing: sleep briefly if the consumer is starved."""
         if (
-            now - max(self._waiting_since, self._progress_at) > STALL_S
+            now - max(self._waiting_since, self._progress_at) > self._stall
             and now - self._nudged_at > NUDGE_EVERY_S
         ):
             self._nudged_at = now

@@ -214,8 +214,12 @@ class SQLiteCheckpointStore(RenamedMethods):
         return self._commits.committed >= number
 
     async def durable(self, number: int) -> None:
-        """Return once entry ``number`` is committed (at once if it is); raise
-        :class:`CheckpointWriteError` if the writer failed before."""
+        """Return once entry ``number`` is committed (at once if it is; the writer does not
+        linger for it otherwise); raise :class:`CheckpointWriteError` if the writer failed
+        before."""
+        if self._commits.committed < number:
+            self._submit_pending()
+            self._writer.hurry()
         await self._commits.wait(number)
 
     def _submit_pending(self) -> None:
