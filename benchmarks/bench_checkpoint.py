@@ -1,9 +1,9 @@
 """Checkpointing on vs off, same process: items of 5 ms I/O and trivial items, cap 100.
 
-Each finished item is committed to SQLite (WAL, group commit) by a writer
-thread; a map worker takes its next item while earlier ones are committed, as long
-as the map holds at most 2 x cap finished, uncommitted items, so a SIGKILL loses at
-most 3 x cap items. Targets: 5 ms I/O items at most 1.1x, trivial items at most 2x
+Each finished item is committed to SQLite (WAL, group commit: one chunk row per
+commit) by a writer thread; a map worker takes its next item while earlier ones are
+committed, as long as the map holds at most 2 x cap finished, uncommitted items, so a
+SIGKILL loses at most 3 x cap items. Targets: 5 ms I/O items at most 1.1x, trivial items at most 2x
 (goal 1.5x).
 
 Checkpoint off and on take turns within every run (best of ``--repeat`` each), so a
@@ -11,11 +11,16 @@ load spike on a shared machine hits both alike; each figure is printed as its ra
 (min-max) over ``--runs`` runs: the wall-time ratio on/off, and the CPU time an item
 costs with the checkpoint off and on, on the event loop's thread and over the whole
 process (the writer thread included), which a loaded machine disturbs far less than
-wall time. Also the time to resume a run whose items are all saved, against off, and
-how many times an item waited for a commit (the store's ``waits``, over every run with
-the checkpoint on).
+wall time. Also the time to resume a run whose items are all saved, against off, how
+many times an item waited for a commit (the store's ``waits``, over every run with the
+checkpoint on), and how many commits a run made (each is one chunk row in the file and
+takes the GIL from the loop a few times).
 
     python benchmarks/bench_checkpoint.py [--items 5000] [--runs 3] [--repeat 3]
+
+To compare with another tree, put it first on the path (the script's own directory
+comes first otherwise, and ``hush`` resolves to the installed tree):
+``PYTHONPATH=<tree> python <tree>/benchmarks/bench_checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -43,16 +48,19 @@ Clocks = tuple[float, float, float]
 
 
 class Waits(logging.Handler):
-    """Collects the commit waits of every checkpoint store closed (its debug record)."""
+    """Collects the commit waits and commits of every checkpoint store closed (its debug
+    record)."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.waits: list[int] = []
+        self.commits: list[int] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         stats = getattr(record, "checkpoint", None)
         if stats is not None:
             self.waits.append(stats.waits)
+            self.commits.append(stats.commits)
 
 
 WAITS = Waits()
@@ -85,6 +93,7 @@ async def one_run(engine: Hush, items: list[int], db: Path, repeat: int) -> dict
     on: list[Clocks] = []
     resume: list[Clocks] = []
     waits: list[int] = []
+    commits: list[int] = []
 
     def saved(run_id: str) -> Callable[[], Awaitable[object]]:
         return lambda: engine.run({"items": items}, checkpoint=db, run_id=run_id)
@@ -94,8 +103,15 @@ async def one_run(engine: Hush, items: list[int], db: Path, repeat: int) -> dict
         off.append(await clocked(lambda: engine.run({"items": items})))
         on.append(await clocked(run))
         waits.append(WAITS.waits[-1])
+        commits.append(WAITS.commits[-1])
         resume.append(await clocked(run))
-    return {"off": best(off), "on": best(on), "resume": best(resume), "waits": waits}
+    return {
+        "off": best(off),
+        "on": best(on),
+        "resume": best(resume),
+        "waits": waits,
+        "commits": commits,
+    }
 
 
 async def measure(
@@ -118,6 +134,8 @@ async def measure(
     print(f"  resume (all saved) x{spread(resumed)} vs off")
     waits = [n for r in results for n in r["waits"]]
     print(f"  items that waited for a commit  {spread(waits, '{:.0f}')} of {len(items)}")
+    commits = [n for r in results for n in r["commits"]]
+    print(f"  commits per run    {spread(commits, '{:.0f}')}")
     for n, where in ((1, "event loop thread"), (2, "whole process")):
         off = spread([r["off"][n] * per for r in results], "{:.1f}", " us")
         on = spread([r["on"][n] * per for r in results], "{:.1f}", " us")

@@ -161,9 +161,11 @@ class SQLiteCheckpointStore(RenamedMethods):
 
         Returns at once: await the future to wait for the commit, or drop it (a failed
         write is raised by every later call and by :meth:`aclose`). Each call gets a future
-        of its own (cancelling it affects nobody else). See :meth:`queue`.
+        of its own (cancelling it affects nobody else), and is committed without the rest
+        the writer takes between commits of entries nobody waits for. See :meth:`queue`.
         """
         number = self.queue(path, digest, value, usage=usage, pickled=pickled)
+        self._wanted(number)
         return self._commits.waiter(number)
 
     def queue(
@@ -217,10 +219,15 @@ class SQLiteCheckpointStore(RenamedMethods):
         """Return once entry ``number`` is committed (at once if it is; the writer does not
         linger for it otherwise); raise :class:`CheckpointWriteError` if the writer failed
         before."""
+        self._wanted(number)
+        await self._commits.wait(number)
+
+    def _wanted(self, number: int) -> None:
+        """Someone waits for entry ``number``: hand it to the writer now, which does not
+        rest before committing it."""
         if self._commits.committed < number:
             self._submit_pending()
             self._writer.hurry()
-        await self._commits.wait(number)
 
     def _submit_pending(self) -> None:
         """Hand the buffered batch to the writer thread."""
