@@ -9,7 +9,8 @@ decoder reads back what OpenTelemetry's own encoder writes. Spans are grouped by
 resource (the provider's object: no hashing of its attributes per span) and
 instrumentation scope, as OpenTelemetry's encoder does. An attribute with a short string,
 an integer or a boolean value is encoded once and kept (most are the same on every span of
-a run: its fields, kinds, statuses).
+a run: its fields, kinds, statuses), and a span's fixed fields (ids, kind, times, an unset
+status, its flags) are written with their tags known in advance.
 """
 
 from __future__ import annotations
@@ -123,23 +124,36 @@ def _count(number: int, count: int | None) -> bytes:
     return _varint(number << 3) + _varint(count) if count else b""
 
 
+_KIND_FIELDS = {kind: b"\x30" + bytes((number,)) for kind, number in _KINDS.items()}
+_TIMES = struct.Struct("<BQBQ").pack
+"""Start and end times (fields 7 and 8, fixed64) at once."""
+_UNSET_STATUS = b"\x7a\x00"
+"""An empty ``Status`` (field 15): unset, no message."""
+_FLAGS = {
+    remote: b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if remote else 0))
+    for remote in (False, True)
+}
+
+
 def _span(span: ReadableSpan) -> bytes:
     context = span.get_span_context()
     assert context is not None
     parent = span.parent
-    flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
     out = [
-        _field(1, context.trace_id.to_bytes(16, "big")),
-        _field(2, context.span_id.to_bytes(8, "big")),
-        _text(3, ",".join(f"{k}={v}" for k, v in context.trace_state.items())),
-        _field(4, parent.span_id.to_bytes(8, "big")) if parent is not None else b"",
+        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
+        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+    ]
+    if context.trace_state:
+        out.append(_text(3, ",".join(f"{k}={v}" for k, v in context.trace_state.items())))
+    if parent is not None:
+        out.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    out += (
         _text(5, span.name),
-        b"\x30" + _varint(_KINDS[span.kind]),
-        b"\x39" + _fixed64(span.start_time or 0),
-        b"\x41" + _fixed64(span.end_time or 0),
+        _KIND_FIELDS[span.kind],
+        _TIMES(0x39, span.start_time or 0, 0x41, span.end_time or 0),
         _attributes(9, span.attributes),
         _count(10, span.dropped_attributes),
-    ]
+    )
     for event in span.events:
         body = b"\x09" + _fixed64(event.timestamp) + _text(2, event.name)
         body += _attributes(3, event.attributes) + _count(4, event.dropped_attributes)
@@ -155,10 +169,12 @@ def _span(span: ReadableSpan) -> bytes:
     out.append(_count(14, span.dropped_links))
     status = span.status
     code = _STATUS[status.status_code]
-    out.append(
-        _field(15, _text(2, status.description or "") + (b"\x18" + _varint(code) if code else b""))
-    )
-    out.append(b"\x85\x01" + _fixed32(flags))
+    if code or status.description:
+        message = _text(2, status.description or "")
+        out.append(_field(15, message + (b"\x18" + _varint(code) if code else b"")))
+    else:
+        out.append(_UNSET_STATUS)
+    out.append(_FLAGS[parent is not None and parent.is_remote])
     return b"".join(out)
 
 

@@ -9,7 +9,17 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
 
 from hush.observability import OTLPTracer
 from hush.observability.otel import private_provider
@@ -101,3 +111,21 @@ def test_attributes_kept_encoded_are_told_apart_by_type_and_place() -> None:
     ]
     bool_, int_, str_ = "bool_value", "int_value", "string_value"
     assert values == [bool_, int_, str_, int_, bool_, int_, bool_, "double_value"]
+
+
+def test_a_remote_parent_and_trace_state_encode_as_opentelemetrys_encoder_does() -> None:
+    keep = Keep()
+    provider = private_provider(service_name="wire")
+    provider.add_span_processor(SimpleSpanProcessor(keep))
+    tracer = provider.get_tracer("wire-test", "1.0")
+    remote = SpanContext(2**90 + 7, 2**50 + 1, True, TraceFlags(1), TraceState([("k", "v")]))
+    with tracer.start_as_current_span(
+        "child", context=set_span_in_context(NonRecordingSpan(remote))
+    ):
+        pass
+    with tracer.start_as_current_span("unset") as span:
+        span.set_status(Status(StatusCode.OK))
+    provider.shutdown()
+
+    assert keep.spans[0].context.trace_state and keep.spans[0].parent.is_remote
+    same_as_the_library(keep.spans)
