@@ -223,10 +223,9 @@ class SQLiteCheckpointStore(RenamedMethods):
         await self._commits.wait(number)
 
     def _wanted(self, number: int) -> None:
-        """Someone waits for entry ``number``: hand it to the writer now, which does not
-        rest before committing it."""
+        """Someone waits for entry ``number``: the writer does not rest before committing
+        it (it is handed over at the end of this loop turn, with the others queued)."""
         if self._commits.committed < number:
-            self._submit_pending()
             self._writer.hurry()
 
     def _submit_pending(self) -> None:
