@@ -6,12 +6,11 @@ conventions; times are the events' own. With your ``TracerProvider``, spans go t
 the SDK's public API (``Tracer.start_span`` when a span's start is handled, ``Span.end``
 at its end), so your processors see ``on_start`` and your span limits apply. With the
 tracer's own provider, whose only processor is hush's, each span is built directly as
-the ``ReadableSpan`` the SDK would have made, at its end: measured on recorded events
-(``benchmarks/bench_otel_span_cost.py``), the SDK's start, attribute checks and end cost
-40–55 µs per span and the Langfuse processor's ``on_start`` 20–30 µs more, in a thread
-that shares the GIL with the event loop; what reaches the wire is the same byte for byte
-(:mod:`hush.observability.otel_spans` says how, and what it gives up). The ids are hush's
-own (:mod:`hush.observability.otel_ids`). Errors are the span's status plus an
+the ``ReadableSpan`` the SDK would have made, at its end: on recorded events
+(``benchmarks/bench_otel_span_cost.py``) that cut the tracer thread's CPU per span about
+threefold, in a thread that shares the GIL with the event loop, and what reaches the wire
+is the same (:mod:`hush.observability.otel_spans` says how, and what it gives up). The ids
+are hush's own (:mod:`hush.observability.otel_ids`). Errors are the span's status plus an
 ``exception`` event. A dead, hanging or failing backend costs a run and the
 process exit together at most ``flush_timeout`` and one warning
 (:mod:`hush.observability.health`); while it is down, spans are neither built
