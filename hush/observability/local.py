@@ -25,8 +25,14 @@ from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS
 
 logger = logging.getLogger(__name__)
 
-_line = json_encoder_for(str, allow_nan=True)
-"""A record's line (what ``json.dumps(record, ensure_ascii=False, default=str)`` gives)."""
+_json = json_encoder_for(str, allow_nan=True)
+"""A record's JSON (what ``json.dumps(record, ensure_ascii=False, default=str)`` gives)."""
+
+
+def record_line(record: Record) -> bytes:
+    """``record``'s line in UTF-8; a lone surrogate (from undecodable bytes) is written as its
+    JSON escape, so the line reads back as the same text."""
+    return (_json(record) + "\n").encode("utf-8", "backslashreplace")
 
 
 class LocalTracer(RecordingTracer):
@@ -48,9 +54,9 @@ class LocalTracer(RecordingTracer):
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("ab")
         self._lock = threading.Lock()
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []
         super().__init__(
             self._add,
             max_field_chars=max_field_chars,
@@ -63,7 +69,7 @@ class LocalTracer(RecordingTracer):
         return str(self.path)
 
     def _add(self, record: Record) -> None:
-        self._lines.append(_line(record))
+        self._lines.append(record_line(record))
 
     def _handle_batch(self, events: list[Event]) -> None:
         super()._handle_batch(events)
@@ -74,13 +80,12 @@ class LocalTracer(RecordingTracer):
         lines, self._lines = self._lines, []
         if not lines:
             return
-        lines.append("")
         try:
             with self._lock:
                 if not self._file.closed:
-                    self._file.write("\n".join(lines))
+                    self._file.write(b"".join(lines))
         except Exception:
-            logger.warning("could not write %d trace record(s) to %s", len(lines) - 1, self.path)
+            logger.warning("could not write %d trace record(s) to %s", len(lines), self.path)
 
     def _idle(self) -> None:
         self._write_lines()

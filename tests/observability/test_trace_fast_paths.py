@@ -142,7 +142,7 @@ def test_a_file_that_cannot_be_written_costs_one_warning_naming_it(
     path = tmp_path / "trace.jsonl"
     tracer = LocalTracer(path)
     tracer._file.close()
-    tracer._file = path.open(encoding="utf-8")
+    tracer._file = path.open("rb")
     with caplog.at_level(logging.WARNING, logger="hush.observability"):
         asyncio.run(_traced_run(tracer, _run_events()))
     tracer.close()
@@ -164,3 +164,17 @@ def test_a_reused_encoder_encodes_as_json_dumps(
             plain(bad)
     odd = {"n": float("nan"), "p": Path("a")}
     assert lenient(odd) == json.dumps(odd, ensure_ascii=False, default=str)
+
+
+def test_a_lone_surrogate_is_written_as_its_escape_and_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "trace.jsonl"
+    tracer = LocalTracer(path)
+    run = tracer.subscribe(Event("run_start", "g", "r1"))
+    run(Event("run_start", "g", "r1", name="g"))
+    raw = b"caf\xe9 ok".decode("utf-8", "surrogateescape")
+    run(Event("node_start", "g/n", "r1", parent="g", name="n", input={"text": raw}))
+    run(Event("node_end", "g/n", "r1", status="ok", output="fine"))
+    run(Event("run_end", "g", "r1", status="ok"))
+    tracer.close(10.0)
+    records = {r["name"]: r for r in read_trace(path)}
+    assert records["n"]["input"] == {"text": raw} and records["g"]["status"] == "ok"
