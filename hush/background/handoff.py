@@ -36,6 +36,20 @@ async def wait_future(future: asyncio.Future[None], timeout: float | None) -> bo
     return True
 
 
+class Barrier:
+    """Runs ``then`` in a writer's thread once what was queued before it is handled, then
+    ``release``; ``stop`` ends the thread."""
+
+    __slots__ = ("release", "stop", "then")
+
+    def __init__(self, then: Callable[[], object] | None, release: Release, stop: bool) -> None:
+        self.then, self.release, self.stop = then, release, stop
+
+
+def nothing() -> None:
+    """The release of a close barrier (close waiters are woken when the thread ends)."""
+
+
 class Waiters:
     """Releases registered under a condition and released all together."""
 

@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
 
-from hush.background import shutdown
-from hush.background.handoff import Nudge, Release, Waiters, future_release, wait_future
+from hush.background import handoff, shutdown
+from hush.background.handoff import Barrier, Nudge, Release, Waiters
 
 logger = logging.getLogger("hush.background")
 
@@ -40,16 +40,6 @@ T = TypeVar("T")
 
 class WriterFailedError(RuntimeError):
     """A submission to a writer whose handler failed (``on_error="raise"``)."""
-
-
-class _Barrier:
-    """Runs ``then`` in the thread once what was queued before it is handled, then
-    ``release``; ``stop`` ends the thread."""
-
-    __slots__ = ("release", "stop", "then")
-
-    def __init__(self, then: Callable[[], object] | None, release: Release, stop: bool) -> None:
-        self.then, self.release, self.stop = then, release, stop
 
 
 class BackgroundWriter(Generic[T]):
@@ -98,7 +88,7 @@ class BackgroundWriter(Generic[T]):
         self._handler, self._on_failure, self._rejected = handler, on_failure, rejected
         self._on_idle, self._on_close = on_idle, on_close
         self._nudge = Nudge(linger + pause) if nudge else None
-        self._queue: queue.SimpleQueue[T | _Barrier] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[T | Barrier] = queue.SimpleQueue()
         self.failure: BaseException | None = None
         """The first handler exception, or ``None``."""
         self.handled = self.batches = 0
@@ -168,7 +158,7 @@ class BackgroundWriter(Generic[T]):
         loop = asyncio.get_running_loop()
         while self._full():
             future: asyncio.Future[None] = loop.create_future()
-            if self._wait_for_room(future_release(loop, future)):
+            if self._wait_for_room(handoff.future_release(loop, future)):
                 await future
         if not self._refused():
             self._enqueue(item)
@@ -202,7 +192,7 @@ class BackgroundWriter(Generic[T]):
         self._start()
         return True
 
-    def _enqueue(self, item: T | _Barrier) -> None:
+    def _enqueue(self, item: T | Barrier) -> None:
         nudge = self._nudge
         if nudge is None:
             self._queue.put(item)
@@ -230,7 +220,7 @@ class BackgroundWriter(Generic[T]):
         if self._thread is threading.current_thread():
             raise RuntimeError(f"writer {self.name!r}: flush() from its own thread would deadlock")
         done = threading.Event()
-        self._barrier(_Barrier(then, done.set, stop=False))
+        self._barrier(Barrier(then, done.set, stop=False))
         return done.wait(timeout)
 
     async def aflush(
@@ -239,8 +229,8 @@ class BackgroundWriter(Generic[T]):
         """:meth:`flush` awaited on the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._barrier(_Barrier(then, future_release(loop, future), stop=False))
-        return await wait_future(future, timeout)
+        self._barrier(Barrier(then, handoff.future_release(loop, future), stop=False))
+        return await handoff.wait_future(future, timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Handle what is queued, run ``on_close`` and stop the thread, blocking at most
@@ -266,10 +256,12 @@ class BackgroundWriter(Generic[T]):
         """:meth:`close` awaited on the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        if not self._close_waiters.add_unless(self._stopped.is_set, future_release(loop, future)):
+        if not self._close_waiters.add_unless(
+            self._stopped.is_set, handoff.future_release(loop, future)
+        ):
             return True
         self.begin_close()
-        return await wait_future(future, timeout)
+        return await handoff.wait_future(future, timeout)
 
     def begin_close(self) -> None:
         """Start closing (see :meth:`close`) without waiting."""
@@ -278,13 +270,13 @@ class BackgroundWriter(Generic[T]):
                 return
             self._closed = True
         shutdown.unregister(self)
-        self._barrier(_Barrier(None, _nothing, stop=True))
+        self._barrier(Barrier(None, handoff.nothing, stop=True))
 
     def hurry(self) -> None:
         """Someone waits for what is queued: cut a ``linger`` under way (or the next) short."""
         self._urgent.set()
 
-    def _barrier(self, barrier: _Barrier) -> None:
+    def _barrier(self, barrier: Barrier) -> None:
         self._queue.put(barrier)
         self._urgent.set()
         self._start()
@@ -317,7 +309,7 @@ class BackgroundWriter(Generic[T]):
                         continue
                     self._thread = None
                 return False
-            if self.linger and not isinstance(first, _Barrier):
+            if self.linger and not isinstance(first, Barrier):
                 self._urgent.wait(self.linger)
             if self._urgent.is_set():
                 self._urgent.clear()
@@ -334,12 +326,12 @@ class BackgroundWriter(Generic[T]):
                 self._urgent.wait(self.pause)
                 self._urgent.clear()
 
-    def _take(self, item: T | _Barrier) -> tuple[list[T], list[_Barrier]]:
+    def _take(self, item: T | Barrier) -> tuple[list[T], list[Barrier]]:
         """``item`` and what follows it in the queue, up to ``batch_size`` items."""
         batch: list[T] = []
-        barriers: list[_Barrier] = []
+        barriers: list[Barrier] = []
         while True:
-            if isinstance(item, _Barrier):
+            if isinstance(item, Barrier):
                 barriers.append(item)
             else:
                 batch.append(item)
@@ -395,7 +387,7 @@ class BackgroundWriter(Generic[T]):
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, _Barrier):
+            if isinstance(item, Barrier):
                 item.release()
             else:
                 self._drop()
@@ -405,7 +397,3 @@ class BackgroundWriter(Generic[T]):
             call()
         except BaseException:
             logger.warning("writer %r: a callback failed", self.name, exc_info=True)
-
-
-def _nothing() -> None:
-    """The release of a close barrier: close waiters are woken by ``_finish``."""
