@@ -1,7 +1,8 @@
-"""A run's saved results as readers see them: its rows in ``entries`` (bookkeeping, and the
-results of files written before chunks), then its chunks expanded in commit order (the
-layout is in :mod:`hush.checkpoint.schema`). A later entry of one path and digest wins
-over an earlier one; every entry's spend counts."""
+"""Results in chunks (the layout is in :mod:`hush.checkpoint.schema`): how a commit cuts
+its results into chunks, and a run's saved results as readers see them: its rows in
+``entries`` (bookkeeping, and the results of files written before chunks), then its
+chunks expanded in commit order. A later entry of one path and digest wins over an
+earlier one; every entry's spend counts."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ from hush.checkpoint.schema import CHUNK_ROW
 
 logger = logging.getLogger("hush.checkpoint")
 
+CHUNK_ENTRIES = 2048
+"""The most results one chunk holds: pickling a chunk's body holds the GIL, about a
+millisecond for this many."""
+CHUNK_BYTES = 32 * 1024 * 1024
+"""The most bytes of pickled values one chunk holds (SQLite refuses a value over 1 GB; a
+result larger than this is a chunk of its own)."""
+
 Saved = tuple[str, str, bytes, str | None, float]
 """One saved entry: path, digest, pickled value, spend (JSON or ``None``), finish time."""
 
@@ -24,6 +32,35 @@ SAVED_COUNT = (
 )
 """SQL counting the results saved for the run ``{run}`` (an expression of the query), not
 its bookkeeping; an entry saved twice counts twice."""
+
+
+def chunked(rows: list[object]) -> list[list[object]]:
+    """The flat entries ``rows`` (:data:`~hush.checkpoint.schema.CHUNK_ROW` items each) cut
+    into chunk bodies of at most :data:`CHUNK_ENTRIES` entries and :data:`CHUNK_BYTES`."""
+    step = CHUNK_ENTRIES * CHUNK_ROW
+    bodies = (
+        [rows] if len(rows) <= step else [rows[i : i + step] for i in range(0, len(rows), step)]
+    )
+    if all(_size(body) <= CHUNK_BYTES for body in bodies):
+        return bodies
+    return [part for body in bodies for part in _by_bytes(body)]
+
+
+def _size(body: list[Any]) -> int:
+    return sum(map(len, body[2::CHUNK_ROW]))
+
+
+def _by_bytes(body: list[Any]) -> list[list[object]]:
+    parts: list[list[object]] = []
+    start = size = 0
+    for end in range(0, len(body), CHUNK_ROW):
+        value = len(body[end + 2])
+        if size and size + value > CHUNK_BYTES:
+            parts.append(body[start:end])
+            start, size = end, 0
+        size += value
+    parts.append(body[start:])
+    return parts
 
 
 def saved_entries(conn: sqlite3.Connection, run_id: str) -> Iterator[Saved]:

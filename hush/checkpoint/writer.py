@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hush.background import BackgroundWriter, WriterFailedError
+from hush.checkpoint.chunks import chunked
 from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointWriteError
 from hush.checkpoint.lock import RunLock
@@ -44,9 +45,6 @@ from hush.checkpoint.wal import WalCheckpointer
 logger = logging.getLogger("hush.checkpoint")
 
 MAX_BATCH = STATEMENT_SIZES[-1]
-CHUNK_ENTRIES = 2048
-"""The most results one chunk holds (a larger commit writes several, in one transaction):
-pickling a chunk's body holds the GIL, about a millisecond for this many."""
 TOUCH_EVERY_S = 1.0
 CHECK_FILE_EVERY_S = 0.1
 """How often a commit checks that the file is still the run's (``os.stat`` hands the GIL
@@ -274,14 +272,13 @@ class Writer:
             self._settle(waiters, failed=False)
 
     def _write(self, rows: list[object], keyed: list[object], oldest: float, at: float) -> None:
-        """Commit the results of ``rows`` (a chunk's flat body) as chunks of at most
-        :data:`CHUNK_ENTRIES` finished ``at``, and upsert the bookkeeping of ``keyed``
+        """Commit the results of ``rows`` (a chunk's flat body) as chunks (several, in one
+        transaction, past :func:`~hush.checkpoint.chunks.chunked`'s bounds) finished ``at``,
+        and upsert the bookkeeping of ``keyed``
         (:data:`ROW` per entry) in statements of at most :data:`MAX_BATCH` entries: one
         autocommit statement (one GIL hand-off) when that is all, else one transaction."""
         statements: list[tuple[str, list[object]]] = []
-        step = CHUNK_ENTRIES * CHUNK_ROW
-        for start in range(0, len(rows), step):
-            body = rows if len(rows) <= step else rows[start : start + step]
+        for body in chunked(rows) if rows else ():
             blob = pickle.dumps(body, protocol=5)
             statements.append((APPEND_CHUNK, [self._run_id, len(body) // CHUNK_ROW, blob, at]))
         step = MAX_BATCH * ROW

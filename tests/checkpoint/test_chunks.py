@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hush.checkpoint import chunks as chunks_module
 from hush.checkpoint import open_checkpoint
-from hush.checkpoint import writer as writer_module
 from hush.checkpoint.reader import list_runs, load_entries
 from hush.checkpoint.sqlite_store import SPEND_KEY, SPEND_PATH
 
@@ -39,7 +39,7 @@ async def test_a_commit_of_many_results_is_one_row(tmp_path: Path) -> None:
 async def test_a_large_commit_is_split_into_bounded_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(writer_module, "CHUNK_ENTRIES", 3)
+    monkeypatch.setattr(chunks_module, "CHUNK_ENTRIES", 3)
     db = tmp_path / "run.db"
     async with await open_checkpoint(db, "r", "fp") as store:
         for i in range(10):
@@ -48,6 +48,21 @@ async def test_a_large_commit_is_split_into_bounded_chunks(
         assert store.stats.commits == 1, "the chunks of one commit are one transaction"
     assert rows(db, "SELECT entries FROM chunks ORDER BY rowid") == [(3,), (3,), (3,), (1,)]
     assert load_entries(db, "r") == {f"root/m[{i}]": i for i in range(10)}
+
+
+async def test_a_commit_of_large_results_is_cut_by_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunks_module, "CHUNK_BYTES", 2_500)
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+        for i in range(5):
+            store.save(f"root/m[{i}]", "d", "x" * 1_000)
+        store.save("root/big", "d", "y" * 10_000)
+        await store.flush()
+        assert store.stats.commits == 1
+    assert rows(db, "SELECT entries FROM chunks ORDER BY rowid") == [(2,), (2,), (1,), (1,)]
+    assert len(load_entries(db, "r")) == 6
 
 
 async def test_a_later_save_wins_and_every_spend_counts(tmp_path: Path) -> None:
