@@ -81,7 +81,10 @@ class LLMCall:
 
 @dataclass(slots=True)
 class Event:
-    """One thing that happened in a run. Fields a kind does not use stay ``None``."""
+    """One thing that happened in a run. Fields a kind does not use stay ``None``.
+
+    The engine builds the frequent kinds with :func:`node_start`, :func:`node_end` and
+    :func:`progress`, which pass the fields by position: keep their order."""
 
     kind: EventKind
     path: str
