@@ -14,7 +14,10 @@ the machine inflate the first, hardly the second. "loop" is the CPU time of the
 event loop's thread alone (``time.thread_time()``), as a ratio and as microseconds
 per item over tracing off; "threads" the CPU of every other thread (the tracer's),
 in ms per run. "events only" subscribes a tracer that reads every event and drops
-it: what building the events costs.
+it: what building the events costs. "loop only" (on W1, for each ``sample`` below 1) is a
+tracer's own subscription (its kinds, its draw of items) whose events are dropped on the
+loop instead of queued: what sampling and the drawn items' events cost the loop; the
+gap from it to a tracer's figure is the hand-over and the tracer's threads.
 
 Workloads (the figures of issue 23):
 
@@ -40,6 +43,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,7 @@ from bench_map import map_engine, sleeper, trivial
 
 from hush.core import Hush
 from hush.observability import LangfuseTracer, LocalTracer, OTLPTracer
+from hush.observability.open_spans import Subscription
 
 SINK = """
 import sys
@@ -79,6 +84,17 @@ class Dropping:
 
     async def flush(self, timeout: float | None = None) -> None:
         return None
+
+
+class LoopOnly(Dropping):
+    """A tracer's subscription (its kinds, its draw of items at ``sample``) whose events are
+    dropped on the loop: what tracing costs the loop without the hand-over and threads."""
+
+    def __init__(self, sample: float) -> None:
+        self.sample = sample
+
+    def subscribe(self, start: Any) -> Callable[[Any], None]:
+        return Subscription(lambda event: None, start.run_id, self.sample)
 
 
 Make = Callable[[], Any]
@@ -196,6 +212,8 @@ async def main() -> None:
                 items = list(range(n))
                 every: dict[str, Make] = {"tracing off": lambda: None, "events only": Dropping}
                 for sample in samples:
+                    if sample < 1.0:
+                        every[f"loop only sample={sample}"] = partial(LoopOnly, sample)
                     every.update(arms(sample))
                 found = await rounds(engine, items, every, args.runs, args.repeat)
                 print(f"{title}: {2 + 2 * n} spans per traced run")
