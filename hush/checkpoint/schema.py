@@ -124,6 +124,17 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
 
 
 def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open an existing checkpoint file without writing to it."""
+    """Open an existing checkpoint file without writing to it. A file written before chunks
+    (schema 3) has no ``chunks`` table; the connection gets an empty temporary one, so
+    readers see such a file's results in ``entries`` alone."""
     uri = Path(path).resolve().as_uri() + "?mode=ro"
-    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    has_chunks = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks'"
+    ).fetchone()
+    if has_chunks is None:
+        conn.execute(
+            "CREATE TEMP TABLE chunks (run_id TEXT NOT NULL, entries INTEGER NOT NULL, "
+            "body BLOB NOT NULL, finished_at REAL NOT NULL)"
+        )
+    return conn

@@ -84,6 +84,8 @@ class SQLiteCheckpointStore(RenamedMethods):
         self._keyed: list[object] = []
         """Bookkeeping (paths starting with ``$``) queued this loop turn, as upsert rows."""
         self._flush_handle: asyncio.Handle | None = None
+        self._want = 0
+        """The highest entry number someone waits for (the writer does not rest before it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finalizer = weakref.finalize(self, writer.shutdown, _SHUTDOWN_TIMEOUT_S)
 
@@ -188,7 +190,7 @@ class SQLiteCheckpointStore(RenamedMethods):
         if self._closed or self._writer.failed:
             self._check_open()
         if pickled:
-            blob = value
+            blob = value if type(value) is bytes else bytes(value)
         else:
             try:
                 blob = pickle.dumps(value, protocol=5)
@@ -226,6 +228,7 @@ class SQLiteCheckpointStore(RenamedMethods):
         """Someone waits for entry ``number``: the writer does not rest before committing
         it (it is handed over at the end of this loop turn, with the others queued)."""
         if self._commits.committed < number:
+            self._want = max(self._want, number)
             self._writer.hurry()
 
     def _submit_pending(self) -> None:
@@ -240,6 +243,9 @@ class SQLiteCheckpointStore(RenamedMethods):
         if keyed:
             self._keyed = []
         self._writer.submit(Many(rows, keyed, self._commits.issued, self._commits, time.time()))
+        if self._want > self._commits.committed:
+            # The writer may have taken (and cleared) the hurry for an earlier batch.
+            self._writer.hurry()
 
     async def flush(self) -> None:
         """Return once everything saved so far is committed."""

@@ -110,10 +110,9 @@ async def test_a_chunk_that_does_not_load_runs_its_results_again(
     assert "does not load; they run again" in caplog.text
 
 
-async def test_a_file_written_before_chunks_is_resumed(tmp_path: Path) -> None:
-    """Schema version 3 kept one row per result in ``entries``: those are still read, the
-    file gains the chunks table, and new results go there."""
-    db = tmp_path / "old.db"
+def schema_3_file(db: Path) -> None:
+    """A checkpoint file as hush wrote it before chunks (schema 3): one row per result in
+    ``entries``, no ``chunks`` table."""
     with sqlite3.connect(db) as conn:
         conn.executescript(
             """
@@ -131,6 +130,14 @@ async def test_a_file_written_before_chunks_is_resumed(tmp_path: Path) -> None:
             "INSERT INTO entries VALUES ('r', 'root/m[x.0]', 'd', ?, 1.0, ?)",
             (pickle.dumps({"y": 1}, protocol=5), '{"llm":{"calls":1}}'),
         )
+    conn.close()
+
+
+async def test_a_file_written_before_chunks_is_resumed(tmp_path: Path) -> None:
+    """Schema version 3 kept one row per result in ``entries``: those are still read, the
+    file gains the chunks table, and new results go there."""
+    db = tmp_path / "old.db"
+    schema_3_file(db)
     async with await open_checkpoint(db, "r", "fp") as store:
         assert store.load("root/m[x.0]", "d") == {"y": 1}
         assert store.load(SPEND_PATH, SPEND_KEY)["llm"]["calls"] == 1
@@ -138,6 +145,19 @@ async def test_a_file_written_before_chunks_is_resumed(tmp_path: Path) -> None:
     assert rows(db, "PRAGMA user_version") == [(4,)]
     assert load_entries(db, "r") == {"root/m[x.0]": {"y": 1}, "root/m[z.0]": {"y": 2}}
     assert list_runs(db)[0].entries == 2
+
+
+def test_a_file_written_before_chunks_is_read_without_being_opened_for_writing(
+    tmp_path: Path,
+) -> None:
+    """The readers (``list_runs``, ``load_entries``, what ``hush runs`` and ``hush batch``
+    show) open a file read-only, so a schema 3 file has no chunks table for them."""
+    db = tmp_path / "old.db"
+    schema_3_file(db)
+    assert load_entries(db, "r") == {"root/m[x.0]": {"y": 1}}
+    assert [(run.run_id, run.entries) for run in list_runs(db)] == [("r", 1)]
+    assert rows(db, "PRAGMA user_version") == [(3,)]
+    assert rows(db, "SELECT name FROM sqlite_master WHERE name = 'chunks'") == []
 
 
 async def test_restarting_a_run_deletes_its_chunks_only(tmp_path: Path) -> None:

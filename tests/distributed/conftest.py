@@ -89,8 +89,26 @@ def cluster() -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def client_address(cluster: str) -> str:
-    """The ``ray://`` address of the cluster's Ray Client server."""
-    return f"ray://127.0.0.1:{CLIENT_PORT}"
+    """The ``ray://`` address of the cluster's Ray Client server, once a client has connected
+    through it.
+
+    The first Ray Client connection to a freshly started cluster sometimes fails inside
+    Ray, and Ray's own clean-up then waits forever on its log stream (``LogstreamClient.close``
+    joining a thread blocked in gRPC; seen in about one session of five here). That is Ray's
+    start-up, not what the tests check, so a probe connects first, again if it hangs."""
+    address = f"ray://127.0.0.1:{CLIENT_PORT}"
+    probe = f"import ray; ray.init({address!r}); ray.shutdown(); print('ok')"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    for _ in range(3):
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+            )
+        except subprocess.TimeoutExpired:
+            continue
+        if done.stdout.split()[-1:] == ["ok"]:
+            break
+    return address
 
 
 @pytest.fixture(scope="package")
