@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,28 @@ async def test_waiting_for_a_commit_cuts_the_pause_short(
             await store.durable(second)
         assert store.committed(second)
         assert store.stats.commits == 2
+
+
+async def test_a_wait_asked_while_the_writer_takes_an_earlier_batch_still_cuts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer clears a hurry when it takes a batch: if it takes an earlier batch between
+    a wait being asked and the awaited entry being handed over, the hand-over hurries it
+    again, so the entry is not left for the writer's rest."""
+    monkeypatch.setattr(writer_module, "PAUSE_S", 600.0)
+    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+        await store.durable(store.queue("root/a", "d", 1))
+        earlier = store.queue("root/b", "d", 2)
+        await asyncio.sleep(0)  # handed over: it waits in the resting writer's queue
+
+        def writer_takes_the_earlier_batch_first() -> None:
+            for _ in range(10_000):
+                if store.committed(earlier):
+                    return
+                time.sleep(0.001)
+
+        asyncio.get_running_loop().call_soon(writer_takes_the_earlier_batch_first)
+        awaited = store.queue("root/c", "d", 3)
+        async with asyncio.timeout(30):
+            await store.durable(awaited)
+        assert store.committed(earlier) and store.committed(awaited)
