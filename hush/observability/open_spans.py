@@ -60,11 +60,24 @@ class RunSpans:
         return self.start.name or self.start.path
 
 
-def hold(item: OpenSpan, exports: list[Callable[[], None]], failed: bool) -> None:
+def hold(item: OpenSpan | None, exports: list[Callable[[], None]], failed: bool) -> None:
     """Keep ``exports`` until ``item`` ends; a failure among them means it is exported."""
-    assert item.held is not None
+    assert item is not None and item.held is not None
     item.held.extend(exports)
     item.errored = item.errored or failed
+
+
+def decided_later(span: OpenSpan, parent: OpenSpan | None, run_id: str, share: float) -> bool:
+    """Sampling: whether the end of an item decides on ``span`` (its start is then held until
+    that end): the innermost item around it, or its own end for an item not drawn yet (an
+    item drawn already, outside any other, is kept whatever its end)."""
+    item = span.item = parent.holder if parent is not None else None
+    if span.start.type != "item":
+        return item is not None
+    if item is None and sampled(run_id, span.start.path, share):
+        return False
+    span.held = []
+    return True
 
 
 def sampled(run_id: str, path: str, share: float) -> bool:

@@ -148,16 +148,20 @@ def usage_details(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
     return details or None
 
 
-def _plain_json(value: Any, max_chars: int) -> str | None:
+def _plain_json(value: Any, max_chars: int, depth: int = 0) -> str | None:
     """The JSON text of a value made only of JSON types that needs no cutting (``None``
-    otherwise): the common case, encoded at C speed and not copied."""
+    otherwise): the common case, encoded at C speed and not copied. ``depth``: where
+    :func:`_convert` would meet it (the head of a long list is checked so, then kept whole)."""
     try:
         text = _plain(value)
     except (TypeError, ValueError, RecursionError):
         return None
-    if len(text) <= min(max_chars, _PLAIN_CHARS):
+    if len(text) <= min(max_chars, _PLAIN_CHARS) and depth == 0:
         return text
-    if len(text) <= max_chars and _uncut(value, 0):
+    if isinstance(value, list | tuple) and text.count("[") + text.count("{") == 1:
+        flat = len(value) <= MAX_ITEMS  # no container inside: only its own length counts
+        return text if flat and len(text) <= max_chars else None
+    if len(text) <= max_chars and _uncut(value, depth):
         return text
     return None
 
@@ -166,6 +170,8 @@ def _uncut(value: Any, depth: int) -> bool:
     """Whether :func:`_convert` would keep every container of plain ``value`` whole (none
     longer than :data:`MAX_ITEMS`, none deeper than :data:`MAX_DEPTH`)."""
     if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            return False
         items: Any = value.values()
     elif isinstance(value, list | tuple):
         items = value
@@ -224,7 +230,9 @@ def _convert_container(value: Any, max_chars: int, depth: int, seen: set[int]) -
         return out
     if isinstance(value, list | tuple | set | frozenset):
         items = list(value)
-        converted = [_convert(item, max_chars, depth, seen) for item in items[:MAX_ITEMS]]
+        head = items[:MAX_ITEMS]
+        plain = len(items) > MAX_ITEMS and _plain_json(head, max_chars, depth - 1) is not None
+        converted = head if plain else [_convert(item, max_chars, depth, seen) for item in head]
         if len(items) > MAX_ITEMS:
             converted.append(f"… {len(items) - MAX_ITEMS} more items")
         return converted

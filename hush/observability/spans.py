@@ -23,7 +23,14 @@ from hush.background import BackgroundWriter, shutdown
 from hush.core.events import Event, Subscriber
 from hush.observability.health import BackendHealth
 from hush.observability.ids import new_span_id, trace_id_for
-from hush.observability.open_spans import OpenSpan, RunSpans, Subscription, hold, sampled
+from hush.observability.open_spans import (
+    OpenSpan,
+    RunSpans,
+    Subscription,
+    decided_later,
+    hold,
+    sampled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -318,15 +325,9 @@ class SpanTracer:
             parent = run.open.get(event.parent or "") if kind == "node_start" else None
             opened = OpenSpan(new_span_id(), parent, event)
             run.open[event.path] = opened
-            if self.sample < 1.0:
-                opened.item = parent.holder if parent is not None else None
-                start = partial(self._emit_start, run, opened)
-                if event.type == "item":
-                    opened.held = [start]
-                    return
-                if opened.item is not None:
-                    hold(opened.item, [start], False)
-                    return
+            if self.sample < 1.0 and decided_later(opened, parent, run.run_id, self.sample):
+                hold(opened.holder, [partial(self._emit_start, run, opened)], False)
+                return
             self._emit_start(run, opened)
         elif kind == "llm" and event.llm is not None:
             owner = run.open.get(event.path)

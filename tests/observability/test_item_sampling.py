@@ -168,3 +168,38 @@ def test_a_subscription_draws_the_items_sampled_draws() -> None:
             for i in range(500):
                 path = f"g/m[{i}]/inner[{i % 7}]"
                 assert subscription.wants_item(path) == sampled(run_id, path, share)
+
+
+def test_a_drawn_item_goes_on_as_it_comes_and_only_undrawn_ones_wait_for_their_end() -> None:
+    """In the tracer's thread, an item drawn already (outside any other item) is kept whatever
+    its end, so its spans start as their events arrive; an item not drawn waits for its end
+    (it is kept only if it failed)."""
+    from hush.observability.open_spans import OpenSpan, RunSpans, sampled
+    from hush.observability.spans import SpanTracer
+
+    share = 0.5
+    drawn = next(f"g/m[{i}]" for i in range(100) if sampled("r", f"g/m[{i}]", share))
+    other = next(f"g/m[{i}]" for i in range(100) if not sampled("r", f"g/m[{i}]", share))
+    seen: list[str] = []
+
+    class Recording(SpanTracer):
+        def span_started(self, run: RunSpans, span: OpenSpan) -> None:
+            seen.append(f"start {span.start.path}")
+
+        def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
+            seen.append(f"end {end.path}")
+
+    tracer = Recording(sample=share)
+    starts = [Event("run_start", "g", "r", type="run", name="g")]
+    for path, parent, kind in (("g/m", "g", "map"), (drawn, "g/m", "item"), (other, "g/m", "item")):
+        starts.append(Event("node_start", path, "r", parent=parent, type=kind))
+    for item in (drawn, other):
+        starts.append(Event("node_start", f"{item}/n", "r", parent=item, type="node"))
+    tracer._handle_batch(starts)
+    assert seen == ["start g", "start g/m", f"start {drawn}", f"start {drawn}/n"]
+
+    ends = [Event("node_end", p, "r", status="ok") for p in (f"{other}/n", other)]
+    ends += [Event("node_end", p, "r", status="ok") for p in (f"{drawn}/n", drawn, "g/m")]
+    tracer._handle_batch([*ends, Event("run_end", "g", "r", status="ok")])
+    assert seen[4:] == [f"end {drawn}/n", f"end {drawn}", "end g/m", "end g"]
+    tracer.close()

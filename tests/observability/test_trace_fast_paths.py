@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hush.core.events import Event
-from hush.observability import LocalTracer, MemoryTracer, read_trace
+from hush.observability import LocalTracer, MemoryTracer, read_trace, serialize
 from hush.observability.records import iso_time
 from hush.observability.serialize import (
     MAX_DEPTH,
@@ -178,3 +178,31 @@ def test_a_lone_surrogate_is_written_as_its_escape_and_reads_back(tmp_path: Path
     tracer.close(10.0)
     records = {r["name"]: r for r in read_trace(path)}
     assert records["n"]["input"] == {"text": raw} and records["g"]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        list(range(MAX_ITEMS + 4_000)),
+        {"items": [f"row {i}" for i in range(MAX_ITEMS + 1)]},
+        [{"a": i, "b": [i, "x" * i]} for i in range(MAX_ITEMS + 20)],
+        [{1: "int key", None: "none key"}] * (MAX_ITEMS + 1),
+        [[[[1]]]] * (MAX_ITEMS + 1),
+        [1.5, float("nan")] * MAX_ITEMS,
+        ["y" * 500] * (MAX_ITEMS + 1),
+        (True, None, "z") * MAX_ITEMS,
+    ],
+)
+def test_the_head_of_a_long_list_is_what_converting_each_item_gives(
+    value: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list past the item limit keeps its first items as they are when they are plain JSON
+    needing no cut, else converts each: the same data and text either way (a list nested
+    near the depth limit included)."""
+    nested: Any = value
+    for _ in range(MAX_DEPTH - 3):
+        nested = [nested]
+    fast = [encoded(given, max_chars=50_000) for given in (value, nested)]
+    monkeypatch.setattr(serialize, "_plain_json", lambda value, max_chars, depth=0: None)
+    slow = [encoded(given, max_chars=50_000) for given in (value, nested)]
+    assert fast == slow
