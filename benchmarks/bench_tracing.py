@@ -1,6 +1,9 @@
 """What tracing costs a run: off, LocalTracer, OTLPTracer and LangfuseTracer, same process.
 
-    python benchmarks/bench_tracing.py [--runs 3] [--repeat 1]
+    python benchmarks/bench_tracing.py [--runs 3] [--repeat 1] [--only w1] [--arms sample=0.1]
+
+``--only w1`` (or ``20ms``) runs one workload; ``--arms TEXT`` keeps the arms whose name
+contains TEXT (tracing off is always run: every ratio is to it).
 
 The OTLP/Langfuse backend is a loopback HTTP sink in a process of its own that
 decodes nothing and answers 200, so the export work on our side is real. Each
@@ -180,13 +183,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="rounds (ranges are over these)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per arm per round (best)")
+    parser.add_argument("--only", choices=("20ms", "w1"), help="run this workload only")
+    parser.add_argument("--arms", default="", help="keep the arms whose name contains this")
     args = parser.parse_args()
     sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
     assert sink.stdout is not None
     host = f"http://127.0.0.1:{sink.stdout.readline().strip()}"
     workloads = [
-        ("1,000 items of 20 ms, cap 50", map_engine(sleeper(0.02), 50), 1000, [1.0]),
-        ("W1: 5,000 trivial items, cap 100", map_engine(trivial, 100), 5000, [1.0, 0.1, 0.0]),
+        ("20ms", "1,000 items of 20 ms, cap 50", map_engine(sleeper(0.02), 50), 1000, [1.0]),
+        ("w1", "W1: 5,000 trivial items, cap 100", map_engine(trivial, 100), 5000, [1.0, 0.1, 0.0]),
     ]
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -208,13 +213,20 @@ async def main() -> None:
 
             print(f"load average before: {load()} on {os.cpu_count()} cores")
             print(f"python {sys.version.split()[0]}, {args.runs} rounds, best of {args.repeat}")
-            for title, engine, n, samples in workloads:
+            for key, title, engine, n, samples in workloads:
+                if args.only not in (None, key):
+                    continue
                 items = list(range(n))
                 every: dict[str, Make] = {"tracing off": lambda: None, "events only": Dropping}
                 for sample in samples:
                     if sample < 1.0:
                         every[f"loop only sample={sample}"] = partial(LoopOnly, sample)
                     every.update(arms(sample))
+                every = {
+                    name: make
+                    for name, make in every.items()
+                    if name == "tracing off" or args.arms in name
+                }
                 found = await rounds(engine, items, every, args.runs, args.repeat)
                 print(f"{title}: {2 + 2 * n} spans per traced run")
                 off = found.pop("tracing off")
