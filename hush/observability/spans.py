@@ -60,7 +60,7 @@ class SpanTracer:
     ``sample`` below 1 traces that share of map items, drawn by :func:`sampled` as each
     starts (:class:`Subscription`); the engine builds no event inside the others, and traces
     one that fails from its errors (:mod:`hush.core.quiet_items`). An item run elsewhere (an
-    executor) is held until it ends, then kept if drawn or failed; runs, graphs and maps
+    executor) not drawn is held until it ends, then kept if it failed; runs, graphs and maps
     are always traced.
     """
 
@@ -176,7 +176,7 @@ class SpanTracer:
         return True
 
     def span_started(self, run: RunSpans, span: OpenSpan) -> None:
-        """A span started (in a sampled item: replayed, in order, once the item is kept)."""
+        """A span started (in an item not drawn: replayed, in order, once the item is kept)."""
 
     def span_ended(self, run: RunSpans, span: OpenSpan, end: Event) -> None:
         """Export a span; ``end`` is its ``node_end`` or ``run_end`` event."""
