@@ -211,6 +211,9 @@ class Units:
     def summary(self) -> Mapping[str, Any] | None:
         return {self.unit: 1}
 
+    def next(self) -> None:
+        self.taken = False
+
 
 async def test_work_usage_counts_work_only_where_it_can_be_saved(tmp_path: Path) -> None:
     store = await open_checkpoint(tmp_path / "w.db", "r", "f")

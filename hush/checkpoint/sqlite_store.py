@@ -26,6 +26,7 @@ import anyio.to_thread
 from hush.checkpoint.claim import SPEND_KEY, SPEND_PATH, OnMismatch, open_run
 from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointValueError
+from hush.checkpoint.handover import Refused, pickle_results
 from hush.checkpoint.renamed import RenamedMethods
 from hush.checkpoint.schema import CHUNK_ROW
 from hush.checkpoint.writer import (
@@ -43,13 +44,20 @@ logger = logging.getLogger("hush.checkpoint")
 __all__ = ["SPEND_KEY", "SPEND_PATH", "OnMismatch", "SQLiteCheckpointStore", "open_checkpoint"]
 
 _SHUTDOWN_TIMEOUT_S = 30.0
+_JSON = (",", ":")
+
+
+def _not_saved(path: str, why: str) -> None:
+    logger.warning("checkpoint: %s is not saved: %s; it will run again on resume", path, why)
 
 
 class SQLiteCheckpointStore(RenamedMethods):
     """Finished results of one run, read from memory and written by a background thread.
 
     Create it with :func:`open_checkpoint`. ``load`` is a dictionary lookup;
-    ``queue`` pickles the value, buffers it and returns its number; the buffer is
+    ``queue`` pickles the value, buffers it and returns its number (``queue_result``
+    buffers a map item's result as it is: the buffer's results are pickled together when it
+    is handed over, :mod:`hush.checkpoint.handover`); the buffer is
     handed to the writer thread once per event-loop iteration (or every
     :data:`MAX_BATCH` entries), so the thread wakes once per batch rather than once
     per entry, and commits whatever it has in one transaction. A result is durable
@@ -81,6 +89,10 @@ class SQLiteCheckpointStore(RenamedMethods):
         self._commits = Commits()
         self._rows: list[object] = []
         """Results queued this loop turn, as a chunk's flat body."""
+        self._raw: list[tuple[int, str]] = []
+        """Where in :attr:`_rows` results still to pickle are, and the paths to name them by."""
+        self.refused: Refused = _not_saved
+        """Told (path, why) when a result of :meth:`queue_result` does not pickle."""
         self._keyed: list[object] = []
         """Bookkeeping (paths starting with ``$``) queued this loop turn, as upsert rows."""
         self._flush_handle: asyncio.Handle | None = None
@@ -199,12 +211,30 @@ class SQLiteCheckpointStore(RenamedMethods):
                     f"cannot checkpoint the result of {path!r}: it does not pickle ({exc})"
                 ) from exc
         spent = None if not usage else json.dumps(usage, separators=(",", ":"))
-        rows = self._rows
         if path[:1] == "$":
             self._keyed += (path, digest, blob, 0.0, spent)
         else:
-            rows += (path, digest, blob, spent)
-        if len(rows) >= MAX_BATCH * CHUNK_ROW:
+            self._rows += (path, digest, blob, spent)
+        return self._buffered()
+
+    def queue_result(
+        self, path: str, digest: str, value: Any, usage: Mapping[str, Any] | None, shown: str
+    ) -> int:
+        """:meth:`queue` for a result pickled with the rest of its loop turn's when they are
+        handed over (:mod:`hush.checkpoint.handover`): a value that does not pickle is not
+        saved and is reported to :attr:`refused` as ``shown`` instead of raising; what
+        ``usage`` says it spent is saved all the same. ``path`` does not start with ``$``."""
+        if self._closed or self._writer.failed:
+            self._check_open()
+        rows = self._rows
+        self._raw.append((len(rows) + 2, shown))
+        rows += (path, digest, value, None if not usage else json.dumps(usage, separators=_JSON))
+        return self._buffered()
+
+    def _buffered(self) -> int:
+        """Number the entry just buffered; hand the buffer over at the end of this loop turn
+        (or now, when it holds :data:`MAX_BATCH` results)."""
+        if len(self._rows) >= MAX_BATCH * CHUNK_ROW:
             self._submit_pending()
         elif self._flush_handle is None:
             loop = self._loop
@@ -240,6 +270,9 @@ class SQLiteCheckpointStore(RenamedMethods):
         if not rows and not keyed:
             return
         self._rows = []
+        if self._raw:
+            pickle_results(rows, self._raw, self.refused)
+            self._raw = []
         if keyed:
             self._keyed = []
         self._writer.submit(Many(rows, keyed, self._commits.issued, self._commits, time.time()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 
@@ -56,6 +56,16 @@ class CheckpointStore(Protocol):
     ) -> int:
         """:meth:`save` without a future: return the entry's number (increasing; entries
         are committed in that order) for :meth:`committed` and :meth:`durable`."""
+
+    def queue_result(
+        self, path: str, digest: str, value: Any, usage: Mapping[str, Any] | None, shown: str
+    ) -> int:
+        """:meth:`queue` for a map item's result, pickled with the others of its event-loop
+        turn (at the latest before its map's last commit); a value that does not pickle is
+        reported to :attr:`refused` as ``shown`` rather than raised."""
+
+    refused: Callable[[str, str], None]
+    """Told the path and the reason when a result of :meth:`queue_result` is not saved."""
 
     def committed(self, number: int) -> bool:
         """Whether entry ``number`` is committed."""

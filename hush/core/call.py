@@ -16,6 +16,7 @@ from hush.core.state import IterationCounters
 if TYPE_CHECKING:
     from hush.core.checkpointing import ItemKeys
     from hush.core.executor import ItemExecutor
+    from hush.core.extensions import Usage
     from hush.core.nodes.base import BaseNode
     from hush.core.outcome import GraphOutcome
     from hush.core.plan import GraphPlan, NodePlan
@@ -93,13 +94,16 @@ class NodeCall:
         *,
         wait_saved: bool = True,
         executor: ItemExecutor | None = None,
+        usage: Usage | None = None,
     ) -> Coroutine[Any, Any, ItemOutcome]:
         """Run item ``index`` of an iteration node (await the result).
 
         ``shared`` inputs are the same dict for every item (digested once),
         ``own`` are this item's. See :func:`hush.core.items.run_item`.
         """
-        return run_item(self, plan, index, shared, own, wait_saved=wait_saved, executor=executor)
+        return run_item(
+            self, plan, index, shared, own, wait_saved=wait_saved, executor=executor, usage=usage
+        )
 
     async def saved(self, saving: int | None) -> None:
         """Wait until an item's result is committed (a failed write is kept for the run)."""

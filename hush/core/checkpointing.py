@@ -9,7 +9,8 @@ below that name, so an inserted, removed or reordered item costs only itself
 clean node's result is pickled the moment it finishes (a :class:`Snapshot`, so
 that later changes to shared objects do not leak into it) but written only if
 the item does not end clean; a clean item is saved whole, as one entry (so the
-node of a one-node item takes no snapshot: see ``Frame.fast``). Saving
+node of a one-node item takes no snapshot: see ``Frame.fast``), pickled with the
+other results of its loop turn (:mod:`hush.checkpoint.handover`). Saving
 never fails the work: a value that cannot be keyed or pickled costs a warning,
 and a write failure is kept for the run's record while the run goes on.
 """
@@ -22,6 +23,7 @@ import pickle
 import re
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.checkpoint.digest import digest, digest_after
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
     from hush.checkpoint.store import CheckpointStore
 
 logger = logging.getLogger("hush.checkpoint")
-_INDEX = re.compile(r"\[\d+\]")
+_INDEX = re.compile(r"\[(?:\d+|[0-9a-f]+\.\d+)\]")
+"""An item's position, or its content name, in a path (``[3]``, ``[<digest>.0]``)."""
 
 current_store: contextvars.ContextVar[CheckpointStore | None] = contextvars.ContextVar(
     "hush_checkpoint_store", default=None
@@ -71,6 +74,7 @@ class RunCheckpoint:
         self._warned: set[str] = set()
         self._items: dict[str, str] = {}
         """The saved name of every item running now, by its path."""
+        store.refused = self._warn_once
 
     def item_keys(self, path: str) -> ItemKeys:
         """The content keys of the items of iteration node ``path`` (one attempt of it)."""
@@ -139,6 +143,24 @@ class RunCheckpoint:
             return self.store.queue(saved or self.saved_path(path), key, value, usage=usage)
         except CheckpointValueError as exc:
             self._warn_once(path, str(exc))
+        except CheckpointWriteError as exc:
+            self.failed(path, exc)
+        return None
+
+    def save_item(
+        self,
+        path: str,
+        named: tuple[str, str],
+        value: Mapping[str, Any],
+        usage: Mapping[str, Any] | None,
+    ) -> int | None:
+        """Save map item ``path``'s result whole under its name ``named``
+        (:meth:`ItemKeys.take`), with ``usage``; pickled with its loop turn's others
+        (:mod:`hush.checkpoint.handover`). Return its commit number, as :meth:`save`."""
+        if self.write_error is not None:
+            return None
+        try:
+            return self.store.queue_result(named[1], named[0], value, usage, path)
         except CheckpointWriteError as exc:
             self.failed(path, exc)
         return None
@@ -276,13 +298,35 @@ class ItemKeys:
         self._ready: dict[int, tuple[str, str] | None] = {}
 
     def keyed(
-        self, items: Iterator[tuple[int, dict[str, Any]]], shared: Mapping[str, Any]
+        self,
+        items: Iterator[tuple[int, dict[str, Any]]],
+        shared: Mapping[str, Any],
+        ahead: int = 1,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """``items`` (numbered), each keyed as it is taken: in input order, whichever
-        worker runs it and whenever."""
-        for index, own in items:
-            self._ready[index] = self.key(shared, own)
-            yield index, own
+        worker runs it and whenever. With ``ahead`` > 1 they are taken and keyed that many
+        at a time (for items already in memory: keying a block in one go runs its code warm);
+        an error of ``items`` is raised after the items taken before it."""
+        ready, key = self._ready, self.key
+        if ahead <= 1:
+            for index, own in items:
+                ready[index] = key(shared, own)
+                yield index, own
+            return
+        while True:
+            block: list[tuple[int, dict[str, Any]]] = []
+            try:
+                block.extend(islice(items, ahead))
+            except Exception as exc:
+                for index, own in block:
+                    ready[index] = key(shared, own)
+                yield from block
+                raise exc
+            if not block:
+                return
+            for index, own in block:
+                ready[index] = key(shared, own)
+            yield from block
 
     def take(
         self, index: int, shared: Mapping[str, Any], own: Mapping[str, Any]

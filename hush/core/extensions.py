@@ -14,7 +14,7 @@ run's :class:`~hush.core.options.RunOptions`. The engine then
    the record (cost, tokens, ``llm``), and exits ``open`` with the rest of the stack.
 
 An extension that measures what work consumes (:class:`Meter`) has it saved with the
-work's checkpoint row: the lifecycle wraps a map item in :func:`work_usage`.
+work's checkpoint row: a map worker (or a loop) runs its items in :func:`work_usage`.
 """
 
 from __future__ import annotations
@@ -71,12 +71,18 @@ class Usage(Protocol):
     def summary(self) -> Mapping[str, Any] | None:
         """What the work consumed (``None``: nothing)."""
 
+    def next(self) -> None:
+        """The piece of work ended (its ``summary`` read, ``taken`` set): what it did not
+        take goes to the run, and what follows is counted from nothing, as the next piece."""
+
 
 class Meter(Protocol):
     """An extension that counts what each piece of work consumes."""
 
     def work(self) -> contextlib.AbstractContextManager[Usage]:
-        """Count what the work run inside consumes (in this task and those it starts)."""
+        """Count what the work run inside consumes (in this task and those it starts): the
+        pieces run one after another, each ended by :meth:`Usage.next` (a map worker enters
+        it once for all the items it runs)."""
 
     def flush(self) -> None:
         """Hand what no saved work holds to the checkpoint now (before a node's save)."""
@@ -141,10 +147,11 @@ def meters_of(extensions: Sequence[RunExtension]) -> tuple[Meter, ...]:
 
 
 def work_usage(run: RunContext) -> contextlib.AbstractContextManager[Usage | None]:
-    """Count what one piece of work (a map item) of ``run`` consumes, to be saved with its
-    checkpoint row: yields a :class:`Usage` whose ``summary()`` goes in the row and whose
-    ``taken`` the caller sets when the row was written (``None``: nothing to count, as
-    without a checkpoint)."""
+    """Count what the pieces of work (map items) of ``run`` run inside, one after another,
+    consume, each to be saved with its checkpoint row: yields a :class:`Usage` whose
+    ``summary()`` goes in the row, whose ``taken`` the caller sets when the row was written,
+    and whose ``next()`` ends each piece (``None``: nothing to count, as without a
+    checkpoint)."""
     meters = run.meters
     if run.checkpoint is None or not meters:
         return contextlib.nullcontext()
@@ -178,6 +185,12 @@ class _JoinedUsage:
         for part in self.parts:
             merged.update(part.summary() or {})
         return merged or None
+
+    def next(self) -> None:
+        for part in self.parts:
+            part.taken = self.taken
+            part.next()
+        self.taken = False
 
 
 def flush_usage() -> None:

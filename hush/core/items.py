@@ -11,7 +11,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.core.events import node_end, node_start
-from hush.core.extensions import work_usage
 from hush.core.quiet_items import run_quiet
 
 if TYPE_CHECKING:
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from hush.core.errors import NodeError
     from hush.core.events import Emitter
     from hush.core.executor import ItemExecutor
+    from hush.core.extensions import Usage
     from hush.core.outcome import GraphOutcome
     from hush.core.plan import GraphPlan
 
@@ -36,12 +36,24 @@ class ItemOutcome(NamedTuple):
     (``call.saved``)."""
 
 
+KEY_BLOCK = 64
+"""How many items of a map whose inputs are in memory are taken and keyed at a time."""
+
+
 def in_order(
-    call: NodeCall, items: Iterator[tuple[int, dict[str, Any]]], shared: dict[str, Any]
+    call: NodeCall,
+    items: Iterator[tuple[int, dict[str, Any]]],
+    shared: dict[str, Any],
+    *,
+    in_memory: bool = False,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """A map's numbered items, keyed for the checkpoint in input order as they are taken."""
+    """A map's numbered items, keyed for the checkpoint in input order as they are taken
+    (``in_memory``: the inputs are sequences, so taking items early costs nothing and they
+    are keyed :data:`KEY_BLOCK` at a time)."""
     keys = call.item_keys()
-    return items if keys is None else keys.keyed(items, shared)
+    if keys is None:
+        return items
+    return keys.keyed(items, shared, KEY_BLOCK if in_memory else 1)
 
 
 async def run_item(
@@ -53,6 +65,7 @@ async def run_item(
     *,
     wait_saved: bool = True,
     executor: ItemExecutor | None = None,
+    usage: Usage | None = None,
 ) -> ItemOutcome:
     """One map item (or loop iteration): look up, run the body (here, or with ``executor``
     elsewhere), save. The item is looked up and saved by its content (see
@@ -61,7 +74,10 @@ async def run_item(
     A clean item is saved whole; one with failures inside saves its clean nodes
     instead, so that resuming redoes only what failed. With ``wait_saved=False``
     the item returns before its commit, which the caller awaits later with
-    :meth:`NodeCall.saved` (a map overlaps a worker's next item with it).
+    :meth:`NodeCall.saved` (a map overlaps a worker's next item with it). ``usage``: what
+    counts the caller's items' consumption, one after another
+    (:func:`~hush.core.extensions.work_usage`), saved
+    with each item; the item ends its piece of it.
     """
     path = f"{call.path}[{index}]"
     state = {**shared, **own}
@@ -76,21 +92,22 @@ async def run_item(
                 return ItemOutcome(dict(found), None, True)
         checkpoint.name(path, named[1])
     try:
-        with work_usage(run) as spent:
-            if run.emit is None:
-                outcome = await _body(call, plan, path, state, executor)
-            else:
-                outcome = await _traced(call, plan, index, path, state, executor)
-            waiter = None
-            if checkpoint is not None:
-                usage = outcome.usage = spent.summary() if spent is not None else None
-                if not outcome.clean:
-                    waiter = checkpoint.save_snapshots(outcome.take_saves(), usage)
-                elif named is not None:
-                    waiter = checkpoint.save(path, named[0], outcome.written, usage, saved=named[1])
-                if spent is not None:
-                    spent.taken = waiter is not None
+        if run.emit is None:
+            outcome = await _body(call, plan, path, state, executor)
+        else:
+            outcome = await _traced(call, plan, index, path, state, executor)
+        waiter = None
+        if checkpoint is not None:
+            spent = outcome.usage = usage.summary() if usage is not None else None
+            if not outcome.clean:
+                waiter = checkpoint.save_snapshots(outcome.take_saves(), spent)
+            elif named is not None:
+                waiter = checkpoint.save_item(path, named, outcome.written, spent)
+            if usage is not None:
+                usage.taken = waiter is not None
     finally:
+        if usage is not None:
+            usage.next()
         if checkpoint is not None and named is not None:
             checkpoint.unname(path)
     call.outcome.merge(outcome)

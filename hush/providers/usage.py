@@ -67,10 +67,11 @@ def summarize(resources: Mapping[str, ResourceSpend]) -> dict[str, dict[str, Any
 class WorkSpend:
     """What the calls of one piece of work (a map item) spent, to be saved with its result.
 
-    Used as a context manager around the work: calls made inside (in this task and
-    those it starts) are counted here as well as in the run's totals. What is not
-    :attr:`taken` (saved with the work) when it exits goes to the enclosing work, or to
-    the run's rest: spend is never dropped because its work was not saved.
+    Used as a context manager around the work (a map worker's items, one after another,
+    each ended by :meth:`next`): calls made inside (in this task and those it starts) are
+    counted here as well as in the run's totals. What is not :attr:`taken` (saved with the
+    work) when the piece ends goes to the enclosing work, or to the run's rest: spend is
+    never dropped because its work was not saved.
     """
 
     __slots__ = ("_token", "outer", "resources", "spend", "taken")
@@ -94,8 +95,18 @@ class WorkSpend:
     def __exit__(self, *exc: object) -> None:
         assert self._token is not None
         _work.reset(self._token)
-        if self.taken:
-            return
+        self.next()
+
+    def next(self) -> None:
+        """The piece of work ended: what it did not take goes to the enclosing work or the
+        run's rest; the next piece is counted from nothing."""
+        if self.resources:
+            if not self.taken:
+                self._release()
+            self.resources = {}
+        self.taken = False
+
+    def _release(self) -> None:
         spend, outer = self.spend, self.outer
         if outer is not None and outer.spend is not spend:
             outer = None

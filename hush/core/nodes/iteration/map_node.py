@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hush.core.checkpointing import SaveWindow
 from hush.core.errors import GraphDefinitionError, NodeError, NodeInputError
 from hush.core.executor import ItemExecutor
+from hush.core.extensions import work_usage
 from hush.core.items import in_order
 from hush.core.nodes.iteration.base import IterationNode
 from hush.core.policies import RetryPolicy
@@ -16,6 +18,7 @@ from hush.core.refs import Each
 
 if TYPE_CHECKING:
     from hush.core.call import NodeCall
+    from hush.core.extensions import Usage
 
 DEFAULT_MAX_CONCURRENCY = 32
 _END = object()
@@ -95,7 +98,7 @@ class MapNode(IterationNode):
         emit = call.run.emit
         report = call.progress if emit is not None and emit.reads("progress") else None
         columns = Columns(plan.writes_parent | call.demanded)
-        pulled = in_order(call, enumerate(items), broadcast)
+        pulled = in_order(call, enumerate(items), broadcast, in_memory=total is not None)
         executor = self.executor
         if executor is None and "[" not in call.path:
             executor = call.run.executor
@@ -105,7 +108,13 @@ class MapNode(IterationNode):
         started = 1  # workers: the first, then one more with each item taken, up to the cap
         tg: asyncio.TaskGroup | None = None
 
+        outside = contextvars.copy_context()  # workers start here, not in a sibling's meter
+
         async def worker(item: tuple[int, dict[str, Any]] | None) -> None:
+            with work_usage(call.run) as usage:
+                await work(item, usage)
+
+        async def work(item: tuple[int, dict[str, Any]] | None, usage: Usage | None) -> None:
             nonlocal started
             while item is not None:
                 i, values = item
@@ -113,12 +122,12 @@ class MapNode(IterationNode):
                     more = _take(pulled)
                     if more is not None:
                         started += 1
-                        tg.create_task(worker(more))
+                        tg.create_task(worker(more), context=outside.copy())
                 columns.grow(i)
                 counters.running += 1
                 try:
                     outcome = await call.run_item(
-                        plan, i, broadcast, values, wait_saved=False, executor=executor
+                        plan, i, broadcast, values, wait_saved=False, executor=executor, usage=usage
                     )
                 finally:
                     counters.running -= 1

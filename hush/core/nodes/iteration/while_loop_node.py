@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hush.core.conditions import Condition, ConditionError
 from hush.core.errors import GraphDefinitionError, HushError, NodeFailedError
+from hush.core.extensions import work_usage
 from hush.core.nodes.iteration.base import IterationNode
 from hush.core.policies import RetryPolicy
 
 if TYPE_CHECKING:
     from hush.core.call import NodeCall
+    from hush.core.extensions import Usage
+    from hush.core.state import IterationCounters
 
 
 class MaxIterationsError(HushError, RuntimeError):
@@ -79,6 +82,19 @@ class WhileLoopNode(IterationNode):
         assert self.plan is not None
         state = dict(inputs)
         counters = call.counters(None)
+        with work_usage(call.run) as usage:
+            n = await self._iterate(call, state, counters, usage)
+        return {**state, "iterations": n}
+
+    async def _iterate(
+        self,
+        call: NodeCall,
+        state: dict[str, Any],
+        counters: IterationCounters,
+        usage: Usage | None,
+    ) -> int:
+        """Run iterations while the condition holds; return how many ran."""
+        assert self.plan is not None
         emit = call.run.emit
         report = call.progress if emit is not None and emit.reads("progress") else None
         n = 0
@@ -90,7 +106,7 @@ class WhileLoopNode(IterationNode):
                 )
             counters.running = 1
             try:
-                outcome = await call.run_item(self.plan, n, {}, dict(state))
+                outcome = await call.run_item(self.plan, n, {}, dict(state), usage=usage)
             finally:
                 counters.running = 0
             if outcome.resumed:
@@ -103,4 +119,4 @@ class WhileLoopNode(IterationNode):
             counters.done = n
             if report is not None:
                 report(counters)
-        return {**state, "iterations": n}
+        return n

@@ -1,0 +1,106 @@
+"""How map items are keyed and saved on the hot path: keyed a block at a time when their
+inputs are in memory (never read ahead otherwise), pickled together when their loop turn
+hands them over, and saved as they were when their map ended."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hush.checkpoint.reader import load_entries
+from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
+from hush.core.items import KEY_BLOCK
+from hush.core.nodes.iteration import MapNode
+
+
+def mapped(body: Any, cap: int, then: Any = None) -> Hush:
+    with GraphNode(name="g") as g:
+        with MapNode(name="m", inputs={"x": Each(PARENT["xs"])}, max_concurrency=cap) as m:
+            node = CodeNode(name="body", code_fn=body, inputs={"x": PARENT["x"]})
+            node["out"] >> PARENT["out"]
+            START >> node >> END
+        m["out"] >> PARENT["outs"]
+        m["error"] >> PARENT["errors"]
+        if then is None:
+            START >> m >> END
+        else:
+            after = CodeNode(name="after", code_fn=then, inputs={"outs": m["out"]})
+            after["outs"] >> PARENT["outs"]
+            START >> m >> after >> END
+    return Hush(g)
+
+
+def items_saved(db: Path) -> dict[str, Any]:
+    return {k: v for k, v in load_entries(db, "r").items() if k.startswith("g/m[")}
+
+
+async def test_results_are_saved_as_they_were_when_their_map_ended(tmp_path: Path) -> None:
+    def body(x: int) -> dict[str, Any]:
+        return {"out": {"x": x, "seen": []}}
+
+    def after(outs: list[dict[str, Any]]) -> dict[str, Any]:
+        for out in outs:
+            out["seen"].append("changed after the map")
+        return {"outs": outs}
+
+    db = tmp_path / "run.db"
+    # An iterator input cannot be keyed, so the map node itself is not saved: nothing but the
+    # map's own wait for its items' commits stands between them and the next node.
+    result = await mapped(body, 4, after).run({"xs": iter(range(50))}, checkpoint=db, run_id="r")
+    assert result["outs"][0]["seen"] == ["changed after the map"]
+    saved = items_saved(db)
+    assert len(saved) == 50
+    assert all(v["out"]["seen"] == [] for v in saved.values()), (
+        "a change made after the map reached the saved results"
+    )
+
+
+class Failing:
+    """A sized input whose iteration fails after ``good`` items."""
+
+    def __init__(self, size: int, good: int) -> None:
+        self.size, self.good = size, good
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        for i in range(self.size):
+            if i == self.good:
+                raise OSError(f"the source broke at item {i}")
+            yield i
+
+
+async def test_an_input_that_fails_midway_keeps_the_items_taken_before_it(tmp_path: Path) -> None:
+    good = KEY_BLOCK + 6  # the error comes in the middle of a block
+    db = tmp_path / "run.db"
+    with pytest.raises(Exception, match="the source broke at item") as failed:
+        await mapped(lambda x: {"out": x}, 1).run(
+            {"xs": Failing(2 * KEY_BLOCK, good)}, checkpoint=db, run_id="r", raise_on_error=True
+        )
+    assert "m" in str(failed.value)
+    assert len(items_saved(db)) == good, "items taken before the input failed were not run"
+
+
+async def test_an_iterator_input_is_not_read_ahead(tmp_path: Path) -> None:
+    pulled: list[int] = []
+    seen: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(3 * KEY_BLOCK):
+            pulled.append(i)
+            yield i
+
+    async def body(x: int) -> dict[str, Any]:
+        seen.append(len(pulled) - (x + 1))  # taken beyond this item (on the loop, no thread)
+        return {"out": x}
+
+    db = tmp_path / "run.db"
+    result = await mapped(body, 2).run({"xs": source()}, checkpoint=db, run_id="r")
+    assert result["outs"] == list(range(3 * KEY_BLOCK))
+    # Two workers take a handful ahead (one takes its next while the other's item waits for
+    # its commit); a block read ahead would be KEY_BLOCK.
+    assert max(seen) < KEY_BLOCK // 4, f"items were pulled {max(seen)} ahead with two workers"
