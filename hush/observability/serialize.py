@@ -152,6 +152,8 @@ def _plain_json(value: Any, max_chars: int, depth: int = 0) -> str | None:
     """The JSON text of a value made only of JSON types that needs no cutting (``None``
     otherwise): the common case, encoded at C speed and not copied. ``depth``: where
     :func:`_convert` would meet it (the head of a long list is checked so, then kept whole)."""
+    if _over_limit(value):
+        return None
     try:
         text = _plain(value)
     except (TypeError, ValueError, RecursionError):
@@ -164,6 +166,23 @@ def _plain_json(value: Any, max_chars: int, depth: int = 0) -> str | None:
     if len(text) <= max_chars and _uncut(value, depth):
         return text
     return None
+
+
+def _over_limit(value: Any) -> bool:
+    """Whether a list or mapping, or one of the few values of one, holds over
+    :data:`MAX_ITEMS` items (a map's inputs and results): known to need cutting without
+    encoding it first."""
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return False
+    if len(items) > MAX_ITEMS:
+        return True
+    return len(items) <= 8 and any(
+        isinstance(item, dict | list | tuple) and len(item) > MAX_ITEMS for item in items
+    )
 
 
 def _uncut(value: Any, depth: int) -> bool:

@@ -191,6 +191,7 @@ def test_a_lone_surrogate_is_written_as_its_escape_and_reads_back(tmp_path: Path
         [1.5, float("nan")] * MAX_ITEMS,
         ["y" * 500] * (MAX_ITEMS + 1),
         (True, None, "z") * MAX_ITEMS,
+        {"m": {str(i): i for i in range(MAX_ITEMS + 1)}, "n": [1] * 5},
     ],
 )
 def test_the_head_of_a_long_list_is_what_converting_each_item_gives(
