@@ -241,7 +241,9 @@ class SQLiteCheckpointStore(RenamedMethods):
             if loop is None or loop.is_closed():
                 loop = self._loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_soon(self._submit_pending)
-        return self._commits.number()
+        commits = self._commits
+        commits.issued += 1
+        return commits.issued
 
     def committed(self, number: int) -> bool:
         """Whether entry ``number`` (from :meth:`queue`) is committed."""

@@ -139,6 +139,8 @@ class Writer:
         """Futures of ``aclose`` calls; ``None`` once the writer has closed."""
         self._close_lock = threading.Lock()
         self._cause: BaseException | None = None
+        self.failed = False
+        """Whether a write has failed."""
         self._commits = 0
         self._entries = 0
         self._max_lag = 0.0
@@ -186,10 +188,6 @@ class Writer:
         """Someone waits for a commit: do not linger."""
         self._background.hurry()
 
-    @property
-    def failed(self) -> bool:
-        """Whether a write has failed."""
-        return self._cause is not None
 
     def error(self) -> CheckpointWriteError:
         """A fresh exception describing the first failure."""
@@ -348,6 +346,7 @@ class Writer:
     def _fail(self, exc: BaseException) -> None:
         if self._cause is None:
             self._cause = exc
+            self.failed = True
             logger.error(
                 "checkpoint writer of run %r in %s failed; no further results will be saved",
                 self._run_id,
