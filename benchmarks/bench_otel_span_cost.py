@@ -2,9 +2,11 @@
 
     python benchmarks/bench_otel_span_cost.py [--runs 5] [--profile OTLPTracer]
 
-The events of two real runs are recorded once: 1,000 map items of a code node (the
-shape of bench_tracing's 20 ms workload: 2,002 spans) and 100 map items of prompt → LLM
-against the local ``MockLLMServer`` (LLM calls with messages, usage and cost: 402 spans).
+The events of three real runs are recorded once: 1,000 map items of a code node (the
+shape of bench_tracing's 20 ms workload: 2,002 spans), 100 map items of prompt → LLM
+against the local ``MockLLMServer`` (LLM calls with messages, usage and cost: 402 spans),
+and W1 (5,000 trivial items) as a tracer with ``sample=0.1`` receives it (~1,000 spans,
+fed to tracers with ``sample=0.1`` under the recorded run id, so they keep what it drew).
 Each round feeds them to a fresh LocalTracer, OTLPTracer and LangfuseTracer, taking
 turns, through the tracer's own event handler in this thread, and prints the handler's
 CPU time (``time.thread_time``) per span as ``min–max`` over ``--runs`` rounds: what the
@@ -47,13 +49,14 @@ from hush.observability.open_spans import Subscription
 
 
 class Recorder:
-    """Keeps the events a tracer would read, in order."""
+    """Keeps the events a tracer with ``share`` would read, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, share: float = 1.0) -> None:
         self.events: list[Event] = []
+        self.share = share
 
     def subscribe(self, start: Event) -> Subscription:
-        return Subscription(self.events.append, start.run_id, 1.0)
+        return Subscription(self.events.append, start.run_id, self.share)
 
     async def flush(self, timeout: float | None = None) -> None:
         return None
@@ -62,6 +65,13 @@ class Recorder:
 async def record_map(items: int) -> list[Event]:
     recorder = Recorder()
     await map_engine(trivial, 50).run({"items": list(range(items))}, tracer=recorder)
+    return recorder.events
+
+
+async def record_sampled(items: int, share: float) -> list[Event]:
+    """W1's events as a tracer with ``sample=share`` receives them (the drawn items')."""
+    recorder = Recorder(share)
+    await map_engine(trivial, 100).run({"items": list(range(items))}, tracer=recorder)
     return recorder.events
 
 
@@ -89,9 +99,10 @@ def spans_of(events: Sequence[Event]) -> int:
     return sum(e.kind in ("node_end", "run_end", "llm") for e in events)
 
 
-def fresh(events: Sequence[Event]) -> list[Event]:
-    """The events under a new run id (each tracer sees a run of its own)."""
-    run_id = uuid.uuid4().hex
+def fresh(events: Sequence[Event], share: float = 1.0) -> list[Event]:
+    """The events under a new run id (each tracer sees a run of its own); a sampled run's keep
+    theirs, so that the tracer draws the items the recorded run drew."""
+    run_id = events[0].run_id if share < 1.0 else uuid.uuid4().hex
     out = []
     for event in events:
         copy = Event.__new__(Event)
@@ -141,30 +152,34 @@ def main() -> None:
     assert sink.stdout is not None
     host = f"http://127.0.0.1:{sink.stdout.readline().strip()}"
     workloads = {
-        "1,000 map items (code node)": asyncio.run(record_map(1000)),
-        "100 map items (prompt -> LLM)": asyncio.run(record_llm(100)),
+        "1,000 map items (code node)": (asyncio.run(record_map(1000)), 1.0),
+        "100 map items (prompt -> LLM)": (asyncio.run(record_llm(100)), 1.0),
+        "W1 (5,000 trivial items) sample=0.1": (asyncio.run(record_sampled(5000, 0.1)), 0.1),
     }
     tmp = tempfile.mkdtemp()
-    arms: dict[str, Callable[[], Any]] = {
-        "LocalTracer": lambda: LocalTracer(Path(tmp) / f"{uuid.uuid4().hex}.jsonl"),
-        "OTLPTracer": lambda: OTLPTracer(host, flush_timeout=30.0),
-        "LangfuseTracer": lambda: LangfuseTracer(
+    arms: dict[str, Callable[[float], Any]] = {
+        "LocalTracer": lambda share: LocalTracer(
+            Path(tmp) / f"{uuid.uuid4().hex}.jsonl", sample=share
+        ),
+        "OTLPTracer": lambda share: OTLPTracer(host, flush_timeout=30.0, sample=share),
+        "LangfuseTracer": lambda share: LangfuseTracer(
             public_key=f"pk-{uuid.uuid4().hex}",
             secret_key="sk-bench",
             host=host,
             flush_timeout=30.0,
+            sample=share,
         ),
     }
     try:
         print(f"hush from {Path(hush.__file__).parent}")
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        for title, events in workloads.items():
+        for title, (events, share) in workloads.items():
             spans = spans_of(events)
             if args.profile:
-                tracer = arms[args.profile]()
+                tracer = arms[args.profile](share)
                 profile = cProfile.Profile()
                 profile.enable()
-                feed(tracer, fresh(events))
+                feed(tracer, fresh(events, share))
                 profile.disable()
                 tracer.close(timeout=30.0)
                 print(f"{title}, {spans} spans, {args.profile}:")
@@ -174,9 +189,9 @@ def main() -> None:
             exported: dict[str, list[float]] = {name: [] for name in arms}
             for _ in range(args.runs):
                 for name, make in arms.items():
-                    tracer = make()
+                    tracer = make(share)
                     spent = timed_export(tracer) if name != "LocalTracer" else None
-                    cpu[name].append(feed(tracer, fresh(events)) / spans * 1e6)
+                    cpu[name].append(feed(tracer, fresh(events, share)) / spans * 1e6)
                     tracer.close(timeout=30.0)
                     if spent is not None:
                         exported[name].append(spent[0] / spans * 1e6)
