@@ -211,9 +211,6 @@ class Units:
     def summary(self) -> Mapping[str, Any] | None:
         return {self.unit: 1}
 
-    def next(self) -> None:
-        self.taken = False
-
 
 async def test_work_usage_counts_work_only_where_it_can_be_saved(tmp_path: Path) -> None:
     store = await open_checkpoint(tmp_path / "w.db", "r", "f")
@@ -234,9 +231,44 @@ async def test_work_usage_counts_work_only_where_it_can_be_saved(tmp_path: Path)
         assert tokens.rest == calls.rest == 1, "usage no work took goes to the run"
         alone = RunContext("r", record, checkpoint=RunCheckpoint(store), meters=(tokens,))
         with work_usage(alone) as usage:
-            assert isinstance(usage, Units), "one meter's usage is given as it is"
+            assert usage is not None
+            usage.taken = True
+            usage.next()  # a meter without pieces of its own: each piece is one work()
+            usage.next()
+        assert tokens.rest == 3, "the pieces after the first, untaken, did not go to the run"
+        pieced = PiecesMeter()
+        with work_usage(
+            RunContext("r", record, checkpoint=RunCheckpoint(store), meters=(pieced,))
+        ) as usage:
+            assert usage is pieced.usage, "a usage that ends pieces itself is given as it is"
+            usage.next()
+        assert pieced.entered == 1 and pieced.usage.pieces == 1
     finally:
         await store.aclose()
+
+
+class PiecesMeter(Meter):
+    """A meter whose usage ends pieces itself (``next``)."""
+
+    def __init__(self) -> None:
+        super().__init__("pieces")
+        self.entered = 0
+        self.usage = Pieces()
+
+    @contextlib.contextmanager
+    def work(self) -> Iterator[Units]:
+        self.entered += 1
+        yield self.usage
+
+
+class Pieces(Units):
+    def __init__(self) -> None:
+        super().__init__("pieces")
+        self.pieces = 0
+
+    def next(self) -> None:
+        self.pieces += 1
+        self.taken = False
 
 
 def _imports(path: Path) -> Iterator[str]:

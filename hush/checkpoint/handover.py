@@ -9,8 +9,8 @@ therefore a copy of what it was at the end of the loop turn it finished in, and 
 before anything after its map runs (a map waits for its last commit).
 
 A value that does not pickle is not saved (the caller is told once per node, and its work
-runs again on resume); what its work spent is kept, in a row of its own that readers
-count and never return as a result.
+runs again on resume); what its work spent is kept, in a spend-only row (path
+``$spend``) that resume counts and readers never take for a result.
 """
 
 from __future__ import annotations
@@ -31,18 +31,31 @@ Refused = Callable[[str, str], None]
 """Told the path (as the run names it) of a result that is not saved, and why."""
 
 
-def pickle_results(rows: list[object], raw: list[tuple[int, str]], refused: Refused) -> None:
-    """Pickle, in place, the values at ``raw``'s positions of ``rows`` (a chunk's flat body;
-    each position with the path to name if it does not pickle)."""
+def pickle_results(
+    rows: list[object], raw: list[tuple[int, str]], refused: Refused
+) -> list[object]:
+    """Pickle the values at ``raw``'s positions of ``rows`` (a chunk's flat body; each
+    position with the path to name if it does not pickle); return the body to commit (the
+    same list, without the entries of unsaved results that spent nothing)."""
     if len(raw) * CHUNK_ROW == len(rows):
         try:
             rows[2::CHUNK_ROW] = list(map(_dumps, rows[2::CHUNK_ROW]))
-            return
+            return rows
         except Exception:  # one of them does not pickle (rows are untouched): find which
             pass
+    dropped = False
     for position, shown in raw:
         try:
             rows[position] = _dumps(rows[position])
         except Exception as exc:
             rows[position - 2 : position + 1] = [SPEND_PATH, UNSAVED, _NOTHING]
+            dropped = dropped or rows[position + 1] is None
             refused(shown, f"its result does not pickle ({type(exc).__name__}: {exc})")
+    if not dropped:
+        return rows
+    kept: list[object] = []
+    for start in range(0, len(rows), CHUNK_ROW):
+        entry = rows[start : start + CHUNK_ROW]
+        if entry[1] is not UNSAVED or entry[3] is not None:
+            kept += entry
+    return kept

@@ -233,7 +233,10 @@ class SQLiteCheckpointStore(RenamedMethods):
 
     def _buffered(self) -> int:
         """Number the entry just buffered; hand the buffer over at the end of this loop turn
-        (or now, when it holds :data:`MAX_BATCH` results)."""
+        (or now, when it holds :data:`MAX_BATCH` results: numbered first, so that the batch
+        handed over covers it)."""
+        commits = self._commits
+        commits.issued += 1
         if len(self._rows) >= MAX_BATCH * CHUNK_ROW:
             self._submit_pending()
         elif self._flush_handle is None:
@@ -241,8 +244,6 @@ class SQLiteCheckpointStore(RenamedMethods):
             if loop is None or loop.is_closed():
                 loop = self._loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_soon(self._submit_pending)
-        commits = self._commits
-        commits.issued += 1
         return commits.issued
 
     def committed(self, number: int) -> bool:
@@ -273,8 +274,8 @@ class SQLiteCheckpointStore(RenamedMethods):
             return
         self._rows = []
         if self._raw:
-            pickle_results(rows, self._raw, self.refused)
-            self._raw = []
+            raw, self._raw = self._raw, []
+            rows = pickle_results(rows, raw, self.refused)
         if keyed:
             self._keyed = []
         self._writer.submit(Many(rows, keyed, self._commits.issued, self._commits, time.time()))

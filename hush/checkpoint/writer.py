@@ -29,6 +29,7 @@ from pathlib import Path
 
 from hush.background import BackgroundWriter, WriterFailedError
 from hush.checkpoint.chunks import chunked
+from hush.checkpoint.claim import SPEND_PATH
 from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointWriteError
 from hush.checkpoint.lock import RunLock
@@ -188,7 +189,6 @@ class Writer:
         """Someone waits for a commit: do not linger."""
         self._background.hurry()
 
-
     def error(self) -> CheckpointWriteError:
         """A fresh exception describing the first failure."""
         cause = self._cause or RuntimeError("the writer is closed")
@@ -278,7 +278,8 @@ class Writer:
         statements: list[tuple[str, list[object]]] = []
         for body in chunked(rows) if rows else ():
             blob = pickle.dumps(body, protocol=5)
-            statements.append((APPEND_CHUNK, [self._run_id, len(body) // CHUNK_ROW, blob, at]))
+            results = len(body) // CHUNK_ROW - body[0::CHUNK_ROW].count(SPEND_PATH)
+            statements.append((APPEND_CHUNK, [self._run_id, results, blob, at]))
         step = MAX_BATCH * ROW
         for start in range(0, len(keyed), step):
             statements.append(self._upsert(keyed[start : start + step]))

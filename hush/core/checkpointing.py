@@ -24,6 +24,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from itertools import islice
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.checkpoint.digest import digest, digest_after
@@ -48,6 +49,10 @@ UNCOMMITTED_PER_WORKER = 2
 for a commit (:class:`SaveWindow`). Of 5,000 trivial items at cap 100 on a loaded
 machine, one let about half wait, two at most a third, three almost none
 (``benchmarks/bench_checkpoint.py``)."""
+
+
+BLOCK_S = 0.001
+"""How long keying one block of a map's items may hold the event loop before blocks shrink."""
 
 
 class Snapshot(NamedTuple):
@@ -304,19 +309,21 @@ class ItemKeys:
         ahead: int = 1,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """``items`` (numbered), each keyed as it is taken: in input order, whichever
-        worker runs it and whenever. With ``ahead`` > 1 they are taken and keyed that many
-        at a time (for items already in memory: keying a block in one go runs its code warm);
-        an error of ``items`` is raised after the items taken before it."""
+        worker runs it and whenever. With ``ahead`` > 1 they are taken and keyed up to that many
+        at a time (for items already in memory: keying a block in one go runs its code warm),
+        blocks halving while keying one takes over :data:`BLOCK_S` (large inputs) and growing
+        back after; an error of ``items`` is raised after the items taken before it."""
         ready, key = self._ready, self.key
         if ahead <= 1:
             for index, own in items:
                 ready[index] = key(shared, own)
                 yield index, own
             return
+        size = ahead
         while True:
             block: list[tuple[int, dict[str, Any]]] = []
             try:
-                block.extend(islice(items, ahead))
+                block.extend(islice(items, size))
             except Exception as exc:
                 for index, own in block:
                     ready[index] = key(shared, own)
@@ -324,8 +331,11 @@ class ItemKeys:
                 raise exc
             if not block:
                 return
+            started = perf_counter()
             for index, own in block:
                 ready[index] = key(shared, own)
+            took = perf_counter() - started
+            size = max(1, size // 2) if took > BLOCK_S else min(ahead, size * 2)
             yield from block
 
     def take(

@@ -156,14 +156,59 @@ def work_usage(run: RunContext) -> contextlib.AbstractContextManager[Usage | Non
     if run.checkpoint is None or not meters:
         return contextlib.nullcontext()
     if len(meters) == 1:
-        return meters[0].work()
+        return _pieces(meters[0])
     return _joined(meters)
+
+
+@contextlib.contextmanager
+def _pieces(meter: Meter) -> Iterator[Usage]:
+    """``meter.work()``; a meter whose usage has no ``next`` (written before pieces) is
+    entered anew for each piece instead."""
+    stack = contextlib.ExitStack()
+    usage = stack.enter_context(meter.work())
+    if hasattr(usage, "next"):
+        with stack:
+            yield usage
+        return
+    again = _Reentered(meter, usage, stack)
+    try:
+        yield again
+    finally:
+        again.close()
+
+
+class _Reentered:
+    """The usage of a meter without ``next``: each piece is one ``work()`` of the meter."""
+
+    __slots__ = ("_meter", "_stack", "_usage")
+
+    def __init__(self, meter: Meter, usage: Usage, stack: contextlib.ExitStack) -> None:
+        self._meter, self._usage, self._stack = meter, usage, stack
+
+    @property
+    def taken(self) -> bool:
+        return self._usage.taken
+
+    @taken.setter
+    def taken(self, value: bool) -> None:
+        self._usage.taken = value
+
+    def summary(self) -> Mapping[str, Any] | None:
+        return self._usage.summary()
+
+    def next(self) -> None:
+        self._stack.close()
+        self._stack = contextlib.ExitStack()
+        self._usage = self._stack.enter_context(self._meter.work())
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 @contextlib.contextmanager
 def _joined(meters: tuple[Meter, ...]) -> Iterator[Usage]:
     with contextlib.ExitStack() as stack:
-        usage = _JoinedUsage([stack.enter_context(m.work()) for m in meters])
+        usage = _JoinedUsage([stack.enter_context(_pieces(m)) for m in meters])
         try:
             yield usage
         finally:

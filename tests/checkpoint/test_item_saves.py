@@ -4,13 +4,18 @@ hands them over, and saved as they were when their map ended."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hush.checkpoint.reader import load_entries
+from hush.checkpoint import open_checkpoint
+from hush.checkpoint.reader import list_runs, load_entries
+from hush.checkpoint.sqlite_store import MAX_BATCH
 from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
 from hush.core.items import KEY_BLOCK
 from hush.core.nodes.iteration import MapNode
@@ -85,14 +90,31 @@ async def test_an_input_that_fails_midway_keeps_the_items_taken_before_it(tmp_pa
     assert len(items_saved(db)) == good, "items taken before the input failed were not run"
 
 
-async def test_an_iterator_input_is_not_read_ahead(tmp_path: Path) -> None:
+class Lazy:
+    """A lazy input that knows its length (as ``tqdm(generator, total=n)`` does)."""
+
+    def __init__(self, items: Iterator[int], size: int) -> None:
+        self.items, self.size = items, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        return self.items
+
+
+@pytest.mark.parametrize("sized", [False, True], ids=["iterator", "sized-lazy"])
+async def test_an_iterator_input_is_not_read_ahead(tmp_path: Path, sized: bool) -> None:
     pulled: list[int] = []
     seen: list[int] = []
 
-    def source() -> Iterator[int]:
+    def generate() -> Iterator[int]:
         for i in range(3 * KEY_BLOCK):
             pulled.append(i)
             yield i
+
+    def source() -> Any:
+        return Lazy(generate(), 3 * KEY_BLOCK) if sized else generate()
 
     async def body(x: int) -> dict[str, Any]:
         seen.append(len(pulled) - (x + 1))  # taken beyond this item (on the loop, no thread)
@@ -104,3 +126,29 @@ async def test_an_iterator_input_is_not_read_ahead(tmp_path: Path) -> None:
     # Two workers take a handful ahead (one takes its next while the other's item waits for
     # its commit); a block read ahead would be KEY_BLOCK.
     assert max(seen) < KEY_BLOCK // 4, f"items were pulled {max(seen)} ahead with two workers"
+
+
+async def test_a_batch_filled_by_one_loop_turn_is_committed_whole(tmp_path: Path) -> None:
+    """The entry that fills a hand-over (MAX_BATCH results in one loop turn) is numbered
+    before the batch is handed over, so waiting for it ends with that batch's commit."""
+    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+        numbers = [
+            store.queue_result(f"g/m[{i}]", f"d{i}", {"i": i}, None, f"g/m[{i}]")
+            for i in range(MAX_BATCH)
+        ]
+        assert numbers == list(range(1, MAX_BATCH + 1))
+        await asyncio.wait_for(store.durable(numbers[-1]), 10)
+
+
+async def test_a_result_that_does_not_pickle_and_spent_nothing_leaves_no_row(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "run.db"
+    result = await mapped(lambda x: {"out": threading.Lock()}, 4).run(
+        {"xs": list(range(10))}, checkpoint=db, run_id="r"
+    )
+    assert result["errors"] == [None] * 10
+    assert items_saved(db) == {}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT coalesce(sum(entries), 0) FROM chunks").fetchone() == (0,)
+    assert list_runs(db)[0].entries == 0, "an unsaved result was counted as saved"

@@ -21,6 +21,7 @@ from hush.checkpoint.sqlite_store import SPEND_PATH
 from hush.core import END, PARENT, START, CodeNode, Each, GraphNode, Hush
 from hush.core.nodes.iteration import MapNode
 from hush.providers import LLMNode
+from hush.providers.clients import complete
 from hush.testing import MockLLMServer
 
 
@@ -104,6 +105,39 @@ async def test_one_workers_items_each_save_their_own_spend(
         "a row holds no call, or another item's call as well as its own"
     )
     assert result["$state"].llm[f"llm:{name}"]["calls"] == 8
+
+
+async def test_a_workers_unsaved_items_leave_their_spend_to_the_run_not_to_a_sibling(
+    server: MockLLMServer, register: Callable[..., str], tmp_path: Path
+) -> None:
+    """Items of one code node that asks the LLM, then fails for every other item, save
+    nothing when they fail: their spend goes to the run's rest, never into the item another
+    worker (the one that started theirs) is running."""
+    name = register("asked", server.base_url)
+
+    async def ask(q: str) -> dict[str, Any]:
+        reply = await complete(name, [{"role": "user", "content": q}])
+        if q.endswith("!"):
+            raise ValueError("not this one")
+        return {"out": reply.content}
+
+    with GraphNode(name="spend") as g:
+        with MapNode(name="items", inputs={"q": Each(PARENT["qs"])}, max_concurrency=4) as m:
+            node = CodeNode(name="ask", code_fn=ask, inputs={"q": PARENT["q"]})
+            node["out"] >> PARENT["out"]
+            START >> node >> END
+        m["error"] >> PARENT["errors"]
+        START >> m >> END
+    qs = [f"question {i}" + ("!" if i % 2 else "?") for i in range(24)]
+    db = tmp_path / "run.db"
+    result = await Hush(g).run({"qs": qs}, checkpoint=db, run_id="r")
+    assert [e is not None for e in result["errors"]] == [bool(i % 2) for i in range(24)]
+    rows = [s for path, _, s in item_rows(db) if path.startswith("spend/items[")]
+    assert len(rows) == 12
+    assert all(s is not None and s["calls"] == 1 for s in rows), (
+        "an unsaved item's call went into another worker's item"
+    )
+    assert result["$state"].llm[f"llm:{name}"]["calls"] == 24
 
 
 async def test_a_result_that_does_not_pickle_is_not_saved_but_its_spend_is(

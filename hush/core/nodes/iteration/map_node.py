@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hush.core.checkpointing import SaveWindow
@@ -98,7 +98,8 @@ class MapNode(IterationNode):
         emit = call.run.emit
         report = call.progress if emit is not None and emit.reads("progress") else None
         columns = Columns(plan.writes_parent | call.demanded)
-        pulled = in_order(call, enumerate(items), broadcast, in_memory=total is not None)
+        in_memory = all(isinstance(inputs[k], Sequence) for k in self.each_keys)
+        pulled = in_order(call, enumerate(items), broadcast, in_memory=in_memory)
         executor = self.executor
         if executor is None and "[" not in call.path:
             executor = call.run.executor
