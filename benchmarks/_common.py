@@ -1,10 +1,14 @@
-"""Timing helpers shared by the benchmark scripts: best of N in one process, ranges over runs."""
+"""Timing helpers shared by the benchmark scripts: best of N in one process, ranges over runs,
+and event counts of a child process under callgrind."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 
 
 async def best_of(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
@@ -82,3 +86,24 @@ def child_values(argvs: Mapping[str, Sequence[str]], runs: int) -> dict[str, lis
             out = subprocess.run(list(argv), capture_output=True, text=True, check=True)
             result[name].append(float(out.stdout.strip().splitlines()[-1]))
     return result
+
+
+def callgrind(argv: Sequence[str], out: Path, *, cache_sim: bool = False) -> dict[int, list[int]]:
+    """Run ``argv`` under ``valgrind --tool=callgrind`` (one count file per thread, hashing
+    seeded); return each thread's event totals (1: the main thread's), in callgrind's order
+    (``Ir`` first; with ``cache_sim``, then ``Dr Dw I1mr D1mr D1mw ...``)."""
+    tool = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
+    if cache_sim:
+        tool.append("--cache-sim=yes")
+    subprocess.run(
+        [*tool, f"--callgrind-out-file={out}", *argv],
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+    )
+    found = {}
+    for part in out.parent.glob(f"{out.name}-*"):
+        total = re.search(r"^(?:summary|totals): (.+)$", part.read_text(), re.M)
+        if total is not None:
+            found[int(part.name.rsplit("-", 1)[1])] = [int(v) for v in total.group(1).split()]
+    return found

@@ -22,9 +22,6 @@ script with ``PYTHONPATH=<a worktree of the older commit>``.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +29,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _common import callgrind  # noqa: E402
 
 ARMS = ("off", "on")
 EVENTS = ("Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw")
@@ -60,32 +60,9 @@ def child(arm: str, runs: int, items: int) -> None:
 
 def counts(arm: str, runs: int, items: int, folder: str) -> dict[int, list[int]]:
     """Events per thread (1: the loop's) of a child running ``runs`` runs."""
-    out = Path(folder) / f"cg.{arm}.{runs}"
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--separate-threads=yes",
-            "--cache-sim=yes",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            "--child",
-            arm,
-            str(runs),
-            str(items),
-        ],
-        check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-        capture_output=True,
-    )
-    found = {}
-    for part in Path(folder).glob(f"{out.name}-*"):
-        total = re.search(r"^(?:summary|totals): (.+)$", part.read_text(), re.M)
-        if total is not None:
-            values = [int(v) for v in total.group(1).split()]
-            found[int(part.name.rsplit("-", 1)[1])] = values[: len(EVENTS)]
-    return found
+    argv = [sys.executable, __file__, "--child", arm, str(runs), str(items)]
+    found = callgrind(argv, Path(folder) / f"cg.{arm}.{runs}", cache_sim=True)
+    return {thread: values[: len(EVENTS)] for thread, values in found.items()}
 
 
 def main() -> None:

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +29,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _common import callgrind  # noqa: E402
 
 ARMS = ("off", "sample=0.0", "sample=0.1", "tracer's kinds", "events only")
 TRACED = frozenset(("run_start", "node_start", "node_end", "llm", "run_end"))
@@ -85,31 +85,9 @@ def child(arm: str, runs: int, items: int) -> None:
 
 def counts(arm: str, runs: int, items: int, folder: str) -> dict[int, int]:
     """Instructions per thread (1: the loop's) of a child running ``runs`` runs."""
-    out = Path(folder) / f"cg.{ARMS.index(arm)}.{runs}"
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--separate-threads=yes",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            "--child",
-            arm,
-            str(runs),
-            str(items),
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    found = {}
-    for part in Path(folder).glob(f"{out.name}-*"):
-        total = re.search(r"^(?:summary|totals): (\d+)", part.read_text(), re.M)
-        if total is not None:
-            found[int(part.name.rsplit("-", 1)[1])] = int(total.group(1))
-    return found
+    argv = [sys.executable, __file__, "--child", arm, str(runs), str(items)]
+    found = callgrind(argv, Path(folder) / f"cg.{ARMS.index(arm)}.{runs}")
+    return {thread: values[0] for thread, values in found.items()}
 
 
 def main() -> None:
