@@ -288,7 +288,7 @@ class BackgroundWriter(Generic[T]):
         try:
             stopped = self._serve_queue()
         except BaseException as exc:
-            self._failed(exc)
+            self.record_failure(exc)
             self._closed = stopped = True
             shutdown.unregister(self)
         if stopped:
@@ -356,12 +356,13 @@ class BackgroundWriter(Generic[T]):
                 if self._nudge is not None:
                     self._nudge.progressed(len(batch))
             except BaseException as exc:
-                self._failed(exc)
+                self.record_failure(exc)
         rejected, failure = self._rejected, self.failure
         if batch and rejected is not None and failure is not None:
             self._safely(lambda: rejected(batch, failure))
 
-    def _failed(self, exc: BaseException) -> None:
+    def record_failure(self, exc: BaseException) -> None:
+        """A handler failed (or work done outside the thread on the writer's behalf)."""
         if self.failure is not None:
             return
         self.failure = exc

@@ -10,10 +10,10 @@ from hush.checkpoint.errors import (
 )
 from hush.checkpoint.hashing import fingerprint
 from hush.checkpoint.lock import RunLockedError
+from hush.checkpoint.ops import WriterStats
 from hush.checkpoint.reader import RunInfo, list_runs, load_entries
 from hush.checkpoint.sqlite_store import SQLiteCheckpointStore, open_checkpoint
 from hush.checkpoint.store import CheckpointStore
-from hush.checkpoint.writer import WriterStats
 
 __all__ = [
     "CheckpointError",

@@ -41,12 +41,13 @@ def chunked(rows: list[object]) -> list[list[object]]:
     bodies = (
         [rows] if len(rows) <= step else [rows[i : i + step] for i in range(0, len(rows), step)]
     )
-    if all(_size(body) <= CHUNK_BYTES for body in bodies):
+    if all(pickled_bytes(body) <= CHUNK_BYTES for body in bodies):
         return bodies
     return [part for body in bodies for part in _by_bytes(body)]
 
 
-def _size(body: list[Any]) -> int:
+def pickled_bytes(body: list[Any]) -> int:
+    """The bytes of pickled values in the chunk body ``body``."""
     return sum(map(len, body[2::CHUNK_ROW]))
 
 

@@ -69,6 +69,21 @@ class Opened:
     """The file's device and inode: the writer checks the file is still there."""
 
 
+def check_file(file: Path, identity: tuple[int, int]) -> None:
+    """Raise if ``file`` was removed or replaced since it had ``identity`` (device, inode):
+    what was committed to it went nowhere."""
+    try:
+        stat = os.stat(file)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"checkpoint file {file} was removed while the run wrote to it"
+        ) from None
+    if (stat.st_dev, stat.st_ino) != identity:
+        raise FileExistsError(
+            f"checkpoint file {file} was replaced by another file while the run wrote to it"
+        )
+
+
 def open_run(
     file: Path, run_id: str, fingerprint: str, on_mismatch: OnMismatch, restart: bool
 ) -> Opened:

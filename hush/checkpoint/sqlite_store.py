@@ -27,17 +27,10 @@ from hush.checkpoint.claim import SPEND_KEY, SPEND_PATH, OnMismatch, open_run
 from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointValueError
 from hush.checkpoint.handover import Refused, pickle_results
+from hush.checkpoint.ops import Barrier, Close, Many, Status, WriterStats
 from hush.checkpoint.renamed import RenamedMethods
 from hush.checkpoint.schema import CHUNK_ROW
-from hush.checkpoint.writer import (
-    MAX_BATCH,
-    Barrier,
-    Close,
-    Many,
-    Status,
-    Writer,
-    WriterStats,
-)
+from hush.checkpoint.writer import MAX_BATCH, Writer
 
 logger = logging.getLogger("hush.checkpoint")
 
@@ -52,18 +45,18 @@ def _not_saved(path: str, why: str) -> None:
 
 
 class SQLiteCheckpointStore(RenamedMethods):
-    """Finished results of one run, read from memory and written by a background thread.
+    """Finished results of one run, read from memory and written in batches.
 
     Create it with :func:`open_checkpoint`. ``load`` is a dictionary lookup;
     ``queue`` pickles the value, buffers it and returns its number (``queue_result``
     buffers a map item's result as it is: the buffer's results are pickled together when it
-    is handed over, :mod:`hush.checkpoint.handover`); the buffer is
-    handed to the writer thread once per event-loop iteration (or every
-    :data:`MAX_BATCH` entries), so the thread wakes once per batch rather than once
-    per entry, and commits whatever it has in one transaction. A result is durable
-    within one loop iteration and one commit (typically a few milliseconds):
-    ``committed(n)`` tells, ``durable(n)`` waits (without suspending when it is);
-    ``save`` is ``queue`` with a future of that commit.
+    is handed over, :mod:`hush.checkpoint.handover`) at the end of the event-loop turn (or
+    past :data:`MAX_BATCH` entries), one batch per transaction, committed on the loop or
+    by the writer thread (:mod:`hush.checkpoint.writer`; gathered for the writer's pause
+    after a commit). A result is durable within a few milliseconds:
+    ``committed(n)`` tells, ``durable(n)`` waits (without suspending when it is, and
+    committing its batch at once when it can); ``save`` is ``queue`` with a future of that
+    commit.
     """
 
     def __init__(
@@ -243,7 +236,7 @@ class SQLiteCheckpointStore(RenamedMethods):
             loop = self._loop
             if loop is None or loop.is_closed():
                 loop = self._loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_soon(self._submit_pending)
+            self._flush_handle = loop.call_soon(self._turn_ended)
         return commits.issued
 
     def committed(self, number: int) -> bool:
@@ -251,21 +244,44 @@ class SQLiteCheckpointStore(RenamedMethods):
         return self._commits.committed >= number
 
     async def durable(self, number: int) -> None:
-        """Return once entry ``number`` is committed (at once if it is; the writer does not
-        linger for it otherwise); raise :class:`CheckpointWriteError` if the writer failed
-        before."""
+        """Return once entry ``number`` is committed (at once if it is, or if its batch can
+        be committed here and now; the writer does not linger for it otherwise); raise
+        :class:`CheckpointWriteError` if the writer failed before."""
+        commits = self._commits
+        if commits.committed < number and self._flush_handle is not None:
+            self._submit_pending()  # still buffered: hand it over now
         self._wanted(number)
-        await self._commits.wait(number)
+        await commits.wait(number)
 
     def _wanted(self, number: int) -> None:
-        """Someone waits for entry ``number``: the writer does not rest before committing
-        it (it is handed over at the end of this loop turn, with the others queued)."""
+        """Someone waits for entry ``number``: it is handed over at the end of this loop
+        turn (with the others buffered), and the writer thread does not rest before
+        committing it."""
         if self._commits.committed < number:
             self._want = max(self._want, number)
+            handle = self._flush_handle
+            if isinstance(handle, asyncio.TimerHandle):
+                handle.cancel()
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._submit_pending)
             self._writer.hurry()
 
+    def _turn_ended(self) -> None:
+        """The loop turn that buffered entries ended: hand them over, or, when the loop
+        would commit them and its last commit ended under
+        :data:`~hush.checkpoint.writer.PAUSE_S` ago (and nobody waits for them), at the
+        end of that pause, with what the turns until then add."""
+        self._flush_handle = None
+        writer = self._writer
+        if self._want <= self._commits.committed and writer.idle(self._commits):
+            rest = writer.committed_at + writer.pause - time.monotonic()
+            if rest > 0 and self._loop is not None:
+                self._flush_handle = self._loop.call_later(rest, self._submit_pending)
+                return
+        self._submit_pending()
+
     def _submit_pending(self) -> None:
-        """Hand the buffered batch to the writer thread."""
+        """Hand the buffered batch over: committed on this thread if the writer is idle
+        (:meth:`~hush.checkpoint.writer.Writer.commit_here`), else by the writer thread."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -278,10 +294,14 @@ class SQLiteCheckpointStore(RenamedMethods):
             rows = pickle_results(rows, raw, self.refused)
         if keyed:
             self._keyed = []
-        self._writer.submit(Many(rows, keyed, self._commits.issued, self._commits, time.time()))
+        many = Many(rows, keyed, self._commits.issued, self._commits, time.time())
+        writer = self._writer
+        if writer.commit_here(many):
+            return
+        writer.submit(many)
         if self._want > self._commits.committed:
             # The writer may have taken (and cleared) the hurry for an earlier batch.
-            self._writer.hurry()
+            writer.hurry()
 
     async def flush(self) -> None:
         """Return once everything saved so far is committed."""

@@ -1,40 +1,54 @@
 """The checkpoint writer: group commits of queued checkpoint entries.
 
-The event loop only enqueues; a :class:`~hush.background.BackgroundWriter` thread
-takes everything queued (up to :data:`MAX_BATCH` batches) and commits it in one
+A batch (one event-loop turn's entries, or a few turns') is committed in one
 transaction: the results as one chunk (one row, its body pickled in one call: see
-:mod:`hush.checkpoint.schema`), the bookkeeping as upserts; then it raises the store's commit watermark (:class:`~hush.checkpoint.
-commits.Commits`, which wakes the loop only if someone waits) and settles the futures of
-``flush`` and ``aclose`` on their own loops. The first failure is kept: every later put
-and waiter gets a :class:`CheckpointWriteError`.
+:mod:`hush.checkpoint.schema`), the bookkeeping as upserts; then the store's commit
+watermark rises (:class:`~hush.checkpoint.commits.Commits`, which wakes the loop only if
+someone waits). The first failure is kept: every later put and waiter gets a
+:class:`CheckpointWriteError`.
 
-A busy event loop can starve the thread of the GIL, so submissions nudge it (see
-:class:`~hush.background.handoff.Nudge`); a whole batch being one statement, a commit needs
-the GIL back only once, and the thread does no Python work per entry. The thread follows the background writers' shutdown policy;
-closing commits what is queued, closes the connection and releases the run's lock.
+A batch is committed on the event loop's thread (:meth:`Writer.commit_here`) while that
+is quick: the thread holds no earlier batch (commits keep their order), the batch is small
+and the file's write lock is free at once (a commit without an fsync takes 50-250 us, less
+than a hand-off to a thread that a busy loop starves of the GIL). Otherwise a
+:class:`~hush.background.BackgroundWriter` thread commits it, and does so for
+:data:`INLINE_BACKOFF_S` after a commit on the loop took over :data:`INLINE_MAX_S`. The
+thread is nudged when a busy loop starves it, settles the futures of ``flush`` and
+``aclose`` on their loops, and closing commits what is queued, closes the connection and
+releases the run's lock. One lock keeps the two from using the connection at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import pickle
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from hush.background import BackgroundWriter, WriterFailedError
-from hush.checkpoint.chunks import chunked
-from hush.checkpoint.claim import SPEND_PATH
+from hush.checkpoint.chunks import chunked, pickled_bytes
+from hush.checkpoint.claim import SPEND_PATH, check_file
 from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointWriteError
 from hush.checkpoint.lock import RunLock
+from hush.checkpoint.ops import (
+    ROW,
+    Barrier,
+    Close,
+    Futures,
+    Many,
+    Op,
+    Status,
+    WriterStats,
+    alone,
+    settle,
+    waiters_of,
+)
 from hush.checkpoint.schema import (
     APPEND_CHUNK,
+    BUSY_TIMEOUT_S,
     CHUNK_ROW,
     SET_STATUS,
     STATEMENT_SIZES,
@@ -52,71 +66,18 @@ CHECK_FILE_EVERY_S = 0.1
 back and forth: while the event loop is busy, each hand-off can wait Python's switch
 interval, 5 ms). Closing always checks."""
 PAUSE_S = 0.002
-"""How long the thread rests after a commit, gathering entries, unless someone waits for
-them (``flush``, ``aclose``, :meth:`Writer.hurry`): a busy loop hands entries over every
-few hundred microseconds, and each commit takes the GIL from the loop two or three times,
-so 5,000 items of 5 ms I/O at cap 100 made about 500 commits, and make about 70 with it."""
+"""How long entries are gathered after a commit unless someone waits for them (``flush``,
+``aclose``, :meth:`Writer.hurry`): 5,000 items of 5 ms I/O at cap 100 made about 500
+commits without it, and make about 110 with it."""
+INLINE_MAX_S = 0.002
+"""A commit on the event loop's thread that holds it longer than this (a slow disk, a
+large batch) sends the commits of the next :data:`INLINE_BACKOFF_S` to the thread."""
+INLINE_BACKOFF_S = 1.0
+INLINE_MAX_BYTES = 1024 * 1024
+"""A batch whose pickled results are larger than this is committed by the thread."""
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 EXIT_TIMEOUT_S = 30.0
 """How long interpreter exit waits for a writer still open to commit what it holds."""
-
-Waiter = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
-Futures = tuple[list["asyncio.Future[None]"], asyncio.AbstractEventLoop]
-"""Futures of one loop, settled together (a batch's are handed over as one list)."""
-ROW = 5
-"""Parameters per entry in :attr:`Many.keyed`: ``path, digest, pickled value, finished_at,
-spend`` (``finished_at`` is the batch's :attr:`Many.at`; ``spend`` is what the saved work's
-LLM calls spent, JSON, committed in the same statement as the value)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """Set the run's status."""
-
-    status: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Barrier:
-    """Settle ``waiter`` once everything queued before it is committed."""
-
-    waiter: Waiter
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Commit what is queued, close the connection, settle ``waiter``, stop."""
-
-    waiter: Waiter | None
-
-
-@dataclass(frozen=True, slots=True)
-class Many:
-    """The entries one event-loop turn queued, numbered up to ``last`` in ``commits``: the
-    results as a chunk's flat body (:data:`~hush.checkpoint.schema.CHUNK_ROW` per entry),
-    the bookkeeping (paths starting with ``$``) as flat upsert parameters (:data:`ROW` per
-    entry)."""
-
-    rows: list[object]
-    keyed: list[object]
-    last: int
-    commits: Commits
-    at: float
-    """When the batch was handed over (the finish time of its entries)."""
-
-
-Op = Many | Status | Barrier | Close
-
-
-@dataclass(frozen=True, slots=True)
-class WriterStats:
-    """What a writer thread did: transactions, entries, the worst put-to-commit delay, and
-    how many times the event loop waited for a commit."""
-
-    commits: int
-    entries: int
-    max_lag: float
-    waits: int = 0
 
 
 class Writer:
@@ -145,14 +106,25 @@ class Writer:
         self._commits = 0
         self._entries = 0
         self._max_lag = 0.0
+        self._on_loop = 0
         self._touched_at = 0.0
+        self._using = threading.Lock()
+        """Held while the connection is in use (by the thread, or by the loop's commit)."""
+        self.pause = PAUSE_S
+        """How long entries are gathered after a commit (:data:`PAUSE_S`)."""
+        self._handed = 0
+        """The last entry number handed to the thread (the loop commits only after it)."""
+        self._inline_after = 0.0
+        """No commit on the loop before this (monotonic) time."""
+        self.committed_at = 0.0
+        """When the last commit ended (monotonic)."""
         self._checked_at = 0.0
         self._wal = WalCheckpointer(file)
         self._background = BackgroundWriter[Op](
             self._commit,
             name=f"hush-checkpoint-writer[{run_id}]",
             batch_size=MAX_BATCH,
-            pause=PAUSE_S,
+            pause=self.pause,
             exit_timeout=EXIT_TIMEOUT_S,
             on_failure=self._fail,
             rejected=self._reject,
@@ -171,18 +143,74 @@ class Writer:
         if isinstance(op, Close):
             self._submit_close(op)
             return
+        if isinstance(op, Many):
+            self._handed = op.last
         try:
             self._background.put(op)
         except (WriterFailedError, RuntimeError):
             self._fail_ops([op])
 
+    def idle(self, commits: Commits) -> bool:
+        """Whether a batch numbered after those of ``commits`` handed over so far would be
+        committed on the loop (:meth:`commit_here`; the batch's size aside)."""
+        return (
+            commits.committed >= self._handed
+            and not self.failed
+            and time.monotonic() >= self._inline_after
+            and not self._background.closed
+        )
+
+    def commit_here(self, many: Many) -> bool:
+        """Commit ``many`` on the calling thread (the event loop's) if that cannot hold it
+        long: see the module docstring. ``False``: nothing was written, :meth:`submit` it.
+        A failure is the writer's, as in its thread (``many``'s waiters get it)."""
+        if not self.idle(many.commits) or pickled_bytes(many.rows) > INLINE_MAX_BYTES:
+            return False
+        if not self._using.acquire(blocking=False):
+            return False
+        started = time.perf_counter()
+        failure: Exception | None = None
+        try:
+            self._commit_at_once(many)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in _BUSY:  # another connection writes: the thread waits
+                self._inline_after = time.monotonic() + INLINE_BACKOFF_S
+                return False
+            failure = exc
+        except Exception as exc:
+            failure = exc
+        except BaseException:  # KeyboardInterrupt mid-commit: the thread commits it (again)
+            self.submit(many)
+            raise
+        finally:
+            self._using.release()
+        if failure is not None:
+            self._background.record_failure(failure)
+            self._fail_ops([many])
+            return True
+        many.commits.advance(many.last)
+        if time.perf_counter() - started > INLINE_MAX_S:
+            self._inline_after = time.monotonic() + INLINE_BACKOFF_S
+        self._on_loop += 1
+        return True
+
+    def _commit_at_once(self, many: Many) -> None:
+        """Commit ``many`` (the caller holds the connection's lock) or raise SQLite's busy
+        error at once, with nothing written, if another connection holds the write lock."""
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            self._store([many])
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+
     def _submit_close(self, op: Close) -> None:
         with self._close_lock:
             waiters = self._close_waiters
             if op.waiter is not None and waiters is not None:
-                waiters.append(_alone(op.waiter))
+                waiters.append(alone(op.waiter))
         if op.waiter is not None and waiters is None:
-            self._settle([_alone(op.waiter)], failed=False)
+            settle([alone(op.waiter)], None)
         self._background.begin_close()
 
     def hurry(self) -> None:
@@ -202,7 +230,12 @@ class Writer:
     @property
     def stats(self) -> WriterStats:
         """Commits, entries written and the longest put-to-commit delay so far."""
-        return WriterStats(commits=self._commits, entries=self._entries, max_lag=self._max_lag)
+        return WriterStats(
+            commits=self._commits,
+            entries=self._entries,
+            max_lag=self._max_lag,
+            on_loop=self._on_loop,
+        )
 
     def shutdown(self, timeout: float) -> None:
         """Commit what is queued and stop, waiting up to ``timeout`` seconds."""
@@ -210,8 +243,18 @@ class Writer:
         self._background.wait_closed(timeout)
 
     def _commit(self, batch: list[Op]) -> None:
-        """Write ``batch`` in one transaction, then raise the commit watermarks and settle
-        the barriers (the background writer hands a batch that fails to :meth:`_reject`)."""
+        """The thread's handler: write ``batch`` in one transaction, then raise the commit
+        watermarks and settle the barriers (the background writer hands a batch that fails
+        to :meth:`_reject`)."""
+        with self._using:
+            done, waiters = self._store(batch)
+        for many in done:
+            many.commits.advance(many.last)
+        settle(waiters, None)
+
+    def _store(self, batch: list[Op]) -> tuple[list[Many], list[Futures]]:
+        """Write ``batch`` in one transaction (the caller holds the connection's lock);
+        return its entries and its barriers' futures."""
         rows: list[object] = []
         keyed: list[object] = []
         done: list[Many] = []
@@ -230,14 +273,12 @@ class Writer:
             elif isinstance(op, Status):
                 statuses.append(op)
             elif isinstance(op, Barrier):
-                waiters.append(_alone(op.waiter))
+                waiters.append(alone(op.waiter))
         if rows or keyed:
             self._write(rows, keyed, oldest, newest)
         if statuses:
             self._write_run(statuses)
-        for many in done:
-            many.commits.advance(many.last)
-        self._settle(waiters, failed=False)
+        return done, waiters
 
     def _reject(self, batch: list[Op], failure: BaseException) -> None:
         self._fail_ops(batch)
@@ -247,27 +288,29 @@ class Writer:
         for op in ops:
             if isinstance(op, Many):
                 op.commits.fail(self.error)
-        self._settle(_waiters(ops), failed=True)
+        settle(waiters_of(ops), self.error)
 
     def _closed(self) -> None:
         """The thread's last act: record the run's update time, close the connection,
         release the lock, settle ``aclose``."""
         try:
             if self._entries and self._cause is None:
-                self._write_run([])
+                with self._using:
+                    self._write_run([])
         except BaseException as exc:
             self._fail(exc)
         finally:
             self._wal.stop()
             try:
-                self._conn.close()
+                with self._using:
+                    self._conn.close()
             except sqlite3.Error as exc:
                 self._fail(exc)
             if self._lock is not None:
                 self._lock.release()
             with self._close_lock:
                 waiters, self._close_waiters = self._close_waiters or [], None
-            self._settle(waiters, failed=False)
+            settle(waiters, None)
 
     def _write(self, rows: list[object], keyed: list[object], oldest: float, at: float) -> None:
         """Commit the results of ``rows`` (a chunk's flat body) as chunks (several, in one
@@ -283,6 +326,10 @@ class Writer:
         step = MAX_BATCH * ROW
         for start in range(0, len(keyed), step):
             statements.append(self._upsert(keyed[start : start + step]))
+        now = time.monotonic()
+        touch = now - self._touched_at > TOUCH_EVERY_S
+        if touch:
+            statements.append((TOUCH_RUN, [time.time(), self._run_id]))
         if len(statements) == 1:
             self._conn.execute(*statements[0])
         else:
@@ -295,7 +342,9 @@ class Writer:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-        self._committed(len(rows) // CHUNK_ROW + len(keyed) // ROW)
+        if touch:
+            self._touched_at = now
+        self._committed(len(rows) // CHUNK_ROW + len(keyed) // ROW, now)
         self._max_lag = max(self._max_lag, time.time() - oldest)
 
     def _upsert(self, keyed: list[object]) -> tuple[str, list[object]]:
@@ -307,35 +356,20 @@ class Writer:
         params += [*keyed[-ROW:-1], None] * (size - count)
         return upsert_entries(size), params
 
-    def _committed(self, entries: int) -> None:
-        """After a commit: check the file now and then, note the WAL grew, count, and
-        record the run's update time once a second."""
-        now = time.monotonic()
+    def _committed(self, entries: int, now: float) -> None:
+        """After a commit (its transaction records the run's update time once a second):
+        check the file now and then, note the WAL grew, count."""
         if now - self._checked_at > CHECK_FILE_EVERY_S:
             self._check_file()
             self._checked_at = now
         self._wal.committed()
         self._commits += 1
         self._entries += entries
-        if now - self._touched_at > TOUCH_EVERY_S:
-            self._touched_at = now
-            self._conn.execute(TOUCH_RUN, (time.time(), self._run_id))
+        self.committed_at = now
 
     def _check_file(self) -> None:
-        """Raise if the file was removed or replaced: what was committed went nowhere."""
-        if self._identity is None:
-            return
-        try:
-            stat = os.stat(self._file)
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"checkpoint file {self._file} was removed while the run wrote to it"
-            ) from None
-        if (stat.st_dev, stat.st_ino) != self._identity:
-            raise FileExistsError(
-                f"checkpoint file {self._file} was replaced by another file while the run "
-                "wrote to it"
-            )
+        if self._identity is not None:
+            check_file(self._file, self._identity)
 
     def _write_run(self, statuses: list[Status]) -> None:
         """Record the run's latest status and update time."""
@@ -354,39 +388,3 @@ class Writer:
                 self._file,
                 exc_info=exc,
             )
-
-    def _settle(self, waiters: Iterable[Futures], *, failed: bool) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for futures, loop in waiters:
-            by_loop.setdefault(loop, []).extend(futures)
-        for loop, futures in by_loop.items():
-            errors = [self.error() for _ in futures] if failed else None
-            try:
-                loop.call_soon_threadsafe(_settle_futures, futures, errors)
-            except RuntimeError:
-                logger.debug("event loop closed; %d checkpoint waiter(s) dropped", len(futures))
-
-
-def _waiters(ops: list[Op]) -> list[Futures]:
-    """The futures waiting on ``ops``' commit."""
-    waiters: list[Futures] = []
-    for op in ops:
-        if isinstance(op, Barrier | Close) and op.waiter is not None:
-            waiters.append(_alone(op.waiter))
-    return waiters
-
-
-def _alone(waiter: Waiter) -> Futures:
-    return [waiter[0]], waiter[1]
-
-
-def _settle_futures(
-    futures: list[asyncio.Future[None]], errors: list[CheckpointWriteError] | None
-) -> None:
-    for index, future in enumerate(futures):
-        if future.done():
-            continue
-        if errors is None:
-            future.set_result(None)
-        else:
-            future.set_exception(errors[index])

@@ -30,12 +30,43 @@ async def test_a_committed_entry_is_waited_for_without_a_suspension(tmp_path: Pa
         numbers = [store.queue(f"root/m[{i}]", "d", {"i": i}) for i in range(5)]
         assert numbers == sorted(numbers) and len(set(numbers)) == 5
         assert not store.committed(numbers[-1]), "nothing is committed within the same turn"
-        assert not finishes_without_suspending(store.durable(numbers[0]))
-        await store.durable(numbers[-1])
-        assert all(store.committed(n) for n in numbers), "entries commit in their order"
+        assert finishes_without_suspending(store.durable(numbers[0])), (
+            "an idle writer's batch is committed by the wait itself"
+        )
+        assert all(store.committed(n) for n in numbers), "the whole batch, in one commit"
         assert finishes_without_suspending(store.durable(numbers[0]))
     async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
         assert [store.load(f"root/m[{i}]", "d") for i in range(5)] == [{"i": i} for i in range(5)]
+
+
+async def test_a_wait_for_a_file_another_connection_writes_suspends_the_waiter_only(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "run.db"
+    async with await open_checkpoint(db, "r", "fp") as store:
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: no commit can get through
+        number = store.queue("root/m[0]", "d", {"i": 0})
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        waiting = asyncio.create_task(store.durable(number))
+        while ticks < 50:  # the loop turns: the commit does not wait for the lock on it
+            await asyncio.sleep(0)
+        assert not waiting.done() and not store.committed(number)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await waiting
+        ticker.cancel()
+        assert store.committed(number)
+    async with await open_checkpoint(db, "r", "fp") as store:
+        assert store.load("root/m[0]", "d") == {"i": 0}
 
 
 async def test_waiters_are_woken_by_the_commit_of_their_own_entry() -> None:
