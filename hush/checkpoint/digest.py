@@ -38,6 +38,8 @@ from hush.checkpoint.errors import UnstableValueError
 
 _DOUBLE = struct.Struct("<d").pack
 _STR_HEADS = tuple(b"s%d:" % n for n in range(256))
+_SMALL_DICT = 64
+_DICT_HEADS = tuple(b"{%d;" % n for n in range(_SMALL_DICT))
 _MAX_KEYS = 4096
 _KEYS: dict[str, bytes] = {}
 
@@ -71,7 +73,10 @@ def digest_after(head: str) -> Callable[[object], str]:
     def after(value: object) -> str:
         out: list[bytes] = []
         try:
-            _encode(value, out)
+            if type(value) is dict:
+                _mapping(value, out)
+            else:
+                _encode(value, out)
         except RecursionError:
             raise UndigestableError(
                 f"a {type(value).__name__} nested too deeply (or holding itself) cannot be digested"
@@ -145,10 +150,13 @@ def _alone(obj: object) -> bytes:
 
 
 def _mapping(obj: dict[Any, Any], out: list[bytes]) -> None:
-    """A dict: its pairs sorted by key (string keys by their order, others by encoding)."""
-    out.append(b"{%d;" % len(obj))
+    """A dict: its pairs sorted by key (string keys by their order, others by encoding).
+    Integer values are written here, not through :func:`_encode` (a map item's inputs are
+    often a dict of one key and a number, keyed thousands of times a second)."""
+    size = len(obj)
+    out.append(_DICT_HEADS[size] if size < _SMALL_DICT else b"{%d;" % size)
     keys: Iterable[Any] = obj
-    if len(obj) > 1:
+    if size > 1:
         try:
             keys = sorted(obj)
         except TypeError:  # keys of several types
@@ -161,7 +169,11 @@ def _mapping(obj: dict[Any, Any], out: list[bytes]) -> None:
             _pairs(obj.items(), out, ordered=False)
             return
         out.append(_KEYS.get(key) or _key(key))
-        _encode(obj[key], out)
+        value = obj[key]
+        if type(value) is int:
+            out.append(b"i%x;" % value)
+        else:
+            _encode(value, out)
 
 
 def _key(key: str) -> bytes:
