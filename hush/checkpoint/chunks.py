@@ -46,9 +46,10 @@ def chunked(rows: list[object]) -> list[list[object]]:
     return [part for body in bodies for part in _by_bytes(body)]
 
 
-def pickled_bytes(body: list[Any]) -> int:
-    """The bytes of pickled values in the chunk body ``body``."""
-    return sum(map(len, body[2::CHUNK_ROW]))
+def pickled_bytes(body: list[Any], row: int = CHUNK_ROW) -> int:
+    """The bytes of pickled values in ``body`` (flat entries of ``row`` items each, the value
+    third: a chunk's body by default)."""
+    return sum(map(len, body[2::row]))
 
 
 def _by_bytes(body: list[Any]) -> list[list[object]]:

@@ -23,20 +23,23 @@ from typing import Any
 
 import anyio.to_thread
 
+from hush.checkpoint.buffer import Buffer
 from hush.checkpoint.claim import SPEND_KEY, SPEND_PATH, OnMismatch, open_run
 from hush.checkpoint.commits import Commits
 from hush.checkpoint.errors import CheckpointValueError
-from hush.checkpoint.handover import Refused, pickle_results
-from hush.checkpoint.ops import Barrier, Close, Many, Status, WriterStats
+from hush.checkpoint.handover import Refused
+from hush.checkpoint.ops import Barrier, Close, Status, WriterStats
 from hush.checkpoint.renamed import RenamedMethods
 from hush.checkpoint.schema import CHUNK_ROW
-from hush.checkpoint.writer import MAX_BATCH, Writer
+from hush.checkpoint.transactions import MAX_BATCH
+from hush.checkpoint.writer import Writer
 
 logger = logging.getLogger("hush.checkpoint")
 
 __all__ = ["SPEND_KEY", "SPEND_PATH", "OnMismatch", "SQLiteCheckpointStore", "open_checkpoint"]
 
 _SHUTDOWN_TIMEOUT_S = 30.0
+_FULL = MAX_BATCH * CHUNK_ROW
 _JSON = (",", ":")
 
 
@@ -80,14 +83,12 @@ class SQLiteCheckpointStore(RenamedMethods):
         self._writer = writer
         self._closed = False
         self._commits = Commits()
-        self._rows: list[object] = []
-        """Results queued this loop turn, as a chunk's flat body."""
-        self._raw: list[tuple[int, str]] = []
-        """Where in :attr:`_rows` results still to pickle are, and the paths to name them by."""
+        self._buffer = Buffer(self._commits)
+        """What was queued since the last hand-over (the writer takes what is left when it
+        closes without :meth:`aclose`)."""
+        writer.leftovers = functools.partial(self._buffer.take, _not_saved)
         self.refused: Refused = _not_saved
         """Told (path, why) when a result of :meth:`queue_result` does not pickle."""
-        self._keyed: list[object] = []
-        """Bookkeeping (paths starting with ``$``) queued this loop turn, as upsert rows."""
         self._flush_handle: asyncio.Handle | None = None
         self._want = 0
         """The highest entry number someone waits for (the writer does not rest before it)."""
@@ -205,9 +206,9 @@ class SQLiteCheckpointStore(RenamedMethods):
                 ) from exc
         spent = None if not usage else json.dumps(usage, separators=(",", ":"))
         if path[:1] == "$":
-            self._keyed += (path, digest, blob, 0.0, spent)
+            self._buffer.keyed += (path, digest, blob, 0.0, spent)
         else:
-            self._rows += (path, digest, blob, spent)
+            self._buffer.rows += (path, digest, blob, spent)
         return self._buffered()
 
     def queue_result(
@@ -219,8 +220,9 @@ class SQLiteCheckpointStore(RenamedMethods):
         ``usage`` says it spent is saved all the same. ``path`` does not start with ``$``."""
         if self._closed or self._writer.failed:
             self._check_open()
-        rows = self._rows
-        self._raw.append((len(rows) + 2, shown))
+        buffer = self._buffer
+        rows = buffer.rows
+        buffer.raw.append((len(rows) + 2, shown))
         rows += (path, digest, value, None if not usage else json.dumps(usage, separators=_JSON))
         return self._buffered()
 
@@ -230,14 +232,19 @@ class SQLiteCheckpointStore(RenamedMethods):
         handed over covers it)."""
         commits = self._commits
         commits.issued += 1
-        if len(self._rows) >= MAX_BATCH * CHUNK_ROW:
+        if len(self._buffer.rows) >= _FULL:
             self._submit_pending()
-        elif self._flush_handle is None:
-            loop = self._loop
-            if loop is None or loop.is_closed():
-                loop = self._loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_soon(self._turn_ended)
+        elif self._flush_handle is None or self._loop is not asyncio.get_running_loop():
+            self._schedule()
         return commits.issued
+
+    def _schedule(self) -> None:
+        """Hand the buffer over at the end of this loop turn (a hand-over scheduled on a loop
+        that has since stopped or closed is dropped: its entries go with this one)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        loop = self._loop = asyncio.get_running_loop()
+        self._flush_handle = loop.call_soon(self._turn_ended)
 
     def committed(self, number: int) -> bool:
         """Whether entry ``number`` (from :meth:`queue`) is committed."""
@@ -259,10 +266,8 @@ class SQLiteCheckpointStore(RenamedMethods):
         committing it."""
         if self._commits.committed < number:
             self._want = max(self._want, number)
-            handle = self._flush_handle
-            if isinstance(handle, asyncio.TimerHandle):
-                handle.cancel()
-                self._flush_handle = asyncio.get_running_loop().call_soon(self._submit_pending)
+            if isinstance(self._flush_handle, asyncio.TimerHandle):
+                self._schedule()
             self._writer.hurry()
 
     def _turn_ended(self) -> None:
@@ -273,7 +278,7 @@ class SQLiteCheckpointStore(RenamedMethods):
         self._flush_handle = None
         writer = self._writer
         if self._want <= self._commits.committed and writer.idle(self._commits):
-            rest = writer.committed_at + writer.pause - time.monotonic()
+            rest = writer.run_file.committed_at + writer.pause - time.monotonic()
             if rest > 0 and self._loop is not None:
                 self._flush_handle = self._loop.call_later(rest, self._submit_pending)
                 return
@@ -285,16 +290,9 @@ class SQLiteCheckpointStore(RenamedMethods):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        rows, keyed = self._rows, self._keyed
-        if not rows and not keyed:
+        many = self._buffer.take(self.refused)
+        if many is None:
             return
-        self._rows = []
-        if self._raw:
-            raw, self._raw = self._raw, []
-            rows = pickle_results(rows, raw, self.refused)
-        if keyed:
-            self._keyed = []
-        many = Many(rows, keyed, self._commits.issued, self._commits, time.time())
         writer = self._writer
         if writer.commit_here(many):
             return

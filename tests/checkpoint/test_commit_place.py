@@ -108,3 +108,115 @@ async def test_a_map_whose_commits_are_made_on_the_loop_resumes_with_nothing_to_
     ran.clear()
     again = await Hush(g).run({"xs": list(range(2000))}, checkpoint=db, run_id="r")
     assert again["ys"] == first["ys"] and ran == [], "nothing ran again"
+
+
+async def test_a_large_bookkeeping_batch_is_committed_by_the_thread(tmp_path: Path) -> None:
+    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+        big = store.queue("$big", "k", b"x" * (2 * writer_module.INLINE_MAX_BYTES))
+        assert not finishes_without_suspending(store.durable(big))
+        await store.durable(big)
+        assert store.stats.on_loop == 0
+
+
+def saved_paths(db: Path) -> set[str]:
+    from hush.checkpoint import load_entries
+
+    return set(load_entries(db, "r"))
+
+
+def test_entries_gathered_when_the_loop_stops_are_committed_when_the_writer_closes(
+    tmp_path: Path,
+) -> None:
+    """The hand-over of entries gathered after a commit waits for the rest of the writer's
+    pause; a loop that stops first never runs it, and the writer takes them as it closes
+    (at interpreter exit, or when the store is collected) without the store being closed."""
+    db = tmp_path / "run.db"
+
+    async def main() -> Any:
+        store = await open_checkpoint(db, "r", "fp")
+        store._writer.pause = 600.0  # the hand-over of 'b' waits longer than the loop runs
+        await store.durable(store.queue("root/a", "d", 1))
+        store.queue("root/b", "d", 2)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return store
+
+    loop = asyncio.new_event_loop()
+    store = loop.run_until_complete(main())
+    loop.close()
+    assert saved_paths(db) == {"root/a"}, "'b' is still gathered"
+    store._writer.shutdown(30.0)  # what the store's finalizer and interpreter exit do
+    assert saved_paths(db) == {"root/a", "root/b"}
+
+
+def test_a_store_used_on_a_second_loop_hands_over_what_the_first_left(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+
+    async def first() -> tuple[Any, int]:
+        store = await open_checkpoint(db, "r", "fp")
+        store._writer.pause = 600.0
+        await store.durable(store.queue("root/a", "d", 1))
+        return store, store.queue("root/b", "d", 2)
+
+    store, b = asyncio.run(first())
+    store._writer.pause = 0.0
+
+    async def second() -> tuple[bool, bool]:
+        c = store.queue("root/c", "d", 3)
+        for _ in range(100):  # loop turns, no wait: the hand-over is this loop's
+            await asyncio.sleep(0)
+            if store.committed(c):
+                break
+        seen = store.committed(b), store.committed(c)
+        await store.aclose()
+        return seen
+
+    assert asyncio.run(second()) == (True, True)
+
+
+async def test_an_interrupt_after_a_commit_on_the_loop_does_not_save_the_batch_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "run.db"
+    store = await open_checkpoint(db, "r", "fp")
+    wal = store._writer.run_file.wal
+    noted = wal.committed
+    interrupted: list[int] = []
+
+    def interrupt_once() -> None:  # Ctrl-C right after the commit, as the WAL is noted
+        if not interrupted:
+            interrupted.append(1)
+            raise KeyboardInterrupt
+        noted()
+
+    monkeypatch.setattr(wal, "committed", interrupt_once)
+    number = store.queue("root/a", "d", 1)
+    with pytest.raises(KeyboardInterrupt):
+        store._submit_pending()
+    assert store.committed(number)
+    await store.aclose()
+    rows = sqlite3.connect(db).execute("SELECT count(*), sum(entries) FROM chunks").fetchone()
+    assert rows == (1, 1), "the batch was committed once"
+
+
+async def test_an_interrupt_during_a_commit_on_the_loop_leaves_the_busy_timeout_and_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "run.db"
+    store = await open_checkpoint(db, "r", "fp")
+    run_file = store._writer.run_file
+    stored = run_file.store
+
+    def interrupted(batch: Any) -> Any:  # Ctrl-C as the loop's commit starts
+        monkeypatch.setattr(run_file, "store", stored)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_file, "store", interrupted)
+    number = store.queue("root/a", "d", 1)
+    with pytest.raises(KeyboardInterrupt):
+        store._submit_pending()
+    await asyncio.wait_for(store.durable(number), 30)  # the thread committed it
+    assert not run_file.zeroed, "the thread's commit ran with the busy timeout back"
+    await store.aclose()
+    assert saved_paths(db) == {"root/a"}
+    assert not run_file.zeroed, "the connection got its busy timeout back"
