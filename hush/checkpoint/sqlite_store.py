@@ -57,9 +57,10 @@ class SQLiteCheckpointStore(RenamedMethods):
     past :data:`MAX_BATCH` entries), one batch per transaction, committed on the loop or
     by the writer thread (:mod:`hush.checkpoint.writer`; gathered for the writer's pause
     after a commit). A result is durable within a few milliseconds:
-    ``committed(n)`` tells, ``durable(n)`` waits (without suspending when it is, and
-    committing its batch at once when it can); ``save`` is ``queue`` with a future of that
-    commit.
+    ``committed(n)`` tells, ``durable(n)`` waits (without suspending when it is; else its
+    batch is handed over at the end of the turn, shared by every wait of that turn: a fan
+    of nodes finishing together makes one commit); ``save`` is ``queue`` with a future of
+    that commit.
     """
 
     def __init__(
@@ -251,14 +252,12 @@ class SQLiteCheckpointStore(RenamedMethods):
         return self._commits.committed >= number
 
     async def durable(self, number: int) -> None:
-        """Return once entry ``number`` is committed (at once if it is, or if its batch can
-        be committed here and now; the writer does not linger for it otherwise); raise
-        :class:`CheckpointWriteError` if the writer failed before."""
-        commits = self._commits
-        if commits.committed < number and self._flush_handle is not None:
-            self._submit_pending()  # still buffered: hand it over now
+        """Return once entry ``number`` is committed (at once if it is; otherwise its batch is
+        handed over at the end of this loop turn, with every entry queued in it, and the
+        writer does not linger for it); raise :class:`CheckpointWriteError` if the writer
+        failed before."""
         self._wanted(number)
-        await commits.wait(number)
+        await self._commits.wait(number)
 
     def _wanted(self, number: int) -> None:
         """Someone waits for entry ``number``: it is handed over at the end of this loop
