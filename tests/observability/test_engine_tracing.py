@@ -13,7 +13,9 @@ import pytest
 from graphs import QUERIES, batch_graph
 from otlp_receiver import HangingServer, OtlpReceiver, closed_port_url
 
+from hush import Progress
 from hush.core import Hush
+from hush.core.progress import MapProgress
 from hush.observability import LocalTracer, read_trace
 from hush.observability.langfuse import LangfuseTracer
 from hush.testing import MockLLMServer
@@ -127,11 +129,20 @@ async def test_a_cancelled_run_still_exports_its_spans(
     make_tracer: Callable[..., LangfuseTracer],
 ) -> None:
     tracer = make_tracer(receiver.url)
+    finished: list[int] = []
+
+    def seen(maps: list[MapProgress]) -> None:
+        finished.append(max((p.done for p in maps), default=0))
+
     run = asyncio.create_task(
-        Hush(batch_graph()).run({"queries": ["fine", "stuck [[hang]]"]}, tracer=tracer)
+        Hush(batch_graph()).run(
+            {"queries": ["fine", "stuck [[hang]]"]},
+            tracer=tracer,
+            progress=Progress(show=False, on_update=seen),
+        )
     )
-    with anyio.fail_after(10):
-        while llm_resource.total_requests < 2 or llm_resource.in_flight < 1:
+    with anyio.fail_after(10):  # the fine item has ended, the stuck one waits for its answer
+        while llm_resource.in_flight < 1 or not finished or finished[-1] < 1:
             await asyncio.sleep(0.01)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
