@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import hush.checkpoint.writer as writer_module
@@ -109,11 +110,12 @@ def saved_paths(db: Path) -> set[str]:
 
 
 def test_entries_gathered_when_the_loop_stops_are_committed_when_the_writer_closes(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hand-over of entries gathered after a commit waits for the rest of the writer's
     pause; a loop that stops first never runs it, and the writer takes them as it closes
     (at interpreter exit, or when the store is collected) without the store being closed."""
+    monkeypatch.setattr(writer_module, "INLINE_MAX_S", 60.0)  # no back-off on a loaded machine
     db = tmp_path / "run.db"
 
     async def main() -> Any:
@@ -133,7 +135,10 @@ def test_entries_gathered_when_the_loop_stops_are_committed_when_the_writer_clos
     assert saved_paths(db) == {"root/a", "root/b"}
 
 
-def test_a_store_used_on_a_second_loop_hands_over_what_the_first_left(tmp_path: Path) -> None:
+def test_a_store_used_on_a_second_loop_hands_over_what_the_first_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "INLINE_MAX_S", 60.0)  # no back-off on a loaded machine
     db = tmp_path / "run.db"
 
     async def first() -> tuple[Any, int]:
@@ -147,10 +152,9 @@ def test_a_store_used_on_a_second_loop_hands_over_what_the_first_left(tmp_path: 
 
     async def second() -> tuple[bool, bool]:
         c = store.queue("root/c", "d", 3)
-        for _ in range(100):  # loop turns, no wait: the hand-over is this loop's
-            await asyncio.sleep(0)
-            if store.committed(c):
-                break
+        with anyio.move_on_after(10):  # nobody waits: the hand-over is this loop's own
+            while not store.committed(c):
+                await asyncio.sleep(0.001)
         seen = store.committed(b), store.committed(c)
         await store.aclose()
         return seen

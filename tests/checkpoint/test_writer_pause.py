@@ -88,6 +88,7 @@ async def test_a_wait_asked_while_the_writer_takes_an_earlier_batch_still_cuts_t
 async def test_entries_committed_on_the_loop_are_gathered_for_the_pause_unless_awaited(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(writer_module, "INLINE_MAX_S", 60.0)  # no back-off on a loaded machine
     async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
         store._writer.pause = 600.0  # a pause no test outlasts
         await store.durable(store.queue("root/a", "d", 1))
