@@ -40,6 +40,7 @@ __all__ = ["SPEND_KEY", "SPEND_PATH", "OnMismatch", "SQLiteCheckpointStore", "op
 
 _SHUTDOWN_TIMEOUT_S = 30.0
 _FULL = MAX_BATCH * CHUNK_ROW
+_NOW = 64 * CHUNK_ROW
 _JSON = (",", ":")
 
 
@@ -57,10 +58,8 @@ class SQLiteCheckpointStore(RenamedMethods):
     past :data:`MAX_BATCH` entries), one batch per transaction, committed on the loop or
     by the writer thread (:mod:`hush.checkpoint.writer`; gathered for the writer's pause
     after a commit). A result is durable within a few milliseconds:
-    ``committed(n)`` tells, ``durable(n)`` waits (without suspending when it is; else its
-    batch is handed over at the end of the turn, shared by every wait of that turn: a fan
-    of nodes finishing together makes one commit); ``save`` is ``queue`` with a future of
-    that commit.
+    ``committed(n)`` tells, ``durable(n)`` waits (without suspending when it is);
+    ``save`` is ``queue`` with a future of that commit.
     """
 
     def __init__(
@@ -104,8 +103,7 @@ class SQLiteCheckpointStore(RenamedMethods):
 
     @property
     def stats(self) -> WriterStats:
-        """Transactions committed, entries written and commits waited for by this store so
-        far."""
+        """Transactions committed, entries written and commits waited for so far."""
         return dataclasses.replace(self._writer.stats, waits=self._commits.waits)
 
     @property
@@ -252,10 +250,16 @@ class SQLiteCheckpointStore(RenamedMethods):
         return self._commits.committed >= number
 
     async def durable(self, number: int) -> None:
-        """Return once entry ``number`` is committed (at once if it is; otherwise its batch is
-        handed over at the end of this loop turn, with every entry queued in it, and the
-        writer does not linger for it); raise :class:`CheckpointWriteError` if the writer
-        failed before."""
+        """Return once entry ``number`` is committed; raise :class:`CheckpointWriteError`
+        if the writer failed before. A buffer of :data:`_NOW` results or more is handed over
+        now (a map's full window: committed on the loop, no suspension), a smaller one at
+        the end of the turn, so that its waits share a commit (a fan of nodes)."""
+        if (
+            self._commits.committed < number
+            and len(self._buffer.rows) >= _NOW
+            and self._flush_handle is not None
+        ):
+            self._submit_pending()
         self._wanted(number)
         await self._commits.wait(number)
 

@@ -230,3 +230,22 @@ async def test_a_fan_of_nodes_finishing_together_shares_its_commits(tmp_path: Pa
     conn.close()
     assert results == 50
     assert chunks <= 5, f"{chunks} commits for 50 nodes that finished together"
+
+
+async def test_a_wait_commits_a_full_buffer_at_once_and_a_small_one_with_its_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A map whose window of uncommitted items is full waits on a buffer of many results:
+    it is committed there and then, on the loop, and the worker goes on without suspending;
+    a few results are committed at the end of the turn, once for every wait of it."""
+    from test_commit_numbers import finishes_without_suspending
+
+    monkeypatch.setattr(writer_module, "INLINE_MAX_S", 60.0)
+    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+        many = [store.queue(f"root/m[{i}]", "d", i) for i in range(64)]
+        assert finishes_without_suspending(store.durable(many[0]))
+        assert store.committed(many[-1]) and store.stats.commits == 1
+        few = [store.queue(f"root/n[{i}]", "d", i) for i in range(3)]
+        assert not finishes_without_suspending(store.durable(few[0]))
+        await asyncio.gather(*(store.durable(n) for n in few))
+        assert store.stats.commits == 2, "the turn's waits shared one commit"
