@@ -27,13 +27,11 @@ class Buffer:
     def take(self, refused: Refused) -> Many | None:
         """Everything buffered, as one batch (its results pickled; one that does not pickle
         is told to ``refused``), and an empty buffer; ``None`` if nothing is buffered."""
-        rows, keyed = self.rows, self.keyed
-        if not rows and not keyed:
+        if not self.rows and not self.keyed:
             return None
-        self.rows = []
-        if self.raw:
-            raw, self.raw = self.raw, []
+        last = self.commits.issued  # before the swap: an entry queued meanwhile (from a loop
+        rows, raw, keyed = self.rows, self.raw, self.keyed  # in another thread, as the writer
+        self.rows, self.raw, self.keyed = [], [], []  # closes) is never reported as committed
+        if raw:
             rows = pickle_results(rows, raw, refused)
-        if keyed:
-            self.keyed = []
-        return Many(rows, keyed, self.commits.issued, self.commits, time.time())
+        return Many(rows, keyed, last, self.commits, time.time())

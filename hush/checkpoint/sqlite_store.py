@@ -265,19 +265,19 @@ class SQLiteCheckpointStore(RenamedMethods):
 
     def _wanted(self, number: int) -> None:
         """Someone waits for entry ``number``: it is handed over at the end of this loop
-        turn (with the others buffered), and the writer thread does not rest before
-        committing it."""
+        turn (a gathering, or a hand-over left on a loop since stopped, is cut short), and
+        the writer thread does not rest before committing it."""
         if self._commits.committed < number:
             self._want = max(self._want, number)
-            if isinstance(self._flush_handle, asyncio.TimerHandle):
+            late = isinstance(self._flush_handle, asyncio.TimerHandle)
+            if late or self._loop is not asyncio.get_running_loop():
                 self._schedule()
             self._writer.hurry()
 
     def _turn_ended(self) -> None:
-        """The loop turn that buffered entries ended: hand them over, or, when the loop
-        would commit them and its last commit ended under
-        :data:`~hush.checkpoint.writer.PAUSE_S` ago (and nobody waits for them), at the
-        end of that pause, with what the turns until then add."""
+        """The turn that buffered entries ended: hand them over, or (the loop would commit
+        them, nobody waits, its last commit ended under the writer's pause ago) at the end
+        of that pause, with what the turns until then add."""
         self._flush_handle = None
         writer = self._writer
         if self._want <= self._commits.committed and writer.idle(self._commits):

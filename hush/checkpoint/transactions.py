@@ -106,20 +106,29 @@ class RunFile:
         touch = now - self._touched_at > TOUCH_EVERY_S
         if touch:
             statements.append((TOUCH_RUN, [time.time(), self.run_id]))
+        conn = self.conn
         if len(statements) == 1:
-            self.conn.execute(*statements[0])
-            self.wrote += 1
+            changes = conn.total_changes
+            try:
+                conn.execute(*statements[0])
+            finally:  # a Ctrl-C is raised after the call returns: the row is in, counted
+                if conn.total_changes != changes:
+                    self.wrote += 1
         else:
-            self.conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
+            committing = False
             try:
                 for statement in statements:
-                    self.conn.execute(*statement)
-                self.conn.execute("COMMIT")
-                self.wrote += 1
+                    conn.execute(*statement)
+                committing = True
+                conn.execute("COMMIT")
             except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                elif committing:  # interrupted once COMMIT had returned
+                    self.wrote += 1
                 raise
+            self.wrote += 1
         if touch:
             self._touched_at = now
         self._committed(len(rows) // CHUNK_ROW + len(keyed) // ROW, now)

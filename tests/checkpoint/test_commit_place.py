@@ -249,3 +249,98 @@ async def test_a_wait_commits_a_full_buffer_at_once_and_a_small_one_with_its_tur
         assert not finishes_without_suspending(store.durable(few[0]))
         await asyncio.gather(*(store.durable(n) for n in few))
         assert store.stats.commits == 2, "the turn's waits shared one commit"
+
+
+class InterruptAfter:
+    """The writer's connection, but a Ctrl-C that arrived while ``sql`` ran is raised as
+    its ``execute`` returns (CPython runs the handler at the call's end)."""
+
+    def __init__(self, conn: sqlite3.Connection, sql: str) -> None:
+        self.conn, self.sql, self.fired = conn, sql, False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        result = self.conn.execute(sql, *args)
+        if sql == self.sql and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+@pytest.mark.parametrize("statement", ["insert", "commit"])
+async def test_an_interrupt_as_the_commit_returns_saves_the_batch_once(
+    tmp_path: Path, statement: str
+) -> None:
+    from hush.checkpoint.schema import APPEND_CHUNK
+
+    db = tmp_path / "run.db"
+    store = await open_checkpoint(db, "r", "fp")
+    run_file = store._writer.run_file
+    real = run_file.conn
+    # the chunk alone is one autocommit statement; with the run's update time, a transaction
+    run_file._touched_at = 1e18 if statement == "insert" else 0.0
+    run_file.conn = InterruptAfter(real, APPEND_CHUNK if statement == "insert" else "COMMIT")  # type: ignore[assignment]
+    number = store.queue("root/a", "d", 1)
+    with pytest.raises(KeyboardInterrupt):
+        store._submit_pending()
+    await asyncio.wait_for(store.durable(number), 10)
+    run_file.conn = real
+    await store.aclose()
+    rows = sqlite3.connect(db).execute("SELECT count(*), sum(entries) FROM chunks").fetchone()
+    assert rows == (1, 1), f"the batch was committed {rows[0]} times"
+
+
+def test_a_wait_on_the_next_loop_hands_over_what_a_stopped_loop_left(tmp_path: Path) -> None:
+    store = asyncio.run(open_checkpoint(tmp_path / "run.db", "r", "fp"))
+    loop = asyncio.new_event_loop()
+
+    async def first() -> int:
+        number = store.queue("root/b", "d", 2)
+        asyncio.get_running_loop().stop()  # the loop stops before its turn ends
+        return number
+
+    task = loop.create_task(first())
+    loop.run_forever()
+    number = task.result()
+    loop.close()
+
+    async def second() -> None:
+        await asyncio.wait_for(store.durable(number), 10)
+        await store.aclose()
+
+    asyncio.run(second())
+
+
+async def test_a_batch_is_not_committed_on_the_loop_before_one_the_thread_took(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread has taken batch A but not yet written it; batch B must not be committed
+    on the loop first (the watermark would call A committed)."""
+    import threading
+
+    release = threading.Event()
+    taken = threading.Event()
+    commit = writer_module.Writer._commit
+
+    def held(self: Any, batch: Any) -> None:
+        if not taken.is_set():
+            taken.set()
+            assert release.wait(30)
+        commit(self, batch)
+
+    monkeypatch.setattr(writer_module, "INLINE_MAX_S", 60.0)
+    monkeypatch.setattr(writer_module.Writer, "_commit", held)  # the thread's handler
+    async with await open_checkpoint(tmp_path / "run.db", "r", "fp") as store:
+        a = store.queue("root/a", "d", 1)
+        store._writer.submit(store._buffer.take(store.refused))  # A goes to the thread
+        with anyio.fail_after(10):
+            while not taken.is_set():
+                await asyncio.sleep(0.001)
+        b = store.queue("root/b", "d", 2)
+        store._submit_pending()
+        assert not store.committed(a) and store.stats.on_loop == 0, "B overtook A"
+        release.set()
+        await asyncio.wait_for(store.durable(b), 10)
+        assert store.committed(a)
