@@ -8,7 +8,9 @@ import re
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 
 async def best_of(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
@@ -107,3 +109,16 @@ def callgrind(argv: Sequence[str], out: Path, *, cache_sim: bool = False) -> dic
         if total is not None:
             found[int(part.name.rsplit("-", 1)[1])] = [int(v) for v in total.group(1).split()]
     return found
+
+
+R = TypeVar("R")
+
+
+def one_and_two_runs(
+    count: Callable[[str, int], R], arms: Sequence[str], jobs: int = 2
+) -> dict[str, tuple[R, R]]:
+    """``count(arm, runs)`` for one run and for two of each arm, ``jobs`` children at a time
+    (what one warm run costs is the difference: a run's start-up counts once in both)."""
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = {(arm, runs): pool.submit(count, arm, runs) for arm in arms for runs in (1, 2)}
+        return {arm: (futures[arm, 1].result(), futures[arm, 2].result()) for arm in arms}

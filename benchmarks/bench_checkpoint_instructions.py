@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _common import callgrind  # noqa: E402
+from _common import callgrind, one_and_two_runs  # noqa: E402
 
 ARMS = ("off", "on")
 EVENTS = ("Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw")
@@ -76,17 +75,12 @@ def main() -> None:
     import hush
 
     print(f"hush from {Path(hush.__file__).parent}; W1 map of {args.items} trivial items, cap 100")
-    with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(2) as pool:
-        jobs = {
-            (arm, runs): pool.submit(counts, arm, runs, args.items, folder)
-            for arm in ARMS
-            for runs in (1, 2)
-        }
-        per_item = {}
-        for arm in ARMS:
-            one, two = jobs[arm, 1].result()[1], jobs[arm, 2].result()[1]
-            costs = [(b - a) / args.items for a, b in zip(one, two, strict=True)]
-            per_item[arm] = dict(zip(EVENTS, costs, strict=True))
+    with tempfile.TemporaryDirectory() as folder:
+        found = one_and_two_runs(lambda arm, runs: counts(arm, runs, args.items, folder), ARMS)
+    per_item = {}
+    for arm, (one, two) in found.items():
+        costs = [(b - a) / args.items for a, b in zip(one[1], two[1], strict=True)]
+        per_item[arm] = dict(zip(EVENTS, costs, strict=True))
     figures = {}
     for arm in ARMS:
         events = per_item[arm]

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _common import callgrind  # noqa: E402
+from _common import callgrind, one_and_two_runs  # noqa: E402
 
 ARMS = ("off", "sample=0.0", "sample=0.1", "tracer's kinds", "events only")
 TRACED = frozenset(("run_start", "node_start", "node_end", "llm", "run_end"))
@@ -102,16 +101,14 @@ def main() -> None:
     import hush
 
     print(f"hush from {Path(hush.__file__).parent}; W1 map of {args.items} trivial items, cap 100")
-    with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(args.jobs) as pool:
-        jobs = {
-            (arm, runs): pool.submit(counts, arm, runs, args.items, folder)
-            for arm in ARMS
-            for runs in (1, 2)
-        }
-        per_item = {}
-        for arm in ARMS:
-            one, two = jobs[arm, 1].result(), jobs[arm, 2].result()
-            per_item[arm] = {t: (two[t] - one.get(t, 0)) / args.items for t in two}
+    with tempfile.TemporaryDirectory() as folder:
+        found = one_and_two_runs(
+            lambda arm, runs: counts(arm, runs, args.items, folder), ARMS, args.jobs
+        )
+    per_item = {
+        arm: {t: (two[t] - one.get(t, 0)) / args.items for t in two}
+        for arm, (one, two) in found.items()
+    }
     off = per_item["off"][1]
     print(f"  {'tracing off':<16} loop {off / 1e3:6.1f} k instructions per item")
     for arm in ARMS[1:]:
