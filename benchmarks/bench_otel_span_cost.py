@@ -11,9 +11,10 @@ Each round feeds them to a fresh LocalTracer, OTLPTracer and LangfuseTracer, tak
 turns, through the tracer's own event handler in this thread, and prints the handler's
 CPU time (``time.thread_time``) per span as ``min–max`` over ``--runs`` rounds: what the
 tracer's thread spends per span (pairing events, building attributes and spans, the span
-processors' ``on_start``/``on_end``). The export (encoding, posting) runs in the span
-processor's thread, to a loopback sink in another process, and is printed apart
-("export": that thread's CPU time in the exporter, per span). ``--profile NAME`` prints a
+processors' ``on_start``/``on_end``, and the encoding of spans a private provider's
+processors are skipped for). The posting (and the encoding of spans that went through a
+processor) runs in a thread of its own, to a loopback sink in another process, and is
+printed apart ("export": that thread's CPU time in the exporter, per span). ``--profile NAME`` prints a
 cProfile of that tracer's handler instead. To compare with older code, run it with
 ``PYTHONPATH=<a worktree of the older commit>`` (the first line says which ``hush`` ran).
 """
@@ -123,22 +124,26 @@ def feed(tracer: Any, events: list[Event]) -> float:
 
 def timed_export(tracer: Any) -> list[float]:
     """Make the tracer's exporter add the CPU time of each export (its thread's) to the list
-    returned."""
+    returned: ``export`` (spans through a processor, encoded there) and ``send`` (spans
+    already encoded in the tracer's thread, :mod:`hush.observability.wire_batches`)."""
     spent = [0.0]
     provider = tracer.provider
     processors = getattr(provider, "processors", None)  # older code: the SDK's private list
     for processor in processors or provider._active_span_processor._span_processors:
         exporter = processor.span_exporter
-        export = exporter.export
+        for name in ("export", "send"):
+            call = getattr(exporter, name, None)
+            if call is None:  # older code: no ``send``
+                continue
 
-        def timed(spans: Sequence[Any], export: Any = export) -> Any:
-            started = time.thread_time()
-            try:
-                return export(spans)
-            finally:
-                spent[0] += time.thread_time() - started
+            def timed(*args: Any, call: Any = call) -> Any:
+                started = time.thread_time()
+                try:
+                    return call(*args)
+                finally:
+                    spent[0] += time.thread_time() - started
 
-        exporter.export = timed
+            setattr(exporter, name, timed)
     return spent
 
 

@@ -1,11 +1,16 @@
-"""Where LangfuseTracer finds its keys: arguments, the ``langfuse:default`` resource, the environment."""
+"""Where LangfuseTracer finds its keys (arguments, the ``langfuse:default`` resource, the
+environment), and the secrets in a tracer's headers, redacted from every message."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from hush.core.redaction import register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +98,17 @@ def _resource() -> tuple[str, str, str | None, str] | None:
         )
         return None
     return str(public_key), str(secret_key), str(host) if host else None, f"resource {RESOURCE_KEY}"
+
+
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|team", re.IGNORECASE)
+
+
+def register_header_secrets(headers: Mapping[str, str] | None, *, what: str) -> None:
+    """Redact the values of secret-looking ``headers`` (and their token after a scheme such as
+    ``Bearer``) from every text hush keeps or logs."""
+    for name, value in (headers or {}).items():
+        if _SECRET_HEADER.search(name) and "public" not in name.lower():
+            register_secret(value, what=f"{what} {name}")
+            scheme, _, token = value.partition(" ")
+            if token and scheme.isalpha():
+                register_secret(token, what=f"{what} {name}")

@@ -35,6 +35,9 @@ REJECTED = frozenset({400, 413})
 """Statuses that refuse this batch, not every batch."""
 FIRST_RETRY_WAIT = 0.25
 """Seconds before the first retry of a busy answer (doubling after)."""
+GZIP_LEVEL = 1
+"""Spans compress about 12-fold at level 1 and 14-fold at 6, which costs 3.5 times the CPU
+(1.2 against 4.3 ms for 1,058 spans of a map) in a process whose event loop wants the GIL."""
 
 
 class OTLPHttpExporter(SpanExporter):
@@ -75,15 +78,29 @@ class OTLPHttpExporter(SpanExporter):
             )
             self.health.gave_up(len(spans))
             return SpanExportResult.FAILURE
+        return (
+            SpanExportResult.SUCCESS if self.deliver(body, len(spans)) else SpanExportResult.FAILURE
+        )
+
+    def send(self, body: bytes, spans: int) -> bool:
+        """Send a request already encoded (``spans`` spans); give up at once while the backend
+        is down."""
+        if self._closed or not self.health.try_export():
+            self.health.gave_up(spans)
+            return False
+        return self.deliver(body, spans)
+
+    def deliver(self, body: bytes, spans: int) -> bool:
+        """Post ``body`` (retrying busy answers within ``timeout``) and report the outcome."""
         if self.compress:
-            body = gzip.compress(body, compresslevel=6)
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
         deadline = monotonic() + self.timeout
         wait = FIRST_RETRY_WAIT
         while True:
             failure, status, retry_after = self._post(body, deadline)
             if failure is None:
                 self.health.succeeded()
-                return SpanExportResult.SUCCESS
+                return True
             if status in BUSY:
                 pause = retry_after if retry_after is not None else wait
                 if monotonic() + pause < deadline:
@@ -91,10 +108,10 @@ class OTLPHttpExporter(SpanExporter):
                     wait *= 2
                     continue
             if status in REJECTED:
-                self._rejected(failure, len(spans))
+                self._rejected(failure, spans)
             else:
-                self.health.failed(failure, len(spans))
-            return SpanExportResult.FAILURE
+                self.health.failed(failure, spans)
+            return False
 
     def _post(self, body: bytes, deadline: float) -> tuple[str | None, int | None, float | None]:
         """One request: ``(None, status, None)`` on success, else the failure, the status

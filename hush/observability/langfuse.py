@@ -29,16 +29,15 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from hush.core.events import Event, LLMCall
 from hush.core.redaction import register_secret
-from hush.observability.credentials import resolve_credentials
+from hush.observability.credentials import register_header_secrets, resolve_credentials
 from hush.observability.ids import trace_id_for
 from hush.observability.item_traces import session_of
 from hush.observability.otel import (
     DEFAULT_MAX_QUEUE_SIZE,
     Attributes,
     OTelTracer,
-    private_provider,
-    register_header_secrets,
 )
+from hush.observability.otel_spans import private_provider
 from hush.observability.serialize import (
     DEFAULT_MAX_CHARS,
     describe_error,
@@ -135,6 +134,7 @@ class LangfuseTracer(OTelTracer):
             span_exporter=exporter,
         )
         self.add_processor(processor)
+        self.wire_export(processor, exporter)
         logger.debug(
             "Langfuse tracing to %s (keys from %s)",
             self.host,

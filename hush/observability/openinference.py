@@ -21,6 +21,9 @@ _KINDS = {"chat": "LLM", "embeddings": "EMBEDDING", "rerank": "RERANKER"}
 _JSON, _TEXT = "application/json", "text/plain"
 
 
+_IO_KEYS = {prefix: (f"{prefix}.value", f"{prefix}.mime_type") for prefix in ("input", "output")}
+
+
 def io_attributes(prefix: str, value: Any, text: Callable[[Any], str]) -> Attributes:
     """``{prefix}.value`` (``value`` as ``text`` makes it, once) and its mime type: JSON if
     it parses (a container encoded whole is known to, without parsing it again)."""
@@ -33,7 +36,8 @@ def io_attributes(prefix: str, value: Any, text: Callable[[Any], str]) -> Attrib
             mime = _JSON
         except ValueError:
             pass
-    return {f"{prefix}.value": encoded, f"{prefix}.mime_type": mime}
+    keys = _IO_KEYS.get(prefix) or (f"{prefix}.value", f"{prefix}.mime_type")
+    return {keys[0]: encoded, keys[1]: mime}
 
 
 def _messages(prefix: str, messages: Any, text: Callable[[Any], str]) -> Attributes:

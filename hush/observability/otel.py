@@ -20,25 +20,20 @@ nor sent.
 from __future__ import annotations
 
 import logging
-import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, Tracer, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
+from opentelemetry.sdk.trace import SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import Span, SpanContext
 
 from hush import __version__
 from hush.core.events import Event, LLMCall
-from hush.core.redaction import register_secret
 from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
 from hush.observability.item_traces import item_trace_id, outermost_item, run_root, session_of
 from hush.observability.openinference import io_attributes, llm_attributes
-from hush.observability.otel_ids import RunIds
 from hush.observability.otel_spans import (
     SAMPLED,
     DirectSpan,
@@ -49,21 +44,21 @@ from hush.observability.otel_spans import (
 )
 from hush.observability.serialize import DEFAULT_MAX_CHARS, fit, to_json_text, usage_details
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
+from hush.observability.wire_batches import WireBatches
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE_SIZE = 16_384
 """Finished spans held for export; OpenTelemetry's default (2048) drops spans of big fast maps."""
-DEFAULT_MAX_SPAN_ATTRIBUTES = 1_024
-"""Attributes a span of a private provider keeps unless ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` or
-``OTEL_ATTRIBUTE_COUNT_LIMIT`` says otherwise (OpenTelemetry's 128 evicts the oldest, the
-trace-level fields first, from a long conversation's OpenInference messages)."""
-
 _GENAI_PARAMS = {
     **{p: f"gen_ai.request.{p}" for p in ("temperature", "max_tokens", "top_p", "seed")},
     **{p: f"gen_ai.request.{p}" for p in ("frequency_penalty", "presence_penalty")},
     "max_completion_tokens": "gen_ai.request.max_tokens",
 }
+
+FLUSH_WAIT = 30.0
+"""Seconds a flush waits in the tracer's thread for the spans' export (the default wait of
+OpenTelemetry's ``force_flush``); the run's own wait is ``flush_timeout``."""
 
 Attributes = dict[str, Any]
 
@@ -120,17 +115,50 @@ class OTelTracer(SpanTracer):
 
     def otlp_exporter(
         self, endpoint: str, headers: Mapping[str, str] | None, timeout: float, gzip: bool = False
-    ) -> SpanExporter:
+    ) -> OTLPHttpExporter:
         """An OTLP/HTTP protobuf exporter to ``endpoint`` reporting to the tracer's health."""
         return OTLPHttpExporter(endpoint, headers, timeout, self.health, compress=gzip)
 
+    def wire_export(self, processor: SpanProcessor, exporter: OTLPHttpExporter) -> None:
+        """Let spans built directly skip ``processor`` (the tracer's own, exporting with
+        ``exporter``) and go to ``exporter`` as OTLP bytes, batched with the processor's
+        settings (:mod:`hush.observability.wire_batches`)."""
+        direct = self._direct
+        if direct is None:
+            return
+        batching = getattr(processor, "_batch_processor", None)
+        direct.wire = WireBatches(
+            exporter,
+            direct.resource,
+            direct.scope,
+            batch_size=getattr(batching, "_max_export_batch_size", 512),
+            interval=getattr(batching, "_schedule_delay", 1.0),
+            max_queue=getattr(batching, "_max_queue_size", DEFAULT_MAX_QUEUE_SIZE),
+            name=f"hush-{type(self).__name__}-export",
+        )
+
+    @property
+    def _wire(self) -> WireBatches | None:
+        return None if self._direct is None else self._direct.wire
+
+    def _idle(self) -> None:
+        wire = self._wire
+        if wire is not None:
+            wire.hand_over()
+
     def _closing(self) -> None:
+        wire = self._wire
+        if wire is not None:
+            wire.close()
         if self.own:
             self.provider.shutdown()
         else:
             self.provider.force_flush()
 
     def _export(self) -> None:
+        wire = self._wire
+        if wire is not None:
+            wire.flush(FLUSH_WAIT)
         self.provider.force_flush()
 
     # ---- spans, in the tracer's thread ----------------------------------------------
@@ -355,43 +383,3 @@ class OTelTracer(SpanTracer):
         if self.openinference:
             attributes.update(llm_attributes(llm, self.text, self.include_io))
         return attributes
-
-
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|team", re.IGNORECASE)
-
-
-def register_header_secrets(headers: Mapping[str, str] | None, *, what: str) -> None:
-    """Redact the values of secret-looking ``headers`` (and their token after a scheme such as
-    ``Bearer``) from every text hush keeps or logs."""
-    for name, value in (headers or {}).items():
-        if _SECRET_HEADER.search(name) and "public" not in name.lower():
-            register_secret(value, what=f"{what} {name}")
-            scheme, _, token = value.partition(" ")
-            if token and scheme.isalpha():
-                register_secret(token, what=f"{what} {name}")
-
-
-def private_provider(
-    *,
-    service_name: str,
-    sample_rate: float = 1.0,
-    resource_attributes: Mapping[str, Any] | None = None,
-) -> TracerProvider:
-    """A ``TracerProvider`` of the tracer's own: never installed globally; the tracer shuts
-    it down (bounded) at exit."""
-    from opentelemetry.sdk.resources import Resource
-
-    attributes = {"service.name": service_name, **(resource_attributes or {})}
-    count_set = any(
-        os.environ.get(name)
-        for name in ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")
-    )
-    return PrivateProvider(
-        resource=Resource.create({k: v for k, v in attributes.items() if v}),
-        sampler=TraceIdRatioBased(sample_rate) if sample_rate < 1.0 else None,
-        shutdown_on_exit=False,
-        id_generator=RunIds(),
-        span_limits=SpanLimits(
-            max_span_attributes=None if count_set else DEFAULT_MAX_SPAN_ATTRIBUTES
-        ),
-    )

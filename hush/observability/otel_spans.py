@@ -26,6 +26,7 @@ map of code nodes went from 108–170 to 33–54 µs (OTLP) and from 125–251 t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -42,16 +43,24 @@ from opentelemetry.sdk.trace import (
     TracerProvider,
     sampling,
 )
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
 
 from hush.observability.open_spans import OpenSpan
-from hush.observability.otel_ids import run_ids
+from hush.observability.otel_ids import RunIds, run_ids
+from hush.observability.otlp_wire import span_fields
+from hush.observability.wire_batches import WireBatches
 
 Attributes = dict[str, Any]
 Failure = tuple[str, str, str]
 """An error as (type, message, traceback)."""
+
+DEFAULT_MAX_SPAN_ATTRIBUTES = 1_024
+"""Attributes a span of a private provider keeps unless ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` or
+``OTEL_ATTRIBUTE_COUNT_LIMIT`` says otherwise (OpenTelemetry's 128 evicts the oldest, the
+trace-level fields first, from a long conversation's OpenInference messages)."""
 
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
@@ -148,7 +157,7 @@ class DirectSpan:
 
     def __init__(
         self,
-        context: tuple[int, int, SpanContext | None],
+        context: tuple[int, int, int | None],
         name: str,
         start: int,
         attributes: Attributes,
@@ -157,6 +166,7 @@ class DirectSpan:
         sampled: bool,
     ) -> None:
         self.trace_id, self.id, self.parent = context
+        """The trace's, the span's and its parent's (``None``: a root) ids."""
         self.name, self.start, self.attributes, self.kind = name, start, attributes, kind
         self.links, self.sampled = links, sampled
         self.added: Attributes = {}
@@ -181,6 +191,9 @@ class DirectSpans:
         self.max_attributes = limits.max_span_attributes
         self.plain = limits.max_span_attribute_length is None
         """No value is ever cut: attributes below the count limit need no checking."""
+        self.wire: WireBatches | None = None
+        """Where a span goes as OTLP bytes while every processor is hush's (the tracer's
+        exporter, batched as its processor would), instead of to the processors."""
 
     @property
     def usable(self) -> bool:
@@ -210,12 +223,12 @@ class DirectSpans:
         links: Sequence[trace.Link] | None = None,
     ) -> DirectSpan:
         """What ``SdkSpans.start`` would start, kept until :meth:`end`."""
-        above = None if parent is None else SpanContext(trace_id, parent.id, False, SAMPLED)
+        above = None if parent is None else parent.id
         up = None if parent is None else parent.export
         if isinstance(up, DirectSpan):
             sampled, parent_open = up.sampled, up.open
         else:
-            context = Context() if above is None else _context(above)
+            context = Context() if above is None else _context(_local(trace_id, above))
             decision = self.provider.sampler.should_sample(context, trace_id, name, kind)
             sampled, parent_open = decision.decision == _RECORD_AND_SAMPLE, False
         span = DirectSpan(
@@ -234,27 +247,38 @@ class DirectSpans:
     def end(
         self, span: DirectSpan, attributes: Attributes, end: float, error: Failure | None
     ) -> None:
-        """Build the ``ReadableSpan`` the SDK would and hand it to every processor's ``on_end``."""
+        """Encode the span for the tracer's exporter (:attr:`wire`) while every processor is
+        hush's; else build the ``ReadableSpan`` the SDK would and hand it to every processor's
+        ``on_end``."""
         span.open = False
         if not span.sampled:
             return
         end_ns = int(end * 1e9)
         events: Sequence[Event] = ()
-        status = _UNSET
+        status = None
         if error is not None:
             status = _error_status(error)
             events = BoundedList.from_seq(self.limits.max_events, [self._exception(error, end_ns)])
+        merged = self._attributes(span, attributes)
+        wire = self.wire
+        if wire is not None and self.provider.only_hush:
+            ids = (span.trace_id, span.id, span.parent)
+            times = (span.start, end_ns)
+            wire.add(
+                span_fields(ids, span.name, span.kind, times, merged, events, span.links, status)
+            )
+            return
         readable = ReadableSpan(
             span.name,
-            SpanContext(span.trace_id, span.id, False, SAMPLED),
-            span.parent,
+            _local(span.trace_id, span.id),
+            None if span.parent is None else _local(span.trace_id, span.parent),
             self.resource,
-            self._attributes(span, attributes),
+            merged,
             events,
             span.links,
             span.kind,
             self.info,
-            status,
+            status or _UNSET,
             span.start,
             end_ns,
             self.scope,
@@ -290,6 +314,11 @@ class DirectSpans:
         return Event("exception", attributes, end_ns)
 
 
+def _local(trace_id: int, span_id: int) -> SpanContext:
+    """The context of a sampled span of this process."""
+    return SpanContext(trace_id, span_id, False, SAMPLED)
+
+
 def _context(parent: SpanContext) -> Context:
     return trace.set_span_in_context(NonRecordingSpan(parent))
 
@@ -318,3 +347,27 @@ def _error_status(error: Failure) -> Status:
 def _exception(error: Failure) -> Attributes:
     type_, message, stack = error
     return {"exception.type": type_, "exception.message": message, "exception.stacktrace": stack}
+
+
+def private_provider(
+    *,
+    service_name: str,
+    sample_rate: float = 1.0,
+    resource_attributes: Mapping[str, Any] | None = None,
+) -> TracerProvider:
+    """A ``TracerProvider`` of the tracer's own: never installed globally; the tracer shuts
+    it down (bounded) at exit."""
+    attributes = {"service.name": service_name, **(resource_attributes or {})}
+    count_set = any(
+        os.environ.get(name)
+        for name in ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")
+    )
+    return PrivateProvider(
+        resource=Resource.create({k: v for k, v in attributes.items() if v}),
+        sampler=TraceIdRatioBased(sample_rate) if sample_rate < 1.0 else None,
+        shutdown_on_exit=False,
+        id_generator=RunIds(),
+        span_limits=SpanLimits(
+            max_span_attributes=None if count_set else DEFAULT_MAX_SPAN_ATTRIBUTES
+        ),
+    )

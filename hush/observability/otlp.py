@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from hush.observability.credentials import register_header_secrets
 from hush.observability.otel import (
     DEFAULT_MAX_QUEUE_SIZE,
     OTelTracer,
-    private_provider,
-    register_header_secrets,
 )
+from hush.observability.otel_spans import private_provider
 from hush.observability.serialize import DEFAULT_MAX_CHARS
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS
 
@@ -81,13 +81,14 @@ class OTLPTracer(OTelTracer):
         )
         register_header_secrets(headers, what="OTLPTracer header")
         if own:
-            self.add_processor(
-                BatchSpanProcessor(
-                    self.otlp_exporter(self.endpoint, headers, flush_timeout),
-                    max_queue_size=max_queue_size,
-                    schedule_delay_millis=flush_interval * 1000,
-                )
+            exporter = self.otlp_exporter(self.endpoint, headers, flush_timeout)
+            processor = BatchSpanProcessor(
+                exporter,
+                max_queue_size=max_queue_size,
+                schedule_delay_millis=flush_interval * 1000,
             )
+            self.add_processor(processor)
+            self.wire_export(processor, exporter)
 
     @property
     def destination(self) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 _KINDS = {
     SpanKind.INTERNAL: 1,
@@ -30,6 +30,7 @@ _KINDS = {
     SpanKind.CONSUMER: 5,
 }
 _STATUS = {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}
+_UNSET = Status(StatusCode.UNSET)
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _double, _fixed64, _fixed32 = (
     struct.Struct("<d").pack,
@@ -88,11 +89,29 @@ def _value(value: Any) -> bytes:
 
 
 _REPEATED_MAX_CHARS = 256
-"""Attributes with a string value up to this long, an integer or a boolean are kept encoded:
-most (the run's fields, kinds, statuses, types) are the same on every span of a run."""
-_REPEATED_MAX = 4_096
-"""Encoded attributes kept (at most a few MB); the cache starts over beyond."""
-_repeated: dict[tuple[int, str, type, Any], bytes] = {}
+"""String values up to this long are kept encoded with their key while few differ: most (the
+run's fields, kinds, statuses, types) are the same on every span of a run."""
+_VALUES_PER_KEY = 64
+"""Distinct values kept encoded for one key; a key with more (an input, a path) is known to
+vary and its values are no longer kept."""
+_KEYS_MAX = 4_096
+"""Keys known for one field number (at most a few MB); the table starts over beyond."""
+
+
+class _Key:
+    """An attribute key as encoded (``head``), and the string values met with it, encoded
+    with it, while few differ (``None`` once more did: a key whose values vary)."""
+
+    __slots__ = ("head", "texts")
+
+    def __init__(self, key: str) -> None:
+        self.head = _text(1, str(key))
+        self.texts: dict[str, bytes] | None = {}
+
+
+_keys: dict[int, dict[str, _Key]] = {}
+_scalars: dict[tuple[int, str, type, Any], bytes] = {}
+"""Attributes of an integer or boolean value, encoded (the type tells ``True`` from ``1``)."""
 
 
 def _attribute(number: int, key: str, value: Any) -> bytes:
@@ -100,20 +119,51 @@ def _attribute(number: int, key: str, value: Any) -> bytes:
     return _field(number, _text(1, str(key)) + _field(2, _value(value)))
 
 
+def _string_attribute(tag: bytes, head: bytes, value: str) -> bytes:
+    """A ``KeyValue`` field (``tag``) of encoded key ``head`` and a string value."""
+    data = value.encode("utf-8", "surrogatepass")
+    size = len(data)
+    inner = b"\x0a" + (_SMALL_VARINTS[size] if size < _SMALL else _varint(size)) + data
+    size = len(inner)
+    pair = head + b"\x12" + (_SMALL_VARINTS[size] if size < _SMALL else _varint(size)) + inner
+    size = len(pair)
+    return tag + (_SMALL_VARINTS[size] if size < _SMALL else _varint(size)) + pair
+
+
 def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     """Repeated ``KeyValue`` fields numbered ``number``."""
     if not attributes:
         return b""
+    keys = _keys.get(number)
+    if keys is None or len(keys) >= _KEYS_MAX:
+        keys = _keys[number] = {}
+    tag = _TAGS[number]
     out = []
     for key, value in attributes.items():
         kind = type(value)
-        if kind is bool or kind is int or (kind is str and len(value) <= _REPEATED_MAX_CHARS):
-            known = (number, key, kind, value)
-            encoded = _repeated.get(known)
+        if kind is str:
+            known = keys.get(key)
+            if known is None:
+                known = keys[key] = _Key(key)
+            texts = known.texts
+            if texts is None or len(value) > _REPEATED_MAX_CHARS:
+                out.append(_string_attribute(tag, known.head, value))
+                continue
+            encoded = texts.get(value)
             if encoded is None:
-                if len(_repeated) >= _REPEATED_MAX:
-                    _repeated.clear()
-                encoded = _repeated[known] = _attribute(number, key, value)
+                encoded = _string_attribute(tag, known.head, value)
+                if len(texts) < _VALUES_PER_KEY:
+                    texts[value] = encoded
+                else:
+                    known.texts = None
+            out.append(encoded)
+        elif kind is int or kind is bool:
+            scalar = (number, key, kind, value)
+            encoded = _scalars.get(scalar)
+            if encoded is None:
+                if len(_scalars) >= _KEYS_MAX:
+                    _scalars.clear()
+                encoded = _scalars[scalar] = _attribute(number, key, value)
             out.append(encoded)
         else:
             out.append(_attribute(number, key, value))
@@ -135,6 +185,79 @@ _FLAGS = {
 }
 
 
+_INTERNAL = SpanKind.INTERNAL
+_INTERNAL_FIELD = _KIND_FIELDS[_INTERNAL]
+_PLAIN_TAIL = _UNSET_STATUS + _FLAGS[False]
+"""What ends a span with no events nor links, an unset status and a local parent."""
+
+
+def span_fields(
+    ids: tuple[int, int, int | None],
+    name: str,
+    kind: SpanKind,
+    times: tuple[int, int],
+    attributes: Mapping[str, Any],
+    events: Sequence[Any] = (),
+    links: Sequence[Any] = (),
+    status: Status | None = None,
+) -> bytes:
+    """One ``Span`` message from its fields: ``ids`` are the trace, span and parent (or
+    ``None``: a root) ids, the parent local; ``events`` and ``links`` are OpenTelemetry's
+    ``Event`` and ``Link`` (a ``BoundedList`` counts what it dropped), ``attributes`` a
+    mapping (a ``BoundedAttributes`` too); no ``status`` is an unset one."""
+    trace_id, span_id, parent_id = ids
+    head = b"\x0a\x10" + trace_id.to_bytes(16, "big") + b"\x12\x08" + span_id.to_bytes(8, "big")
+    if parent_id is not None:
+        head += b"\x22\x08" + parent_id.to_bytes(8, "big")
+    out = [
+        head,
+        _text(5, name),
+        _INTERNAL_FIELD if kind is _INTERNAL else _KIND_FIELDS[kind],
+        _TIMES(0x39, times[0], 0x41, times[1]),
+        _attributes(9, attributes),
+    ]
+    if type(attributes) is not dict:
+        out.append(_count(10, getattr(attributes, "dropped", 0)))
+    if not events and not links and status is None:
+        out.append(_PLAIN_TAIL)
+    else:
+        dropped = (getattr(events, "dropped", 0), getattr(links, "dropped", 0))
+        _tail(out, (events, links), dropped, status or _UNSET, False)
+    return b"".join(out)
+
+
+def _tail(
+    out: list[bytes],
+    events_links: tuple[Sequence[Any], Sequence[Any]],
+    dropped: tuple[int, int],
+    status: Status | None,
+    remote_parent: bool,
+) -> None:
+    """A span's events and links (and how many of each were dropped), status and flags
+    (fields 11 to 16), appended to ``out``."""
+    events, links = events_links
+    for event in events:
+        body = b"\x09" + _fixed64(event.timestamp) + _text(2, event.name)
+        body += _attributes(3, event.attributes) + _count(4, event.dropped_attributes)
+        out.append(_field(11, body))
+    out.append(_count(12, dropped[0]))
+    for link in links:
+        linked = link.context
+        body = _field(1, linked.trace_id.to_bytes(16, "big"))
+        body += _field(2, linked.span_id.to_bytes(8, "big"))
+        body += _attributes(4, link.attributes) + _count(5, link.dropped_attributes)
+        link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)
+        out.append(_field(13, body + b"\x35" + _fixed32(link_flags)))
+    out.append(_count(14, dropped[1]))
+    code = 0 if status is None else _STATUS[status.status_code]
+    if status is not None and (code or status.description):
+        message = _text(2, status.description or "")
+        out.append(_field(15, message + (b"\x18" + _varint(code) if code else b"")))
+    else:
+        out.append(_UNSET_STATUS)
+    out.append(_FLAGS[remote_parent])
+
+
 def _span(span: ReadableSpan) -> bytes:
     context = span.get_span_context()
     assert context is not None
@@ -154,27 +277,9 @@ def _span(span: ReadableSpan) -> bytes:
         _attributes(9, span.attributes),
         _count(10, span.dropped_attributes),
     )
-    for event in span.events:
-        body = b"\x09" + _fixed64(event.timestamp) + _text(2, event.name)
-        body += _attributes(3, event.attributes) + _count(4, event.dropped_attributes)
-        out.append(_field(11, body))
-    out.append(_count(12, span.dropped_events))
-    for link in span.links:
-        linked = link.context
-        body = _field(1, linked.trace_id.to_bytes(16, "big"))
-        body += _field(2, linked.span_id.to_bytes(8, "big"))
-        body += _attributes(4, link.attributes) + _count(5, link.dropped_attributes)
-        link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)
-        out.append(_field(13, body + b"\x35" + _fixed32(link_flags)))
-    out.append(_count(14, span.dropped_links))
-    status = span.status
-    code = _STATUS[status.status_code]
-    if code or status.description:
-        message = _text(2, status.description or "")
-        out.append(_field(15, message + (b"\x18" + _varint(code) if code else b"")))
-    else:
-        out.append(_UNSET_STATUS)
-    out.append(_FLAGS[parent is not None and parent.is_remote])
+    dropped = (span.dropped_events, span.dropped_links)
+    remote = parent is not None and parent.is_remote
+    _tail(out, (span.events, span.links), dropped, span.status, remote)
     return b"".join(out)
 
 
@@ -203,3 +308,27 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
         body += _text(3, resource.schema_url or "")
         out.append(_field(1, body))
     return b"".join(out)
+
+
+class Request:
+    """``ExportTraceServiceRequest`` s of spans that share one resource and scope, from spans
+    already encoded (:func:`span_fields`) and framed (:meth:`frame`)."""
+
+    def __init__(self, resource: Any, scope: Any) -> None:
+        self._resource = _field(1, _attributes(1, resource.attributes))
+        self._resource_tail = _text(3, resource.schema_url or "")
+        self._scope = _field(
+            1,
+            _text(1, scope.name) + _text(2, scope.version or "") + _attributes(3, scope.attributes),
+        )
+        self._scope_tail = _text(3, scope.schema_url or "")
+
+    @staticmethod
+    def frame(span: bytes) -> bytes:
+        """A ``Span`` message as one of a ``ScopeSpans`` ' spans."""
+        return _field(2, span)
+
+    def of(self, framed: Sequence[bytes]) -> bytes:
+        """The request carrying ``framed`` spans."""
+        scope_spans = _field(2, self._scope + b"".join(framed) + self._scope_tail)
+        return _field(1, self._resource + scope_spans + self._resource_tail)

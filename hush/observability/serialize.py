@@ -168,21 +168,28 @@ def _plain_json(value: Any, max_chars: int, depth: int = 0) -> str | None:
     return None
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _over_limit(value: Any) -> bool:
     """Whether a list or mapping, or one of the few values of one, holds over
     :data:`MAX_ITEMS` items (a map's inputs and results): known to need cutting without
     encoding it first."""
     if isinstance(value, dict):
         items: Any = value.values()
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, _CONTAINERS):
         items = value
     else:
         return False
-    if len(items) > MAX_ITEMS:
+    size = len(items)
+    if size > MAX_ITEMS:
         return True
-    return len(items) <= 8 and any(
-        isinstance(item, dict | list | tuple) and len(item) > MAX_ITEMS for item in items
-    )
+    if size > 8:
+        return False
+    for item in items:  # noqa: SIM110 - a loop: cheaper than a generator for a few items
+        if isinstance(item, _CONTAINERS) and len(item) > MAX_ITEMS:
+            return True
+    return False
 
 
 def _uncut(value: Any, depth: int) -> bool:

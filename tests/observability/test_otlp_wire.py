@@ -22,8 +22,8 @@ from opentelemetry.trace import (
 )
 
 from hush.observability import OTLPTracer
-from hush.observability.otel import private_provider
-from hush.observability.otlp_wire import encode_request
+from hush.observability.otel_spans import private_provider
+from hush.observability.otlp_wire import Request, encode_request, span_fields
 
 
 class Keep(SpanExporter):
@@ -129,3 +129,37 @@ def test_a_remote_parent_and_trace_state_encode_as_opentelemetrys_encoder_does()
 
     assert keep.spans[0].context.trace_state and keep.spans[0].parent.is_remote
     same_as_the_library(keep.spans)
+
+
+async def test_spans_written_from_their_fields_make_the_librarys_request(
+    quiet_map_errors: None,
+) -> None:
+    """:func:`span_fields` and :class:`Request` (what spans built directly are sent as) write
+    what OpenTelemetry's encoder writes, keys whose values vary (over 64 paths) included."""
+    keep = Keep()
+    provider = private_provider(service_name="wire", resource_attributes={"x.y": "é ✓"})
+    provider.add_span_processor(SimpleSpanProcessor(keep))
+    tracer = OTLPTracer(tracer_provider=provider, trace_per_item=True)
+    table = [list(range(row * 10, row * 10 + 10)) for row in range(10)]
+    await graphs.nested_map(bad=17).run({"rows": table}, tracer=tracer, run_id="fields")
+    tracer.close()
+
+    spans = keep.spans
+    assert any(s.links for s in spans) and any(s.events for s in spans)
+    request = Request(spans[0].resource, spans[0].instrumentation_scope)
+    framed = [
+        Request.frame(
+            span_fields(
+                (s.context.trace_id, s.context.span_id, s.parent and s.parent.span_id),
+                s.name,
+                s.kind,
+                (s.start_time or 0, s.end_time or 0),
+                s.attributes or {},
+                s.events,
+                s.links,
+                s.status,
+            )
+        )
+        for s in spans
+    ]
+    assert ExportTraceServiceRequest.FromString(request.of(framed)) == encode_spans(spans)
