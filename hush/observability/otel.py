@@ -141,6 +141,12 @@ class OTelTracer(SpanTracer):
     def _wire(self) -> WireBatches | None:
         return None if self._direct is None else self._direct.wire
 
+    def after_fork(self) -> None:
+        super().after_fork()
+        wire = self._wire
+        if wire is not None:
+            wire.after_fork()
+
     def _idle(self) -> None:
         wire = self._wire
         if wire is not None:

@@ -96,6 +96,13 @@ class WireBatches:
         self.hand_over()
         return self.sender.close(timeout)
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's spans are the parent's to send (as OpenTelemetry's
+        processors forget theirs), and the next batch starts a sender thread of the child's."""
+        self._spans = []
+        self._handed = self._sent = 0
+        self.sender.after_fork()
+
     def _drop(self, spans: int) -> None:
         self.dropped += spans
         self.exporter.health.gave_up(spans)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -158,3 +162,37 @@ def test_spans_beyond_the_queue_of_a_stuck_backend_are_dropped_and_counted(
     assert wire.dropped == 6 and health.dropped >= 6
     warnings = [r for r in caplog.records if "max_queue_size" in r.getMessage()]
     assert len(warnings) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_sends_its_own_spans_once(receiver: OtlpReceiver) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, os, sys
+        from hush.core import END, START, CodeNode, GraphNode, Hush
+        from hush.observability import OTLPTracer
+
+        async def step() -> dict:
+            return {"x": 1}
+
+        with GraphNode(name="forked") as g:
+            START >> CodeNode(name="step", code_fn=step) >> END
+        tracer = OTLPTracer(sys.argv[1], flush_interval=30.0)
+        asyncio.run(Hush(g).run({}, tracer=tracer, run_id="parent"))
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(Hush(g).run({}, tracer=tracer, run_id="child"))
+            tracer.close(10)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        tracer.close(10)
+        print(os.waitstatus_to_exitcode(status))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, receiver.url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "0", done.stderr
+    spans = receiver.wait_for_spans(4)
+    runs = sorted(s.attributes["hush.run_id"] for s in spans)
+    assert runs == ["child", "child", "parent", "parent"]
