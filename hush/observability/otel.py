@@ -56,10 +56,6 @@ _GENAI_PARAMS = {
     "max_completion_tokens": "gen_ai.request.max_tokens",
 }
 
-FLUSH_WAIT = 30.0
-"""Seconds a flush waits in the tracer's thread for the spans' export (the default wait of
-OpenTelemetry's ``force_flush``); the run's own wait is ``flush_timeout``."""
-
 Attributes = dict[str, Any]
 
 
@@ -164,7 +160,7 @@ class OTelTracer(SpanTracer):
     def _export(self) -> None:
         wire = self._wire
         if wire is not None:
-            wire.flush(FLUSH_WAIT)
+            wire.flush()
         self.provider.force_flush()
 
     # ---- spans, in the tracer's thread ----------------------------------------------

@@ -65,18 +65,31 @@ def _field(number: int, payload: bytes) -> bytes:
     return _TAGS[number] + (_SMALL_VARINTS[size] if size < _SMALL else _varint(size)) + payload
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (a file name decoded with ``surrogateescape``) is
+    written as its escape (``\\udcff``), so that the request stays valid protobuf."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _text(number: int, text: str) -> bytes:
-    return _field(number, text.encode("utf-8", "surrogatepass")) if text else b""
+    return _field(number, _utf8(text)) if text else b""
+
+
+_INT64 = range(-(2**63), 2**63)
 
 
 def _value(value: Any) -> bytes:
     """An ``AnyValue``."""
     if isinstance(value, str):
-        return _field(1, value.encode("utf-8", "surrogatepass"))
+        return _field(1, _utf8(value))
     if isinstance(value, bool):
         return b"\x10" + (b"\x01" if value else b"\x00")
     if isinstance(value, int):
-        return b"\x18" + _varint(value)
+        # Beyond int64 (OTLP's integer), the exact value as text rather than a wrapped one.
+        return b"\x18" + _varint(value) if value in _INT64 else _field(1, _utf8(str(value)))
     if isinstance(value, float):
         return b"\x21" + _double(value)
     if isinstance(value, bytes):
@@ -85,7 +98,7 @@ def _value(value: Any) -> bytes:
         return _field(5, b"".join(_field(1, _value(v)) for v in value))
     if isinstance(value, Mapping):
         return _field(6, _attributes(1, value))
-    return _field(1, str(value).encode("utf-8", "surrogatepass"))
+    return _field(1, _utf8(str(value)))
 
 
 _REPEATED_MAX_CHARS = 256
@@ -94,8 +107,8 @@ run's fields, kinds, statuses, types) are the same on every span of a run."""
 _VALUES_PER_KEY = 64
 """Distinct values kept encoded for one key; a key with more (an input, a path) is known to
 vary and its values are no longer kept."""
-_KEYS_MAX = 4_096
-"""Keys known for one field number (at most a few MB); the table starts over beyond."""
+_KEPT_MAX = 16_384
+"""Encoded attributes kept in all (at most a few MB); the tables start over beyond."""
 
 
 class _Key:
@@ -105,13 +118,26 @@ class _Key:
     __slots__ = ("head", "texts")
 
     def __init__(self, key: str) -> None:
-        self.head = _text(1, str(key))
+        self.head = _text(1, key)
         self.texts: dict[str, bytes] | None = {}
 
 
 _keys: dict[int, dict[str, _Key]] = {}
 _scalars: dict[tuple[int, str, type, Any], bytes] = {}
 """Attributes of an integer or boolean value, encoded (the type tells ``True`` from ``1``)."""
+_kept = [0]
+"""Keys and values kept encoded in both tables (bounded by :data:`_KEPT_MAX`)."""
+
+
+def _keep() -> bool:
+    """Count one more encoded entry kept; ``False`` (and the tables emptied) when full."""
+    if _kept[0] >= _KEPT_MAX:
+        _kept[0] = 0
+        _keys.clear()
+        _scalars.clear()
+        return False
+    _kept[0] += 1
+    return True
 
 
 def _attribute(number: int, key: str, value: Any) -> bytes:
@@ -121,7 +147,7 @@ def _attribute(number: int, key: str, value: Any) -> bytes:
 
 def _string_attribute(tag: bytes, head: bytes, value: str) -> bytes:
     """A ``KeyValue`` field (``tag``) of encoded key ``head`` and a string value."""
-    data = value.encode("utf-8", "surrogatepass")
+    data = _utf8(value)
     size = len(data)
     inner = b"\x0a" + (_SMALL_VARINTS[size] if size < _SMALL else _varint(size)) + data
     size = len(inner)
@@ -135,16 +161,20 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     keys = _keys.get(number)
-    if keys is None or len(keys) >= _KEYS_MAX:
+    if keys is None:
         keys = _keys[number] = {}
     tag = _TAGS[number]
     out = []
     for key, value in attributes.items():
         kind = type(value)
-        if kind is str:
+        if type(key) is not str:
+            out.append(_attribute(number, key, value))
+        elif kind is str:
             known = keys.get(key)
             if known is None:
-                known = keys[key] = _Key(key)
+                known = _Key(key)
+                if _keep():
+                    keys[key] = known
             texts = known.texts
             if texts is None or len(value) > _REPEATED_MAX_CHARS:
                 out.append(_string_attribute(tag, known.head, value))
@@ -152,18 +182,18 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
             encoded = texts.get(value)
             if encoded is None:
                 encoded = _string_attribute(tag, known.head, value)
-                if len(texts) < _VALUES_PER_KEY:
-                    texts[value] = encoded
-                else:
+                if len(texts) >= _VALUES_PER_KEY:
                     known.texts = None
+                elif _keep():
+                    texts[value] = encoded
             out.append(encoded)
         elif kind is int or kind is bool:
             scalar = (number, key, kind, value)
             encoded = _scalars.get(scalar)
             if encoded is None:
-                if len(_scalars) >= _KEYS_MAX:
-                    _scalars.clear()
-                encoded = _scalars[scalar] = _attribute(number, key, value)
+                encoded = _attribute(number, key, value)
+                if _keep():
+                    _scalars[scalar] = encoded
             out.append(encoded)
         else:
             out.append(_attribute(number, key, value))
@@ -218,7 +248,7 @@ def span_fields(
     ]
     if type(attributes) is not dict:
         out.append(_count(10, getattr(attributes, "dropped", 0)))
-    if not events and not links and status is None:
+    if status is None and not events and type(links) is tuple and not links:
         out.append(_PLAIN_TAIL)
     else:
         dropped = (getattr(events, "dropped", 0), getattr(links, "dropped", 0))

@@ -7,8 +7,11 @@ from collections.abc import Sequence
 import graphs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -21,7 +24,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from hush.observability import OTLPTracer
+from hush.observability import OTLPTracer, otlp_wire
 from hush.observability.otel_spans import private_provider
 from hush.observability.otlp_wire import Request, encode_request, span_fields
 
@@ -163,3 +166,55 @@ async def test_spans_written_from_their_fields_make_the_librarys_request(
         for s in spans
     ]
     assert ExportTraceServiceRequest.FromString(request.of(framed)) == encode_spans(spans)
+
+
+def test_a_span_whose_links_were_all_dropped_says_how_many() -> None:
+    resource, scope = Resource.create({"service.name": "x"}), InstrumentationScope("hush", "1")
+    links = BoundedList.from_seq(0, [Link(SpanContext(9, 8, False, TraceFlags(1)), {"a": "b"})])
+    assert len(links) == 0 and links.dropped == 1
+    span = ReadableSpan(
+        "item",
+        SpanContext(5, 6, False, TraceFlags(1)),
+        None,
+        resource,
+        {"k": "v"},
+        links=links,
+        kind=SpanKind.INTERNAL,
+        start_time=1,
+        end_time=2,
+        instrumentation_scope=scope,
+    )
+    fields = span_fields((5, 6, None), "item", SpanKind.INTERNAL, (1, 2), {"k": "v"}, (), links)
+    ours = Request(resource, scope).of([Request.frame(fields)])
+    assert ExportTraceServiceRequest.FromString(ours) == encode_spans([span])
+
+
+def test_text_that_is_not_unicode_and_integers_beyond_int64_keep_the_request_valid() -> None:
+    """A lone surrogate (a file name decoded with ``surrogateescape``) is sent escaped, an
+    integer OTLP cannot hold as its exact digits: the other spans of the request arrive."""
+    bad = "report-\udcff.txt"
+    attributes = [{"ok": "fine"}, {"output.value": bad, "n": 2**64, "m": -(2**63)}]
+    request = Request(Resource.create({}), InstrumentationScope("hush"))
+    framed = [
+        Request.frame(span_fields((5, 6 + i, None), bad, SpanKind.INTERNAL, (1, 2), a))
+        for i, a in enumerate(attributes)
+    ]
+    decoded = ExportTraceServiceRequest.FromString(request.of(framed))
+    spans = decoded.resource_spans[0].scope_spans[0].spans
+    assert [s.name for s in spans] == ["report-\\udcff.txt"] * 2
+    values = {kv.key: kv.value for kv in spans[1].attributes}
+    assert values["output.value"].string_value == "report-\\udcff.txt"
+    assert values["n"].string_value == str(2**64) and values["m"].int_value == -(2**63)
+
+
+def test_the_encoded_attributes_kept_are_bounded() -> None:
+    """Keys that vary (a per-message key, a per-run metadata key) and values of keys that
+    repeat are kept encoded up to a bound in all, then the tables start over."""
+    for n in range(3 * otlp_wire._KEPT_MAX):
+        otlp_wire._attributes(9, {f"key.{n}": f"v{n % 50}", "flag": n % 2 == 0, "i": n % 7})
+        if n % 997:
+            continue
+        kept = sum(
+            1 + len(k.texts or ()) for keys in otlp_wire._keys.values() for k in keys.values()
+        )
+        assert kept + len(otlp_wire._scalars) <= otlp_wire._KEPT_MAX + 1
