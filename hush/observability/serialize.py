@@ -192,12 +192,19 @@ def _over_limit(value: Any) -> bool:
     return False
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+"""Types a plain value's leaves have (no container to check under them)."""
+
+
 def _uncut(value: Any, depth: int) -> bool:
     """Whether :func:`_convert` would keep every container of plain ``value`` whole (none
-    longer than :data:`MAX_ITEMS`, none deeper than :data:`MAX_DEPTH`)."""
+    longer than :data:`MAX_ITEMS`, none deeper than :data:`MAX_DEPTH`). Written as loops, a
+    flat mapping inside a list checked in place: a map's results (a thousand small dicts)
+    are checked in a fraction of a millisecond, not two."""
     if isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
-            return False
+        for key in value:
+            if not isinstance(key, str):
+                return False
         items: Any = value.values()
     elif isinstance(value, list | tuple):
         items = value
@@ -205,7 +212,20 @@ def _uncut(value: Any, depth: int) -> bool:
         return True
     if depth >= MAX_DEPTH or len(items) > MAX_ITEMS:
         return False
-    return all(_uncut(item, depth + 1) for item in items if isinstance(item, dict | list | tuple))
+    inner = depth + 1
+    for item in items:
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is dict and inner < MAX_DEPTH and len(item) <= MAX_ITEMS:
+            for key, leaf in item.items():
+                if type(key) is not str and not isinstance(key, str):
+                    return False
+                if type(leaf) not in _SCALARS and not _uncut(leaf, inner + 1):
+                    return False
+        elif isinstance(item, _CONTAINERS) and not _uncut(item, inner):
+            return False
+    return True
 
 
 def _encoded(value: Any, max_chars: int) -> tuple[Any, str]:

@@ -6,9 +6,13 @@ import dataclasses
 import datetime as dt
 import json
 from typing import Any
+from unittest.mock import patch
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
+from hush.observability import serialize
 from hush.observability.serialize import error_message, to_json_text, to_jsonable, usage_details
 
 
@@ -108,3 +112,45 @@ def test_json_text() -> None:
     assert json.loads(to_json_text({"a": [1, "b"]})) == {"a": [1, "b"]}
     assert to_json_text("x" * 50, max_chars=10) == "x" * 10 + "… [truncated 50 chars]"
     assert to_json_text(list(range(100)), max_chars=20).endswith("[truncated 390 chars]")
+
+
+def _uncut_by_definition(value: Any, depth: int) -> bool:
+    """The rule ``serialize._uncut`` implements, written plainly: every mapping has string
+    keys, no container is longer than ``MAX_ITEMS`` or deeper than ``MAX_DEPTH``."""
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            return False
+        items: Any = list(value.values())
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return True
+    if depth >= serialize.MAX_DEPTH or len(items) > serialize.MAX_ITEMS:
+        return False
+    return all(_uncut_by_definition(item, depth + 1) for item in items)
+
+
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=3)
+)
+_plain_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.tuples(inner, inner),
+        st.dictionaries(
+            st.one_of(st.text(max_size=2), st.integers(0, 3), st.booleans()), inner, max_size=5
+        ),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(_plain_values, st.integers(0, 5))
+def test_the_check_that_a_value_needs_no_cutting_follows_its_rule(value: Any, depth: int) -> None:
+    with (
+        patch.object(serialize, "MAX_ITEMS", 3),
+        patch.object(serialize, "MAX_DEPTH", 4),
+    ):
+        assert serialize._uncut(value, depth) == _uncut_by_definition(value, depth)
