@@ -275,6 +275,26 @@ def test_linger_gathers_items_until_a_barrier_cuts_it_short() -> None:
     writer.close(WAIT)
 
 
+def test_a_barrier_behind_more_than_a_batch_is_not_kept_waiting_by_linger() -> None:
+    """A flush behind several batches' worth of items: the batches after the first are taken
+    at once (no linger), so the flush returns in much less than one linger per batch."""
+    gate = Gate(shut=True)
+    writer = BackgroundWriter(gate, name="test-linger-backlog", linger=WAIT, batch_size=2)
+    writer.put(0)
+    writer.hurry()  # the first batch goes at once, and the handler holds the thread
+    assert gate.entered.wait(WAIT)
+    for item in range(1, 7):
+        writer.put(item)
+    flushed = threading.Event()
+    waiter = threading.Thread(target=lambda: writer.flush(3 * WAIT) and flushed.set())
+    waiter.start()
+    gate.open.set()
+    assert flushed.wait(WAIT / 2), "the flush waited a linger for a batch behind another"
+    assert gate.items == list(range(7))
+    waiter.join(WAIT)
+    writer.close(WAIT)
+
+
 def test_an_idle_thread_ends_and_the_next_item_starts_another() -> None:
     gate = Gate()
     writer = BackgroundWriter(gate, name="test-idle", idle_exit=0.0)

@@ -3,9 +3,9 @@
 The event loop only enqueues; the thread takes everything queued (up to ``batch_size``
 items) and hands it to the handler in one call (a SQLite writer commits one transaction
 per batch). ``flush`` and ``close`` (and ``aflush``, ``aclose``) are barriers: they return
-once everything submitted before them is handled. On a full queue (``maxsize``) the
-producer chooses: ``offer`` drops the item and counts it (tracers), ``put`` blocks a
-thread and ``aput`` awaits room (backpressure); ``put`` refuses to block an event loop.
+once everything submitted before them is handled. On a full queue (``maxsize``), ``offer``
+drops the item and counts it (tracers), ``put`` blocks a thread and ``aput`` awaits room
+(backpressure); ``put`` refuses to block an event loop.
 
 Shutdown policy, the same for every writer:
 
@@ -16,8 +16,7 @@ Shutdown policy, the same for every writer:
   for at most its ``exit_timeout`` seconds (:mod:`hush.background.shutdown`);
 * in a forked child the parent's threads do not exist: the next submission starts one.
 
-A crash loses what is queued and not yet handled (SIGKILL, ``os._exit``, or an
-``exit_timeout`` run out).
+A crash (SIGKILL, ``os._exit``, an ``exit_timeout`` run out) loses what is queued, unhandled.
 """
 
 from __future__ import annotations
@@ -297,7 +296,7 @@ class BackgroundWriter(Generic[T]):
     def _serve_queue(self) -> bool:
         """Hand batches to the handler; ``True`` once closed, ``False`` after ``idle_exit``."""
         get = self._queue.get
-        stopping = False
+        stopping = backlog = False
         while True:
             try:
                 first = get(block=False) if stopping else get(timeout=self.idle_exit)
@@ -309,11 +308,12 @@ class BackgroundWriter(Generic[T]):
                         continue
                     self._thread = None
                 return False
-            if self.linger and not isinstance(first, Barrier):
+            if self.linger and not backlog and not isinstance(first, Barrier):
                 self._urgent.wait(self.linger)
             if self._urgent.is_set():
                 self._urgent.clear()
             batch, barriers = self._take(first)
+            backlog = len(batch) >= self.batch_size  # more queued: maybe a barrier, no linger
             self._handle(batch)
             for barrier in barriers:
                 stopping = stopping or barrier.stop
