@@ -295,6 +295,24 @@ def test_a_barrier_behind_more_than_a_batch_is_not_kept_waiting_by_linger() -> N
     writer.close(WAIT)
 
 
+def test_a_barrier_behind_more_than_a_batch_is_not_kept_waiting_by_pause() -> None:
+    """The same with ``pause``: a writer rests after a batch only when its queue is drained."""
+    gate = Gate(shut=True)
+    writer = BackgroundWriter(gate, name="test-pause-backlog", pause=WAIT, batch_size=2)
+    writer.put(0)
+    assert gate.entered.wait(WAIT)
+    for item in range(1, 7):
+        writer.put(item)
+    flushed = threading.Event()
+    waiter = threading.Thread(target=lambda: writer.flush(3 * WAIT) and flushed.set())
+    waiter.start()
+    gate.open.set()
+    assert flushed.wait(WAIT / 2), "the flush waited a pause for a batch behind another"
+    assert gate.items == list(range(7))
+    waiter.join(WAIT)
+    writer.close(WAIT)
+
+
 def test_an_idle_thread_ends_and_the_next_item_starts_another() -> None:
     gate = Gate()
     writer = BackgroundWriter(gate, name="test-idle", idle_exit=0.0)

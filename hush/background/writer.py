@@ -313,7 +313,7 @@ class BackgroundWriter(Generic[T]):
             if self._urgent.is_set():
                 self._urgent.clear()
             batch, barriers = self._take(first)
-            backlog = len(batch) >= self.batch_size  # more queued: maybe a barrier, no linger
+            backlog = len(batch) >= self.batch_size  # more queued: no linger nor pause
             self._handle(batch)
             for barrier in barriers:
                 stopping = stopping or barrier.stop
@@ -322,7 +322,7 @@ class BackgroundWriter(Generic[T]):
                 barrier.release()
             if self._on_idle is not None and not self._queue.qsize():
                 self._safely(self._on_idle)
-            if self.pause and batch and not stopping:
+            if self.pause and batch and not stopping and not backlog:
                 self._urgent.wait(self.pause)
                 self._urgent.clear()
 
