@@ -11,6 +11,8 @@ twice, the span's lock, the copy to a ``ReadableSpan``, the Langfuse processor's
 all hush's (a processor added by anyone else turns it off for the spans started after):
 a span's start only computes its attributes and what hush's processor's ``on_start``
 would add (:meth:`~hush.observability.otel.OTelTracer.own_processor_start`), and its end
+writes the span straight to OTLP bytes for the tracer's exporter (:attr:`DirectSpans.wire`,
+:mod:`~hush.observability.wire_batches`), or, once someone else's processor was added,
 builds the ``ReadableSpan`` the SDK would have built and hands it to the processors'
 ``on_end``. The sampler is asked once per trace (at its root span; the private
 provider's samplers decide by trace id and parent alone), the span limits apply with the

@@ -7,10 +7,14 @@ that shares the GIL with the event loop. This writes the same bytes directly (th
 times faster; ``tests/observability/test_otlp_wire.py`` checks that the library's
 decoder reads back what OpenTelemetry's own encoder writes. Spans are grouped by
 resource (the provider's object: no hashing of its attributes per span) and
-instrumentation scope, as OpenTelemetry's encoder does. An attribute with a short string,
-an integer or a boolean value is encoded once and kept (most are the same on every span of
-a run: its fields, kinds, statuses), and a span's fixed fields (ids, kind, times, an unset
-status, its flags) are written with their tags known in advance.
+instrumentation scope, as OpenTelemetry's encoder does. :func:`span_fields` writes a span
+from its fields alone (no ``ReadableSpan``) and :class:`Request` wraps such spans, for
+the spans a private provider skips its processors for (:mod:`~hush.observability.wire_batches`).
+Each key is encoded once and kept, with the short string values of keys that repeat (the
+run's fields, kinds, statuses), integers and booleans; a span's fixed fields (ids, kind,
+times, an unset status, its flags) are written with their tags known in advance. A string
+that is not valid Unicode (a lone surrogate) is written escaped, an integer beyond int64 as
+its digits, so that one value never spoils a request.
 """
 
 from __future__ import annotations
