@@ -275,11 +275,13 @@ def test_linger_gathers_items_until_a_barrier_cuts_it_short() -> None:
     writer.close(WAIT)
 
 
-def test_a_barrier_behind_more_than_a_batch_is_not_kept_waiting_by_linger() -> None:
-    """A flush behind several batches' worth of items: the batches after the first are taken
-    at once (no linger), so the flush returns in much less than one linger per batch."""
+@pytest.mark.parametrize("rest", ["linger", "pause"])
+def test_a_barrier_behind_more_than_a_batch_is_not_kept_waiting(rest: str) -> None:
+    """A flush behind several batches' worth of items: a writer lingers (or pauses) only when
+    its queue was drained, so the batches after the first are taken at once and the flush
+    returns in much less than one wait per batch."""
     gate = Gate(shut=True)
-    writer = BackgroundWriter(gate, name="test-linger-backlog", linger=WAIT, batch_size=2)
+    writer = BackgroundWriter(gate, name=f"test-{rest}-backlog", batch_size=2, **{rest: WAIT})
     writer.put(0)
     writer.hurry()  # the first batch goes at once, and the handler holds the thread
     assert gate.entered.wait(WAIT)
@@ -289,25 +291,7 @@ def test_a_barrier_behind_more_than_a_batch_is_not_kept_waiting_by_linger() -> N
     waiter = threading.Thread(target=lambda: writer.flush(3 * WAIT) and flushed.set())
     waiter.start()
     gate.open.set()
-    assert flushed.wait(WAIT / 2), "the flush waited a linger for a batch behind another"
-    assert gate.items == list(range(7))
-    waiter.join(WAIT)
-    writer.close(WAIT)
-
-
-def test_a_barrier_behind_more_than_a_batch_is_not_kept_waiting_by_pause() -> None:
-    """The same with ``pause``: a writer rests after a batch only when its queue is drained."""
-    gate = Gate(shut=True)
-    writer = BackgroundWriter(gate, name="test-pause-backlog", pause=WAIT, batch_size=2)
-    writer.put(0)
-    assert gate.entered.wait(WAIT)
-    for item in range(1, 7):
-        writer.put(item)
-    flushed = threading.Event()
-    waiter = threading.Thread(target=lambda: writer.flush(3 * WAIT) and flushed.set())
-    waiter.start()
-    gate.open.set()
-    assert flushed.wait(WAIT / 2), "the flush waited a pause for a batch behind another"
+    assert flushed.wait(WAIT / 2), f"the flush waited a {rest} for a batch behind another"
     assert gate.items == list(range(7))
     waiter.join(WAIT)
     writer.close(WAIT)
