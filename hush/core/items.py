@@ -95,7 +95,7 @@ async def run_item(
         if run.emit is None:
             outcome = await _body(call, plan, path, state, executor)
         else:
-            outcome = await _traced(call, plan, index, path, state, executor)
+            outcome = await _traced(call, plan, index, path, state, executor, (shared, own))
         waiter = None
         if checkpoint is not None:
             spent = outcome.usage = usage.summary() if usage is not None else None
@@ -136,14 +136,16 @@ def _traced(
     path: str,
     state: dict[str, Any],
     executor: ItemExecutor | None,
+    inputs: tuple[dict[str, Any], dict[str, Any]],
 ) -> Coroutine[Any, Any, GraphOutcome]:
     """Run the item's body between its ``node_start`` and ``node_end`` events, or untraced if
-    no subscriber wants it (:mod:`hush.core.quiet_items`)."""
+    no subscriber wants it (:mod:`hush.core.quiet_items`; ``inputs``: the shared and own
+    inputs ``state`` started as)."""
     emit = call.run.emit
     assert emit is not None
     scope = emit.item(path) if executor is None else emit
     if scope is not emit:
-        return run_quiet(call, plan, index, path, state, scope)
+        return run_quiet(call, plan, index, path, state, scope, inputs)
     return _observed(call, plan, index, path, state, executor, emit)
 
 

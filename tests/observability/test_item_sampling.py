@@ -89,6 +89,41 @@ async def test_an_unsampled_item_that_fails_is_traced_from_its_errors(
     assert {r["kind"] for r in tracer.records} == {"run", "map", "item", "node"}
 
 
+async def test_an_unsampled_failed_items_input_is_what_it_started_with(
+    quiet_map_errors: None,
+) -> None:
+    """The body writes into the item's state before failing, overwriting an input: the
+    rebuilt span's input is still the item's inputs as it started."""
+
+    async def first(item: int) -> dict[str, int]:
+        return {"item": item * 100, "extra": 1}
+
+    async def second(item: int) -> dict[str, int]:
+        if item == BAD * 100:
+            raise ValueError("bad")
+        return {"result": item}
+
+    with GraphNode(name="steps") as g:
+        with MapNode(
+            name="m", inputs={"item": Each(PARENT["items"]), "k": PARENT["k"]}, max_concurrency=4
+        ) as m:
+            a = CodeNode(name="first", code_fn=first, inputs={"item": PARENT["item"]})
+            a["item"] >> PARENT["item"]
+            a["extra"] >> PARENT["extra"]
+            b = CodeNode(name="second", code_fn=second, inputs={"item": a["item"]})
+            b["result"] >> PARENT["result"]
+            START >> a >> b >> END
+        m["result"] >> PARENT["results"]
+        START >> m >> END
+    tracer = MemoryTracer(sample=0.0)
+    await Hush(g).run({"items": list(range(10)), "k": "shared"}, tracer=tracer, run_id="given")
+    tracer.close()
+
+    (item,) = tracer.find(kind="item")
+    assert item["input"] == {"item": BAD, "k": "shared"}
+    assert item["start_time"] <= item["end_time"]
+
+
 async def test_a_failure_deep_in_an_unsampled_item_rebuilds_the_levels_down_to_it(
     quiet_map_errors: None,
 ) -> None:
