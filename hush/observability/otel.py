@@ -120,7 +120,7 @@ class OTelTracer(SpanTracer):
         ``exporter``) and go to ``exporter`` as OTLP bytes, batched with the processor's
         settings (:mod:`hush.observability.wire_batches`): read from it, so that what it made
         of its arguments and of the ``OTEL_BSP_*`` variables applies (attributes private to
-        OpenTelemetry's ``BatchProcessor``; its defaults if a version names them otherwise)."""
+        OpenTelemetry's ``BatchProcessor``; hush's defaults if a version names them otherwise)."""
         direct = self._direct
         if direct is None:
             return
