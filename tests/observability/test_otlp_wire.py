@@ -43,20 +43,27 @@ def same_as_the_library(spans: list[ReadableSpan]) -> None:
     assert ours == encode_spans(spans)
 
 
-async def test_the_spans_of_a_run_encode_as_opentelemetrys_encoder_does(
-    quiet_map_errors: None,
-) -> None:
+async def nested_map_spans(rows: int) -> list[ReadableSpan]:
+    """The spans of a run of ``rows`` rows of 10 cells (one bad), each item a trace of its
+    own, through the SDK to a processor that keeps them."""
     keep = Keep()
     provider = private_provider(service_name="wire", resource_attributes={"x.y": "é ✓"})
     provider.add_span_processor(SimpleSpanProcessor(keep))
     tracer = OTLPTracer(tracer_provider=provider, trace_per_item=True)
-    table = [list(range(row * 10, row * 10 + 10)) for row in range(3)]
-    await graphs.nested_map(bad=17).run({"rows": table}, tracer=tracer, run_id="wire")
+    table = [list(range(row * 10, row * 10 + 10)) for row in range(rows)]
+    await graphs.nested_map(bad=17).run({"rows": table}, tracer=tracer, run_id=f"wire-{rows}")
     tracer.close()
+    return keep.spans
 
-    assert any(s.links for s in keep.spans) and any(s.events for s in keep.spans)
-    assert any(s.status.status_code is StatusCode.ERROR for s in keep.spans)
-    same_as_the_library(keep.spans)
+
+async def test_the_spans_of_a_run_encode_as_opentelemetrys_encoder_does(
+    quiet_map_errors: None,
+) -> None:
+    spans = await nested_map_spans(rows=3)
+
+    assert any(s.links for s in spans) and any(s.events for s in spans)
+    assert any(s.status.status_code is StatusCode.ERROR for s in spans)
+    same_as_the_library(spans)
 
 
 def test_every_attribute_type_encodes_as_opentelemetrys_encoder_does() -> None:
@@ -139,15 +146,7 @@ async def test_spans_written_from_their_fields_make_the_librarys_request(
 ) -> None:
     """:func:`span_fields` and :class:`Request` (what spans built directly are sent as) write
     what OpenTelemetry's encoder writes, keys whose values vary (over 64 paths) included."""
-    keep = Keep()
-    provider = private_provider(service_name="wire", resource_attributes={"x.y": "é ✓"})
-    provider.add_span_processor(SimpleSpanProcessor(keep))
-    tracer = OTLPTracer(tracer_provider=provider, trace_per_item=True)
-    table = [list(range(row * 10, row * 10 + 10)) for row in range(10)]
-    await graphs.nested_map(bad=17).run({"rows": table}, tracer=tracer, run_id="fields")
-    tracer.close()
-
-    spans = keep.spans
+    spans = await nested_map_spans(rows=10)
     assert any(s.links for s in spans) and any(s.events for s in spans)
     request = Request(spans[0].resource, spans[0].instrumentation_scope)
     framed = [

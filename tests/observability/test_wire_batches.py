@@ -130,12 +130,9 @@ def encoded(n: int) -> bytes:
     return span_fields((1, n + 1, None), f"s{n}", SpanKind.INTERNAL, (1, 2), {"n": n})
 
 
-def test_spans_beyond_the_queue_of_a_stuck_backend_are_dropped_and_counted(
-    hanging_server: HangingServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    health = BackendHealth("OTLP", hanging_server.url, logging.getLogger("test"))
-    exporter = OTLPHttpExporter(f"{hanging_server.url}/v1/traces", None, 30.0, health)
-    wire = WireBatches(
+def small_wire(exporter: OTLPHttpExporter) -> WireBatches:
+    """Batches of 2 spans sent at once, at most 4 waiting for the sender."""
+    return WireBatches(
         exporter,
         Resource.create({}),
         InstrumentationScope("test"),
@@ -144,6 +141,14 @@ def test_spans_beyond_the_queue_of_a_stuck_backend_are_dropped_and_counted(
         max_queue=4,
         name="test-wire",
     )
+
+
+def test_spans_beyond_the_queue_of_a_stuck_backend_are_dropped_and_counted(
+    hanging_server: HangingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    health = BackendHealth("OTLP", hanging_server.url, logging.getLogger("test"))
+    exporter = OTLPHttpExporter(f"{hanging_server.url}/v1/traces", None, 30.0, health)
+    wire = small_wire(exporter)
     caplog.set_level(logging.WARNING, logger="hush.observability.wire_batches")
     try:
         for n in range(2):
@@ -276,15 +281,7 @@ class GatedExporter(OTLPHttpExporter):
 
 def test_each_backlog_of_a_slow_backend_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
     exporter = GatedExporter()
-    wire = WireBatches(
-        exporter,
-        Resource.create({}),
-        InstrumentationScope("test"),
-        batch_size=2,
-        interval=0.0,
-        max_queue=4,
-        name="test-wire",
-    )
+    wire = small_wire(exporter)
     caplog.set_level(logging.WARNING, logger="hush.observability.wire_batches")
 
     def backlog(first: int) -> None:
