@@ -6,8 +6,9 @@ committed, as long as the map holds at most 2 x cap finished, uncommitted items,
 SIGKILL loses at most 3 x cap items. Targets: 5 ms I/O items at most 1.1x, trivial items at most 2x
 (goal 1.5x).
 
-Checkpoint off and on take turns within every run (best of ``--repeat`` each), so a
-load spike on a shared machine hits both alike; each figure is printed as its range
+Checkpoint off and on take turns within every run (best of ``--repeat`` each, each from a
+collected heap: ``gc.collect()`` before the clock), so a load spike on a shared machine hits
+both alike; each figure is printed as its range
 (min-max) over ``--runs`` runs: the wall-time ratio on/off, and the CPU time an item
 costs with the checkpoint off and on, on the event loop's thread and over the whole
 process (the writer thread included), which a loaded machine disturbs far less than
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import tempfile
@@ -67,7 +69,8 @@ WAITS = Waits()
 
 
 async def clocked(fn: Callable[[], Awaitable[object]]) -> Clocks:
-    """The wall, loop-thread CPU and process CPU time of one call."""
+    """The wall, loop-thread CPU and process CPU time of one call, from a collected heap."""
+    gc.collect()
     wall, loop, process = time.perf_counter(), time.thread_time(), time.process_time()
     await fn()
     return (

@@ -11,7 +11,10 @@ timed run includes the final export (``run()`` waits for it); the tracer is
 closed after the clock stops, waiting for whatever it still does. The arms take turns within every round (off,
 events only, then each tracer), so a load spike on a shared machine hits them
 alike; each figure is the ``min–max`` over ``--runs`` rounds of the arm's time
-divided by tracing off's time in the same round (each arm's best of ``--repeat``).
+divided by tracing off's time in the same round (each arm's best of ``--repeat``). Every
+run starts from a collected heap (``gc.collect()`` before the clock): otherwise what the
+arm before left is collected during the next one's run, and tracing off, which follows the
+last tracer, varied by half between rounds.
 "wall" is elapsed time, "cpu" the process's CPU time (every thread): other jobs on
 the machine inflate the first, hardly the second. "loop" is the CPU time of the
 event loop's thread alone (``time.thread_time()``), as a ratio and as microseconds
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -116,6 +120,7 @@ async def timed(engine: Hush, items: list[int], make: Make) -> Times:
     tracer = make()
     if tracer is not None and hasattr(tracer, "flush_timeout"):
         tracer.flush_timeout = FLUSH
+    gc.collect()
     wall, cpu, loop = time.perf_counter(), time.process_time(), time.thread_time()
     await engine.run({"items": items}, tracer=tracer)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
