@@ -18,10 +18,11 @@ from hush.observability.serialize import usage_details
 Attributes = dict[str, Any]
 
 _KINDS = {"chat": "LLM", "embeddings": "EMBEDDING", "rerank": "RERANKER"}
-_JSON, _TEXT = "application/json", "text/plain"
+JSON_MIME, _TEXT = "application/json", "text/plain"
 
 
-_IO_KEYS = {prefix: (f"{prefix}.value", f"{prefix}.mime_type") for prefix in ("input", "output")}
+IO_KEYS = {prefix: (f"{prefix}.value", f"{prefix}.mime_type") for prefix in ("input", "output")}
+"""The attributes of an input and an output: its text and its mime type."""
 
 
 def io_attributes(prefix: str, value: Any, text: Callable[[Any], str]) -> Attributes:
@@ -29,14 +30,14 @@ def io_attributes(prefix: str, value: Any, text: Callable[[Any], str]) -> Attrib
     it parses (a container encoded whole is known to, without parsing it again)."""
     encoded = text(value)
     whole = encoded[:1] in ("{", "[") and not encoded.endswith(" chars]")
-    mime = _JSON if whole and not isinstance(value, str) else _TEXT
+    mime = JSON_MIME if whole and not isinstance(value, str) else _TEXT
     if mime == _TEXT:
         try:
             json.loads(encoded)
-            mime = _JSON
+            mime = JSON_MIME
         except ValueError:
             pass
-    keys = _IO_KEYS.get(prefix) or (f"{prefix}.value", f"{prefix}.mime_type")
+    keys = IO_KEYS.get(prefix) or (f"{prefix}.value", f"{prefix}.mime_type")
     return {keys[0]: encoded, keys[1]: mime}
 
 

@@ -5,16 +5,13 @@ item and node, and for each LLM call a span following the OpenTelemetry GenAI
 conventions; times are the events' own. With your ``TracerProvider``, spans go through
 the SDK's public API (``Tracer.start_span`` when a span's start is handled, ``Span.end``
 at its end), so your processors see ``on_start`` and your span limits apply. With the
-tracer's own provider, whose only processor is hush's, each span is built directly as
-the ``ReadableSpan`` the SDK would have made, at its end: on recorded events
-(``benchmarks/bench_otel_span_cost.py``) that cut the tracer thread's CPU per span about
-threefold, in a thread that shares the GIL with the event loop, and what reaches the wire
-is the same (:mod:`hush.observability.otel_spans` says how, and what it gives up). The ids
-are hush's own (:mod:`hush.observability.otel_ids`). Errors are the span's status plus an
-``exception`` event. A dead, hanging or failing backend costs a run and the
-process exit together at most ``flush_timeout`` and one warning
-(:mod:`hush.observability.health`); while it is down, spans are neither built
-nor sent.
+tracer's own provider, whose only processor is hush's, each span is written at its end
+straight to the OTLP bytes the SDK's path would send (:mod:`hush.observability.otel_spans`
+says how, and what it gives up). The ids are hush's own (:mod:`hush.observability.otel_ids`).
+Errors are the span's status plus an ``exception`` event. A dead, hanging or failing
+backend costs a run and the process exit together at most ``flush_timeout`` and one
+warning (:mod:`hush.observability.health`); while it is down, spans are neither built nor
+sent.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from hush.core.events import Event, LLMCall
 from hush.observability.exporter import OTLPHttpExporter
 from hush.observability.ids import new_span_id
 from hush.observability.item_traces import item_trace_id, outermost_item, run_root, session_of
-from hush.observability.openinference import io_attributes, llm_attributes
+from hush.observability.openinference import IO_KEYS, JSON_MIME, io_attributes, llm_attributes
 from hush.observability.otel_spans import (
     SAMPLED,
     DirectSpan,
@@ -42,7 +39,13 @@ from hush.observability.otel_spans import (
     PrivateProvider,
     SdkSpans,
 )
-from hush.observability.serialize import DEFAULT_MAX_CHARS, fit, to_json_text, usage_details
+from hush.observability.serialize import (
+    DEFAULT_MAX_CHARS,
+    fit,
+    flat_json,
+    to_json_text,
+    usage_details,
+)
 from hush.observability.spans import DEFAULT_MAX_QUEUED_EVENTS, OpenSpan, RunSpans, SpanTracer
 from hush.observability.wire_batches import WireBatches
 
@@ -276,7 +279,15 @@ class OTelTracer(SpanTracer):
 
     def io(self, prefix: str, value: Any) -> Attributes:
         """An input or output (``prefix``), encoded once: ``input.value`` or ``output.value``
-        and its mime type (OpenInference), else under ``input_key`` or ``output_key``."""
+        and its mime type (OpenInference), else under ``input_key`` or ``output_key``. A small
+        flat dict (most items' and nodes') is encoded at once, as :meth:`text` would."""
+        if type(value) is dict:
+            flat = flat_json(value, self.max_field_chars)
+            if flat is not None:
+                if self.openinference:
+                    value_key, mime_key = IO_KEYS[prefix]
+                    return {value_key: flat, mime_key: JSON_MIME}
+                return {self.input_key if prefix == "input" else self.output_key: flat}
         if self.openinference:
             return io_attributes(prefix, value, self.text)
         return {self.input_key if prefix == "input" else self.output_key: self.text(value)}

@@ -86,7 +86,9 @@ def encoded(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[Any, str
     """:func:`to_jsonable` of ``value`` and its JSON text, encoded once. A value of JSON types
     that fits is returned as is (no copy)."""
     if not isinstance(value, str):
-        text = _plain_json(value, max_chars)
+        text = flat_json(value, max_chars) if type(value) is dict else None
+        if text is None:
+            text = _plain_json(value, max_chars)
         if text is not None:
             return value, text
     data, text = _encoded(value, max_chars)
@@ -102,11 +104,33 @@ def to_json_text(value: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """``value`` as JSON text bounded like :func:`to_jsonable`; a string is returned as is."""
     if isinstance(value, str):
         return _truncate(value, max_chars)
-    text = _plain_json(value, max_chars)
+    text = flat_json(value, max_chars) if type(value) is dict else None
+    if text is None:
+        text = _plain_json(value, max_chars)
     if text is None:
         data, text = _encoded(value, max_chars)
         return text if data is text else _truncate(text, max_chars)
     return text
+
+
+_FLAT_KEYS = 8
+"""Keys of a dict short enough to check in one pass (an item's inputs or outputs)."""
+
+
+def flat_json(value: dict[Any, Any], max_chars: int) -> str | None:
+    """The JSON text of a dict of a few string keys and scalar values that fits (``None``
+    otherwise): kept whole by :func:`_convert`, so encoded with no other check. A map item's
+    inputs and outputs, a node's, are most often one."""
+    if len(value) > _FLAT_KEYS:
+        return None
+    for key, item in value.items():
+        if type(key) is not str or type(item) not in _SCALARS:
+            return None
+    try:
+        text = _plain(value)
+    except ValueError:  # NaN or an infinity: _convert writes those as text
+        return None
+    return text if len(text) <= max_chars else None
 
 
 def error_message(error: BaseException, *, max_chars: int = 2_000) -> str:

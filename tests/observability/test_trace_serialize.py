@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import json
 from typing import Any
 from unittest.mock import patch
@@ -154,3 +155,46 @@ def test_the_check_that_a_value_needs_no_cutting_follows_its_rule(value: Any, de
         patch.object(serialize, "MAX_DEPTH", 4),
     ):
         assert serialize._uncut(value, depth) == _uncut_by_definition(value, depth)
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+_flat_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),  # NaN and the infinities too: written as text, not JSON numbers
+    st.text(max_size=40),
+    st.just(Level.LOW),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    st.dictionaries(st.one_of(st.text(max_size=5), st.integers(0, 3)), _flat_values, max_size=10),
+    st.integers(1, 80),
+)
+def test_a_small_flat_dict_is_written_as_the_general_path_writes_it(
+    value: dict[Any, Any], max_chars: int
+) -> None:
+    """The shortcut for an item's small inputs and outputs changes no text: long strings,
+    NaN, enum members, non-string keys and nested lists go the general way."""
+    with patch.object(serialize, "flat_json", lambda value, max_chars: None):
+        general = to_json_text(value, max_chars=max_chars)
+    assert to_json_text(value, max_chars=max_chars) == general
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.one_of(st.text(max_size=5), st.integers(0, 3)), _flat_values, max_size=10),
+    st.integers(1, 80),
+)
+def test_a_small_flat_dict_converts_as_the_general_path_converts_it(
+    value: dict[Any, Any], max_chars: int
+) -> None:
+    with patch.object(serialize, "flat_json", lambda value, max_chars: None):
+        general = serialize.encoded(value, max_chars=max_chars)
+    assert serialize.encoded(value, max_chars=max_chars) == general
