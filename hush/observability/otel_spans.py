@@ -294,6 +294,13 @@ class DirectSpans:
         last). A plain dict when no limit can cut anything."""
         start, added, limit = span.attributes, span.added, self.max_attributes
         if self.plain and (limit is None or len(start) + len(added) + len(end) <= limit):
+            if not added:
+                for key in end:  # a loop: cheaper than any() on a few keys
+                    if key in start:
+                        break
+                else:
+                    start.update(end)  # the span's own dict, read no more
+                    return start
             merged = {**start, **added}
             for key in merged.keys() & end.keys():
                 del merged[key]

@@ -251,3 +251,17 @@ async def test_a_full_span_loses_the_same_attributes(
     monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "4")
     caplog.set_level(logging.ERROR, logger="opentelemetry")
     compare(kinds, kind, await nested_events(), started)
+
+
+class Restating(OTLPTracer):
+    """Sets again at a span's end one attribute its start set."""
+
+    def span_end(self, run: Any, event: Event) -> dict[str, Any]:
+        return {"hush.kind": "again", **super().span_end(run, event)}
+
+
+async def test_an_attribute_set_again_at_the_end_moves_last_as_in_the_sdk(
+    started: list[str], quiet: None
+) -> None:
+    kinds: dict[str, Make] = {"restating": lambda url, **o: Restating(url, flush_timeout=10.0)}
+    compare(kinds, "restating", await nested_events(), started)
