@@ -11,7 +11,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hush.core.events import node_end, node_start
-from hush.core.quiet_items import run_quiet
+from hush.core.quiet_items import quiet_body, trace_if_failed
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
@@ -92,10 +92,18 @@ async def run_item(
                 return ItemOutcome(dict(found), None, True)
         checkpoint.name(path, named[1])
     try:
-        if run.emit is None:
+        emit = run.emit
+        scope = emit if emit is None or executor is not None else emit.item(path)
+        if scope is not emit:  # no subscriber wants the item (hush.core.quiet_items)
+            started, quiet = perf_counter(), None
+            try:
+                outcome = quiet = await quiet_body(call, plan, path, state, scope)
+            finally:
+                trace_if_failed(call, index, path, (shared, own), quiet, started)
+        elif emit is None:
             outcome = await _body(call, plan, path, state, executor)
         else:
-            outcome = await _traced(call, plan, index, path, state, executor, (shared, own))
+            outcome = await _observed(call, plan, index, path, state, executor, emit)
         waiter = None
         if checkpoint is not None:
             spent = outcome.usage = usage.summary() if usage is not None else None
@@ -127,26 +135,6 @@ def _body(
     if executor is not None:
         return executor.run_body(call, plan, path, state)
     return call.frame.execute(plan, state, path, call, in_item=True)
-
-
-def _traced(
-    call: NodeCall,
-    plan: GraphPlan,
-    index: int,
-    path: str,
-    state: dict[str, Any],
-    executor: ItemExecutor | None,
-    inputs: tuple[dict[str, Any], dict[str, Any]],
-) -> Coroutine[Any, Any, GraphOutcome]:
-    """Run the item's body between its ``node_start`` and ``node_end`` events, or untraced if
-    no subscriber wants it (:mod:`hush.core.quiet_items`; ``inputs``: the shared and own
-    inputs ``state`` started as)."""
-    emit = call.run.emit
-    assert emit is not None
-    scope = emit.item(path) if executor is None else emit
-    if scope is not emit:
-        return run_quiet(call, plan, index, path, state, scope, inputs)
-    return _observed(call, plan, index, path, state, executor, emit)
 
 
 async def _observed(
