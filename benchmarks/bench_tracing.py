@@ -1,6 +1,6 @@
 """What tracing costs a run: off, LocalTracer, OTLPTracer and LangfuseTracer, same process.
 
-    python benchmarks/bench_tracing.py [--runs 3] [--repeat 1] [--only w1] [--arms sample=0.1]
+    python benchmarks/bench_tracing.py [--runs 3] [--repeat 3] [--only w1] [--arms sample=0.1]
 
 ``--only w1`` (or ``20ms``) runs one workload; ``--arms TEXT`` keeps the arms whose name
 contains TEXT (tracing off is always run: every ratio is to it).
@@ -14,7 +14,10 @@ alike; each figure is the ``min–max`` over ``--runs`` rounds of the arm's time
 divided by tracing off's time in the same round (each arm's best of ``--repeat``). Every
 run starts from a collected heap (``gc.collect()`` before the clock): otherwise what the
 arm before left is collected during the next one's run, and tracing off, which follows the
-last tracer, varied by half between rounds.
+last tracer, varied by half between rounds. Three runs per arm per round by default: a
+single run of W1 (60 ms) that meets other work on a shared machine can take its loop's
+own CPU time to twice tracing off's, a spike that is not tracing's (``loop only`` rises
+with it) and that the best of three leaves out.
 "wall" is elapsed time, "cpu" the process's CPU time (every thread): other jobs on
 the machine inflate the first, hardly the second. "loop" is the CPU time of the
 event loop's thread alone (``time.thread_time()``), as a ratio and as microseconds
@@ -187,7 +190,7 @@ def load() -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="rounds (ranges are over these)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per arm per round (best)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per arm per round (best)")
     parser.add_argument("--only", choices=("20ms", "w1"), help="run this workload only")
     parser.add_argument("--arms", default="", help="keep the arms whose name contains this")
     args = parser.parse_args()
