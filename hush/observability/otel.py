@@ -105,6 +105,7 @@ class OTelTracer(SpanTracer):
         if isinstance(tracer, Tracer) and own and DirectSpans.serves(provider):
             self._direct = DirectSpans(provider, tracer, self.own_processor_start)
         self._truncation_said = False
+        self._flat_io = type(self).text is OTelTracer.text
         super().__init__(
             flush_timeout=flush_timeout,
             log=log or logger,
@@ -232,8 +233,7 @@ class OTelTracer(SpanTracer):
             SdkSpans.end(live, attributes, end, error)
 
     def _spans(self) -> SdkSpans | DirectSpans:
-        """How the span starting now is built: directly while the private provider's processors
-        are all hush's, else through the SDK (:mod:`hush.observability.otel_spans`)."""
+        """Spans built directly while every processor is hush's, else through the SDK."""
         direct = self._direct
         if direct is not None and direct.usable:
             return direct
@@ -248,9 +248,8 @@ class OTelTracer(SpanTracer):
             self.provider.add_span_processor(processor)
 
     def own_processor_start(self, parent_open: bool) -> Attributes:
-        """What the ``on_start`` of the processor the tracer adds to its private provider adds
-        to a span of hush's whose parent is (or is not) a span of the provider still open:
-        nothing (a ``BatchSpanProcessor``)."""
+        """What the ``on_start`` of the tracer's own processor adds to a span whose parent is
+        (or is not) an open span of the provider: nothing (a ``BatchSpanProcessor``)."""
         return {}
 
     def _trace(
@@ -278,16 +277,17 @@ class OTelTracer(SpanTracer):
         return text
 
     def io(self, prefix: str, value: Any) -> Attributes:
-        """An input or output (``prefix``), encoded once: ``input.value`` or ``output.value``
-        and its mime type (OpenInference), else under ``input_key`` or ``output_key``. A small
-        flat dict (most items' and nodes') is encoded at once, as :meth:`text` would."""
-        if type(value) is dict:
+        """An input or output (``prefix``), encoded once: ``input.value`` or ``output.value`` and
+        its mime type (OpenInference), else under ``input_key`` or ``output_key``. A small flat
+        dict is encoded at once, as :meth:`text` would (which a subclass's own sees all)."""
+        if type(value) is dict and self._flat_io:
             flat = flat_json(value, self.max_field_chars)
             if flat is not None:
-                if self.openinference:
+                if not self.openinference:
+                    return {self.input_key if prefix == "input" else self.output_key: flat}
+                if prefix in IO_KEYS:
                     value_key, mime_key = IO_KEYS[prefix]
                     return {value_key: flat, mime_key: JSON_MIME}
-                return {self.input_key if prefix == "input" else self.output_key: flat}
         if self.openinference:
             return io_attributes(prefix, value, self.text)
         return {self.input_key if prefix == "input" else self.output_key: self.text(value)}

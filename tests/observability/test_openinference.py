@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 from graphs import QUERIES, batch_graph
+from opentelemetry.sdk.trace import TracerProvider
 from otlp_receiver import OtlpReceiver
 
 from hush.core import Hush
 from hush.observability import OTLPTracer
+from hush.observability.otel import OTelTracer
 from hush.testing import MockLLMServer
 
 
@@ -52,3 +56,33 @@ async def test_llm_spans_are_kind_llm_and_nodes_chain_with_their_text_and_tokens
         )
         assert prompt > 0 and completion > 0
         assert attributes["llm.token_count.total"] == prompt + completion
+
+
+class Masking(OTelTracer):
+    """A backend of someone's that masks a secret in every input and output it sends."""
+
+    def text(self, value: Any) -> str:
+        return super().text(value).replace("hunter2", "***")
+
+
+@pytest.mark.parametrize("openinference", [True, False])
+def test_a_subclass_text_sees_small_flat_values_too(openinference: bool) -> None:
+    """The shortcut for an item's small flat inputs does not go around a subclass's ``text``."""
+    tracer = Masking(TracerProvider(), own=True)
+    tracer.openinference = openinference
+    try:
+        for value in ({"password": "hunter2"}, {"password": ["hunter2"]}):
+            assert "hunter2" not in str(tracer.io("input", value))
+    finally:
+        tracer.close()
+
+
+def test_io_under_another_prefix_keeps_its_own_keys() -> None:
+    tracer = OTelTracer(TracerProvider(), own=True)
+    try:
+        assert tracer.io("metadata", {"a": 1}) == {
+            "metadata.value": '{"a": 1}',
+            "metadata.mime_type": "application/json",
+        }
+    finally:
+        tracer.close()
