@@ -6,7 +6,9 @@
 contains TEXT (tracing off is always run: every ratio is to it).
 
 The OTLP/Langfuse backend is a loopback HTTP sink in a process of its own that
-decodes nothing and answers 200, so the export work on our side is real. Each
+decodes nothing and answers 200, so the export work on our side is real. It keeps its
+connections alive (HTTP/1.1), as collectors and Langfuse do: an HTTP/1.0 sink made every
+request open a connection of its own, about 2 ms of a run's end that no real backend costs. Each
 timed run includes the final export (``run()`` waits for it); the tracer is
 closed after the clock stops, waiting for whatever it still does. The arms take turns within every round (off,
 events only, then each tracer), so a load spike on a shared machine hits them
@@ -71,6 +73,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self.send_response(200)
