@@ -264,10 +264,20 @@ class SaveWindow:
         if len(pending) <= self._size:
             return None
         committed = checkpoint.store.committed
-        while pending and committed(pending[0]):
+        over = pending[-self._size - 1]
+        if not committed(over):
+            return checkpoint.saved(self._path, over)
+        # Commits follow their numbers: the committed ones are a prefix, found by halving and
+        # dropped at once, so the next items fit in the window without asking.
+        low, high = len(pending) - self._size, len(pending)
+        while low < high:
+            middle = (low + high) // 2
+            if committed(pending[middle]):
+                low = middle + 1
+            else:
+                high = middle
+        for _ in range(low):
             pending.popleft()
-        if len(pending) > self._size:
-            return checkpoint.saved(self._path, pending[-self._size - 1])
         return None
 
     async def drained(self) -> None:
