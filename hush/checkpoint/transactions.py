@@ -52,13 +52,12 @@ class RunFile:
 
     def at_once(self, many: Many) -> None:
         """Commit ``many`` or raise SQLite's busy error at once, with nothing written, if
-        another connection holds the write lock."""
-        try:
+        another connection holds the write lock. The busy timeout stays zero for the loop's
+        next commit; the writer's thread gives it back before its own (:meth:`restore_timeout`)."""
+        if not self.zeroed:
             self.zeroed = True
             self.conn.execute("PRAGMA busy_timeout=0")
-            self.store([many])
-        finally:
-            self.restore_timeout()
+        self.store([many])
 
     def store(self, batch: list[Op]) -> tuple[list[Many], list[Futures]]:
         """Write ``batch`` in one transaction (the caller holds the connection's lock);

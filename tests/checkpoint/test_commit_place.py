@@ -15,6 +15,7 @@ import pytest
 
 import hush.checkpoint.writer as writer_module
 from hush.checkpoint import open_checkpoint
+from hush.checkpoint.schema import BUSY_TIMEOUT_S
 
 
 async def test_a_slow_commit_sends_the_commits_after_it_to_the_thread_for_a_while(
@@ -344,3 +345,27 @@ async def test_a_batch_is_not_committed_on_the_loop_before_one_the_thread_took(
         release.set()
         await asyncio.wait_for(store.durable(b), 10)
         assert store.committed(a)
+
+
+async def test_the_loop_zeroes_the_busy_timeout_once_and_the_thread_gives_it_back(
+    tmp_path: Path,
+) -> None:
+    """Commits on the loop one after another set the timeout to zero once; a commit of the
+    thread's (a large batch) runs with it back, and so does the next wait for the lock."""
+    db = tmp_path / "run.db"
+    statements: list[str] = []
+    async with await open_checkpoint(db, "r", "fp") as store:
+        conn = store._writer.run_file.conn
+        conn.set_trace_callback(statements.append)
+        for i in range(3):
+            await store.durable(store.queue(f"root/n{i}", "d", i))
+        assert store.stats.on_loop == 3
+        big = b"x" * (writer_module.INLINE_MAX_BYTES + 1)
+        await store.durable(store.queue("root/big", "d", big))
+        conn.set_trace_callback(None)
+    pragmas = [s for s in statements if s.startswith("PRAGMA busy_timeout")]
+    back = f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}"
+    assert pragmas == ["PRAGMA busy_timeout=0", back], statements
+    restored = statements.index(back)
+    assert all("busy_timeout" not in s for s in statements[restored + 1 :])
+    assert any(s.startswith("INSERT") for s in statements[restored + 1 :]), "the thread's commit"
