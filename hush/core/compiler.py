@@ -161,6 +161,7 @@ def _compile(
         writes_parent=frozenset(writes),
         writes_all=bool(star_writers),
         required_inputs=frozenset(required),
+        one_plain=len(node_plans) == 1 and node_plans[0].plain is not None,
     )
 
 

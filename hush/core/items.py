@@ -85,12 +85,17 @@ async def run_item(
     checkpoint = run.checkpoint
     keys = call.item_keys()
     named = keys.take(index, shared, own) if keys is not None else None
+    naming = False
     if checkpoint is not None and named is not None:
         if checkpoint.resuming:
             found = checkpoint.load_item(named)
             if found is not None:
                 return ItemOutcome(dict(found), None, True)
-        checkpoint.name(path, named[1])
+        # What runs inside is saved under the item's name; a single plain node on the fast
+        # path (no saved results to look up, no run-wide slot) saves nothing there.
+        naming = checkpoint.resuming or run.slot is not None or not plan.one_plain
+        if naming:
+            checkpoint.name(path, named[1])
     try:
         emit = run.emit
         scope = emit if emit is None or executor is not None else emit.item(path)
@@ -116,7 +121,7 @@ async def run_item(
     finally:
         if usage is not None:
             usage.next()
-        if checkpoint is not None and named is not None:
+        if naming and checkpoint is not None:
             checkpoint.unname(path)
     call.outcome.merge(outcome)
     if waiter is not None and wait_saved:

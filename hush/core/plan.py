@@ -101,6 +101,9 @@ class GraphPlan:
     writes_all: bool
     """Some node writes ``outputs={"*": PARENT}``: the keys are known only at run time."""
     required_inputs: frozenset[str]
+    one_plain: bool = False
+    """A single node that takes the scheduler's fast path where it may (``NodePlan.plain``): a
+    map item of it saves nothing under the item's name while it runs (``Frame.fast``)."""
 
 
 def node_sources(b: Binding) -> list[Binding]:

@@ -153,3 +153,54 @@ async def test_a_result_that_does_not_pickle_and_spent_nothing_leaves_no_row(
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT coalesce(sum(entries), 0) FROM chunks").fetchone() == (0,)
     assert list_runs(db)[0].entries == 0, "an unsaved result was counted as saved"
+
+
+@pytest.mark.parametrize("limit", [None, 2], ids=["fast path", "run-wide slot"])
+async def test_what_an_item_saves_inside_it_is_under_its_content_name(
+    tmp_path: Path, limit: int | None
+) -> None:
+    """A failed item's clean nodes are saved under the item's content name, not its
+    position, and a resumed run reruns only what failed; an item of one plain node, which
+    needs no name while it runs, is saved whole under it all the same."""
+    fail = {"on": True}
+
+    def first(x: int) -> dict[str, Any]:
+        return {"y": x * 10}
+
+    def second(y: int) -> dict[str, Any]:
+        if fail["on"] and y % 20:
+            raise ValueError("odd")
+        return {"out": y + 1}
+
+    with GraphNode(name="g") as g:
+        with MapNode(name="m", inputs={"x": Each(PARENT["xs"])}, max_concurrency=4) as m:
+            a = CodeNode(name="first", code_fn=first, inputs={"x": PARENT["x"]})
+            b = CodeNode(name="second", code_fn=second, inputs={"y": a["y"]})
+            b["out"] >> PARENT["out"]
+            START >> a >> b >> END
+        m["out"] >> PARENT["outs"]
+        START >> m >> END
+    with GraphNode(name="g") as single:
+        with MapNode(name="m", inputs={"x": Each(PARENT["xs"])}, max_concurrency=4) as m:
+            a = CodeNode(name="first", code_fn=first, inputs={"x": PARENT["x"]})
+            a["y"] >> PARENT["out"]
+            START >> a >> END
+        m["out"] >> PARENT["outs"]
+        START >> m >> END
+
+    db = tmp_path / "run.db"
+    await Hush(g).run({"xs": list(range(6))}, checkpoint=db, run_id="r", max_running_nodes=limit)
+    inside = {k for k in items_saved(db) if "/" in k[len("g/m[") :]}
+    assert len(inside) == 3 and all(k.endswith(".0]/first") for k in inside), inside
+    fail["on"] = False
+    again = await Hush(g).run(
+        {"xs": list(range(6))}, checkpoint=db, run_id="r", max_running_nodes=limit
+    )
+    assert again["outs"] == [x * 10 + 1 for x in range(6)]
+
+    db = tmp_path / "single.db"
+    await Hush(single).run(
+        {"xs": list(range(6))}, checkpoint=db, run_id="r", max_running_nodes=limit
+    )
+    whole = set(items_saved(db))
+    assert len(whole) == 6 and all(k.endswith(".0]") for k in whole), whole
