@@ -9,6 +9,7 @@ import json
 from typing import Any
 from unittest.mock import patch
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
@@ -172,29 +173,19 @@ _flat_values = st.one_of(
 )
 
 
-@settings(max_examples=800, deadline=None)
-@given(
-    st.dictionaries(st.one_of(st.text(max_size=5), st.integers(0, 3)), _flat_values, max_size=10),
-    st.integers(1, 80),
+_flat_dicts = st.dictionaries(
+    st.one_of(st.text(max_size=5), st.integers(0, 3)), _flat_values, max_size=10
 )
-def test_a_small_flat_dict_is_written_as_the_general_path_writes_it(
-    value: dict[Any, Any], max_chars: int
-) -> None:
-    """The shortcut for an item's small inputs and outputs changes no text: long strings,
-    NaN, enum members, non-string keys and nested lists go the general way."""
-    with patch.object(serialize, "flat_json", lambda value, max_chars: None):
-        general = to_json_text(value, max_chars=max_chars)
-    assert to_json_text(value, max_chars=max_chars) == general
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.dictionaries(st.one_of(st.text(max_size=5), st.integers(0, 3)), _flat_values, max_size=10),
-    st.integers(1, 80),
-)
-def test_a_small_flat_dict_converts_as_the_general_path_converts_it(
-    value: dict[Any, Any], max_chars: int
+@pytest.mark.parametrize("convert", [to_json_text, serialize.encoded], ids=["text", "encoded"])
+@settings(max_examples=500, deadline=None)
+@given(_flat_dicts, st.integers(1, 80))
+def test_a_small_flat_dict_comes_out_as_the_general_path_makes_it(
+    convert: Any, value: dict[Any, Any], max_chars: int
 ) -> None:
+    """The shortcut for an item's small inputs and outputs changes no text nor data: long
+    strings, NaN, enum members, non-string keys and nested lists go the general way."""
     with patch.object(serialize, "flat_json", lambda value, max_chars: None):
-        general = serialize.encoded(value, max_chars=max_chars)
-    assert serialize.encoded(value, max_chars=max_chars) == general
+        general = convert(value, max_chars=max_chars)
+    assert convert(value, max_chars=max_chars) == general
