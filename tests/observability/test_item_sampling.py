@@ -3,6 +3,7 @@ fails is traced from its errors; subscribers get only the kinds they read."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import graphs
@@ -238,3 +239,28 @@ def test_a_drawn_item_goes_on_as_it_comes_and_only_undrawn_ones_wait_for_their_e
     tracer._handle_batch([*ends, Event("run_end", "g", "r", status="ok")])
     assert seen[4:] == [f"end {drawn}/n", f"end {drawn}", "end g/m", "end g"]
     tracer.close()
+
+
+async def test_quiet_items_cut_short_by_the_run_timeout_are_traced_as_cancelled() -> None:
+    """Items no tracer drew that are still running when the graph's timeout cancels them are
+    traced from their end (cancelled, with their inputs); those that finished are not."""
+    release = asyncio.Event()
+
+    async def work(item: int) -> dict[str, int]:
+        if item >= 3:
+            await release.wait()  # never set: these run until the timeout
+        return {"result": item}
+
+    with GraphNode(name="g", timeout=0.2) as g:
+        with MapNode(name="m", inputs={"item": Each(PARENT["items"])}, max_concurrency=8) as m:
+            n = CodeNode(name="work", code_fn=work, inputs={"item": PARENT["item"]})
+            n["result"] >> PARENT["result"]
+            START >> n >> END
+        m["result"] >> PARENT["results"]
+        START >> m >> END
+    tracer = MemoryTracer(sample=0.0)
+    await Hush(g).run({"items": list(range(6))}, tracer=tracer)
+    tracer.close()
+    items = tracer.find(kind="item")
+    assert sorted(item["input"]["item"] for item in items) == [3, 4, 5]
+    assert {item["status"] for item in items} == {"cancelled"}
